@@ -1,0 +1,51 @@
+//! One module per subcommand, plus the error-to-exit-code policy.
+
+pub mod conv2d;
+pub mod cost;
+pub mod demo;
+
+use std::process::ExitCode;
+
+/// A mistake in what the user gave us (arguments, files): exit code 2.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl std::fmt::Display for UserError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Shorthand: a [`UserError`] as an `anyhow::Error`.
+pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UserError(msg.into()))
+}
+
+/// Prints one line for `err` and picks the exit code: a library error or a [`UserError`]
+/// anywhere in the chain is the user's input (2); a broken pipe is success (0); anything
+/// else is an internal failure (1).
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    for cause in err.chain() {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    let line = err
+        .chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    eprintln!("dsconv: error: {line}");
+    let is_user = err
+        .chain()
+        .any(|c| c.is::<UserError>() || c.is::<dsconv::Error>());
+    if is_user {
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    }
+}

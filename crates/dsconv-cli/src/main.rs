@@ -1,0 +1,41 @@
+//! `dsconv`: depthwise separable convolution from the command line.
+//!
+//! Each subcommand lives in `cmd/`, one file per command. Errors are data in the library;
+//! here they become one line on stderr and an exit code: 2 for bad input (files, shapes,
+//! arguments), 1 for internal failures, 0 when a downstream pipe closes early.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Depthwise separable convolution: exact like PyTorch, fast on the CPU.
+#[derive(Parser)]
+#[command(name = "dsconv", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk through the seed's example and MobileNetV1, standard vs depthwise separable.
+    Demo(cmd::demo::Args),
+    /// Count multiply-accumulates, parameters and bytes of a layer or a model.
+    Cost(cmd::cost::Args),
+    /// Run one convolution on .npy files.
+    Conv2d(cmd::conv2d::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Cost(args) => cmd::cost::run(args),
+        Command::Conv2d(args) => cmd::conv2d::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => cmd::report(&err),
+    }
+}

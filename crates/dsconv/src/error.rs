@@ -1,0 +1,90 @@
+//! The one error type of the library: every fallible public operation returns
+//! [`Result<T>`](Result), and every variant says which operation failed, what it
+//! expected and what arrived.
+
+use thiserror::Error;
+
+/// Result alias used throughout dsconv.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Everything that can go wrong in dsconv, as data.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A tensor had the wrong number of elements or dimensions for its declared shape.
+    #[error("{what}: expected {expected}, got {got}")]
+    Shape {
+        /// The operand, e.g. "conv2d input".
+        what: &'static str,
+        /// What was expected, in words and numbers.
+        expected: String,
+        /// What arrived.
+        got: String,
+    },
+    /// A convolution parameter is invalid on its own (zero stride, zero groups, ...).
+    #[error("invalid {param}: {reason}")]
+    InvalidParam {
+        /// The parameter's name.
+        param: &'static str,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// The geometry does not work out: kernel larger than the padded input,
+    /// reflect padding not smaller than the input, output of size zero.
+    #[error("invalid geometry: {0}")]
+    Geometry(String),
+    /// Arithmetic on sizes overflowed `usize` (absurd sizes).
+    #[error("size overflow while computing {0}")]
+    Overflow(&'static str),
+    /// A file (npy, checkpoint) is malformed, truncated or unsupported.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file or source name.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An I/O failure, with the path it concerned.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file's path.
+        path: String,
+        /// The operating system's message.
+        reason: String,
+    },
+    /// Weights loaded from a checkpoint do not fit the model.
+    #[error("checkpoint does not fit the model: {0}")]
+    Checkpoint(String),
+    /// The thread pool could not be created.
+    #[error("thread pool: {0}")]
+    Threads(String),
+}
+
+impl Error {
+    /// Shorthand for [`Error::Shape`].
+    pub fn shape(what: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        Error::Shape {
+            what,
+            expected: expected.into(),
+            got: got.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::InvalidParam`].
+    pub fn param(param: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidParam {
+            param,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Checked multiplication of sizes, naming what was being computed on overflow.
+pub(crate) fn mul(a: usize, b: usize, what: &'static str) -> Result<usize> {
+    a.checked_mul(b).ok_or(Error::Overflow(what))
+}
+
+/// Checked product of many sizes.
+pub(crate) fn product(dims: &[usize], what: &'static str) -> Result<usize> {
+    dims.iter().try_fold(1usize, |acc, &d| mul(acc, d, what))
+}

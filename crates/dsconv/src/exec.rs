@@ -1,0 +1,105 @@
+//! Execution context: how many threads a forward pass may use.
+//!
+//! An [`Executor`] owns a persistent rayon pool (created once, reused by every call), so
+//! no thread is spawned per layer. Work is split statically into contiguous chunks of
+//! output rows; every output element is computed by exactly one thread in a fixed order,
+//! so results are bitwise identical for every thread count.
+
+use crate::error::{Error, Result};
+use rayon::prelude::*;
+
+/// Below this many multiply-accumulates a layer runs on the calling thread: waking a
+/// worker costs a few microseconds, more than such a layer takes.
+pub const MIN_MACS_PER_THREAD: u64 = 200_000;
+
+/// Thread settings for forward passes.
+#[derive(Debug)]
+pub struct Executor {
+    threads: usize,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Default for Executor {
+    fn default() -> Self {
+        Executor::single()
+    }
+}
+
+impl Executor {
+    /// Runs everything on the calling thread.
+    pub fn single() -> Self {
+        Executor {
+            threads: 1,
+            pool: None,
+        }
+    }
+
+    /// Uses `threads` threads (the caller's plus `threads − 1` pool workers); 0 means one per
+    /// available core.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        };
+        if threads > 1024 {
+            return Err(Error::param(
+                "threads",
+                format!("{threads} is more than 1024"),
+            ));
+        }
+        if threads == 1 {
+            return Ok(Executor::single());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("dsconv-{i}"))
+            .build()
+            .map_err(|e| Error::Threads(e.to_string()))?;
+        Ok(Executor {
+            threads,
+            pool: Some(pool),
+        })
+    }
+
+    /// Number of threads.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// How many parallel tasks a job of `macs` multiply-accumulates deserves.
+    pub fn tasks_for(&self, macs: u64) -> usize {
+        let by_work = (macs / MIN_MACS_PER_THREAD).max(1);
+        self.threads.min(by_work.try_into().unwrap_or(usize::MAX))
+    }
+
+    /// Calls `f(first_row, rows)` on disjoint chunks of `out`, which holds `out.len() /
+    /// row_len` rows of `row_len` elements, using up to `tasks` threads. Chunks are
+    /// contiguous and as equal as possible.
+    pub fn for_each_rows<F>(&self, out: &mut [f32], row_len: usize, tasks: usize, f: F)
+    where
+        F: Fn(usize, &mut [f32]) + Sync + Send,
+    {
+        let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+        let tasks = tasks.clamp(1, rows.max(1));
+        match &self.pool {
+            Some(pool) if tasks > 1 => {
+                let rows_per_task = rows.div_ceil(tasks);
+                pool.install(|| {
+                    out.par_chunks_mut(rows_per_task * row_len)
+                        .enumerate()
+                        .for_each(|(t, chunk)| f(t * rows_per_task, chunk));
+                });
+            }
+            _ => f(0, out),
+        }
+    }
+
+    /// Runs `f` inside the pool (so nested rayon calls use it), or directly.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
+    }
+}

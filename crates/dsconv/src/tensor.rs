@@ -1,0 +1,262 @@
+//! Dense 4-D f32 tensors in NCHW or NHWC memory order.
+//!
+//! A [`Tensor`] knows its logical shape `[N, C, H, W]` and its [`Layout`]; `dims()`
+//! returns the dimensions in memory order (`[N, C, H, W]` for NCHW, `[N, H, W, C]` for
+//! NHWC). Convolution weights are tensors too, always in PyTorch's `[C_out, C_in/groups,
+//! kH, kW]` order (use [`Layout::Nchw`] for them).
+
+use crate::error::{product, Error, Result};
+
+/// Memory order of a 4-D activation tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `[N, C, H, W]`, PyTorch's default.
+    #[default]
+    Nchw,
+    /// `[N, H, W, C]`, channels last; dsconv's native execution layout.
+    Nhwc,
+}
+
+impl Layout {
+    /// Memory-order dimensions from logical `[N, C, H, W]`.
+    pub fn dims_from_logical(self, [n, c, h, w]: [usize; 4]) -> [usize; 4] {
+        match self {
+            Layout::Nchw => [n, c, h, w],
+            Layout::Nhwc => [n, h, w, c],
+        }
+    }
+    /// Logical `[N, C, H, W]` from memory-order dimensions.
+    pub fn logical_from_dims(self, dims: [usize; 4]) -> [usize; 4] {
+        match self {
+            Layout::Nchw => dims,
+            Layout::Nhwc => [dims[0], dims[3], dims[1], dims[2]],
+        }
+    }
+    /// Lower-case name (`nchw`, `nhwc`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Nchw => "nchw",
+            Layout::Nhwc => "nhwc",
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "nchw" => Ok(Layout::Nchw),
+            "nhwc" => Ok(Layout::Nhwc),
+            other => Err(Error::param(
+                "layout",
+                format!("'{other}' is not nchw or nhwc"),
+            )),
+        }
+    }
+}
+
+/// An owned 4-D f32 tensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tensor {
+    data: Vec<f32>,
+    /// Logical `[N, C, H, W]`.
+    logical: [usize; 4],
+    layout: Layout,
+}
+
+impl Tensor {
+    /// Wraps `data` whose memory order is `layout` and whose dimensions in that order are `dims`.
+    pub fn new(data: Vec<f32>, dims: [usize; 4], layout: Layout) -> Result<Self> {
+        let expected = product(&dims, "tensor size")?;
+        if data.len() != expected {
+            return Err(Error::shape(
+                "tensor data",
+                format!("{expected} elements for dims {dims:?}"),
+                format!("{} elements", data.len()),
+            ));
+        }
+        Ok(Tensor {
+            data,
+            logical: layout.logical_from_dims(dims),
+            layout,
+        })
+    }
+
+    /// An NCHW tensor (also the form for convolution weights `[C_out, C_in/g, kH, kW]`).
+    pub fn from_nchw(data: Vec<f32>, dims: [usize; 4]) -> Result<Self> {
+        Tensor::new(data, dims, Layout::Nchw)
+    }
+
+    /// An NHWC tensor from `[N, H, W, C]` data.
+    pub fn from_nhwc(data: Vec<f32>, dims: [usize; 4]) -> Result<Self> {
+        Tensor::new(data, dims, Layout::Nhwc)
+    }
+
+    /// A tensor of zeros with the given memory-order dimensions.
+    pub fn zeros(dims: [usize; 4], layout: Layout) -> Result<Self> {
+        let n = product(&dims, "tensor size")?;
+        Tensor::new(vec![0.0; n], dims, layout)
+    }
+
+    /// A tensor filled by `f(n, c, h, w)` over logical indices.
+    pub fn from_fn(
+        logical: [usize; 4],
+        layout: Layout,
+        mut f: impl FnMut(usize, usize, usize, usize) -> f32,
+    ) -> Result<Self> {
+        let mut t = Tensor::zeros(layout.dims_from_logical(logical), layout)?;
+        let [nn, cc, hh, ww] = logical;
+        for n in 0..nn {
+            for c in 0..cc {
+                for h in 0..hh {
+                    for w in 0..ww {
+                        let o = t.offset(n, c, h, w);
+                        t.data[o] = f(n, c, h, w);
+                    }
+                }
+            }
+        }
+        Ok(t)
+    }
+
+    /// Dimensions in memory order.
+    pub fn dims(&self) -> [usize; 4] {
+        self.layout.dims_from_logical(self.logical)
+    }
+    /// Logical dimensions `[N, C, H, W]`, whatever the layout.
+    pub fn logical_dims(&self) -> [usize; 4] {
+        self.logical
+    }
+    /// Memory layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+    /// The elements in memory order.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+    /// The elements in memory order, mutable.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+    /// Consumes the tensor, returning its elements in memory order.
+    pub fn into_data(self) -> Vec<f32> {
+        self.data
+    }
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    /// True when the tensor has no elements (never, for a validly built tensor).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Offset of logical element `(n, c, h, w)` in memory.
+    #[inline]
+    pub fn offset(&self, n: usize, c: usize, h: usize, w: usize) -> usize {
+        let [_, cc, hh, ww] = self.logical;
+        match self.layout {
+            Layout::Nchw => ((n * cc + c) * hh + h) * ww + w,
+            Layout::Nhwc => ((n * hh + h) * ww + w) * cc + c,
+        }
+    }
+
+    /// Logical element `(n, c, h, w)`.
+    #[inline]
+    pub fn at(&self, n: usize, c: usize, h: usize, w: usize) -> f32 {
+        self.data[self.offset(n, c, h, w)]
+    }
+
+    /// The same values in another layout (a copy; a clone if the layout is unchanged).
+    pub fn to_layout(&self, layout: Layout) -> Tensor {
+        if layout == self.layout {
+            return self.clone();
+        }
+        let [nn, cc, hh, ww] = self.logical;
+        let mut data = vec![0.0f32; self.data.len()];
+        let plane = hh * ww;
+        for n in 0..nn {
+            let src = &self.data[n * cc * plane..(n + 1) * cc * plane];
+            let dst = &mut data[n * cc * plane..(n + 1) * cc * plane];
+            match layout {
+                // NCHW → NHWC
+                Layout::Nhwc => {
+                    for c in 0..cc {
+                        for p in 0..plane {
+                            dst[p * cc + c] = src[c * plane + p];
+                        }
+                    }
+                }
+                // NHWC → NCHW
+                Layout::Nchw => {
+                    for p in 0..plane {
+                        for c in 0..cc {
+                            dst[c * plane + p] = src[p * cc + c];
+                        }
+                    }
+                }
+            }
+        }
+        Tensor {
+            data,
+            logical: self.logical,
+            layout,
+        }
+    }
+
+    /// Largest absolute difference to `other` (same logical shape, any layouts).
+    pub fn max_abs_diff(&self, other: &Tensor) -> Result<f32> {
+        if self.logical != other.logical {
+            return Err(Error::shape(
+                "comparison",
+                format!("{:?}", self.logical),
+                format!("{:?}", other.logical),
+            ));
+        }
+        let other = other.to_layout(self.layout);
+        Ok(self
+            .data
+            .iter()
+            .zip(&other.data)
+            .map(|(a, b)| {
+                if a.is_nan() || b.is_nan() {
+                    f32::INFINITY
+                } else {
+                    (a - b).abs()
+                }
+            })
+            .fold(0.0, f32::max))
+    }
+
+    /// Largest absolute value.
+    pub fn max_abs(&self) -> f32 {
+        self.data.iter().fold(0.0, |m, v| m.max(v.abs()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_round_trip_preserves_values() {
+        let t = Tensor::from_fn([2, 3, 4, 5], Layout::Nchw, |n, c, h, w| {
+            (n * 1000 + c * 100 + h * 10 + w) as f32
+        })
+        .unwrap();
+        let u = t.to_layout(Layout::Nhwc);
+        assert_eq!(u.dims(), [2, 4, 5, 3]);
+        assert_eq!(u.at(1, 2, 3, 4), 1234.0);
+        assert_eq!(u.data()[..4], [0.0, 100.0, 200.0, 1.0]);
+        assert_eq!(u.to_layout(Layout::Nchw), t);
+    }
+
+    #[test]
+    fn wrong_length_is_a_shape_error() {
+        assert!(matches!(
+            Tensor::from_nchw(vec![0.0; 5], [1, 1, 2, 3]),
+            Err(Error::Shape { .. })
+        ));
+    }
+}
