@@ -28,6 +28,7 @@ pub mod error;
 pub mod exec;
 pub mod geometry;
 pub mod layers;
+pub mod models;
 pub mod ops;
 pub mod reference;
 pub mod tensor;
