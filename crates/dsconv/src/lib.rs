@@ -31,6 +31,7 @@ pub mod layers;
 pub mod models;
 pub mod ops;
 pub mod reference;
+pub mod rng;
 pub mod tensor;
 
 pub use cost::Cost;
