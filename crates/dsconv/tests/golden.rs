@@ -212,7 +212,7 @@ enum Layer {
     Conv(Conv2d),
     Depthwise(DepthwiseConv2d),
     Pointwise(PointwiseConv2d),
-    Separable(DepthwiseSeparableConv2d),
+    Separable(Box<DepthwiseSeparableConv2d>),
 }
 
 impl Layer {
@@ -289,7 +289,7 @@ fn separable_layer(case: &Case) -> Layer {
         .with_batchnorm(&case.batchnorm("bn2"))
         .unwrap()
         .with_activation(Activation::Relu6);
-    Layer::Separable(DepthwiseSeparableConv2d::new(dw, pw).unwrap())
+    Layer::Separable(Box::new(DepthwiseSeparableConv2d::new(dw, pw).unwrap()))
 }
 
 /// The f64 reference for a case, as dsconv's `reference` module computes it.
