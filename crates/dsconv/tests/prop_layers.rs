@@ -186,14 +186,15 @@ fn divisors(n: usize) -> Vec<usize> {
 proptest! {
     #![proptest_config(config(1024))]
 
-    /// Standard and grouped convolution: `Conv2d` against the reference.
+    /// Standard and grouped convolution, with optional bias, folded BatchNorm and fused
+    /// activation: `Conv2d` against the reference.
     #[test]
     fn conv2d_matches_reference(
         input in input_strategy(),
         spatial in spatial_strategy(),
         group_pick in 0usize..64,
         out_per_group in 1usize..=3,
-        bias in any::<bool>(),
+        stage in stage_strategy(),
         seed in any::<u64>(),
     ) {
         let cin = input[1];
@@ -205,16 +206,29 @@ proptest! {
         let wdims = [cout, cin / groups, kh, kw];
         let weight = Tensor::from_nchw(random_vec(seed ^ 1, wdims.iter().product(), 1.0), wdims)
             .unwrap();
-        let bias = bias.then(|| random_vec(seed ^ 2, cout, 1.0));
+        let bias = stage.bias.then(|| random_vec(seed ^ 2, cout, 1.0));
+        let bn = stage.batchnorm.map(|eps| random_batchnorm(seed ^ 3, cout, eps));
         let x = input_tensor(input, seed, 1.0);
-        let layer = Conv2d::new(weight.clone(), bias.clone(), params).unwrap();
+        let mut layer = Conv2d::new(weight.clone(), bias.clone(), params).unwrap();
+        if let Some(bn) = &bn {
+            layer = layer.with_batchnorm(bn).unwrap();
+        }
+        let layer = layer.with_activation(stage.activation);
         let geometry = ConvGeometry::new(input, wdims, &params);
-        let expected = reference::conv2d(&x, &weight, bias.as_deref(), &params);
+        let reference_with = |activation: Activation| {
+            reference::conv2d(&x, &weight, bias.as_deref(), &params).map(|mut y| {
+                reference::batchnorm_activation(&mut y, bn.as_ref(), activation);
+                y
+            })
+        };
+        let expected = reference_with(stage.activation);
         prop_assert_eq!(geometry.is_ok(), expected.is_ok());
         if let Err(e) = &geometry {
             prop_assert_eq!(expected.as_ref().unwrap_err(), e);
         }
-        check_layer(&x, &expected, 0.0, |x, exec| layer.forward_with(x, exec))?;
+        // As for the separable block: a clipping activation can hide the sums' magnitude.
+        let scale_floor = reference_with(Activation::None).map_or(0.0, |z| 1.5 * max_abs(&z));
+        check_layer(&x, &expected, scale_floor, |x, exec| layer.forward_with(x, exec))?;
     }
 
     /// Depthwise convolution with depth multiplier 1–3.
