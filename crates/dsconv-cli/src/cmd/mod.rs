@@ -3,6 +3,7 @@
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
+pub mod parse;
 
 use std::process::ExitCode;
 
