@@ -29,6 +29,7 @@ pub mod exec;
 pub mod geometry;
 pub mod layers;
 pub mod models;
+pub mod npy;
 pub mod ops;
 pub mod reference;
 pub mod rng;
