@@ -54,14 +54,19 @@ pub struct Args {
 /// The flags of `dsconv conv2d`, as typed (parsed by [`parse_options`]).
 #[derive(clap::Args, Debug)]
 struct Flags {
-    /// Input array, rank 4: [N, C_in, H, W] (nchw) or [N, H, W, C_in] (nhwc)
-    #[arg(long, value_name = "X.npy")]
+    #[arg(
+        long,
+        value_name = "X.npy",
+        help = "Input array, rank 4: [N, C_in, H, W] (nchw) or [N, H, W, C_in] (nhwc)"
+    )]
     input: PathBuf,
-    /// Weight, rank 4, PyTorch layout [C_out, C_in/groups, kH, kW]
-    #[arg(long, value_name = "W.npy")]
+    #[arg(
+        long,
+        value_name = "W.npy",
+        help = "Weight, rank 4, PyTorch layout [C_out, C_in/groups, kH, kW]"
+    )]
     weight: PathBuf,
-    /// Bias, rank 1, [C_out]
-    #[arg(long, value_name = "B.npy")]
+    #[arg(long, value_name = "B.npy", help = "Bias, rank 1, [C_out]")]
     bias: Option<PathBuf>,
     /// Stride: one value for both axes, or height,width
     #[arg(
