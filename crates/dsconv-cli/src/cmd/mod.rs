@@ -4,6 +4,7 @@ pub mod conv2d;
 pub mod cost;
 pub mod demo;
 pub mod parse;
+pub mod table;
 
 use std::process::ExitCode;
 
