@@ -43,17 +43,11 @@ Examples:
   python -c \"import numpy as np; np.save('x.npy', np.random.rand(1, 3, 7, 7).astype('f4'));
              np.save('w.npy', np.random.rand(8, 3, 3, 3).astype('f4'))\"";
 
-/// Arguments of `dsconv conv2d`, boxed so the command enum in `main.rs` stays small.
+/// Arguments of `dsconv conv2d`, as typed (parsed by [`parse_options`], so that every bad
+/// value is one line and exit code 2 rather than clap's multi-line usage error).
 #[derive(clap::Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    #[command(flatten)]
-    options: Box<Flags>,
-}
-
-/// The flags of `dsconv conv2d`, as typed (parsed by [`parse_options`]).
-#[derive(clap::Args, Debug)]
-struct Flags {
     #[arg(
         long,
         value_name = "X.npy",
@@ -129,7 +123,7 @@ struct Options {
     threads: usize,
 }
 
-fn parse_options(args: &Flags) -> anyhow::Result<Options> {
+fn parse_options(args: &Args) -> anyhow::Result<Options> {
     let params = Conv2dParams {
         stride: parse::pair("--stride", &args.stride)?,
         dilation: parse::pair("--dilation", &args.dilation)?,
@@ -186,7 +180,6 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
 
 /// Runs `dsconv conv2d`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let args = *args.options;
     let options = parse_options(&args)?;
     check_output_dir(&args.output)?;
     let layout_dims = match options.layout {
