@@ -4,7 +4,8 @@ use super::{DepthwiseConv2d, PointwiseConv2d};
 use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
-use crate::tensor::Tensor;
+use crate::kernels::AlignedVec;
+use crate::tensor::{Layout, Tensor};
 
 /// The MobileNet block: `pointwise(act₁(bn₁(depthwise(x))))` followed by `act₂(bn₂(·))`,
 /// each BatchNorm folded at construction and each activation fused. Same output shape as a
@@ -54,8 +55,66 @@ impl DepthwiseSeparableConv2d {
         self.forward_with(input, &Executor::single())
     }
 
-    /// Forward pass with `exec`'s threads.
+    /// Forward pass with `exec`'s threads. When both stages have fast kernels (depthwise
+    /// multiplier 1 with zero padding), the depthwise output is computed in row bands
+    /// sized to the L2 cache and consumed by the pointwise GEMM directly, never
+    /// materialised as a whole; otherwise the stages run one after the other. Bitwise
+    /// equal to [`forward_unfused_with`](Self::forward_unfused_with).
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        let dw = self.depthwise.as_conv2d();
+        let pw = self.pointwise.as_conv2d();
+        let g = dw.geometry(input.logical_dims())?;
+        let pg = pw.geometry(g.output_dims())?;
+        let (Some(dk), Some(pk)) = (dw.depthwise_kernel(&g), pw.pointwise_kernel(&pg)) else {
+            return self.forward_unfused_with(input, exec);
+        };
+        let nhwc_in;
+        let x = match input.layout() {
+            Layout::Nhwc => input.data(),
+            Layout::Nchw => {
+                nhwc_in = input.to_layout(Layout::Nhwc);
+                nhwc_in.data()
+            }
+        };
+        let cout = pk.n();
+        let row_len = g.out_w * cout;
+        let total = g.batch * g.out_h;
+        let mut out = vec![super::conv2d::UNWRITTEN; total * row_len];
+        let isa = exec.isa();
+        let macs = crate::cost::conv_macs(&g).saturating_add(crate::cost::conv_macs(&pg));
+        let errors = std::sync::Mutex::new(None);
+        exec.for_each_rows(&mut out, row_len, exec.tasks_for(macs), |first, chunk| {
+            let rows = first..first + chunk.len() / row_len;
+            let mut scratch = AlignedVec::default();
+            let r = crate::kernels::fused::separable_rows(
+                isa,
+                &g,
+                dk,
+                dw.activation(),
+                pk,
+                pw.activation(),
+                x,
+                rows,
+                chunk,
+                &mut scratch,
+            );
+            if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
+                slot.get_or_insert(e);
+            }
+        });
+        if let Ok(Some(e)) = errors.into_inner() {
+            return Err(e);
+        }
+        let y = Tensor::from_nhwc(out, [g.batch, g.out_h, g.out_w, cout])?;
+        Ok(match input.layout() {
+            Layout::Nhwc => y,
+            Layout::Nchw => y.to_layout(Layout::Nchw),
+        })
+    }
+
+    /// Forward pass with `exec`'s threads, one stage after the other (the whole
+    /// intermediate tensor is materialised). Kept for comparison with the fused path.
+    pub fn forward_unfused_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
         let mid = self.depthwise.forward_with(input, exec)?;
         self.pointwise.forward_with(&mid, exec)
     }

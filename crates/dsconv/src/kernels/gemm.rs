@@ -1,0 +1,378 @@
+//! The pointwise GEMM: `C[m, n] = act(bias[n] + Σ_k A[m, k] · B[k, n])`, with `A` the
+//! NHWC activations read in place (`[pixels, C_in]`, row stride `lda`), `B` the weight
+//! pre-packed at layer construction and `C` the NHWC output (row stride `ldc`).
+//!
+//! # Packing
+//! `B` is cut into panels of [`PANEL`] = 32 output channels; panel `p` holds
+//! `B[k, 32p .. 32p + 32]` for every `k`, row after row (`k` major), zero-padded past
+//! `n`. The bias is padded the same way. Every tier reads the same packing: AVX-512
+//! consumes a whole panel per microkernel (2 zmm), AVX2 and the portable tier half or a
+//! quarter of it (row stride 32).
+//!
+//! # Loops (BLIS naming)
+//! ```text
+//! ic: MR·MC_TILES rows of A   (the A block, ≤ 14·24·256·4 B = 336 KiB, lives in L2)
+//!  pc: KC of the reduction     (C is re-read between K blocks; bias in the first, act in the last)
+//!   jc: NV·LANES columns       (the B micro-panel, KC·32·4 B = 32 KiB, reused from L1/L2)
+//!    ir: MR rows               → microkernel MR × (NV·LANES), accumulators in registers
+//! ```
+//! Row tails use smaller instances of the same microkernel (8, 4, 2, 1 rows); column
+//! tails are masked loads/stores on the padded panel. Each output element is computed
+//! by the same sequence of operations whatever the tile it lands in, so any row
+//! partition (threads, bands) gives bitwise identical results.
+
+use super::simd::{activate, Epilogue, Portable, Simd};
+use super::{AlignedVec, Isa};
+use crate::error::{Error, Result};
+use crate::ops::Activation;
+
+/// Output channels per packed panel: two AVX-512 vectors. Divides every MobileNet width
+/// (32·α multiples), so no compute is wasted on padding there.
+pub const PANEL: usize = 32;
+
+/// Reduction block: `KC·PANEL·4 B = 32 KiB` of B per micro-panel, read from L1/L2 while
+/// the row tiles of an A block pass over it. 256 measured best of {128, 256, 512} on
+/// 196×1024→1024 (see the module docs of `kernels`).
+pub const KC: usize = 256;
+
+/// Row tiles per A block: `MR·MC_TILES` rows × KC × 4 B stays in L2 (336 KiB for the
+/// AVX-512 tile), leaving room for the B panels.
+pub const MC_TILES: usize = 24;
+
+/// AVX-512 register tile: 14 rows × 2 zmm = 28 accumulators + 2 B vectors + 1 broadcast
+/// = 31 of 32 registers (DESIGN.md §5: 24–28 accumulators). 14 divides the pixel counts
+/// of MobileNet at 224 (196, 784, 3136, 12544).
+const AVX512_MR: usize = 14;
+/// AVX2 register tile: 6 rows × 2 ymm = 12 accumulators + 2 B + 1 broadcast of 16 ymm.
+const AVX2_MR: usize = 6;
+/// Portable tile: 4 rows × 8 lanes (16 SSE registers hold 8 accumulator halves + B).
+const PORTABLE_MR: usize = 4;
+
+/// Rows per register tile for `isa` (the GEMM's natural row granule for partitioning).
+pub fn tile_rows(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => AVX512_MR,
+        Isa::Avx2 => AVX2_MR,
+        Isa::Scalar => PORTABLE_MR,
+    }
+}
+
+/// A weight matrix `[K, N]` packed into 32-column panels, with its bias.
+#[derive(Debug, Clone)]
+pub struct PackedGemm {
+    k: usize,
+    n: usize,
+    /// `panels · k · PANEL` floats.
+    data: AlignedVec,
+    /// `panels · PANEL` floats (zeros when the layer has no bias).
+    bias: AlignedVec,
+}
+
+impl PackedGemm {
+    /// Packs `B[kk, col] = weight(kk, col)` for `kk < k`, `col < n`, with an optional bias
+    /// of `n` elements.
+    pub fn from_fn(
+        k: usize,
+        n: usize,
+        bias: Option<&[f32]>,
+        weight: impl Fn(usize, usize) -> f32,
+    ) -> Result<Self> {
+        if k == 0 || n == 0 {
+            return Err(Error::shape(
+                "gemm weight",
+                "K ≥ 1 and N ≥ 1",
+                format!("K = {k}, N = {n}"),
+            ));
+        }
+        if let Some(b) = bias {
+            if b.len() != n {
+                return Err(Error::shape(
+                    "gemm bias",
+                    format!("{n} elements"),
+                    format!("{}", b.len()),
+                ));
+            }
+        }
+        let panels = n.div_ceil(PANEL);
+        let size = panels
+            .checked_mul(k)
+            .and_then(|v| v.checked_mul(PANEL))
+            .ok_or(Error::Overflow("packed gemm weight"))?;
+        let mut data = AlignedVec::zeros(size);
+        for p in 0..panels {
+            for kk in 0..k {
+                let row = &mut data[(p * k + kk) * PANEL..][..PANEL];
+                for (l, v) in row.iter_mut().enumerate() {
+                    let col = p * PANEL + l;
+                    if col < n {
+                        *v = weight(kk, col);
+                    }
+                }
+            }
+        }
+        let mut padded_bias = AlignedVec::zeros(panels * PANEL);
+        if let Some(b) = bias {
+            padded_bias[..n].copy_from_slice(b);
+        }
+        Ok(PackedGemm {
+            k,
+            n,
+            data,
+            bias: padded_bias,
+        })
+    }
+
+    /// Reduction length K (input channels, or `kH·kW·C_in` for a dense convolution).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Output columns N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `out[r·ldc + col] = act(bias[col] + Σ_kk a[r·lda + kk] · B[kk, col])` for `r < m`,
+    /// `col < N`, on the calling thread with tier `isa` (the portable tier if `isa` is
+    /// not available). Elements of `out` outside those positions are not touched.
+    pub fn run(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        out: &mut [f32],
+        ldc: usize,
+        act: Activation,
+    ) -> Result<()> {
+        if m == 0 {
+            return Ok(());
+        }
+        if lda < self.k || !fits(a.len(), m, lda, self.k) {
+            return Err(Error::shape(
+                "gemm input",
+                format!("{m} rows of {} with stride ≥ {}", self.k, self.k),
+                format!("{} elements with stride {lda}", a.len()),
+            ));
+        }
+        if ldc < self.n || !fits(out.len(), m, ldc, self.n) {
+            return Err(Error::shape(
+                "gemm output",
+                format!("{m} rows of {} with stride ≥ {}", self.n, self.n),
+                format!("{} elements with stride {ldc}", out.len()),
+            ));
+        }
+        let args = GemmArgs {
+            m,
+            k: self.k,
+            n: self.n,
+            a: a.as_ptr(),
+            lda,
+            b: self.data.as_ptr(),
+            bias: self.bias.as_ptr(),
+            c: out.as_mut_ptr(),
+            ldc,
+            epi: Epilogue::new(act),
+        };
+        // SAFETY: the extents of a and out were checked above; data and bias hold
+        // panels·k·PANEL and panels·PANEL floats by construction; `runnable` returns a
+        // tier whose features this CPU has.
+        unsafe {
+            match super::runnable(isa) {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => gemm_avx512(&args),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => gemm_avx2(&args),
+                _ => gemm_portable(&args),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// True when `len` elements hold `rows ≥ 1` rows of `width` at stride `ld`.
+pub(crate) fn fits(len: usize, rows: usize, ld: usize, width: usize) -> bool {
+    match (rows - 1)
+        .checked_mul(ld)
+        .and_then(|v| v.checked_add(width))
+    {
+        Some(need) => len >= need,
+        None => false,
+    }
+}
+
+/// Raw operands of one GEMM call; extents checked by [`PackedGemm::run`].
+struct GemmArgs {
+    m: usize,
+    k: usize,
+    n: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    bias: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    epi: Epilogue,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+unsafe fn gemm_avx512(args: &GemmArgs) {
+    // SAFETY: entry contract (extents checked, AVX-512 detected).
+    unsafe { gemm_body::<super::simd::Avx512, AVX512_MR, 2>(args) }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gemm_avx2(args: &GemmArgs) {
+    // SAFETY: entry contract (extents checked, AVX2+FMA detected).
+    unsafe { gemm_body::<super::simd::Avx2, AVX2_MR, 2>(args) }
+}
+
+unsafe fn gemm_portable(args: &GemmArgs) {
+    // SAFETY: entry contract (extents checked); the portable tier needs no feature.
+    unsafe { gemm_body::<Portable, PORTABLE_MR, 1>(args) }
+}
+
+/// The five-loop driver, generic over the tier; see the module docs.
+#[inline(always)]
+unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
+    let width = NV * S::LANES;
+    debug_assert_eq!(PANEL % width, 0);
+    let block_rows = MR * MC_TILES;
+    let mut ic = 0;
+    while ic < g.m {
+        let mc = block_rows.min(g.m - ic);
+        let mut pc = 0;
+        while pc < g.k {
+            let kc = KC.min(g.k - pc);
+            let (first, last) = (pc == 0, pc + kc == g.k);
+            let mut col0 = 0;
+            while col0 < g.n {
+                let cols = width.min(g.n - col0);
+                let (panel, within) = (col0 / PANEL, col0 % PANEL);
+                // SAFETY (all offsets below): rows ic..ic+mc < m, reduction pc..pc+kc ≤ k,
+                // columns col0..col0+width inside one padded panel; the caller checked the
+                // extents of A and C, and the packed buffers hold whole panels.
+                let b = unsafe { g.b.add((panel * g.k + pc) * PANEL + within) };
+                let bias = unsafe { g.bias.add(col0) };
+                let mut ir = 0;
+                while ir < mc {
+                    let rows = mc - ir;
+                    let a = unsafe { g.a.add((ic + ir) * g.lda + pc) };
+                    let c = unsafe { g.c.add((ic + ir) * g.ldc + col0) };
+                    let t = Tile {
+                        kc,
+                        a,
+                        lda: g.lda,
+                        b,
+                        c,
+                        ldc: g.ldc,
+                        first,
+                        last,
+                        bias,
+                        cols,
+                    };
+                    // Row tails: the largest smaller instance that fits (8, 4, 2, 1 rows).
+                    let done = unsafe {
+                        if rows >= MR {
+                            micro::<S, MR, NV>(&t, &g.epi);
+                            MR
+                        } else if rows >= 8 {
+                            micro::<S, 8, NV>(&t, &g.epi);
+                            8
+                        } else if rows >= 4 {
+                            micro::<S, 4, NV>(&t, &g.epi);
+                            4
+                        } else if rows >= 2 {
+                            micro::<S, 2, NV>(&t, &g.epi);
+                            2
+                        } else {
+                            micro::<S, 1, NV>(&t, &g.epi);
+                            1
+                        }
+                    };
+                    ir += done;
+                }
+                col0 += width;
+            }
+            pc += kc;
+        }
+        ic += mc;
+    }
+}
+
+/// One microkernel call: `R` rows of A from `a` (stride `lda`), `kc` reduction steps over
+/// the B micro-panel at `b` (row stride [`PANEL`]), into C at `c` (stride `ldc`), of which
+/// the first `cols` columns are stored.
+struct Tile {
+    kc: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    first: bool,
+    last: bool,
+    bias: *const f32,
+    cols: usize,
+}
+
+/// The register-blocked microkernel: `R × NV` accumulators.
+/// `acc = first ? bias : C`; `acc += Σ_p a[r, p] · b[p, :]`; `C = last ? act(acc) : acc`.
+#[inline(always)]
+unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
+    let lanes = S::LANES;
+    // SAFETY: the driver guarantees R rows × kc steps of A, kc rows × NV·LANES of B
+    // (padded panel), NV·LANES bias entries and R rows × `cols` columns of C.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; R];
+        if t.first {
+            for v in 0..NV {
+                let bv = S::load(t.bias.add(v * lanes));
+                for row in acc.iter_mut() {
+                    row[v] = bv;
+                }
+            }
+        } else {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    let valid = t.cols.saturating_sub(v * lanes).min(lanes);
+                    let p = t.c.add(r * t.ldc + v * lanes);
+                    if valid == lanes {
+                        *x = S::load(p);
+                    } else if valid > 0 {
+                        *x = S::load_partial(p, valid);
+                    }
+                }
+            }
+        }
+        let mut a = t.a;
+        let mut b = t.b;
+        for _ in 0..t.kc {
+            let mut bv = [S::zero(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = S::load(b.add(v * lanes));
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = S::splat(*a.add(r * t.lda));
+                for v in 0..NV {
+                    row[v] = S::mul_add(av, bv[v], row[v]);
+                }
+            }
+            a = a.add(1);
+            b = b.add(PANEL);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                let y = if t.last { activate::<S>(x, epi) } else { x };
+                let valid = t.cols.saturating_sub(v * lanes).min(lanes);
+                let p = t.c.add(r * t.ldc + v * lanes);
+                if valid == lanes {
+                    S::store(p, y);
+                } else if valid > 0 {
+                    S::store_partial(p, y, valid);
+                }
+            }
+        }
+    }
+}
