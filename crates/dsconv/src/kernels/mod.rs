@@ -32,6 +32,7 @@ pub(crate) mod dense;
 pub(crate) mod depthwise;
 pub(crate) mod fused;
 pub(crate) mod gemm;
+pub mod peak;
 mod simd;
 
 pub use aligned::AlignedVec;

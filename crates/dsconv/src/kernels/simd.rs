@@ -284,6 +284,38 @@ pub(crate) unsafe fn activate<S: Simd>(v: S::V, act: &Epilogue) -> S::V {
     }
 }
 
+/// Applies an activation to a whole register tile; the kind is matched once outside the
+/// loops so that they stay branch-free (and the tile stays in registers).
+#[inline(always)]
+pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
+    acc: &mut [[S::V; NV]; R],
+    act: &Epilogue,
+) {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe {
+        match act.kind {
+            EpilogueKind::None => {}
+            EpilogueKind::Clamp => {
+                let (lo, hi) = (S::splat(act.lo), S::splat(act.hi));
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        *x = S::min(S::max(*x, lo), hi);
+                    }
+                }
+            }
+            EpilogueKind::HardSwish => {
+                let (three, six, sixth) = (S::splat(3.0), S::splat(6.0), S::splat(1.0 / 6.0));
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        let gate = S::min(S::max(S::add(*x, three), S::zero()), six);
+                        *x = S::mul(S::mul(*x, gate), sixth);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What the epilogue does after the accumulation, decoded once per call from
 /// [`crate::Activation`]: ReLU, ReLU6 and Clamp are all a clamp to `[lo, hi]`.
 #[derive(Debug, Clone, Copy)]

@@ -243,6 +243,14 @@ impl Conv2d {
         })
     }
 
+    /// Forward pass of an NHWC `input` into an NHWC `out` the caller owns (dims
+    /// `[N, out_H, out_W, C_out]`), so steady-state calls allocate nothing for the output.
+    pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {
+        let g = self.geometry(input.logical_dims())?;
+        check_nhwc_pair(&g, input, out)?;
+        self.run_nhwc(&g, input.data(), out.data_mut(), exec)
+    }
+
     /// The packed depthwise kernel, when this layer runs on it for geometry `g`.
     pub(crate) fn depthwise_kernel(&self, g: &ConvGeometry) -> Option<&PackedDepthwise> {
         match &self.fast {
@@ -319,6 +327,29 @@ impl Conv2d {
         }
         errors.into_result()
     }
+}
+
+/// Checks that `input` and `out` are NHWC with the dims of geometry `g`.
+pub(crate) fn check_nhwc_pair(g: &ConvGeometry, input: &Tensor, out: &Tensor) -> Result<()> {
+    if input.layout() != Layout::Nhwc || out.layout() != Layout::Nhwc {
+        return Err(Error::shape(
+            "forward_into tensors",
+            "NHWC input and output",
+            format!(
+                "{} input, {} output",
+                input.layout().name(),
+                out.layout().name()
+            ),
+        ));
+    }
+    if out.logical_dims() != g.output_dims() {
+        return Err(Error::shape(
+            "forward_into output",
+            format!("logical dims {:?}", g.output_dims()),
+            format!("{:?}", out.logical_dims()),
+        ));
+    }
+    Ok(())
 }
 
 /// True when the padded border reads as zeros (zero mode, or no padding at all).
