@@ -51,7 +51,7 @@ fn median_time(mut f: impl FnMut(), budget: Duration) -> (f64, f64) {
 
 enum Layer {
     Conv(Conv2d),
-    Separable(DepthwiseSeparableConv2d, bool),
+    Separable(Box<DepthwiseSeparableConv2d>, bool),
 }
 
 fn main() {
@@ -103,7 +103,10 @@ fn main() {
         let p = PointwiseConv2d::new(tensor(rng, [cout, c, 1, 1]), Some(rng.vec(cout, -1.0, 1.0)))
             .unwrap()
             .with_activation(Activation::Relu6);
-        Layer::Separable(DepthwiseSeparableConv2d::new(d, p).unwrap(), fused)
+        Layer::Separable(
+            Box::new(DepthwiseSeparableConv2d::new(d, p).unwrap()),
+            fused,
+        )
     };
     let layers: Vec<(String, Layer, [usize; 4])> = vec![
         (
