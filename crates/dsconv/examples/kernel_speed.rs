@@ -50,7 +50,7 @@ fn median_time(mut f: impl FnMut(), budget: Duration) -> (f64, f64) {
 }
 
 enum Layer {
-    Conv(Conv2d),
+    Conv(Box<Conv2d>),
     Separable(Box<DepthwiseSeparableConv2d>, bool),
 }
 
@@ -111,62 +111,62 @@ fn main() {
     let layers: Vec<(String, Layer, [usize; 4])> = vec![
         (
             "pw 1024->1024 @14".into(),
-            Layer::Conv(pw(&mut rng, 1024, 1024)),
+            Layer::Conv(Box::new(pw(&mut rng, 1024, 1024))),
             [1, 1024, 14, 14],
         ),
         (
             "pw 512->512 @14".into(),
-            Layer::Conv(pw(&mut rng, 512, 512)),
+            Layer::Conv(Box::new(pw(&mut rng, 512, 512))),
             [1, 512, 14, 14],
         ),
         (
             "pw 256->256 @28".into(),
-            Layer::Conv(pw(&mut rng, 256, 256)),
+            Layer::Conv(Box::new(pw(&mut rng, 256, 256))),
             [1, 256, 28, 28],
         ),
         (
             "pw 128->128 @56".into(),
-            Layer::Conv(pw(&mut rng, 128, 128)),
+            Layer::Conv(Box::new(pw(&mut rng, 128, 128))),
             [1, 128, 56, 56],
         ),
         (
             "pw 32->64 @112".into(),
-            Layer::Conv(pw(&mut rng, 32, 64)),
+            Layer::Conv(Box::new(pw(&mut rng, 32, 64))),
             [1, 32, 112, 112],
         ),
         (
             "pw 512->1024 @7".into(),
-            Layer::Conv(pw(&mut rng, 512, 1024)),
+            Layer::Conv(Box::new(pw(&mut rng, 512, 1024))),
             [1, 512, 7, 7],
         ),
         (
             "dw3 s1 C128 @56".into(),
-            Layer::Conv(dw(&mut rng, 128, 1)),
+            Layer::Conv(Box::new(dw(&mut rng, 128, 1))),
             [1, 128, 56, 56],
         ),
         (
             "dw3 s2 C128 @56".into(),
-            Layer::Conv(dw(&mut rng, 128, 2)),
+            Layer::Conv(Box::new(dw(&mut rng, 128, 2))),
             [1, 128, 56, 56],
         ),
         (
             "dw3 s1 C32 @112".into(),
-            Layer::Conv(dw(&mut rng, 32, 1)),
+            Layer::Conv(Box::new(dw(&mut rng, 32, 1))),
             [1, 32, 112, 112],
         ),
         (
             "dw3 s1 C512 @14".into(),
-            Layer::Conv(dw(&mut rng, 512, 1)),
+            Layer::Conv(Box::new(dw(&mut rng, 512, 1))),
             [1, 512, 14, 14],
         ),
         (
             "dense3 3->32 s2 @224".into(),
-            Layer::Conv(dense(&mut rng, 3, 32, 2)),
+            Layer::Conv(Box::new(dense(&mut rng, 3, 32, 2))),
             [1, 3, 224, 224],
         ),
         (
             "dense3 128->128 @56".into(),
-            Layer::Conv(dense(&mut rng, 128, 128, 1)),
+            Layer::Conv(Box::new(dense(&mut rng, 128, 128, 1))),
             [1, 128, 56, 56],
         ),
         (
