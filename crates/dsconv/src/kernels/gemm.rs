@@ -11,13 +11,15 @@
 //!
 //! # Loops (BLIS naming)
 //! ```text
-//! ic: MR·MC_TILES rows of A   (the A block, ≤ 14·24·256·4 B = 336 KiB, lives in L2)
+//! ic: MR·MC_TILES rows of A   (the A block, ≤ 168·512·4 B = 344 KiB, lives in L2;
+//!                              copied to a padded buffer only when its row stride would
+//!                              crowd one L1 set, see `should_pack`)
 //!  pc: KC of the reduction     (C is re-read between K blocks; bias in the first, act in the last)
-//!   jc: NV·LANES columns       (the B micro-panel, KC·32·4 B = 32 KiB, reused from L1/L2)
+//!   jc: NV·LANES columns       (the B micro-panel, KC·32·4 B = 64 KiB, streamed from L2)
 //!    ir: MR rows               → microkernel MR × (NV·LANES), accumulators in registers
 //! ```
 //! Row tails use smaller instances of the same microkernel (8, 4, 2, 1 rows); column
-//! tails are masked loads/stores on the padded panel. Each output element is computed
+//! tails go through a stack tile (`EdgeTile`) so the microkernel stays unmasked. Each output element is computed
 //! by the same sequence of operations whatever the tile it lands in, so any row
 //! partition (threads, bands) gives bitwise identical results.
 
@@ -30,14 +32,16 @@ use crate::ops::Activation;
 /// (32·α multiples), so no compute is wasted on padding there.
 pub const PANEL: usize = 32;
 
-/// Reduction block: `KC·PANEL·4 B = 32 KiB` of B per micro-panel, read from L1/L2 while
-/// the row tiles of an A block pass over it. 256 measured best of {128, 256, 512} on
-/// 196×1024→1024 (see the module docs of `kernels`).
-pub const KC: usize = 256;
+/// Reduction block: C is re-read once per block, and the B micro-panel
+/// (`KC·32·4 B = 64 KiB`) streams from L2 while the row tiles of an A block pass over it.
+/// Measured on one Zen 5 core (`kernel_speed pw`, % of the measured FMA peak), KC = 128 /
+/// 256 / 512: 1024→1024@14 77 / 88 / 89%, 512→512@14 91 / 92 / 95%; other shapes equal.
+pub const KC: usize = 512;
 
-/// Row tiles per A block: `MR·MC_TILES` rows × KC × 4 B stays in L2 (336 KiB for the
-/// AVX-512 tile), leaving room for the B panels.
-pub const MC_TILES: usize = 24;
+/// Row tiles per A block: `14·12 = 168` rows × KC × 4 B = 344 KiB of A stays in L2 (1 MiB)
+/// beside the B panels. MC_TILES = 12 / 24 / 48 measured 92 / 89 / 90% on 1024→1024@14,
+/// 98 / 96 / 96% on 256→256@28.
+pub const MC_TILES: usize = 12;
 
 /// AVX-512 register tile: 14 rows × 2 zmm = 28 accumulators + 2 B vectors + 1 broadcast
 /// = 31 of 32 registers (DESIGN.md §5: 24–28 accumulators). 14 divides the pixel counts
@@ -164,14 +168,14 @@ impl PackedGemm {
         let isa = super::runnable(isa);
         PACKED_A.with(|cell| {
             let mut packed_a = cell.borrow_mut();
-            packed_a.ensure_len(tile_rows(isa) * MC_TILES * KC);
+            packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
             self.run_checked(isa, a, lda, m, out, ldc, act, packed_a.as_mut_ptr());
         });
         Ok(())
     }
 
     /// `run` after the extent checks, with the per-thread packing buffer at `packed_a`
-    /// (`tile_rows(isa)·MC_TILES·KC` floats). The thread-local borrow happens out here:
+    /// (`tile_rows(isa)·MC_TILES·(KC + PACKED_ROW_PAD)` floats). The thread-local borrow happens out here:
     /// a closure inside a `#[target_feature]` function would not inherit the features.
     fn run_checked(
         &self,
@@ -186,6 +190,7 @@ impl PackedGemm {
     ) {
         let args = GemmArgs {
             packed_a,
+            pack: should_pack(lda, tile_rows(isa)),
             m,
             k: self.k,
             n: self.n,
@@ -227,6 +232,8 @@ pub(crate) fn fits(len: usize, rows: usize, ld: usize, width: usize) -> bool {
 struct GemmArgs {
     /// Per-thread scratch for one packed A block.
     packed_a: *mut f32,
+    /// Whether A is packed (see [`should_pack`]) or read in place.
+    pack: bool,
     m: usize,
     k: usize,
     n: usize,
@@ -275,7 +282,11 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                 let (first, last) = (pc == 0, pc + kc == g.k);
                 // SAFETY: rows ic..ic+mc < m and columns pc..pc+kc ≤ k of A (extents
                 // checked by the caller); the packed block holds block_rows·KC floats.
-                unsafe { pack_a::<MR>(g.a.add(ic * g.lda + pc), g.lda, mc, kc, pa) };
+                if g.pack {
+                    unsafe { pack_a(g.a.add(ic * g.lda + pc), g.lda, mc, kc, pa) };
+                }
+                let packed_ld = kc + PACKED_ROW_PAD;
+                let (row_stride, k_stride) = if g.pack { (packed_ld, 1) } else { (g.lda, 1) };
                 let mut col0 = 0;
                 while col0 < g.n {
                     let cols = width.min(g.n - col0);
@@ -290,8 +301,16 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                         let rows = mc - ir;
                         let t = Tile {
                             kc,
-                            // Packed tile `ir / MR` holds rows ir.. as [kc][MR].
-                            a: unsafe { pa.add(ir * kc) },
+                            // Packed rows sit at stride kc + PACKED_ROW_PAD.
+                            a: unsafe {
+                                if g.pack {
+                                    pa.add(ir * packed_ld)
+                                } else {
+                                    g.a.add((ic + ir) * g.lda + pc)
+                                }
+                            },
+                            row_stride,
+                            k_stride,
                             b,
                             c: unsafe { g.c.add((ic + ir) * g.ldc + col0) },
                             ldc: g.ldc,
@@ -304,19 +323,19 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                         // rows); each reads only the valid rows of the packed last tile.
                         let done = unsafe {
                             if rows >= MR {
-                                micro::<S, MR, NV, MR>(&t, &g.epi);
+                                micro::<S, MR, NV>(&t, &g.epi);
                                 MR
                             } else if rows >= 8 {
-                                micro::<S, 8, NV, MR>(&t, &g.epi);
+                                micro::<S, 8, NV>(&t, &g.epi);
                                 8
                             } else if rows >= 4 {
-                                micro::<S, 4, NV, MR>(&t, &g.epi);
+                                micro::<S, 4, NV>(&t, &g.epi);
                                 4
                             } else if rows >= 2 {
-                                micro::<S, 2, NV, MR>(&t, &g.epi);
+                                micro::<S, 2, NV>(&t, &g.epi);
                                 2
                             } else {
-                                micro::<S, 1, NV, MR>(&t, &g.epi);
+                                micro::<S, 1, NV>(&t, &g.epi);
                                 1
                             }
                         };
@@ -347,19 +366,19 @@ unsafe fn tail_rows<S: Simd, const MR: usize, const NV: usize>(
         let left = rows - done;
         // SAFETY: rows done..rows of the tile exist in A (packed) and C.
         let sub = Tile {
-            a: unsafe { t.a.add(done) },
+            a: unsafe { t.a.add(done * t.row_stride) },
             c: unsafe { t.c.add(done * t.ldc) },
             ..*t
         };
         let step = unsafe {
             if left >= 4 {
-                micro::<S, 4, NV, MR>(&sub, epi);
+                micro::<S, 4, NV>(&sub, epi);
                 4
             } else if left >= 2 {
-                micro::<S, 2, NV, MR>(&sub, epi);
+                micro::<S, 2, NV>(&sub, epi);
                 2
             } else {
-                micro::<S, 1, NV, MR>(&sub, epi);
+                micro::<S, 1, NV>(&sub, epi);
                 1
             }
         };
@@ -373,27 +392,50 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
 }
 
-/// Copies rows `0..mc`, columns `0..kc` of A (row stride `lda`) into tiles of MR rows laid
-/// out `[tile][kc][MR]`, so the microkernel's broadcasts walk one contiguous stream
-/// instead of MR rows whose stride may alias in L1 (a 4 KiB row stride, e.g. 1024
-/// channels, put all 14 rows in one 8-way set and ran at 16 GFLOP/s).
+/// L1 data cache set period (64 sets × 64 B lines on Zen 4/5 and recent Intel): addresses
+/// this far apart compete for the same ways.
+const L1_SET_PERIOD_BYTES: usize = 4096;
+/// Most A rows of one tile allowed in one L1 set before A is packed: the L1 is 8-way
+/// (Zen 4) or 12-way (Zen 5) and the B micro-panel and C need ways too.
+const MAX_ROWS_PER_SET: usize = 4;
+
+/// Whether the `mr` rows of an A tile at row stride `lda` floats would crowd one L1 set
+/// (e.g. 1024 channels: a 4 KiB stride puts all 14 rows in one set, 44 GFLOP/s in place).
+/// Otherwise A is read in place: packing is a scalar transpose that cost 30% at
+/// 3136×128→128 (A reused by only 4 panels).
+fn should_pack(lda: usize, mr: usize) -> bool {
+    let stride = (lda * 4) % L1_SET_PERIOD_BYTES;
+    let period_rows = if stride == 0 {
+        1
+    } else {
+        L1_SET_PERIOD_BYTES / gcd(stride, L1_SET_PERIOD_BYTES)
+    };
+    mr.div_ceil(period_rows) > MAX_ROWS_PER_SET
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Floats added to each packed A row so that consecutive rows start 64 B apart modulo
+/// the L1 set period instead of on the same set.
+const PACKED_ROW_PAD: usize = 16;
+
+/// Copies rows `0..mc`, columns `0..kc` of A (row stride `lda`) into `out` with row stride
+/// `kc + PACKED_ROW_PAD`, so the rows of a tile fall in different L1 sets. A plain row copy
+/// (vectorised memcpy); a scalar transpose into `[kc][MR]` tiles cost as much as the
+/// aliasing it removed at 1024→1024.
 #[inline(always)]
-unsafe fn pack_a<const MR: usize>(a: *const f32, lda: usize, mc: usize, kc: usize, out: *mut f32) {
-    let mut ir = 0;
-    while ir < mc {
-        let rows = MR.min(mc - ir);
-        // SAFETY: the caller guarantees mc rows × kc columns of A and mc.next_multiple_of(MR)·kc
-        // floats at out.
+unsafe fn pack_a(a: *const f32, lda: usize, mc: usize, kc: usize, out: *mut f32) {
+    for r in 0..mc {
+        // SAFETY: the caller guarantees mc rows × kc columns of A and
+        // mc·(kc + PACKED_ROW_PAD) floats at out; the regions do not overlap.
         unsafe {
-            let tile = out.add(ir * kc);
-            for r in 0..rows {
-                let src = a.add((ir + r) * lda);
-                for p in 0..kc {
-                    *tile.add(p * MR + r) = *src.add(p);
-                }
-            }
-        }
-        ir += MR;
+            std::ptr::copy_nonoverlapping(a.add(r * lda), out.add(r * (kc + PACKED_ROW_PAD)), kc)
+        };
     }
 }
 
@@ -403,8 +445,11 @@ unsafe fn pack_a<const MR: usize>(a: *const f32, lda: usize, mc: usize, kc: usiz
 #[derive(Clone, Copy)]
 struct Tile {
     kc: usize,
-    /// Packed A: row `r` at reduction step `p` is `a[p·MR + r]`.
+    /// A: row `r` at reduction step `p` is `a[r·row_stride + p·k_stride]` (packed:
+    /// `(kc + PACKED_ROW_PAD, 1)`; in place: `(lda, 1)`).
     a: *const f32,
+    row_stride: usize,
+    k_stride: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -417,16 +462,13 @@ struct Tile {
 /// The register-blocked microkernel: `R × NV` accumulators.
 /// `acc = first ? bias : C`; `acc += Σ_p a[r, p] · b[p, :]`; `C = last ? act(acc) : acc`.
 #[inline(always)]
-unsafe fn micro<S: Simd, const R: usize, const NV: usize, const KS: usize>(
-    t: &Tile,
-    epi: &Epilogue,
-) {
+unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
     let lanes = S::LANES;
     let full = t.cols == NV * lanes;
     // Every loop over `acc` below has a constant trip count and no branch, so it unrolls
     // and `acc` lives in registers; a branchy loop kept it on the stack and stored every
     // accumulator after each FMA (measured: 75 → see module docs).
-    // SAFETY: the driver guarantees R rows × kc steps of packed A (row stride 1, step KS),
+    // SAFETY: the driver guarantees R rows × kc steps of A at the tile's strides,
     // kc rows × NV·LANES of B (padded panel), NV·LANES bias entries and R rows × `cols`
     // columns of C.
     unsafe {
@@ -461,12 +503,12 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize, const KS: usize>(
                 *x = S::load(b.add(v * lanes));
             }
             for (r, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*a.add(r));
+                let av = S::splat(*a.add(r * t.row_stride));
                 for v in 0..NV {
                     row[v] = S::mul_add(av, bv[v], row[v]);
                 }
             }
-            a = a.add(KS);
+            a = a.add(t.k_stride);
             b = b.add(PANEL);
         }
         if t.last {
