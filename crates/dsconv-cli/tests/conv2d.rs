@@ -527,6 +527,18 @@ fn absurd_output_size() {
     );
 }
 
+#[test]
+fn padding_beyond_the_address_space() {
+    // Fits usize, not isize: input coordinates would overflow (a panic in debug builds).
+    let f = Fixture::new();
+    let half = "9223372036854775808"; // 2^63
+    let padding = format!("{half},0,0,0");
+    assert_mentions(
+        &f.fails_with(&["--padding", &padding, "--stride", half]),
+        &["overflow", "padded input size"],
+    );
+}
+
 /// A version 1.0 .npy with `header` (padded like NumPy's) followed by `data`.
 fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
     let total = (10 + header.len() + 1).div_ceil(64) * 64;

@@ -268,6 +268,11 @@ fn resolve_axis(
         .checked_add(before)
         .and_then(|v| v.checked_add(after))
         .ok_or(Error::Overflow("padded input size"))?;
+    // Input coordinates are `isize` (they go negative in the padding): the padded extent
+    // must fit, or `input_row`/`input_col` would overflow.
+    if padded > isize::MAX as usize {
+        return Err(Error::Overflow("padded input size"));
+    }
     if padded < extent {
         return Err(Error::Geometry(format!(
             "kernel {axis} extent {extent} (kernel {kernel}, dilation {dilation}) is larger than \
@@ -577,6 +582,29 @@ mod tests {
         let big = usize::MAX / 2;
         let r = ConvGeometry::new([big, big, 4, 4], [1, big, 1, 1], &Conv2dParams::default());
         assert!(matches!(r, Err(Error::Overflow(_))));
+    }
+
+    #[test]
+    fn padded_size_beyond_isize_is_an_overflow_error() {
+        // Fits usize but not isize: input coordinates would wrap (a panic with overflow
+        // checks). Found through `dsconv conv2d --padding 2^63,0,0,0 --stride 2^63`.
+        let top = 1usize << 63;
+        let p = Conv2dParams::default()
+            .with_stride(top)
+            .with_padding(Padding::asymmetric(top, 0, 0, 0));
+        assert_eq!(
+            ConvGeometry::new([1, 1, 7, 7], [1, 1, 3, 3], &p),
+            Err(Error::Overflow("padded input size"))
+        );
+        // The largest padded size that fits is accepted, and its coordinates are exact.
+        let top = isize::MAX as usize - 7;
+        let p = Conv2dParams::default()
+            .with_stride(top)
+            .with_padding(Padding::asymmetric(top, 0, 0, 0));
+        let g = ConvGeometry::new([1, 1, 7, 7], [1, 1, 3, 3], &p).unwrap();
+        assert_eq!(g.out_h, 2);
+        assert_eq!(g.input_row(0, 0), -(top as isize));
+        assert_eq!(g.input_row(1, 2), 2);
     }
 
     #[test]
