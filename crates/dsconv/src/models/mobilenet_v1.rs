@@ -208,6 +208,12 @@ pub fn cost(alpha: f64, resolution: usize, batch: usize, variant: Variant) -> Re
     }
     layers.push(LayerCost::global_avg_pool("pool", last));
     layers.push(LayerCost::linear("fc", batch, last[1], CLASSES, true));
+    // A large batch can take the saturating counts past u64: an error, not a wrong total.
+    if layers.iter().any(|l| l.cost.overflowed()) {
+        return Err(Error::Overflow("mobilenet-v1 cost"));
+    }
+    let total: crate::cost::Cost = layers.iter().map(|l| l.cost).sum();
+    total.checked("mobilenet-v1 total cost")?;
     Ok(NetworkCost {
         name: format!(
             "mobilenet-v1 (width {alpha}, {resolution}×{resolution}, {})",
