@@ -528,6 +528,100 @@ fn absurd_output_size() {
 }
 
 #[test]
+fn output_that_is_an_input_file() {
+    // Each of --input, --weight, --bias given again as --output (also through another
+    // spelling of the path): refused, and the file is left as it was.
+    let f = Fixture::new();
+    for (option, name) in [
+        ("--input", "x.npy"),
+        ("--weight", "w.npy"),
+        ("--bias", "b.npy"),
+    ] {
+        let before = std::fs::read(f.path(name)).unwrap();
+        let other_spelling = f.dir.path().join(".").join(name);
+        let out = dsconv()
+            .args([
+                "conv2d",
+                "--input",
+                &f.path("x.npy"),
+                "--weight",
+                &f.path("w.npy"),
+            ])
+            .args(["--bias", &f.path("b.npy"), "--output"])
+            .arg(&other_spelling)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{option}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_mentions(
+            &stderr,
+            &["dsconv: error: --output", "same file as", option],
+        );
+        assert_eq!(std::fs::read(f.path(name)).unwrap(), before, "{option}");
+        assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+    }
+}
+
+#[test]
+fn output_that_is_a_directory() {
+    let f = Fixture::new();
+    let out = dsconv()
+        .args([
+            "conv2d",
+            "--input",
+            &f.path("x.npy"),
+            "--weight",
+            &f.path("w.npy"),
+        ])
+        .arg("--output")
+        .arg(f.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_mentions(&stderr, &["dsconv: error: --output", "is a directory"]);
+    assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn output_to_a_device() {
+    // /dev/null is written in place (useful for timing), never replaced by a file; a
+    // device that fails to write (/dev/full) is exit 2 with one line.
+    use std::os::unix::fs::FileTypeExt;
+    let f = Fixture::new();
+    let run = |output: &str| {
+        dsconv()
+            .args([
+                "conv2d",
+                "--input",
+                &f.path("x.npy"),
+                "--weight",
+                &f.path("w.npy"),
+            ])
+            .args(["--output", output])
+            .output()
+            .unwrap()
+    };
+    let out = run("/dev/null");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device());
+    if Path::new("/dev/full").exists() {
+        let out = run("/dev/full");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_mentions(&stderr, &["dsconv: error: --output", "/dev/full"]);
+        let full = std::fs::metadata("/dev/full").unwrap();
+        assert!(full.file_type().is_char_device());
+    }
+    assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+}
+
+#[test]
 fn padding_beyond_the_address_space() {
     // Fits usize, not isize: input coordinates would overflow (a panic in debug builds).
     let f = Fixture::new();

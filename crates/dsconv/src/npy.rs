@@ -563,11 +563,30 @@ impl Drop for TempFile<'_> {
     }
 }
 
+/// The bytes of the `.npy` file, header and data, written to `out` and flushed.
+fn write_npy_to(
+    out: &mut std::io::BufWriter<std::fs::File>,
+    shape: &[usize],
+    data: &[f32],
+) -> std::io::Result<()> {
+    out.write_all(&encode_header(shape))?;
+    for chunk in data.chunks(4096) {
+        let mut bytes = [0u8; 4 * 4096];
+        for (dst, v) in bytes.chunks_exact_mut(4).zip(chunk) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        out.write_all(&bytes[..4 * chunk.len()])?;
+    }
+    out.flush()
+}
+
 /// Writes `data` (C order, `shape`) as a little-endian f32 `.npy` file.
 ///
 /// Atomic: the bytes go to a temporary file in the destination's directory, which is then
 /// renamed over `path`; on any failure the temporary file is removed and `path` is left
-/// as it was (absent or with its previous contents).
+/// as it was (absent or with its previous contents). An existing `path` that is not a
+/// regular file (`/dev/null`, `/dev/stdout`, a pipe) is written in place instead: renaming
+/// over it would replace the device or pipe with a file.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let elements = crate::error::product(shape, "npy element count")?;
     if elements != data.len() {
@@ -576,6 +595,22 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
             format!("{elements} elements for shape {shape:?}"),
             format!("{} elements", data.len()),
         ));
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                reason: "is a directory".into(),
+            });
+        }
+        if !meta.is_file() {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io_error(path, &e))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+            return write_npy_to(&mut out, shape, data).map_err(|e| io_error(path, &e));
+        }
     }
     let file_name = path
         .file_name()
@@ -591,29 +626,25 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let serial = WRITES.fetch_add(1, Ordering::Relaxed);
     temp_name.push(format!(".{}-{serial}.tmp", std::process::id()));
     let temp_path = dir.join(temp_name);
+    // Errors name the destination the user gave (the temporary file's name means nothing
+    // to them) and what was being done.
+    let failed = |doing: &str, e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        reason: format!("{doing} {}: {e}", temp_path.display()),
+    };
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&temp_path)
-        .map_err(|e| io_error(&temp_path, &e))?;
+        .map_err(|e| failed("cannot create the temporary file", e))?;
     let mut guard = TempFile {
         path: &temp_path,
         keep: false,
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-    let write_all = |out: &mut std::io::BufWriter<std::fs::File>| -> std::io::Result<()> {
-        out.write_all(&encode_header(shape))?;
-        for chunk in data.chunks(4096) {
-            let mut bytes = [0u8; 4 * 4096];
-            for (dst, v) in bytes.chunks_exact_mut(4).zip(chunk) {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
-            out.write_all(&bytes[..4 * chunk.len()])?;
-        }
-        out.flush()?;
-        out.get_ref().sync_all()
-    };
-    write_all(&mut out).map_err(|e| io_error(&temp_path, &e))?;
+    write_npy_to(&mut out, shape, data)
+        .and_then(|()| out.get_ref().sync_all())
+        .map_err(|e| failed("cannot write the temporary file", e))?;
     drop(out);
     std::fs::rename(&temp_path, path).map_err(|e| io_error(path, &e))?;
     guard.keep = true;
@@ -772,7 +803,7 @@ mod tests {
     #[test]
     fn failed_write_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        // The destination is an existing directory: the rename fails after the data is written.
+        // The destination is an existing directory.
         let target = dir.path().join("occupied");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("keep"), b"x").unwrap();
@@ -790,6 +821,39 @@ mod tests {
             write_npy(&dir.path().join("no/such/dir/a.npy"), &[1], &[1.0]),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_to_a_device_writes_in_place_and_keeps_the_device() {
+        // Renaming a temporary file over /dev/null would replace the device with a file
+        // (as root; a permission error otherwise). Found with `dsconv conv2d --output
+        // /dev/full`, which left a regular file there.
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        write_npy(null, &[2], &[1.0, 2.0]).unwrap();
+        assert!(std::fs::metadata(null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let full = Path::new("/dev/full");
+        if full.exists() {
+            let e = write_npy(full, &[2], &[1.0, 2.0]).unwrap_err();
+            assert!(matches!(e, Error::Io { .. }), "{e}");
+            assert!(std::fs::metadata(full)
+                .unwrap()
+                .file_type()
+                .is_char_device());
+        }
+    }
+
+    #[test]
+    fn write_failure_names_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no/such/dir/a.npy");
+        let e = write_npy(&path, &[1], &[1.0]).unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(e.contains("cannot create the temporary file"), "{e}");
     }
 
     #[test]

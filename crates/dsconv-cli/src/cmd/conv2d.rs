@@ -178,10 +178,34 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses an output that is one of the input files: replacing the input with the result
+/// is almost always a slip of the keyboard, and the data could not be had back.
+fn check_output_not_an_input(args: &Args) -> anyhow::Result<()> {
+    let Ok(output) = std::fs::canonicalize(&args.output) else {
+        return Ok(()); // the output does not exist yet
+    };
+    let inputs = [
+        ("--input", Some(&args.input)),
+        ("--weight", Some(&args.weight)),
+        ("--bias", args.bias.as_ref()),
+    ];
+    for (option, path) in inputs {
+        let Some(path) = path else { continue };
+        if std::fs::canonicalize(path).is_ok_and(|p| p == output) {
+            return Err(user_error(format!(
+                "--output {}: is the same file as {option}; choose another output path",
+                args.output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `dsconv conv2d`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let options = parse_options(&args)?;
     check_output_dir(&args.output)?;
+    check_output_not_an_input(&args)?;
     let layout_dims = match options.layout {
         Layout::Nchw => "[N, C_in, H, W] (--layout nchw)",
         Layout::Nhwc => "[N, H, W, C_in] (--layout nhwc)",
