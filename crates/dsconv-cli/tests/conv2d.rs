@@ -285,6 +285,29 @@ fn help_is_complete() {
     }
 }
 
+#[test]
+fn help_python_snippet_is_one_line_of_python() {
+    // The snippet is pasted into a shell: inside double quotes bash removes each
+    // backslash-newline, and what is left must be one line, or Python sees the next line's
+    // indentation and fails (it did: "IndentationError: unexpected indent").
+    let out = dsconv().args(["conv2d", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let start = help.find("python -c \"").expect("a python -c example");
+    let rest = &help[start + "python -c \"".len()..];
+    let program = &rest[..rest.find('"').expect("closing quote")];
+    let as_bash_reads_it = program.replace("\\\n", "");
+    assert!(
+        !as_bash_reads_it.contains('\n'),
+        "multi-line python -c program: {program:?}"
+    );
+    for file in ["x.npy", "w.npy", "b.npy"] {
+        assert!(
+            as_bash_reads_it.contains(file),
+            "snippet does not make {file}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad input
 

@@ -39,9 +39,10 @@ Examples:
   dsconv conv2d --input x_nhwc.npy --weight dw.npy --groups 32 --padding same \\
                 --layout nhwc --output y_nhwc.npy
 
-  # the arrays, from Python
-  python -c \"import numpy as np; np.save('x.npy', np.random.rand(1, 3, 7, 7).astype('f4'));
-             np.save('w.npy', np.random.rand(8, 3, 3, 3).astype('f4'))\"";
+  # the arrays of the first example, from Python
+  python -c \"import numpy as np; np.save('x.npy', np.random.rand(1, 3, 7, 7).astype('f4')); \\
+             np.save('w.npy', np.random.rand(8, 3, 3, 3).astype('f4')); \\
+             np.save('b.npy', np.random.rand(8).astype('f4'))\"";
 
 /// Arguments of `dsconv conv2d`, as typed (parsed by [`parse_options`], so that every bad
 /// value is one line and exit code 2 rather than clap's multi-line usage error).
