@@ -81,10 +81,12 @@ pub enum PaddingMode {
 impl PaddingMode {
     /// Maps a possibly out-of-range input coordinate `i` (in `[-pad_before, n + pad_after)`)
     /// to the input coordinate whose value it holds, or `None` for a zero.
-    /// The caller guarantees the geometry checks of [`ConvGeometry::new`] passed.
+    /// Meaningful when the geometry checks of [`ConvGeometry::new`] passed (reflect
+    /// padding < `n`, circular ≤ `n`); never panics: an empty axis (`n = 0`) or a size
+    /// beyond `isize` has no source, `None`.
     #[inline]
     pub fn source_index(self, i: isize, n: usize) -> Option<usize> {
-        let n_signed = n as isize;
+        let n_signed = isize::try_from(n).ok().filter(|&n| n > 0)?;
         if (0..n_signed).contains(&i) {
             return Some(i as usize);
         }
@@ -656,6 +658,16 @@ mod tests {
             .collect();
         assert_eq!(circular, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
         assert_eq!(PaddingMode::Zeros.source_index(-1, n), None);
+        // An empty axis panicked: `clamp(0, -1)` (replicate), `rem_euclid(0)` (circular).
+        for mode in [
+            PaddingMode::Zeros,
+            PaddingMode::Reflect,
+            PaddingMode::Replicate,
+            PaddingMode::Circular,
+        ] {
+            assert_eq!(mode.source_index(-1, 0), None);
+            assert_eq!(mode.source_index(0, 0), None);
+        }
         assert_eq!(PaddingMode::Zeros.source_index(4, n), None);
     }
 }

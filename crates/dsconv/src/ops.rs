@@ -135,6 +135,21 @@ impl BatchNorm {
     /// output channel) and bias (created if absent): `w' = w·s`, `b' = (b − mean)·s + beta`.
     pub fn fold_into(&self, weight: &mut [f32], bias: &mut Option<Vec<f32>>) -> Result<()> {
         let c = self.channels();
+        // The fields are public, so a BatchNorm may not have come through `new`: check
+        // again that every vector has one value per channel before indexing them.
+        for (name, v) in [
+            ("beta", &self.beta),
+            ("mean", &self.mean),
+            ("var", &self.var),
+        ] {
+            if v.len() != c {
+                return Err(Error::shape(
+                    "batchnorm",
+                    format!("{name} with {c} elements like gamma"),
+                    format!("{} elements", v.len()),
+                ));
+            }
+        }
         if c == 0 || !weight.len().is_multiple_of(c) {
             return Err(Error::shape(
                 "batchnorm fold",

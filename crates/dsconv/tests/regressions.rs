@@ -44,3 +44,29 @@ fn unallocatable_output_is_an_error_not_an_abort() {
     let got = Tensor::zeros([1 << 58, 1, 1, 1], Layout::Nhwc);
     assert!(matches!(got, Err(Error::Allocation { .. })), "{got:?}");
 }
+
+/// Regression: `BatchNorm`'s fields are public, so one built without `BatchNorm::new` may
+/// have short `beta`/`mean`/`var`; folding it indexed past their end and panicked.
+#[test]
+fn batchnorm_with_short_vectors_is_an_error_not_an_index_panic() {
+    let bn = dsconv::BatchNorm {
+        gamma: vec![1.0; 2],
+        beta: vec![0.0; 2],
+        mean: vec![0.0; 1],
+        var: vec![1.0; 2],
+        eps: 1e-5,
+    };
+    let w = Tensor::from_nchw(vec![1.0; 2], [2, 1, 1, 1]).unwrap();
+    let conv = Conv2d::new(w, None, Conv2dParams::default()).unwrap();
+    let got = conv.with_batchnorm(&bn);
+    assert!(
+        matches!(
+            &got,
+            Err(Error::Shape {
+                what: "batchnorm",
+                ..
+            })
+        ),
+        "{got:?}"
+    );
+}
