@@ -632,6 +632,11 @@ fn output_to_a_device() {
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let null = std::fs::metadata("/dev/null").unwrap();
     assert!(null.file_type().is_char_device());
+    // /dev/stdout into a pipe: the array arrives on stdout.
+    let out = run("/dev/stdout");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let y = dsconv::npy::read_npy_bytes(&out.stdout, "stdout").unwrap();
+    assert_eq!(y.shape, [1, 8, 5, 5]);
     if Path::new("/dev/full").exists() {
         let out = run("/dev/full");
         let stderr = String::from_utf8(out.stderr).unwrap();

@@ -596,6 +596,19 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
             format!("{} elements", data.len()),
         ));
     }
+    // An existing path is resolved through symbolic links first: renaming over a link
+    // would replace the link (`/dev/stdout` redirected to a file, as root, is one).
+    let resolved;
+    let path = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => match std::fs::canonicalize(path) {
+            Ok(p) => {
+                resolved = p;
+                resolved.as_path()
+            }
+            Err(_) => path,
+        },
+        _ => path,
+    };
     if let Ok(meta) = std::fs::metadata(path) {
         if meta.is_dir() {
             return Err(Error::Io {
@@ -845,6 +858,24 @@ mod tests {
                 .file_type()
                 .is_char_device());
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_through_a_symlink_keeps_the_link() {
+        // `--output /dev/stdout` with stdout redirected to a file is such a link: renaming
+        // over it replaced /dev/stdout itself with a regular file.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.npy");
+        let link = dir.path().join("link.npy");
+        std::fs::write(&target, b"old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_npy(&link, &[2], &[1.0, 2.0]).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(read_npy(&target).unwrap().data, [1.0, 2.0]);
     }
 
     #[test]
