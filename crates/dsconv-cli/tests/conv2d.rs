@@ -470,6 +470,39 @@ fn zero_stride_or_dilation() {
 }
 
 #[test]
+fn invalid_counts_name_their_option() {
+    // Before: "invalid groups: must be at least 1", and a bad --threads was noticed only
+    // after every file had been read.
+    let f = Fixture::new();
+    assert_mentions(
+        &f.fails_with(&["--groups", "0"]),
+        &["--groups", "at least 1"],
+    );
+    assert_mentions(
+        &f.fails_with(&["--stride", "0,1"]),
+        &["--stride", "at least 1"],
+    );
+    assert_mentions(
+        &f.fails_with(&["--dilation", "0,1"]),
+        &["--dilation", "at least 1"],
+    );
+    assert_mentions(
+        &f.fails_with(&["--threads", "100000"]),
+        &["--threads", "1024"],
+    );
+    let line = f.fails(
+        &f.path("missing.npy"),
+        &f.path("w.npy"),
+        &["--threads", "100000"],
+    );
+    assert_mentions(&line, &["--threads"]);
+    assert_mentions(
+        &f.fails_with(&["--threads", "-1"]),
+        &["--threads", "negative"],
+    );
+}
+
+#[test]
 fn negative_or_unparsable_padding() {
     let f = Fixture::new();
     for (padding, words) in [

@@ -121,7 +121,7 @@ pub struct Args {
 struct Options {
     params: Conv2dParams,
     layout: Layout,
-    threads: usize,
+    exec: Executor,
 }
 
 fn parse_options(args: &Args) -> anyhow::Result<Options> {
@@ -132,11 +132,22 @@ fn parse_options(args: &Args) -> anyhow::Result<Options> {
         padding_mode: parse::padding_mode("--padding-mode", &args.padding_mode)?,
         groups: parse::count("--groups", &args.groups)?,
     };
-    params.validate()?;
+    // The library's message names the parameter; the user typed the option.
+    params.validate().map_err(|e| {
+        let option = match &e {
+            dsconv::Error::InvalidParam { param, .. } => format!("--{param}"),
+            _ => "options".to_string(),
+        };
+        anyhow::Error::new(e).context(option)
+    })?;
+    let layout = parse::layout("--layout", &args.layout)?;
+    // The pool is made now, so a bad --threads is refused before any file is read.
+    let threads = parse::count("--threads", &args.threads)?;
+    let exec = Executor::new(threads).context("--threads")?;
     Ok(Options {
         params,
-        layout: parse::layout("--layout", &args.layout)?,
-        threads: parse::count("--threads", &args.threads)?,
+        layout,
+        exec,
     })
 }
 
@@ -243,8 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
     debug_assert!(output_bytes <= MAX_OUTPUT_BYTES);
 
-    let exec = Executor::new(options.threads)?;
-    let output = conv.forward_with(&input, &exec)?;
+    let output = conv.forward_with(&input, &options.exec)?;
     write_npy(&args.output, &output.dims(), output.data()).context("--output")?;
     Ok(())
 }
