@@ -336,6 +336,22 @@ fn counts_beyond_u64_are_refused_not_saturated() {
 }
 
 #[test]
+fn padding_messages_match_conv2d() {
+    // cost had its own padding parser: '-1' and a 20-digit value were "not P, PH,PW, ...".
+    let layer = ["--input", "7x7x3", "--out-channels", "8", "--kernel", "3"];
+    for (padding, message) in [
+        ("-1", "'-1' is negative"),
+        ("99999999999999999999", "too large"),
+        ("1,2,3", "has 3 values"),
+        ("x", "'x' is not a non-negative integer"),
+    ] {
+        let mut args = layer.to_vec();
+        args.extend(["--padding", padding]);
+        fails_with(&args, message);
+    }
+}
+
+#[test]
 fn help_shows_examples() {
     dsconv()
         .args(["cost", "--help"])

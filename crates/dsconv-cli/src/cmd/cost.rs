@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
                 params.dilation = parse_pair("--dilation", d, &[','])?;
             }
             if let Some(p) = &args.padding {
-                params.padding = parse_padding(p)?;
+                params.padding = super::parse::padding("--padding", p)?;
             }
             let cmp = SeparableComparison::new(
                 [batch, c, h, w],
@@ -241,34 +241,6 @@ fn parse_pair(flag: &str, s: &str, separators: &[char]) -> Result<[usize; 2]> {
         }
         [a, b] => Ok([positive(flag, a)?, positive(flag, b)?]),
         _ => Err(user_error(format!("{flag}: '{s}' is not N or N,N"))),
-    }
-}
-
-fn parse_padding(s: &str) -> Result<Padding> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "same" => return Ok(Padding::Same),
-        "valid" => return Ok(Padding::Valid),
-        _ => {}
-    }
-    let values = s
-        .split(',')
-        .map(|p| {
-            p.trim().parse::<usize>().map_err(|_| {
-                user_error(format!(
-                    "--padding: '{s}' is not P, PH,PW, T,B,L,R, same or valid \
-                     (paddings are non-negative integers)"
-                ))
-            })
-        })
-        .collect::<Result<Vec<usize>>>()?;
-    match values.as_slice() {
-        [p] => Ok(Padding::symmetric(*p)),
-        [ph, pw] => Ok(Padding::per_axis(*ph, *pw)),
-        [t, b, l, r] => Ok(Padding::asymmetric(*t, *b, *l, *r)),
-        _ => Err(user_error(format!(
-            "--padding: '{s}' has {} values; give 1, 2 or 4",
-            values.len()
-        ))),
     }
 }
 
