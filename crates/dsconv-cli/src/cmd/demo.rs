@@ -140,7 +140,10 @@ pub fn run(args: Args) -> Result<()> {
 /// Part 1: the seed's 7×7×3 → 5×5×128 example.
 fn seed_example() -> Result<()> {
     let (h, w, c, c_out, k) = (7usize, 7usize, 3usize, 128usize, 3usize);
-    println!("1. The seed's example: a {h}x{w}x{c} input (height x width x channels), {c_out} filters of {k}x{k}, no padding\n");
+    println!(
+        "1. The seed's example: a {h}x{w}x{c} input (height x width x channels),\n   \
+         {c_out} filters of {k}x{k}, stride 1, no padding\n"
+    );
 
     let mut rng = SplitMix64::new(2016);
     let x = random_tensor(&mut rng, [1, c, h, w])?.to_layout(dsconv::Layout::Nhwc);
@@ -240,7 +243,8 @@ fn seed_example() -> Result<()> {
     ));
     print!("{}", t.render(2));
     println!(
-        "\n  Same output shape ({}), {} of the multiplications: {} / {} (formula 1/{c_out} + 1/{} = {}).",
+        "\n  Same output shape ({}), {} of the multiplications: {} / {}\n  \
+         (formula 1/C_out + 1/(k*k) = 1/{c_out} + 1/{} = {}).",
         hwc(y_separable.logical_dims()),
         percent(cmp.ratio()),
         thousands(cmp.separable().macs),
@@ -269,7 +273,8 @@ fn mobilenet(
 ) -> Result<()> {
     let exec = Executor::new(0)?;
     println!(
-        "2. MobileNetV1 {resolution}x{resolution}, width {alpha}: standard 3x3 convolutions vs depthwise separable\n   \
+        "2. MobileNetV1 {resolution}x{resolution}, width {alpha}: standard 3x3 convolutions vs \
+         depthwise separable\n   \
          batch 1, random weights, {} thread{}\n",
         exec.threads(),
         if exec.threads() == 1 { "" } else { "s" }
@@ -336,7 +341,8 @@ fn mobilenet(
     );
     if alpha == 1.0 && resolution == 224 {
         println!(
-            "  The MobileNet paper (Table 4): 4,866 M / 29.3 M standard, 569 M / 4.2 M separable."
+            "  The MobileNet paper (Table 4): 4,866 M / 29.3 M standard, 569 M / 4.2 M separable;\n  \
+             its standard count leaves out the 1.0 M mult-adds of the FC layer, counted here in both."
         );
     }
     println!("  Per-layer tables: dsconv cost --model mobilenet-v1 [--as-standard]");
