@@ -127,6 +127,9 @@ impl BatchNorm {
     }
 
     /// Applies to one value of channel `c`, in f64.
+    ///
+    /// # Panics
+    /// If `c` is not below [`channels`](Self::channels).
     pub fn apply_f64(&self, c: usize, x: f64) -> f64 {
         (x - self.mean[c] as f64) * self.scale(c) + self.beta[c] as f64
     }

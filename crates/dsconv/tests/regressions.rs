@@ -70,3 +70,14 @@ fn batchnorm_with_short_vectors_is_an_error_not_an_index_panic() {
         "{got:?}"
     );
 }
+
+/// Regression: an empty depthwise weight `[0, 1, 3, 3]` was reported as "invalid groups:
+/// must be at least 1" (its zero channels became zero groups), naming nothing the caller gave.
+#[test]
+fn empty_depthwise_weight_is_named_as_such() {
+    let w = Tensor::from_nchw(vec![], [0, 1, 3, 3]).unwrap();
+    let got = dsconv::DepthwiseConv2d::new(w, None, Conv2dParams::default());
+    let message = got.unwrap_err().to_string();
+    assert!(message.starts_with("depthwise weight"), "{message}");
+    assert!(message.contains("[0, 1, 3, 3]"), "{message}");
+}
