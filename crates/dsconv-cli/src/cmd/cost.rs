@@ -122,7 +122,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.json {
                 print_json(&model_json(model, width, resolution, batch, variant, &net))
             } else {
-                print!("{}", model_text(&net, batch, variant));
+                out!("{}", model_text(&net, batch, variant))?;
                 Ok(())
             }
         }
@@ -166,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.json {
                 print_json(&layer_json(&cmp, &params)?)
             } else {
-                print!("{}", layer_text(&cmp, &params, batch));
+                out!("{}", layer_text(&cmp, &params, batch))?;
                 Ok(())
             }
         }
@@ -192,11 +192,10 @@ pub fn model_cost(
 }
 
 fn print_json(v: &Value) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
-    Ok(())
+    // Rendered first: a failed write is then an io::Error (a closed pipe is success, see
+    // `report`), not an I/O error wrapped inside a serde_json one.
+    let text = serde_json::to_string_pretty(v)?;
+    outln!("{text}")
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T> {

@@ -1,5 +1,25 @@
 //! One module per subcommand, plus the error-to-exit-code policy.
 
+/// `print!` to standard output that returns an error instead of panicking when the
+/// write fails: a closed pipe (`dsconv demo | head`, reported as success by [`report`])
+/// or a full disk (one line, exit 1). Use as `out!(...)?`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("writing to standard output"))
+    }};
+}
+
+/// `println!` counterpart of [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("writing to standard output"))
+    }};
+}
+
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
