@@ -81,3 +81,15 @@ fn empty_depthwise_weight_is_named_as_such() {
     assert!(message.starts_with("depthwise weight"), "{message}");
     assert!(message.contains("[0, 1, 3, 3]"), "{message}");
 }
+
+/// Regression: a layer's `cost` saturated at u64::MAX MACs for an input far larger than
+/// memory (the cost needs no tensor), returning a wrong count as if it were right.
+#[test]
+fn layer_cost_beyond_u64_is_an_overflow_error() {
+    let w = Tensor::from_nchw(vec![0.0; 64 * 64 * 9], [64, 64, 3, 3]).unwrap();
+    let conv = Conv2d::new(w, None, Conv2dParams::default()).unwrap();
+    // Every tensor is addressable (2^60 elements), but 64 × (2^27 − 2)² × 576 MACs ≈ 2^69.
+    let got = conv.cost([1, 64, 1 << 27, 1 << 27]);
+    assert_eq!(got, Err(Error::Overflow("conv2d cost")));
+    assert_eq!(conv.cost([1, 64, 7, 7]).unwrap().macs, 64 * 25 * 576);
+}
