@@ -12,9 +12,9 @@ use std::process::ExitCode;
 /// Shown after the command list of `dsconv --help`.
 const EXAMPLES: &str = "\
 Examples:
-  dsconv demo                                                # the seed's example and MobileNetV1, measured
-  dsconv cost --input 7x7x3 --out-channels 128 --kernel 3    # 86,400 vs 10,275 MACs
-  dsconv cost --model mobilenet-v1 --as-standard             # the paper's 4,866 M / 29.3 M
+  dsconv demo                                              # the seed's example, MobileNetV1
+  dsconv cost --input 7x7x3 --out-channels 128 --kernel 3  # 86,400 vs 10,275 MACs
+  dsconv cost --model mobilenet-v1 --as-standard           # the paper's 4,866 M / 29.3 M
   dsconv conv2d --input x.npy --weight w.npy --padding same --output y.npy
 
 'dsconv COMMAND --help' explains a command, with more examples. Bad input prints one line

@@ -60,3 +60,19 @@ fn every_command_help_shows_an_example() {
         );
     }
 }
+
+#[test]
+fn help_fits_a_100_column_terminal() {
+    // clap does not wrap (no wrap_help feature): conv2d's --padding and --padding-mode
+    // help were single lines of 222 and 187 columns.
+    let mut pages = vec![help(&["--help"])];
+    for command in commands(&pages[0]) {
+        pages.push(help(&[&command, "--help"]));
+    }
+    for page in pages {
+        for line in page.lines() {
+            let width = line.chars().count();
+            assert!(width <= 100, "{width} columns: {line}");
+        }
+    }
+}

@@ -71,11 +71,11 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     stride: String,
-    /// Padding: P on every side; PH,PW per axis; T,B,L,R (top, bottom, left, right);
-    /// 'same' (output = ceil(input/stride), TF/ONNX SAME_UPPER: odd pixel bottom/right,
-    /// any stride and dilation); 'valid' (none)
     #[arg(
         long,
+        help = "Padding: P on every side; PH,PW per axis; T,B,L,R (top, bottom, left, right);\n\
+                'same' (output = ceil(input/stride), TF/ONNX SAME_UPPER: odd pixel\n\
+                bottom/right, any stride and dilation); 'valid' (none)",
         value_name = "P|PH,PW|T,B,L,R|same|valid",
         default_value = "0",
         allow_hyphen_values = true
@@ -97,9 +97,14 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     groups: String,
-    /// What the padded border holds: zeros, reflect, replicate or circular (PyTorch's
-    /// padding_mode; reflect needs padding < input size, circular padding <= input size)
-    #[arg(long, value_name = "MODE", default_value = "zeros")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "zeros",
+        help = "What the padded border holds: zeros, reflect, replicate or circular\n\
+                (PyTorch's padding_mode; reflect needs padding < input size, circular\n\
+                padding <= input size)"
+    )]
     padding_mode: String,
     /// Memory layout of the input and the output: nchw or nhwc
     #[arg(long, value_name = "LAYOUT", default_value = "nchw")]
