@@ -822,6 +822,14 @@ fn missing_files() {
 }
 
 #[test]
+fn control_characters_in_messages_are_escaped() {
+    // A path (or header text) quoted in the message must not split the one line.
+    let f = Fixture::new();
+    let line = f.fails(&f.path("two\nlines\u{1b}[31m.npy"), &f.path("w.npy"), &[]);
+    assert_mentions(&line, &["--input", "two\\nlines\\u{1b}[31m.npy"]);
+}
+
+#[test]
 fn output_in_a_missing_directory() {
     let f = Fixture::new();
     let out = f.dir.path().join("no/such/dir/y.npy");

@@ -206,7 +206,9 @@ impl<'a> Literal<'a> {
                 // The header was checked to be ASCII, so this cannot fail.
                 return Ok(String::from_utf8_lossy(s).into_owned());
             }
-            if c == b'\\' || c == b'\n' {
+            // Control characters would end up in error messages (a newline splits the
+            // one-line message, an escape sequence drives the terminal): refused.
+            if c == b'\\' || c.is_ascii_control() {
                 return Err(format!(
                     "unsupported character in a string at byte {}",
                     self.pos
@@ -954,6 +956,15 @@ mod tests {
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 'y'}",
                 "unexpected key 'x'",
+            ),
+            // Control characters in strings would reach the one-line error message.
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x\ry': 1}",
+                "unsupported character",
+            ),
+            (
+                "{'descr': '<f\x1b[2J4', 'fortran_order': False, 'shape': (1,)}",
+                "unsupported character",
             ),
             (
                 "{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}",

@@ -61,7 +61,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ");
-    eprintln!("dsconv: error: {line}");
+    eprintln!("dsconv: error: {}", one_line(&line));
     let is_user = err
         .chain()
         .any(|c| c.is::<UserError>() || c.is::<dsconv::Error>());
@@ -70,6 +70,21 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`): a message quotes paths and
+/// file contents, and must stay one line that cannot drive the terminal.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Handles a command-line parsing failure: `--help` and `--version` print in full and
@@ -99,7 +114,7 @@ pub fn report_usage(err: clap::Error) -> ExitCode {
                 .collect();
             let joined = paragraph.join(" ");
             let message = joined.strip_prefix("error: ").unwrap_or(&joined);
-            eprintln!("dsconv: error: {message} (see --help)");
+            eprintln!("dsconv: error: {} (see --help)", one_line(message));
             ExitCode::from(2)
         }
     }
