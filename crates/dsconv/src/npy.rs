@@ -420,19 +420,37 @@ fn check_data_len(header: &Header, available: u64, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// An empty buffer with room for `len` items, or [`Error::Allocation`] (not an abort)
+/// when the memory cannot be had: a file can be as large as its header says and still
+/// not fit in memory.
+fn try_buffer<T>(len: usize, what: &'static str) -> Result<Vec<T>> {
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(len)
+        .map_err(|_| Error::Allocation {
+            what,
+            bytes: len.saturating_mul(std::mem::size_of::<T>()),
+        })?;
+    Ok(buffer)
+}
+
 /// Decodes `bytes` (exactly `header.data_bytes` of them) into f32.
-fn decode(header: &Header, bytes: &[u8]) -> Vec<f32> {
+fn decode(header: &Header, bytes: &[u8]) -> Result<Vec<f32>> {
     debug_assert_eq!(bytes.len(), header.data_bytes);
+    let mut data = try_buffer(header.elements, "npy data")?;
     match header.dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
+        Dtype::F32 => data.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Dtype::F64 => {
+            data.extend(bytes.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
     }
+    Ok(data)
 }
 
 /// Reads a `.npy` held in memory; `name` labels errors (e.g. the file it came from).
@@ -450,7 +468,7 @@ pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray> {
     }
     let header = parse_header(&bytes[start..data_start], name)?;
     check_data_len(&header, (bytes.len() - data_start) as u64, name)?;
-    let data = decode(&header, &bytes[data_start..]);
+    let data = decode(&header, &bytes[data_start..])?;
     debug_assert_eq!(data.len(), header.elements);
     Ok(NpyArray {
         shape: header.shape,
@@ -492,8 +510,9 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
         .map_err(|e| io_error(path, &e))?;
     let header = parse_header(&head, &name)?;
     check_data_len(&header, file_len - data_start as u64, &name)?;
-    let mut bytes = Vec::new();
-    // The size was checked against the file's length just above.
+    // The size was checked against the file's length just above; the file may still be
+    // larger than memory.
+    let mut bytes = try_buffer::<u8>(header.data_bytes, "npy file data")?;
     (&mut file)
         .take(header.data_bytes as u64 + 1)
         .read_to_end(&mut bytes)
@@ -504,7 +523,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
             "file changed size while being read".to_string(),
         ));
     }
-    let data = decode(&header, &bytes);
+    let data = decode(&header, &bytes)?;
     Ok(NpyArray {
         shape: header.shape,
         data,
@@ -878,6 +897,35 @@ mod tests {
             .file_type()
             .is_symlink());
         assert_eq!(read_npy(&target).unwrap().data, [1.0, 2.0]);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn file_larger_than_memory_is_an_allocation_error_not_an_abort() {
+        // A 1 TiB sparse file whose header announces exactly its size passes every size
+        // check; reading it grew a Vec until the process was killed for memory. Only where
+        // the kernel refuses such an allocation outright (overcommit mode 0 or 2): with
+        // mode 1 the reservation would succeed and the test would really read 1 TiB.
+        let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+        if mode.trim() == "1" || mode.is_empty() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.npy");
+        let elements = 1usize << 38; // 1 TiB of f32
+        let header = encode_header(&[elements]);
+        std::fs::write(&path, &header).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        if file.set_len((header.len() + 4 * elements) as u64).is_err() {
+            return; // a file system without sparse files of that size
+        }
+        drop(file);
+        let got = read_npy(&path);
+        assert!(
+            matches!(got, Err(Error::Allocation { .. })),
+            "{:?}",
+            got.map(|a| a.shape)
+        );
     }
 
     #[test]
