@@ -620,6 +620,29 @@ fn output_that_is_an_input_file() {
 }
 
 #[test]
+fn output_under_a_file() {
+    // "--output x.npy/y.npy" said "directory x.npy does not exist"; it exists, as a file.
+    let f = Fixture::new();
+    let out = dsconv()
+        .args([
+            "conv2d",
+            "--input",
+            &f.path("x.npy"),
+            "--weight",
+            &f.path("w.npy"),
+        ])
+        .arg("--output")
+        .arg(f.dir.path().join("x.npy").join("y.npy"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_mentions(&stderr, &["--output", "x.npy is not a directory"]);
+    assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+}
+
+#[test]
 fn output_that_is_a_directory() {
     let f = Fixture::new();
     let out = dsconv()

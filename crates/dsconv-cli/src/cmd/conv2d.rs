@@ -180,8 +180,13 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
+        let problem = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
         return Err(user_error(format!(
-            "--output {}: directory {} does not exist",
+            "--output {}: directory {} {problem}",
             output.display(),
             dir.display()
         )));
