@@ -336,6 +336,21 @@ fn counts_beyond_u64_are_refused_not_saturated() {
 }
 
 #[test]
+fn one_channel_depthwise_layers_are_still_depthwise() {
+    // At --width 0.001 every layer has one channel: block1.dw has groups = 1 and was
+    // listed as "standard".
+    let v = json(&["--model", "mobilenet-v1", "--width", "0.001"]);
+    let layers = v["layers"].as_array().unwrap();
+    for l in layers {
+        let name = l["name"].as_str().unwrap();
+        if name.ends_with(".dw") {
+            assert_eq!(l["kind"], "depthwise", "{name}");
+        }
+    }
+    assert_eq!(layers[1]["name"], "block1.dw");
+}
+
+#[test]
 fn padding_messages_match_conv2d() {
     // cost had its own padding parser: '-1' and a 20-digit value were "not P, PH,PW, ...".
     let layer = ["--input", "7x7x3", "--out-channels", "8", "--kernel", "3"];

@@ -201,7 +201,15 @@ pub fn cost(alpha: f64, resolution: usize, batch: usize, variant: Variant) -> Re
                 [s.out_channels, s.in_channels, 1, 1],
                 &Conv2dParams::default(),
             )?;
-            layers.push(LayerCost::conv(format!("block{k}.dw"), &dw, false).with_batchnorm());
+            // The depthwise stage whatever its width: at α small enough for one channel,
+            // groups = 1 and the geometry alone would call it "standard".
+            layers.push(
+                LayerCost {
+                    kind: crate::cost::LayerKind::Depthwise,
+                    ..LayerCost::conv(format!("block{k}.dw"), &dw, false)
+                }
+                .with_batchnorm(),
+            );
             layers.push(LayerCost::conv(format!("block{k}.pw"), &pw, false).with_batchnorm());
             last = pw.output_dims();
         }
