@@ -145,6 +145,17 @@ fn pointwise_long_reduction_crosses_k_blocks() {
         );
         check_conv(&conv, &wt, [2, 600, 3, 7], 3, "pointwise K=600");
     }
+    // 512 and 1024 channels: a 2–4 KiB row stride, so A is copied into padded rows.
+    for cin in [512, 1024] {
+        let (conv, wt) = random_conv(
+            &mut rng,
+            [33, cin, 1, 1],
+            Conv2dParams::default(),
+            true,
+            Activation::Relu6,
+        );
+        check_conv(&conv, &wt, [1, cin, 3, 11], 4, "pointwise packed A");
+    }
 }
 
 #[test]
@@ -419,6 +430,28 @@ fn depthwise_kernel_leaves_pixel_stride_gaps() {
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn depthwise_wide_channels_take_the_row_by_row_path() {
+    // (PB·S + K − 1)·K·C·4 B above the strip budget: rows are swept one at a time.
+    let mut rng = SplitMix64::new(11);
+    for (c, k) in [(260, 3), (520, 3), (200, 5)] {
+        for stride in [1, 2] {
+            let params = Conv2dParams::default()
+                .with_stride(stride)
+                .with_padding(Padding::asymmetric(k / 2, 1, k / 2, 0))
+                .with_groups(c);
+            let (conv, wt) = random_conv(&mut rng, [c, 1, k, k], params, true, Activation::Relu);
+            check_conv(
+                &conv,
+                &wt,
+                [1, c, 7, 19],
+                (c + k) as u64,
+                &format!("depthwise wide C={c} {k}x{k} s{stride}"),
+            );
         }
     }
 }

@@ -233,45 +233,275 @@ unsafe fn dw_body<S: Simd, const PB3S1: usize, const PB3S2: usize, const PB5: us
     } else {
         (0, 0)
     };
-    let mut row_ptrs = vec![std::ptr::null::<f32>(); g.kernel_h];
-    for row in a.rows.clone() {
+    // Input row read by kernel row i for the r-th output row: table[r·kH + i] (the zero
+    // row in the padding).
+    let kh = g.kernel_h;
+    let mut table = vec![std::ptr::null::<f32>(); a.rows.len() * kh];
+    for (r, row) in a.rows.clone().enumerate() {
         let (n, oy) = (row / g.out_h, row % g.out_h);
-        for (i, p) in row_ptrs.iter_mut().enumerate() {
+        for i in 0..kh {
             let iy = g.input_row(oy, i);
-            *p = if (0..g.in_h as isize).contains(&iy) {
+            table[r * kh + i] = if (0..g.in_h as isize).contains(&iy) {
                 // SAFETY: iy < in_h and n < batch: the row lies inside the input.
                 unsafe { a.input.add(((n * g.in_h + iy as usize) * g.in_w) * c) }
             } else {
                 a.zero_row
             };
         }
-        // SAFETY: row − rows.start < rows.len(): inside the checked output.
-        let out_row = unsafe { a.out.add((row - a.rows.start) * g.out_w * a.px_stride) };
+    }
+    // SAFETY: the table's pointers and the output rows stay within the checked buffers
+    // (see each body).
+    unsafe {
+        match shape {
+            (3, 1) => band::<S, 3, 1, PB3S1>(a, &table),
+            (3, 2) => band::<S, 3, 2, PB3S2>(a, &table),
+            (5, 1) => band::<S, 5, 1, PB5>(a, &table),
+            (5, 2) => band::<S, 5, 2, PB5>(a, &table),
+            _ => borders::<S>(a, &table, 0..g.out_w, 0..0),
+        }
+    }
+}
+
+/// The output row `r` of this call.
+#[inline(always)]
+unsafe fn out_row(a: &DwArgs, r: usize) -> *mut f32 {
+    // SAFETY: r < rows.len(): inside the checked output.
+    unsafe { a.out.add(r * a.g.out_w * a.px_stride) }
+}
+
+/// Columns `left` and `right` of every row and channel tile by the general loop.
+#[inline(always)]
+unsafe fn borders<S: Simd>(
+    a: &DwArgs,
+    table: &[*const f32],
+    left: std::ops::Range<usize>,
+    right: std::ops::Range<usize>,
+) {
+    let kh = a.g.kernel_h;
+    for r in 0..a.rows.len() {
         let mut c0 = 0;
-        while c0 < c {
-            let valid = S::LANES.min(c - c0);
+        while c0 < a.channels {
+            let valid = S::LANES.min(a.channels - c0);
             let t = ChannelTile {
-                rows: &row_ptrs,
+                rows: &table[r * kh..(r + 1) * kh],
                 c0,
                 valid,
-                out_row,
+                // SAFETY: r < rows.len().
+                out_row: unsafe { out_row(a, r) },
             };
-            // SAFETY: the tile's pointers stay within the checked buffers (see each body).
+            // SAFETY: general_span checks every tap; columns are < out_w.
             unsafe {
-                match (shape, valid == S::LANES) {
-                    ((3, 1), true) => row_tile::<S, 3, 1, PB3S1, false>(a, &t),
-                    ((3, 1), false) => row_tile::<S, 3, 1, PB3S1, true>(a, &t),
-                    ((3, 2), true) => row_tile::<S, 3, 2, PB3S2, false>(a, &t),
-                    ((3, 2), false) => row_tile::<S, 3, 2, PB3S2, true>(a, &t),
-                    ((5, 1), true) => row_tile::<S, 5, 1, PB5, false>(a, &t),
-                    ((5, 1), false) => row_tile::<S, 5, 1, PB5, true>(a, &t),
-                    ((5, 2), true) => row_tile::<S, 5, 2, PB5, false>(a, &t),
-                    ((5, 2), false) => row_tile::<S, 5, 2, PB5, true>(a, &t),
-                    (_, true) => general_span::<S, false>(a, &t, 0..g.out_w),
-                    (_, false) => general_span::<S, true>(a, &t, 0..g.out_w),
+                if valid < S::LANES {
+                    general_span::<S, true>(a, &t, left.clone());
+                    general_span::<S, true>(a, &t, right.clone());
+                } else {
+                    general_span::<S, false>(a, &t, left.clone());
+                    general_span::<S, false>(a, &t, right.clone());
                 }
             }
             c0 += S::LANES;
+        }
+    }
+}
+
+/// A band of K×K, stride-`STRIDE`, dilation-1 output rows: the borders by the general
+/// loop; the interior channel tile by channel tile, and inside a tile column strip by
+/// column strip of `PB` pixels walking down the rows, with the K·K weights and the bias
+/// loaded into registers once per strip. Walking down a strip, each output row reads
+/// K − STRIDE input rows the previous one already brought into L1, so only STRIDE rows
+/// of `PB·STRIDE + K − 1` pixels come from L2 per row. (Channel tiles sweeping one row at
+/// a time read all K rows from L2 and ran at 57 GFLOP/s at C = 128 @ 56²; see the
+/// module docs of `kernels` for the current numbers.)
+#[inline(always)]
+unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
+    a: &DwArgs,
+    table: &[*const f32],
+) {
+    let g = a.g;
+    let (x0, x1) = a.interior;
+    let (x0, x1) = (x0.min(g.out_w), x1.max(x0).min(g.out_w));
+    // SAFETY: spans and strips stay inside the rows (see `strip` and `general_span`).
+    unsafe {
+        borders::<S>(a, table, 0..x0, x1..g.out_w);
+        if x1 == x0 {
+            return;
+        }
+        let strip_bytes = (PB * STRIDE + K - 1) * K * a.channels * 4;
+        if STRIDE == 1 && strip_bytes <= STRIP_L1_BYTES {
+            // Down the strips: all rows per channel tile.
+            tiles::<S, K, STRIDE, PB>(a, table, x0, x1, 0..a.rows.len());
+        } else {
+            // Row by row, block by block, every channel tile of a block in turn: the
+            // block's input streams through L1 in address order.
+            for r in 0..a.rows.len() {
+                let mut x = x0;
+                while x + PB <= x1 {
+                    block_tiles::<S, K, STRIDE, PB>(a, table, x, r);
+                    x += PB;
+                }
+                if x < x1 && x1 - x0 >= PB {
+                    // Ragged end: see `tile_strips`.
+                    block_tiles::<S, K, STRIDE, PB>(a, table, x1 - PB, r);
+                    x = x1;
+                }
+                while x < x1 {
+                    block_tiles::<S, K, STRIDE, 1>(a, table, x, r);
+                    x += 1;
+                }
+            }
+        }
+    }
+}
+
+/// L1 bytes the `K` input rows of one strip (`PB·STRIDE + K − 1` pixels × all channels)
+/// may take for the walk down the strips to find the rows it reuses still in L1 (48 KiB
+/// on Zen 5, 32 KiB on Zen 4). Measured at 3×3 stride 1: C = 128 @ 56² (15 KiB) 74 → 85
+/// GFLOP/s down the strips, C = 512 @ 14² (60 KiB) 51 → 22; stride 2 at C = 128 lost
+/// (50 → 39: half the rows are new at every step and the downward walk defeats the
+/// prefetchers), so stride 2 always goes row by row.
+const STRIP_L1_BYTES: usize = 24 * 1024;
+
+/// Every channel tile of output pixels `x .. x + PB` of row `r`, weights loaded per tile.
+#[inline(always)]
+unsafe fn block_tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
+    a: &DwArgs,
+    table: &[*const f32],
+    x: usize,
+    r: usize,
+) {
+    let mut c0 = 0;
+    while c0 < a.channels {
+        let valid = S::LANES.min(a.channels - c0);
+        // SAFETY: as in `tile_strips` (weights and bias padded; interior columns).
+        unsafe {
+            let mut w = [[S::zero(); K]; K];
+            for (i, wr) in w.iter_mut().enumerate() {
+                for (j, wv) in wr.iter_mut().enumerate() {
+                    *wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
+                }
+            }
+            let bias = S::load(a.bias.add(c0));
+            if valid < S::LANES {
+                strip::<S, K, STRIDE, PB, true>(a, table, c0, valid, x, &w, bias, r..r + 1);
+            } else {
+                strip::<S, K, STRIDE, PB, false>(a, table, c0, valid, x, &w, bias, r..r + 1);
+            }
+        }
+        c0 += S::LANES;
+    }
+}
+
+/// Every channel tile of the interior columns `x0..x1` of rows `rows`.
+#[inline(always)]
+unsafe fn tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
+    a: &DwArgs,
+    table: &[*const f32],
+    x0: usize,
+    x1: usize,
+    rows: std::ops::Range<usize>,
+) {
+    let mut c0 = 0;
+    while c0 < a.channels {
+        let valid = S::LANES.min(a.channels - c0);
+        // SAFETY: as in `band`.
+        unsafe {
+            if valid < S::LANES {
+                tile_strips::<S, K, STRIDE, PB, true>(a, table, c0, valid, x0, x1, rows.clone());
+            } else {
+                tile_strips::<S, K, STRIDE, PB, false>(a, table, c0, valid, x0, x1, rows.clone());
+            }
+        }
+        c0 += S::LANES;
+    }
+}
+
+/// Every interior strip of one channel tile.
+#[inline(always)]
+unsafe fn tile_strips<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const MASKED: bool,
+>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x0: usize,
+    x1: usize,
+    rows: std::ops::Range<usize>,
+) {
+    // SAFETY: weights hold K·K·padded floats and bias `padded`; c0 + LANES ≤ padded
+    // because padded is a multiple of 16 ≥ LANES and c0 is a multiple of LANES.
+    unsafe {
+        let mut w = [[S::zero(); K]; K];
+        for (i, wr) in w.iter_mut().enumerate() {
+            for (j, wv) in wr.iter_mut().enumerate() {
+                *wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
+            }
+        }
+        let bias = S::load(a.bias.add(c0));
+        let mut x = x0;
+        while x + PB <= x1 {
+            strip::<S, K, STRIDE, PB, MASKED>(a, table, c0, valid, x, &w, bias, rows.clone());
+            x += PB;
+        }
+        if x < x1 && x1 - x0 >= PB {
+            // A ragged end: one more full strip ending at x1. Its first pixels are
+            // computed again by exactly the same operations, so they are rewritten with
+            // the same bits; single-pixel strips here cost 25% at 56 columns.
+            strip::<S, K, STRIDE, PB, MASKED>(a, table, c0, valid, x1 - PB, &w, bias, rows.clone());
+            x = x1;
+        }
+        while x < x1 {
+            strip::<S, K, STRIDE, 1, MASKED>(a, table, c0, valid, x, &w, bias, rows.clone());
+            x += 1;
+        }
+    }
+}
+
+/// Output pixels `x .. x + PB` of channels `c0 .. c0 + valid` in rows `rows` of the band.
+#[inline(always)]
+unsafe fn strip<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const MASKED: bool,
+>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x: usize,
+    w: &[[S::V; K]; K],
+    bias: S::V,
+    rows: std::ops::Range<usize>,
+) {
+    let c = a.channels;
+    let left = a.g.pad_left;
+    // SAFETY: the interior guarantees 0 ≤ (x + p)·STRIDE + j − pad_left < in_w for every
+    // tap, so every input address is inside its row (or the zero row); x + PB ≤ out_w
+    // and r < rows.len() for the stores.
+    unsafe {
+        for r in rows {
+            let mut acc = [bias; PB];
+            for i in 0..K {
+                let row = table[r * K + i].add(c0);
+                for j in 0..K {
+                    for (p, acc_p) in acc.iter_mut().enumerate() {
+                        let ix = (x + p) * STRIDE + j - left;
+                        let v = load_in::<S, MASKED>(row.add(ix * c), valid);
+                        *acc_p = S::mul_add(v, w[i][j], *acc_p);
+                    }
+                }
+            }
+            let out = out_row(a, r);
+            for (p, &acc_p) in acc.iter().enumerate() {
+                let y = activate::<S>(acc_p, &a.epi);
+                store_out::<S, MASKED>(out.add((x + p) * a.px_stride + c0), y, valid);
+            }
         }
     }
 }
@@ -306,76 +536,6 @@ unsafe fn store_out<S: Simd, const MASKED: bool>(p: *mut f32, v: S::V, valid: us
         } else {
             S::store(p, v)
         }
-    }
-}
-
-/// A K×K, stride-`STRIDE`, dilation-1 channel tile across a row: borders by the general
-/// loop, the interior by blocks of `PB` pixels with the weights in registers.
-#[inline(always)]
-unsafe fn row_tile<
-    S: Simd,
-    const K: usize,
-    const STRIDE: usize,
-    const PB: usize,
-    const MASKED: bool,
->(
-    a: &DwArgs,
-    t: &ChannelTile,
-) {
-    let g = a.g;
-    let c = a.channels;
-    let (x0, x1) = a.interior;
-    // SAFETY: weights hold K·K·padded floats and bias `padded`; c0 + LANES ≤ padded
-    // because padded is a multiple of 16 ≥ LANES and c0 is a multiple of LANES.
-    unsafe {
-        general_span::<S, MASKED>(a, t, 0..x0.min(g.out_w));
-        let mut w = [[S::zero(); K]; K];
-        for (i, wr) in w.iter_mut().enumerate() {
-            for (j, wv) in wr.iter_mut().enumerate() {
-                *wv = S::load(a.weights.add((i * K + j) * a.padded + t.c0));
-            }
-        }
-        let bias = S::load(a.bias.add(t.c0));
-        let mut rows = [std::ptr::null::<f32>(); K];
-        for (i, r) in rows.iter_mut().enumerate() {
-            // Shift by the left padding once: the interior guarantees
-            // x·STRIDE + j − pad_left ≥ 0 for every tap, so every address below is in
-            // the row (or the zero row).
-            *r = t.rows[i].add(t.c0);
-        }
-        let left = g.pad_left;
-        let mut x = x0;
-        while x + PB <= x1 {
-            let mut acc = [bias; PB];
-            for i in 0..K {
-                for j in 0..K {
-                    for (p, acc_p) in acc.iter_mut().enumerate() {
-                        let ix = (x + p) * STRIDE + j - left;
-                        let v = load_in::<S, MASKED>(rows[i].add(ix * c), t.valid);
-                        *acc_p = S::mul_add(v, w[i][j], *acc_p);
-                    }
-                }
-            }
-            for (p, &acc_p) in acc.iter().enumerate() {
-                let y = activate::<S>(acc_p, &a.epi);
-                store_out::<S, MASKED>(t.out_row.add((x + p) * a.px_stride + t.c0), y, t.valid);
-            }
-            x += PB;
-        }
-        while x < x1 {
-            let mut acc = bias;
-            for i in 0..K {
-                for j in 0..K {
-                    let ix = x * STRIDE + j - left;
-                    let v = load_in::<S, MASKED>(rows[i].add(ix * c), t.valid);
-                    acc = S::mul_add(v, w[i][j], acc);
-                }
-            }
-            let y = activate::<S>(acc, &a.epi);
-            store_out::<S, MASKED>(t.out_row.add(x * a.px_stride + t.c0), y, t.valid);
-            x += 1;
-        }
-        general_span::<S, MASKED>(a, t, x1.max(x0).min(g.out_w)..g.out_w);
     }
 }
 
