@@ -35,7 +35,7 @@ pub(crate) mod gemm;
 pub mod peak;
 mod simd;
 
-pub use aligned::AlignedVec;
+pub use aligned::{with_scratch, AlignedVec};
 pub use depthwise::PackedDepthwise;
 pub use gemm::PackedGemm;
 

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::PaddingMode;
 use crate::geometry::{Conv2dParams, ConvGeometry};
-use crate::kernels::{self, AlignedVec, PackedDepthwise, PackedGemm};
+use crate::kernels::{self, PackedDepthwise, PackedGemm};
 use crate::ops::{Activation, BatchNorm};
 use crate::tensor::{Layout, Tensor};
 
@@ -297,17 +297,9 @@ impl Conv2d {
                 let block = kernels::dense::band_pixels(isa, p.k());
                 exec.for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
                     let pixels = first..first + chunk.len() / cout;
-                    let mut scratch = AlignedVec::default();
-                    errors.keep(kernels::dense::conv_pixels(
-                        isa,
-                        g,
-                        p,
-                        x,
-                        pixels,
-                        chunk,
-                        act,
-                        &mut scratch,
-                    ));
+                    errors.keep(kernels::with_scratch(0, |scratch| {
+                        kernels::dense::conv_pixels(isa, g, p, x, pixels, chunk, act, scratch)
+                    }));
                 });
             }
             Fast::Depthwise(p) if zero_padding(g) => {
