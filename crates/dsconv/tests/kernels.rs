@@ -455,3 +455,29 @@ fn depthwise_wide_channels_take_the_row_by_row_path() {
         }
     }
 }
+
+#[test]
+fn depthwise_unpadded_with_non_zero_padding_mode_takes_the_kernel() {
+    // Regression (found by prop_bad_input): reflect mode without padding is zero padding.
+    let mut rng = SplitMix64::new(12);
+    let params = Conv2dParams::default()
+        .with_padding_mode(dsconv::PaddingMode::Reflect)
+        .with_groups(2);
+    let (conv, wt) = random_conv(&mut rng, [2, 1, 1, 1], params, true, Activation::None);
+    check_conv(
+        &conv,
+        &wt,
+        [1, 2, 1, 1],
+        1,
+        "depthwise 1x1 reflect unpadded",
+    );
+    let params = params.with_groups(5);
+    let (conv, wt) = random_conv(&mut rng, [5, 1, 3, 3], params, false, Activation::None);
+    check_conv(
+        &conv,
+        &wt,
+        [2, 5, 6, 7],
+        2,
+        "depthwise 3x3 reflect unpadded",
+    );
+}
