@@ -3,6 +3,7 @@
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
+pub mod info;
 pub mod parse;
 pub mod table;
 
