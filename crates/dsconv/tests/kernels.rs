@@ -435,10 +435,11 @@ fn depthwise_kernel_leaves_pixel_stride_gaps() {
 }
 
 #[test]
-fn depthwise_wide_channels_take_the_row_by_row_path() {
-    // (PB·S + K − 1)·K·C·4 B above the strip budget: rows are swept one at a time.
+fn depthwise_row_by_row_and_strip_modes_at_wide_channels() {
+    // A pixel stride of 2 KiB (C = 512) crowds two L1 sets, so stride 1 sweeps rows one
+    // at a time; stride 2 always does (the others check both modes' channel tails).
     let mut rng = SplitMix64::new(11);
-    for (c, k) in [(260, 3), (520, 3), (200, 5)] {
+    for (c, k) in [(512, 3), (512, 5), (260, 3), (200, 5)] {
         for stride in [1, 2] {
             let params = Conv2dParams::default()
                 .with_stride(stride)

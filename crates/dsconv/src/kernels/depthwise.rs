@@ -18,6 +18,7 @@ use super::{AlignedVec, Isa};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
+use std::marker::PhantomData;
 
 /// Channel padding of the packed weights: the widest vector (AVX-512, 16 lanes), so every
 /// tier loads whole weight vectors.
@@ -148,8 +149,16 @@ impl PackedDepthwise {
                 format!("{} elements with stride {px_stride}", out.len()),
             ));
         }
-        let needs_zero_row = g.pad_top > 0 || g.pad_bottom > 0;
-        let zero_row = AlignedVec::zeros(if needs_zero_row { g.in_w * c } else { 0 });
+        // Padded rows point at a zero row; padded columns of the edge pixels read its first
+        // vector.
+        let zero_len = if g.pad_top > 0 || g.pad_bottom > 0 {
+            (g.in_w * c).max(self.padded)
+        } else if g.pad_left > 0 || g.pad_right > 0 {
+            self.padded
+        } else {
+            0
+        };
+        let zero_row = AlignedVec::zeros(zero_len);
         let interior = g.interior_cols();
         let args = DwArgs {
             g,
@@ -184,7 +193,8 @@ struct DwArgs<'a> {
     channels: usize,
     padded: usize,
     input: *const f32,
-    /// `in_w · C` zeros (when the geometry pads rows).
+    /// Zeros: `max(in_w · C, C_pad)` when the geometry pads rows, `C_pad` when it pads only
+    /// columns.
     zero_row: *const f32,
     weights: *const f32,
     bias: *const f32,
@@ -321,50 +331,166 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     let g = a.g;
     let (x0, x1) = a.interior;
     let (x0, x1) = (x0.min(g.out_w), x1.max(x0).min(g.out_w));
-    // SAFETY: spans and strips stay inside the rows (see `strip` and `general_span`).
+    // SAFETY: blocks stay inside the interior, edge pixels check every tap (see `strip`,
+    // `edge`).
     unsafe {
-        borders::<S>(a, table, 0..x0, x1..g.out_w);
-        if x1 == x0 {
-            return;
-        }
-        let strip_bytes = (PB * STRIDE + K - 1) * K * a.channels * 4;
-        if STRIDE == 1 && strip_bytes <= STRIP_L1_BYTES {
+        if STRIDE == 1 && strip_fits_l1(a.channels, PB * STRIDE + K - 1, K) {
             // Down the strips: all rows per channel tile.
             tiles::<S, K, STRIDE, PB>(a, table, x0, x1, 0..a.rows.len());
         } else {
             // Row by row, block by block, every channel tile of a block in turn: the
             // block's input streams through L1 in address order.
             for r in 0..a.rows.len() {
-                let mut x = x0;
-                while x + PB <= x1 {
-                    block_tiles::<S, K, STRIDE, PB>(a, table, x, r);
-                    x += PB;
+                for x in (0..x0).chain(x1..g.out_w) {
+                    row_tiles::<S, K, STRIDE, 1, true>(a, table, x, r);
                 }
-                if x < x1 && x1 - x0 >= PB {
-                    // Ragged end: see `tile_strips`.
-                    block_tiles::<S, K, STRIDE, PB>(a, table, x1 - PB, r);
-                    x = x1;
-                }
-                while x < x1 {
-                    block_tiles::<S, K, STRIDE, 1>(a, table, x, r);
-                    x += 1;
-                }
+                cover::<PB>(
+                    x0,
+                    x1,
+                    &RowRun::<S, K, STRIDE> {
+                        a,
+                        table,
+                        r,
+                        _s: PhantomData,
+                    },
+                );
             }
         }
     }
 }
 
-/// L1 bytes the `K` input rows of one strip (`PB·STRIDE + K − 1` pixels × all channels)
-/// may take for the walk down the strips to find the rows it reuses still in L1 (48 KiB
-/// on Zen 5, 32 KiB on Zen 4). Measured at 3×3 stride 1: C = 128 @ 56² (15 KiB) 74 → 85
-/// GFLOP/s down the strips, C = 512 @ 14² (60 KiB) 51 → 22; stride 2 at C = 128 lost
-/// (50 → 39: half the rows are new at every step and the downward walk defeats the
-/// prefetchers), so stride 2 always goes row by row.
-const STRIP_L1_BYTES: usize = 24 * 1024;
+/// Something that computes a block of `P` output pixels starting at column `x`.
+trait BlockRun {
+    /// Computes pixels `x .. x + P`.
+    unsafe fn run<const P: usize>(&self, x: usize);
+}
 
-/// Every channel tile of output pixels `x .. x + PB` of row `r`, weights loaded per tile.
+/// Covers the interior columns `x0..x1` with register blocks: full `PB` blocks, then, if
+/// the span is at least `PB` wide, one more `PB` block ending at `x1` (its first pixels
+/// are computed again by exactly the same operations and rewritten with the same bits;
+/// single-pixel blocks for the ragged end cost 25% at 56 columns); narrower spans (7×7
+/// and 14×14 layers) go by 4, an overlapping 4, then 2 and 1.
 #[inline(always)]
-unsafe fn block_tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
+unsafe fn cover<const PB: usize>(x0: usize, x1: usize, run: &impl BlockRun) {
+    // SAFETY: every block lies inside x0..x1 (the caller's contract for `run`).
+    unsafe {
+        let mut x = x0;
+        while x + PB <= x1 {
+            run.run::<PB>(x);
+            x += PB;
+        }
+        if x == x1 {
+            return;
+        }
+        if x1 - x0 >= PB {
+            run.run::<PB>(x1 - PB);
+            return;
+        }
+        while x + 4 <= x1 {
+            run.run::<4>(x);
+            x += 4;
+        }
+        if x < x1 && x1 - x0 >= 4 {
+            run.run::<4>(x1 - 4);
+            return;
+        }
+        while x + 2 <= x1 {
+            run.run::<2>(x);
+            x += 2;
+        }
+        if x < x1 {
+            run.run::<1>(x);
+        }
+    }
+}
+
+/// Row mode: every channel tile of a block of one row.
+struct RowRun<'a, S, const K: usize, const STRIDE: usize> {
+    a: &'a DwArgs<'a>,
+    table: &'a [*const f32],
+    r: usize,
+    _s: PhantomData<S>,
+}
+
+impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for RowRun<'_, S, K, STRIDE> {
+    #[inline(always)]
+    unsafe fn run<const P: usize>(&self, x: usize) {
+        // SAFETY: interior block (cover's contract).
+        unsafe { row_tiles::<S, K, STRIDE, P, false>(self.a, self.table, x, self.r) }
+    }
+}
+
+/// Strip mode: one channel tile, a block of pixels in every row of the band.
+struct StripRun<'a, S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> {
+    a: &'a DwArgs<'a>,
+    table: &'a [*const f32],
+    c0: usize,
+    valid: usize,
+    w: &'a [[S::V; K]; K],
+    bias: S::V,
+    rows: std::ops::Range<usize>,
+}
+
+impl<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> BlockRun
+    for StripRun<'_, S, K, STRIDE, MASKED>
+{
+    #[inline(always)]
+    unsafe fn run<const P: usize>(&self, x: usize) {
+        // SAFETY: interior block (cover's contract).
+        unsafe {
+            strip::<S, K, STRIDE, P, MASKED>(
+                self.a,
+                self.table,
+                self.c0,
+                self.valid,
+                x,
+                self.w,
+                self.bias,
+                self.rows.clone(),
+            )
+        }
+    }
+}
+
+/// L1 ways the lines of one strip may take per set: Zen 4 has 8, Zen 5 12, and the
+/// output and weights need some.
+const STRIP_WAYS: usize = 8;
+
+/// Whether the `rows × pixels` lines one channel tile of a strip touches (`pixels`
+/// apart by `C·4` bytes; rows of these layers alias to the same sets) stay in L1 while
+/// the strip walks down, so each output row reuses K − 1 input rows. Pixel strides that
+/// are multiples of 1 KiB crowd a few sets: C = 512 @ 14² ran at 22 GFLOP/s down the
+/// strips against 38–51 row by row; C = 128 @ 56² (8 sets) gained 74 → 85–88. Stride 2
+/// always goes row by row: half the rows are new at each step and the downward walk
+/// defeated the prefetchers (50 → 39 at C = 128).
+fn strip_fits_l1(channels: usize, pixels: usize, rows: usize) -> bool {
+    const SET_PERIOD: usize = 4096;
+    let step = (channels * 4) % SET_PERIOD;
+    let sets = if step == 0 {
+        1
+    } else {
+        (SET_PERIOD / gcd(step, SET_PERIOD)).min(pixels)
+    };
+    (pixels * rows).div_ceil(sets) <= STRIP_WAYS
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Every channel tile of output pixels `x .. x + PB` of row `r`, weights loaded per tile;
+/// `EDGE`: a single border pixel whose taps are checked (see [`edge`]).
+#[inline(always)]
+unsafe fn row_tiles<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const EDGE: bool,
+>(
     a: &DwArgs,
     table: &[*const f32],
     x: usize,
@@ -373,7 +499,8 @@ unsafe fn block_tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: us
     let mut c0 = 0;
     while c0 < a.channels {
         let valid = S::LANES.min(a.channels - c0);
-        // SAFETY: as in `tile_strips` (weights and bias padded; interior columns).
+        // SAFETY: as in `tile_strips` (weights and bias padded; interior columns or
+        // checked edge taps).
         unsafe {
             let mut w = [[S::zero(); K]; K];
             for (i, wr) in w.iter_mut().enumerate() {
@@ -382,13 +509,58 @@ unsafe fn block_tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: us
                 }
             }
             let bias = S::load(a.bias.add(c0));
-            if valid < S::LANES {
-                strip::<S, K, STRIDE, PB, true>(a, table, c0, valid, x, &w, bias, r..r + 1);
-            } else {
-                strip::<S, K, STRIDE, PB, false>(a, table, c0, valid, x, &w, bias, r..r + 1);
+            match (EDGE, valid < S::LANES) {
+                (true, true) => edge::<S, K, STRIDE, true>(a, table, c0, valid, x, &w, bias, r),
+                (true, false) => edge::<S, K, STRIDE, false>(a, table, c0, valid, x, &w, bias, r),
+                (false, true) => {
+                    strip::<S, K, STRIDE, PB, true>(a, table, c0, valid, x, &w, bias, r..r + 1)
+                }
+                (false, false) => {
+                    strip::<S, K, STRIDE, PB, false>(a, table, c0, valid, x, &w, bias, r..r + 1)
+                }
             }
         }
         c0 += S::LANES;
+    }
+}
+
+/// One border output pixel `x` of row `r` (some column taps fall in the padding): the
+/// same unrolled K×K loop as the blocks with the weights in registers, a padded tap
+/// reading zeros from the zero row. (The general per-pixel loop here cost as much as
+/// 8 interior pixels per border pixel: +50% at 14 columns.)
+#[inline(always)]
+unsafe fn edge<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x: usize,
+    w: &[[S::V; K]; K],
+    bias: S::V,
+    r: usize,
+) {
+    let c = a.channels;
+    let g = a.g;
+    // SAFETY: a tap inside the input reads its row at column ix < in_w; a padded tap
+    // reads the first `padded` floats of the zero row, which exist whenever columns are
+    // padded; x < out_w and r < rows.len() for the store.
+    unsafe {
+        let zero = a.zero_row.add(c0);
+        let mut acc = bias;
+        for i in 0..K {
+            let row = table[r * K + i].add(c0);
+            for j in 0..K {
+                let ix = (x * STRIDE + j) as isize - g.pad_left as isize;
+                let p = if ix >= 0 && (ix as usize) < g.in_w {
+                    row.add(ix as usize * c)
+                } else {
+                    zero
+                };
+                acc = S::mul_add(load_in::<S, MASKED>(p, valid), w[i][j], acc);
+            }
+        }
+        let y = activate::<S>(acc, &a.epi);
+        store_out::<S, MASKED>(out_row(a, r).add(x * a.px_stride + c0), y, valid);
     }
 }
 
@@ -443,22 +615,21 @@ unsafe fn tile_strips<
             }
         }
         let bias = S::load(a.bias.add(c0));
-        let mut x = x0;
-        while x + PB <= x1 {
-            strip::<S, K, STRIDE, PB, MASKED>(a, table, c0, valid, x, &w, bias, rows.clone());
-            x += PB;
+        for r in rows.clone() {
+            for x in (0..x0).chain(x1..a.g.out_w) {
+                edge::<S, K, STRIDE, MASKED>(a, table, c0, valid, x, &w, bias, r);
+            }
         }
-        if x < x1 && x1 - x0 >= PB {
-            // A ragged end: one more full strip ending at x1. Its first pixels are
-            // computed again by exactly the same operations, so they are rewritten with
-            // the same bits; single-pixel strips here cost 25% at 56 columns.
-            strip::<S, K, STRIDE, PB, MASKED>(a, table, c0, valid, x1 - PB, &w, bias, rows.clone());
-            x = x1;
-        }
-        while x < x1 {
-            strip::<S, K, STRIDE, 1, MASKED>(a, table, c0, valid, x, &w, bias, rows.clone());
-            x += 1;
-        }
+        let run = StripRun::<S, K, STRIDE, MASKED> {
+            a,
+            table,
+            c0,
+            valid,
+            w: &w,
+            bias,
+            rows,
+        };
+        cover::<PB>(x0, x1, &run);
     }
 }
 

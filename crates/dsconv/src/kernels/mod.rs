@@ -57,7 +57,7 @@
 //! | `gemm::MC_TILES` | 12 | 12/24/48: 1024→1024@14 92/89/90%, 256→256@28 98/96/96% |
 //! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
 //! | depthwise pixel blocks | 8 (3×3 s1), 4 (s2, 5×5) | DESIGN.md §5: 7-pixel s2 tiles spilled; register counts in `depthwise` |
-//! | `depthwise::STRIP_L1_BYTES` | 24 KiB | C=128@56² s1: 74 → 85 down the strips; C=512@14²: 51 → 22, so wide C goes row by row |
+//! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
 //! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
 //! | `fused::BAND_BYTES` | 256 KiB | a quarter of L2 for the depthwise band |
 //!
