@@ -71,6 +71,24 @@ impl Fast {
     }
 }
 
+/// The weight packed for the direct loop, or nothing when no geometry of this layer can
+/// reach it: a layer with a fast kernel and zero padding mode always takes the kernel
+/// (saves a second copy of every weight, 17 MB for MobileNetV1).
+fn direct_packing(
+    weight: &[f32],
+    dims: [usize; 4],
+    params: &Conv2dParams,
+    fast: &Fast,
+) -> Vec<f32> {
+    match fast {
+        Fast::None => crate::direct::pack_weights(weight, dims, params.groups),
+        _ if params.padding_mode != PaddingMode::Zeros => {
+            crate::direct::pack_weights(weight, dims, params.groups)
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// Runs `f` and keeps the first error it returns across threads.
 struct FirstError(std::sync::Mutex<Option<Error>>);
 
@@ -126,8 +144,8 @@ impl Conv2d {
             }
         }
         let weight = weight.into_data();
-        let packed = crate::direct::pack_weights(&weight, weight_dims, params.groups);
         let fast = Fast::pack(&weight, weight_dims, params.groups, bias.as_deref())?;
+        let packed = direct_packing(&weight, weight_dims, &params, &fast);
         Ok(Conv2d {
             params,
             weight_dims,
@@ -149,14 +167,13 @@ impl Conv2d {
             ));
         }
         bn.fold_into(&mut self.weight, &mut self.bias)?;
-        self.packed =
-            crate::direct::pack_weights(&self.weight, self.weight_dims, self.params.groups);
         self.fast = Fast::pack(
             &self.weight,
             self.weight_dims,
             self.params.groups,
             self.bias.as_deref(),
         )?;
+        self.packed = direct_packing(&self.weight, self.weight_dims, &self.params, &self.fast);
         Ok(self)
     }
 
