@@ -145,6 +145,23 @@ fn pointwise_long_reduction_crosses_k_blocks() {
         );
         check_conv(&conv, &wt, [2, 600, 3, 7], 3, "pointwise K=600");
     }
+    // Few rows, many panels: two threads split the columns (7×7 layers at batch 1).
+    for (cin, cout, size) in [(256, 1000, 7), (64, 100, 5), (128, 33, 3)] {
+        let (conv, wt) = random_conv(
+            &mut rng,
+            [cout, cin, 1, 1],
+            Conv2dParams::default(),
+            true,
+            Activation::HardSwish,
+        );
+        check_conv(
+            &conv,
+            &wt,
+            [1, cin, size, size],
+            5,
+            "pointwise column split",
+        );
+    }
     // 512 and 1024 channels: a 2–4 KiB row stride, so A is copied into padded rows.
     for cin in [512, 1024] {
         let (conv, wt) = random_conv(

@@ -303,11 +303,8 @@ impl Conv2d {
         match &self.fast {
             Fast::Gemm(p) if g.is_pointwise() => {
                 let (cin, cout) = (g.in_channels, g.out_channels);
-                let block = kernels::gemm::tile_rows(isa);
-                exec.for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
-                    let rows = chunk.len() / cout;
-                    errors.keep(p.run(isa, &x[first * cin..], cin, rows, chunk, cout, act));
-                });
+                let m = g.batch * g.out_h * g.out_w;
+                errors.keep(p.run_parallel(exec, tasks, x, cin, m, out, cout, act));
             }
             Fast::Gemm(p) if zero_padding(g) => {
                 let cout = g.out_channels;
