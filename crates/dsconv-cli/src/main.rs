@@ -43,6 +43,8 @@ enum Command {
     Cost(Box<cmd::cost::Args>),
     /// Run one convolution on .npy files.
     Conv2d(Box<cmd::conv2d::Args>),
+    /// Show the CPU features seen, the instruction-set tiers and the kernels selected.
+    Info(Box<cmd::info::Args>),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(*args),
         Command::Cost(args) => cmd::cost::run(*args),
         Command::Conv2d(args) => cmd::conv2d::run(*args),
+        Command::Info(args) => cmd::info::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,7 @@ macro_rules! outln {
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
+pub mod info;
 pub mod parse;
 pub mod table;
 
