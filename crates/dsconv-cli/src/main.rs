@@ -25,6 +25,10 @@ enum Command {
     Cost(cmd::cost::Args),
     /// Run one convolution on .npy files.
     Conv2d(cmd::conv2d::Args),
+    /// Time MobileNet layers or a whole network against the measured machine limits.
+    Bench(cmd::bench::Args),
+    /// Show the CPU, its SIMD features and its measured FMA peak and memory bandwidth.
+    Info(cmd::info::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Cost(args) => cmd::cost::run(args),
         Command::Conv2d(args) => cmd::conv2d::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
+        Command::Info(args) => cmd::info::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,10 @@ mod direct;
 pub mod error;
 pub mod exec;
 pub mod geometry;
+#[allow(unsafe_code)]
+pub mod kernels;
 pub mod layers;
+pub mod machine;
 pub mod models;
 pub mod ops;
 pub mod reference;

@@ -1,8 +1,10 @@
 //! One module per subcommand, plus the error-to-exit-code policy.
 
+pub mod bench;
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
+pub mod info;
 
 use std::process::ExitCode;
 
