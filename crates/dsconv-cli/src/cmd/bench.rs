@@ -261,7 +261,13 @@ impl Progress {
 
 /// Runs `dsconv bench`.
 pub fn run(args: Args) -> Result<()> {
+    // Every argument is checked before the machine is measured, so mistakes fail at once.
     validate(&args)?;
+    let target = match (&args.layers, &args.model) {
+        (Some(net), _) => Target::Layers(Network::parse(net)?, LayerPlan::new(&args)?),
+        (_, Some(net)) => Target::Model(Network::parse(net)?),
+        (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
+    };
     let exec = Executor::new(args.threads)?;
     let threads = exec.threads();
     let progress = Progress::new(args.quiet);
@@ -272,24 +278,11 @@ pub fn run(args: Args) -> Result<()> {
         min_time: Duration::from_secs_f64(args.min_time),
         max_time: Duration::from_secs_f64(args.max_time),
     };
-    let report = match (&args.layers, &args.model) {
-        (Some(net), _) => bench_layers(
-            &args,
-            Network::parse(net)?,
-            &exec,
-            &machine,
-            budget,
-            &progress,
-        )?,
-        (_, Some(net)) => bench_model(
-            &args,
-            Network::parse(net)?,
-            &exec,
-            &machine,
-            budget,
-            &progress,
-        )?,
-        (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
+    let report = match target {
+        Target::Layers(network, plan) => {
+            bench_layers(&args, network, &plan, &exec, &machine, budget, &progress)?
+        }
+        Target::Model(network) => bench_model(&args, network, &exec, &machine, budget, &progress)?,
     };
     progress.finish();
     let stdout = std::io::stdout();
@@ -399,6 +392,52 @@ fn random_nhwc(rng: &mut SplitMix64, [n, c, h, w]: [usize; 4]) -> Result<Tensor>
     Ok(Tensor::from_nhwc(rng.vec(len, -1.0, 1.0), [n, h, w, c])?)
 }
 
+/// What `run` was asked to measure.
+enum Target {
+    Layers(Network, LayerPlan),
+    Model(Network),
+}
+
+/// The blocks and operations `--layers` times.
+struct LayerPlan {
+    /// The separable blocks of the network (stem left out).
+    stages: Vec<Stage>,
+    ops: Vec<Op>,
+    /// 1-based block numbers, in order.
+    blocks: Vec<usize>,
+}
+
+impl LayerPlan {
+    fn new(args: &Args) -> Result<LayerPlan> {
+        let stages: Vec<Stage> = mobilenet_v1::stages(args.width, args.resolution)?
+            .into_iter()
+            .filter(|s| !s.is_stem)
+            .collect();
+        let ops: Vec<Op> = if args.ops.is_empty() {
+            Op::ALL.to_vec()
+        } else {
+            args.ops
+                .iter()
+                .map(|s| Op::parse(s))
+                .collect::<Result<_>>()?
+        };
+        if let Some(bad) = args.blocks.iter().find(|&&b| b == 0 || b > stages.len()) {
+            return Err(user_error(format!(
+                "--blocks {bad} is not in 1..={}",
+                stages.len()
+            )));
+        }
+        let blocks = (1..=stages.len())
+            .filter(|b| args.blocks.is_empty() || args.blocks.contains(b))
+            .collect();
+        Ok(LayerPlan {
+            stages,
+            ops,
+            blocks,
+        })
+    }
+}
+
 /// One measured operation.
 struct Row {
     block: usize,
@@ -427,33 +466,18 @@ impl Row {
 fn bench_layers(
     args: &Args,
     network: Network,
+    plan: &LayerPlan,
     exec: &Executor,
     machine: &dsconv::machine::Profile,
     budget: Budget,
     progress: &Progress,
 ) -> Result<Report> {
     let Network::MobileNetV1 = network;
-    let stages: Vec<Stage> = mobilenet_v1::stages(args.width, args.resolution)?
-        .into_iter()
-        .filter(|s| !s.is_stem)
-        .collect();
-    let ops: Vec<Op> = if args.ops.is_empty() {
-        Op::ALL.to_vec()
-    } else {
-        args.ops
-            .iter()
-            .map(|s| Op::parse(s))
-            .collect::<Result<_>>()?
-    };
-    if let Some(bad) = args.blocks.iter().find(|&&b| b == 0 || b > stages.len()) {
-        return Err(user_error(format!(
-            "--blocks {bad} is not in 1..={}",
-            stages.len()
-        )));
-    }
-    let selected: Vec<usize> = (1..=stages.len())
-        .filter(|b| args.blocks.is_empty() || args.blocks.contains(b))
-        .collect();
+    let LayerPlan {
+        stages,
+        ops,
+        blocks: selected,
+    } = plan;
     let mut rng = SplitMix64::new(SEED);
     let mut rows = Vec::new();
     let batch = args.batch;
@@ -470,7 +494,7 @@ fn bench_layers(
         let x = random_nhwc(&mut rng, [batch, c, hi, hi])?;
         let mid = random_nhwc(&mut rng, [batch, c, ho, ho])?;
         let block_input = [batch, c, hi, hi];
-        for &op in &ops {
+        for &op in ops {
             let (name, input_hw, cin, cout, stride) = match op {
                 Op::Depthwise => (format!("dw_k3s{s}_c{c}_{hi}x{hi}"), hi, c, c, s),
                 Op::Pointwise => (format!("pw_c{c}_c{co}_{ho}x{ho}"), ho, c, co, 1),
