@@ -32,6 +32,7 @@ pub mod kernels;
 pub mod layers;
 pub mod machine;
 pub mod models;
+pub mod npy;
 pub mod ops;
 pub mod reference;
 pub mod rng;

@@ -9,9 +9,10 @@
 //! cost model's bytes read + written (each tensor once), so GB/s is what the operation
 //! would need from memory at its speed, not a hardware counter.
 
+use super::table::{Align, Table};
 use super::user_error;
 use anyhow::{Context, Result};
-use dsconv::models::mobilenet_v1::{self, Stage};
+use dsconv::models::mobilenet_v1::{self, MobileNetV1, Stage};
 use dsconv::rng::SplitMix64;
 use dsconv::{
     Activation, Conv2d, Conv2dParams, Cost, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor,
@@ -629,31 +630,39 @@ fn layers_table(
     machine: &dsconv::machine::Profile,
     rows: &[Row],
 ) -> String {
-    let mut t = header(args, network, threads, machine);
-    t.push_str(&format!(
-        "{:>5}  {:<26} {:<17} {:>8} {:>10} {:>8} {:>6} {:>7} {:>6} {:>6}\n",
-        "block", "layer", "op", "MMACs", "median ms", "GFLOP/s", "%peak", "GB/s", "%bw", "runs"
-    ));
+    let mut table = Table::new(&[
+        ("block", Align::Right),
+        ("layer", Align::Left),
+        ("op", Align::Left),
+        ("MMACs", Align::Right),
+        ("median ms", Align::Right),
+        ("GFLOP/s", Align::Right),
+        ("% peak", Align::Right),
+        ("GB/s", Align::Right),
+        ("% bw", Align::Right),
+        ("runs", Align::Right),
+    ]);
     let mut sums: Vec<(Op, f64)> = Vec::new();
     for r in rows {
-        t.push_str(&format!(
-            "{:>5}  {:<26} {:<17} {:>8.1} {:>10.4} {:>8.1} {:>6.1} {:>7.1} {:>6.1} {:>6}\n",
-            r.block,
-            r.name,
-            r.op.name(),
-            r.cost.macs as f64 / 1e6,
-            r.timing.median_ms,
-            r.gflops(),
-            100.0 * r.gflops() / machine.peak_gflops,
-            r.gbs(),
-            100.0 * r.gbs() / machine.dram_read_gbs,
-            r.timing.runs
-        ));
+        table.row(vec![
+            r.block.to_string(),
+            r.name.clone(),
+            r.op.name().to_string(),
+            format!("{:.1}", r.cost.macs as f64 / 1e6),
+            format!("{:.4}", r.timing.median_ms),
+            format!("{:.1}", r.gflops()),
+            format!("{:.1}", 100.0 * r.gflops() / machine.peak_gflops),
+            format!("{:.1}", r.gbs()),
+            format!("{:.1}", 100.0 * r.gbs() / machine.dram_read_gbs),
+            r.timing.runs.to_string(),
+        ]);
         match sums.iter_mut().find(|(op, _)| *op == r.op) {
             Some((_, ms)) => *ms += r.timing.median_ms,
             None => sums.push((r.op, r.timing.median_ms)),
         }
     }
+    let mut t = header(args, network, threads, machine);
+    t.push_str(&table.render(0));
     t.push_str("sum of medians:");
     for (op, ms) in sums {
         t.push_str(&format!("  {} {:.3} ms", op.name(), ms));
@@ -663,15 +672,58 @@ fn layers_table(
 }
 
 fn bench_model(
-    _args: &Args,
+    args: &Args,
     network: Network,
-    _exec: &Executor,
-    _machine: &dsconv::machine::Profile,
-    _budget: Budget,
-    _progress: &Progress,
+    exec: &Executor,
+    machine: &dsconv::machine::Profile,
+    budget: Budget,
+    progress: &Progress,
 ) -> Result<Report> {
-    Err(user_error(format!(
-        "--model {} needs the runnable network, which this build does not have yet",
-        network.name()
-    )))
+    let Network::MobileNetV1 = network;
+    let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
+    let cost = net.cost(args.batch)?.total();
+    let mut rng = SplitMix64::new(SEED ^ 1);
+    let x = random_nhwc(&mut rng, [args.batch, 3, args.resolution, args.resolution])?;
+    progress.now(&format!(
+        "timing {} (batch {})...",
+        network.name(),
+        args.batch
+    ));
+    let timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    let seconds = timing.median_ms * 1e-3;
+    let gflops = cost.flops() as f64 / seconds / 1e9;
+    let pct_peak = 100.0 * gflops / machine.peak_gflops;
+    let threads = exec.threads();
+    let json = json!({
+        "network": network.name(),
+        "width": args.width,
+        "resolution": args.resolution,
+        "peak_gflops": machine.peak_gflops,
+        "bandwidth_gbs": machine.dram_read_gbs,
+        "peak_isa": machine.isa,
+        "threads": threads,
+        "batch": args.batch,
+        "cpu": dsconv::machine::cpu_model(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "macs": cost.macs,
+        "flops": cost.flops(),
+        "median_ms": timing.median_ms,
+        "min_ms": timing.min_ms,
+        "runs": timing.runs,
+        "gflops": gflops,
+        "pct_peak": pct_peak,
+        "images_per_s": args.batch as f64 / seconds,
+    });
+    let mut table = header(args, network, threads, machine);
+    table.push_str(&format!(
+        "whole network: median {:.3} ms, min {:.3} ms over {} runs; {:.1} MMACs, {:.1} GFLOP/s = {:.1}% of peak; {:.1} images/s\n",
+        timing.median_ms,
+        timing.min_ms,
+        timing.runs,
+        cost.macs as f64 / 1e6,
+        gflops,
+        pct_peak,
+        args.batch as f64 / seconds
+    ));
+    Ok(Report { json, table })
 }

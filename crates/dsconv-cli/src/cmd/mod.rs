@@ -5,6 +5,8 @@ pub mod conv2d;
 pub mod cost;
 pub mod demo;
 pub mod info;
+pub mod parse;
+pub mod table;
 
 use std::process::ExitCode;
 
