@@ -84,7 +84,7 @@ pub fn measured_section(args: &Args, out: &mut dyn Write) -> anyhow::Result<()> 
         let p = dsconv::machine::profile(t);
         writeln!(
             out,
-            "  {t} thread{}: FMA peak {:.1} GFLOP/s ({}), read bandwidth DRAM {:.1} GB/s, L2 {:.1} GB/s",
+            "  {t} thread{}: FMA peak {:.1} GFLOP/s ({}), read bandwidth DRAM {:.1} GB/s, L2 ≥ {:.1} GB/s",
             if t == 1 { " " } else { "s" },
             p.peak_gflops,
             p.isa,
