@@ -182,3 +182,34 @@ fn info_names_the_cpu_features_and_measurements() {
         .stdout(predicate::str::contains("GFLOP/s"))
         .stdout(predicate::str::contains("GB/s"));
 }
+
+#[test]
+fn model_json_has_latency_and_throughput() {
+    let v = json_of(&["bench", "--model", "mobilenet-v1"]);
+    let ms = v["median_ms"].as_f64().unwrap();
+    assert!(ms > 0.0 && ms.is_finite());
+    assert!(v["min_ms"].as_f64().unwrap() <= ms);
+    assert!(v["runs"].as_u64().unwrap() >= 1);
+    assert!(v["gflops"].as_f64().unwrap() > 0.0);
+    assert!(v["pct_peak"].is_number());
+    assert_eq!(v["network"], "mobilenet-v1");
+    // α = 0.25 at 32×32 has far fewer MACs than the full network's 569 M.
+    let macs = v["macs"].as_u64().unwrap();
+    assert!(macs > 0 && macs < 569_000_000 / 16, "{macs}");
+}
+
+#[test]
+fn model_rejects_layer_filters() {
+    let out = dsconv()
+        .args(["bench", "--model", "mobilenet-v1", "--ops", "depthwise"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .trim_end()
+            .lines()
+            .count(),
+        1
+    );
+}
