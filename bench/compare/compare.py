@@ -234,7 +234,10 @@ def git_commit() -> str:
 
 
 def median_over_rounds(values: list[dict]) -> dict:
+    """Median over rounds of the per-round medians, and the fastest single run of all
+    rounds (the least disturbed by other processes on a shared machine)."""
     return {"median_ms": statistics.median(v["median_ms"] for v in values),
+            "min_ms": min(v["min_ms"] for v in values),
             "round_medians_ms": [round(v["median_ms"], 5) for v in values]}
 
 
@@ -282,6 +285,8 @@ def compare_threads(args, threads: int, log) -> dict:
             "block": b, "name": first["name"], "op": op, "macs": first["macs"],
             "dsconv_ms": ds["median_ms"], "ort_ms": ort_t["median_ms"],
             "ratio": ds["median_ms"] / ort_t["median_ms"],
+            "dsconv_min_ms": ds["min_ms"], "ort_min_ms": ort_t["min_ms"],
+            "min_ratio": ds["min_ms"] / ort_t["min_ms"],
             "dsconv_gflops": flops / ds["median_ms"] / 1e6,
             "ort_gflops": flops / ort_t["median_ms"] / 1e6,
             "dsconv_round_medians_ms": ds["round_medians_ms"],
@@ -296,6 +301,8 @@ def compare_threads(args, threads: int, log) -> dict:
         result["model"] = {
             "dsconv_ms": ds["median_ms"], "ort_ms": ort_t["median_ms"],
             "ratio": ds["median_ms"] / ort_t["median_ms"],
+            "dsconv_min_ms": ds["min_ms"], "ort_min_ms": ort_t["min_ms"],
+            "min_ratio": ds["min_ms"] / ort_t["min_ms"],
             "macs": ds_model[0]["macs"],
             "dsconv_gflops": flops / ds["median_ms"] / 1e6,
             "ort_gflops": flops / ort_t["median_ms"] / 1e6,
@@ -310,23 +317,24 @@ def table(result: dict) -> str:
     lines = [f"threads {t}: measured FMA peak {result['peak_gflops']:.1f} GFLOP/s, "
              f"DRAM read {result['bandwidth_gbs']:.1f} GB/s",
              "",
-             "| block | layer | op | MMACs | dsconv ms | ORT ms | dsconv/ORT | dsconv GFLOP/s | ORT GFLOP/s |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| block | layer | op | MMACs | dsconv ms | ORT ms | dsconv/ORT | dsconv GFLOP/s "
+             "| ORT GFLOP/s | min ratio |",
+             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     sums: dict[str, list[float]] = {}
     for r in result["layers"]:
         lines.append(f"| {r['block']} | {r['name']} | {r['op']} | {r['macs'] / 1e6:.1f} | "
                      f"{r['dsconv_ms']:.4f} | {r['ort_ms']:.4f} | {r['ratio']:.2f} | "
-                     f"{r['dsconv_gflops']:.1f} | {r['ort_gflops']:.1f} |")
+                     f"{r['dsconv_gflops']:.1f} | {r['ort_gflops']:.1f} | {r['min_ratio']:.2f} |")
         s = sums.setdefault(r["op"], [0.0, 0.0])
         s[0] += r["dsconv_ms"]
         s[1] += r["ort_ms"]
     for op, (d, o) in sums.items():
-        lines.append(f"| all | sum | {op} | | {d:.3f} | {o:.3f} | {d / o:.2f} | | |")
+        lines.append(f"| all | sum | {op} | | {d:.3f} | {o:.3f} | {d / o:.2f} | | | |")
     if "model" in result:
         m = result["model"]
         lines.append(f"| - | whole network | model | {m['macs'] / 1e6:.1f} | {m['dsconv_ms']:.3f} | "
                      f"{m['ort_ms']:.3f} | {m['ratio']:.2f} | {m['dsconv_gflops']:.1f} | "
-                     f"{m['ort_gflops']:.1f} |")
+                     f"{m['ort_gflops']:.1f} | {m['min_ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -400,7 +408,7 @@ def main() -> int:
               f"- CPU: {cpu}, {record['cores']} cores visible",
               f"- network: MobileNetV1 alpha={args.width}, {args.resolution}x{args.resolution}, "
               f"batch {args.batch}; threads {', '.join(map(str, thread_counts))}",
-              f"- versions: dsconv {record['versions']['dsconv']} "
+              f"- versions: {record['versions']['dsconv']} "
               f"(commit {record['versions']['dsconv_commit']}), onnxruntime {ort.__version__}, "
               f"onnx {onnx.__version__}, numpy {np.__version__}, python {platform.python_version()}",
               f"- method: {args.rounds} alternating rounds (dsconv, then ORT, per round); per "
@@ -413,7 +421,9 @@ def main() -> int:
               ]
         if args.note:
             md.append(f"- note: {args.note}")
-        md += ["", "ratio = dsconv time / ORT time (< 1: dsconv faster)", "", text, ""]
+        md += ["", "dsconv/ORT = median dsconv time / median ORT time (< 1: dsconv faster); "
+               "min ratio = the same for the fastest single runs (least disturbed by load)",
+               "", text, ""]
         (args.records / f"{stem}.md").write_text("\n".join(md))
         log(f"wrote {args.records / stem}.json and .md")
     return 0

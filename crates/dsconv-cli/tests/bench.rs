@@ -126,7 +126,16 @@ fn table_is_readable_and_progress_stays_on_stderr() {
 
 #[test]
 fn bad_arguments_are_one_line_and_exit_2() {
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 9] = [
+        &[
+            "bench",
+            "--model",
+            "mobilenet-v1",
+            "--batch",
+            "4096",
+            "--resolution",
+            "1024",
+        ],
         &["bench", "--layers", "resnet50"],
         &["bench", "--layers", "mobilenet-v1", "--width", "0"],
         &["bench", "--layers", "mobilenet-v1", "--resolution", "8"],

@@ -7,7 +7,7 @@
 //! They are best-of-several, so a briefly busy machine still gives a fair figure; a
 //! machine that stays busy (other processes on the same cores) gives lower numbers.
 
-use crate::kernels::peak::{fma_loop, PeakIsa};
+use crate::kernels::fma_peak::{fma_loop, PeakIsa};
 use std::collections::HashMap;
 use std::sync::{Barrier, Mutex, OnceLock};
 use std::time::{Duration, Instant};

@@ -176,6 +176,8 @@ struct Budget {
 
 /// Warm-up: at least one call and until this much time has passed.
 const WARM_UP: Duration = Duration::from_millis(20);
+/// Largest single activation tensor a benchmark may allocate (several are alive at once).
+const MAX_ACTIVATION_BYTES: u128 = 4 << 30;
 /// At most this many timed runs, however short the operation (bounds the sample vector).
 const MAX_RUNS: usize = 100_000;
 
@@ -327,6 +329,27 @@ fn validate(args: &Args) -> Result<()> {
     }
     if args.model.is_some() && (!args.ops.is_empty() || !args.blocks.is_empty()) {
         return Err(user_error("--ops and --blocks apply to --layers only"));
+    }
+    // The largest activation tensor, so an absurd --batch × --resolution is refused with a
+    // message instead of an allocation failure.
+    let largest = mobilenet_v1::stages(args.width, args.resolution)?
+        .iter()
+        .map(|s| {
+            let input = s.in_size as u128 * s.in_size as u128 * s.in_channels.max(3) as u128;
+            let output = s.out_size as u128 * s.out_size as u128 * s.out_channels as u128;
+            input.max(output)
+        })
+        .max()
+        .unwrap_or(0);
+    let bytes = largest * args.batch as u128 * 4;
+    if bytes > MAX_ACTIVATION_BYTES {
+        return Err(user_error(format!(
+            "--batch {} at --resolution {} needs activations of {:.1} GiB, more than the {} GiB allowed",
+            args.batch,
+            args.resolution,
+            bytes as f64 / (1u64 << 30) as f64,
+            MAX_ACTIVATION_BYTES >> 30
+        )));
     }
     Ok(())
 }
