@@ -376,6 +376,21 @@ fn wrong_ranks() {
 }
 
 #[test]
+fn empty_dimensions() {
+    let f = Fixture::new();
+    let x = f.save("x0.npy", &[1, 3, 0, 7], 0);
+    assert_mentions(
+        &f.fails(&x, &f.path("w.npy"), &[]),
+        &["input", "at least 1"],
+    );
+    let w = f.save("w0.npy", &[0, 3, 3, 3], 0);
+    assert_mentions(
+        &f.fails(&f.path("x.npy"), &w, &[]),
+        &["weight", "at least 1"],
+    );
+}
+
+#[test]
 fn channels_not_matching_weight() {
     let f = Fixture::new();
     let x4 = f.save("x4.npy", &[1, 4, 7, 7], 196);

@@ -517,4 +517,32 @@ mod tests {
         assert_eq!(net.total_of(LayerKind::FullyConnected).params, 50);
         assert_eq!(net.layers[1].output, [1, 4, 1, 1]);
     }
+
+    proptest::proptest! {
+        /// For every geometry the counted ratio is the closed form, the separable output has
+        /// the standard shape, and the counts agree with the layer types' own `cost`.
+        #[test]
+        fn ratio_is_the_formula_and_layers_agree(
+            c_in in 1usize..20, c_out in 1usize..40, k in 1usize..6, stride in 1usize..4,
+            pad in 0usize..3, same in proptest::bool::ANY, h in 6usize..20, w in 6usize..20,
+            batch in 1usize..3,
+        ) {
+            let padding = if same { Padding::Same } else { Padding::symmetric(pad) };
+            let p = Conv2dParams::default().with_stride(stride).with_padding(padding);
+            let c = SeparableComparison::new([batch, c_in, h, w], c_out, [k, k], &p, false)
+                .unwrap();
+            let expected = 1.0 / c_out as f64 + 1.0 / (k * k) as f64;
+            proptest::prop_assert!((c.ratio() - expected).abs() < 1e-12);
+            proptest::prop_assert_eq!(c.standard.output, c.pointwise.output);
+            let weight = |dims: [usize; 4]| {
+                crate::Tensor::from_nchw(vec![0.5; dims.iter().product()], dims).unwrap()
+            };
+            let conv = crate::Conv2d::new(weight([c_out, c_in, k, k]), None, p).unwrap();
+            proptest::prop_assert_eq!(conv.cost([batch, c_in, h, w]).unwrap(), c.standard.cost);
+            let dw = crate::DepthwiseConv2d::new(weight([c_in, 1, k, k]), None, p).unwrap();
+            let pw = crate::PointwiseConv2d::new(weight([c_out, c_in, 1, 1]), None).unwrap();
+            let block = crate::DepthwiseSeparableConv2d::new(dw, pw).unwrap();
+            proptest::prop_assert_eq!(block.cost([batch, c_in, h, w]).unwrap(), c.separable());
+        }
+    }
 }

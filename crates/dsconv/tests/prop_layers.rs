@@ -180,7 +180,7 @@ fn check_layer(
 
 /// The divisors of `n`, smallest first.
 fn divisors(n: usize) -> Vec<usize> {
-    (1..=n).filter(|d| n % d == 0).collect()
+    (1..=n).filter(|d| n.is_multiple_of(*d)).collect()
 }
 
 proptest! {

@@ -43,25 +43,24 @@ Examples:
   python -c \"import numpy as np; np.save('x.npy', np.random.rand(1, 3, 7, 7).astype('f4'));
              np.save('w.npy', np.random.rand(8, 3, 3, 3).astype('f4'))\"";
 
-/// Arguments of `dsconv conv2d`, boxed so the command enum in `main.rs` stays small.
+/// Arguments of `dsconv conv2d`, as typed (parsed by [`parse_options`], so that every bad
+/// value is one line and exit code 2 rather than clap's multi-line usage error).
 #[derive(clap::Args, Debug)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    #[command(flatten)]
-    options: Box<Flags>,
-}
-
-/// The flags of `dsconv conv2d`, as typed (parsed by [`parse_options`]).
-#[derive(clap::Args, Debug)]
-struct Flags {
-    /// Input array, rank 4: [N, C_in, H, W] (nchw) or [N, H, W, C_in] (nhwc)
-    #[arg(long, value_name = "X.npy")]
+    #[arg(
+        long,
+        value_name = "X.npy",
+        help = "Input array, rank 4: [N, C_in, H, W] (nchw) or [N, H, W, C_in] (nhwc)"
+    )]
     input: PathBuf,
-    /// Weight, rank 4, PyTorch layout [C_out, C_in/groups, kH, kW]
-    #[arg(long, value_name = "W.npy")]
+    #[arg(
+        long,
+        value_name = "W.npy",
+        help = "Weight, rank 4, PyTorch layout [C_out, C_in/groups, kH, kW]"
+    )]
     weight: PathBuf,
-    /// Bias, rank 1, [C_out]
-    #[arg(long, value_name = "B.npy")]
+    #[arg(long, value_name = "B.npy", help = "Bias, rank 1, [C_out]")]
     bias: Option<PathBuf>,
     /// Stride: one value for both axes, or height,width
     #[arg(
@@ -124,7 +123,7 @@ struct Options {
     threads: usize,
 }
 
-fn parse_options(args: &Flags) -> anyhow::Result<Options> {
+fn parse_options(args: &Args) -> anyhow::Result<Options> {
     let params = Conv2dParams {
         stride: parse::pair("--stride", &args.stride)?,
         dilation: parse::pair("--dilation", &args.dilation)?,
@@ -181,7 +180,6 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
 
 /// Runs `dsconv conv2d`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let args = *args.options;
     let options = parse_options(&args)?;
     check_output_dir(&args.output)?;
     let layout_dims = match options.layout {

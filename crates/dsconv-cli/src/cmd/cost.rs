@@ -29,10 +29,18 @@ convolution and fully connected weights and biases; a model's BatchNorm gamma/be
 reported apart. Bytes: f32 input, parameters and output, each moved once.
 Models: mobilenet-v1.";
 
-/// Arguments of `dsconv cost`.
+/// Arguments of `dsconv cost` (boxed: a dozen optional strings would make every
+/// subcommand's enum variant as large).
 #[derive(clap::Args)]
 #[command(after_help = EXAMPLES, allow_negative_numbers = true)]
 pub struct Args {
+    #[command(flatten)]
+    inner: Box<CostArgs>,
+}
+
+/// The options of `dsconv cost`, parsed by hand in [`run`] so every mistake is one line.
+#[derive(clap::Args)]
+struct CostArgs {
     /// Layer input as HxWxC (height x width x channels, as in the seed), e.g. 7x7x3.
     #[arg(long, value_name = "HxWxC")]
     input: Option<String>,
@@ -76,6 +84,7 @@ pub struct Args {
 
 /// Runs `dsconv cost`.
 pub fn run(args: Args) -> Result<()> {
+    let args = *args.inner;
     let batch = match &args.batch {
         Some(b) => positive("--batch", b)?,
         None => 1,

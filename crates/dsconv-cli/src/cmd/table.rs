@@ -92,12 +92,15 @@ impl Table {
 /// `86400` → `86,400`.
 pub fn thousands(v: u64) -> String {
     let digits = v.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
+    // The leading group has 1-3 digits, every later group 3.
+    let head = match digits.len() % 3 {
+        0 => 3.min(digits.len()),
+        r => r,
+    };
+    let mut out = digits[..head].to_string();
+    for group in digits.as_bytes()[head..].chunks(3) {
+        out.push(',');
+        out.push_str(std::str::from_utf8(group).unwrap_or_default());
     }
     out
 }
@@ -106,7 +109,8 @@ pub fn thousands(v: u64) -> String {
 pub fn millions(v: u64) -> String {
     let m = v as f64 / 1e6;
     if m >= 100.0 {
-        format!("{m:.1} M")
+        let tenths = (m * 10.0).round() as u64;
+        format!("{}.{} M", thousands(tenths / 10), tenths % 10)
     } else if m >= 1.0 {
         format!("{m:.2} M")
     } else {
@@ -147,6 +151,8 @@ mod tests {
         assert_eq!(thousands(4_867_293_184), "4,867,293,184");
         assert_eq!(millions(568_740_352), "568.7 M");
         assert_eq!(millions(4_210_088), "4.21 M");
+        assert_eq!(millions(4_867_293_184), "4,867.3 M");
+        assert_eq!(millions(464_600), "0.465 M");
         assert_eq!(percent(10_275.0 / 86_400.0), "11.9%");
         assert_eq!(hwc([1, 128, 5, 5]), "5x5x128");
         assert_eq!(duration(0.0123), "12.3 ms");

@@ -249,6 +249,16 @@ pub enum BlockWeights {
     Standard(ConvBn),
 }
 
+impl BlockWeights {
+    /// Which form of block these weights are for.
+    pub fn variant(&self) -> Variant {
+        match self {
+            BlockWeights::Separable { .. } => Variant::Separable,
+            BlockWeights::Standard(_) => Variant::Standard,
+        }
+    }
+}
+
 /// All the parameters of a MobileNetV1, unfused (BatchNorm kept apart), in PyTorch order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MobileNetV1Weights {
@@ -407,9 +417,20 @@ impl MobileNetV1 {
         )?;
         let stem = fused_conv(&weights.stem, conv3x3(2, 1))?;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
-        let mut variant = Variant::Separable;
+        // One form for all blocks: the first block's.
+        let variant = match weights.blocks.first() {
+            Some(BlockWeights::Standard(_)) => Variant::Standard,
+            _ => Variant::Separable,
+        };
         for (k, (s, b)) in stages[1..].iter().zip(&weights.blocks).enumerate() {
             let name = format!("block{}", k + 1);
+            if b.variant() != variant {
+                return Err(Error::Checkpoint(format!(
+                    "{name} is {} but block1 is {}: blocks mix separable and standard forms",
+                    b.variant().name(),
+                    variant.name()
+                )));
+            }
             blocks.push(match b {
                 BlockWeights::Separable {
                     depthwise,
@@ -431,7 +452,6 @@ impl MobileNetV1 {
                     Block::Separable(Box::new(DepthwiseSeparableConv2d::new(dw, pw)?))
                 }
                 BlockWeights::Standard(conv) => {
-                    variant = Variant::Standard;
                     expect(
                         &name,
                         conv.weight.dims(),
@@ -440,16 +460,6 @@ impl MobileNetV1 {
                     Block::Standard(fused_conv(conv, conv3x3(s.stride, 1))?)
                 }
             });
-        }
-        let mixed = weights
-            .blocks
-            .iter()
-            .any(|b| matches!(b, BlockWeights::Separable { .. }))
-            && variant == Variant::Standard;
-        if mixed {
-            return Err(Error::Checkpoint(
-                "blocks mix separable and standard forms".into(),
-            ));
         }
         let features = stages[stages.len() - 1].out_channels;
         expect("fc", weights.fc_weight.dims(), [CLASSES, features, 1, 1])?;
@@ -808,6 +818,12 @@ mod tests {
         let s = MobileNetV1Weights::random(0.25, Variant::Standard, 1).unwrap();
         w.blocks[3] = s.blocks[3].clone();
         assert!(MobileNetV1::from_weights(&w, 32).is_err());
+        let mut s = s;
+        s.blocks[5] = MobileNetV1Weights::random(0.25, Variant::Separable, 1)
+            .unwrap()
+            .blocks[5]
+            .clone();
+        assert!(MobileNetV1::from_weights(&s, 32).is_err());
         assert!(MobileNetV1::random(0.25, 8, 1).is_err());
     }
 
