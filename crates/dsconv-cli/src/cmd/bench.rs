@@ -30,7 +30,8 @@ Examples:
   dsconv bench --model mobilenet-v1 --threads 2 --json
 
 Operations (--ops): depthwise, pointwise, separable (fused, DepthwiseSeparableConv2d),
-separable_unfused (depthwise then pointwise, two calls), standard (dense 3x3 conv of the
+separable_unfused (forward_unfused_with: depthwise then pointwise, the intermediate
+tensor written out), standard (dense 3x3 conv of the
 block's shape). Every layer runs on NHWC input with random weights, bias and ReLU6 fused.";
 
 /// Seed of the random weights and inputs (any fixed value: results must not depend on it).
@@ -549,8 +550,7 @@ fn bench_layers(
                 Op::SeparableUnfused => (
                     layers.separable.cost(block_input)?,
                     time(budget, || {
-                        let y = layers.depthwise.forward_with(&x, exec)?;
-                        layers.pointwise.forward_with(&y, exec).map(drop)
+                        layers.separable.forward_unfused_with(&x, exec).map(drop)
                     })?,
                 ),
                 Op::Standard => {
@@ -615,6 +615,7 @@ fn bench_layers(
         "bandwidth_gbs": machine.dram_read_gbs,
         "l2_bandwidth_gbs": machine.l2_read_gbs,
         "peak_isa": machine.isa,
+        "kernel_isa": exec.isa().name(),
         "threads": threads,
         "batch": batch,
         "cpu": dsconv::machine::cpu_model(),
@@ -724,6 +725,7 @@ fn bench_model(
         "peak_gflops": machine.peak_gflops,
         "bandwidth_gbs": machine.dram_read_gbs,
         "peak_isa": machine.isa,
+        "kernel_isa": exec.isa().name(),
         "threads": threads,
         "batch": args.batch,
         "cpu": dsconv::machine::cpu_model(),

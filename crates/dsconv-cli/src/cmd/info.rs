@@ -19,7 +19,7 @@ pub struct Args {
 pub type Section = fn(&Args, &mut dyn Write) -> anyhow::Result<()>;
 
 /// The sections, in print order.
-pub const SECTIONS: &[Section] = &[cpu_section, measured_section];
+pub const SECTIONS: &[Section] = &[cpu_section, kernels_section, measured_section];
 
 /// Runs `dsconv info`.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -66,6 +66,26 @@ pub fn cpu_section(_args: &Args, out: &mut dyn Write) -> anyhow::Result<()> {
     };
     writeln!(out, "features:       {}", list(true))?;
     writeln!(out, "missing:        {}", list(false))?;
+    Ok(())
+}
+
+/// The kernel tier forward passes use, the tiers this CPU supports and the cap.
+pub fn kernels_section(_args: &Args, out: &mut dyn Write) -> anyhow::Result<()> {
+    use dsconv::kernels::{available_isas, isa_cap, selected_isa, supported_isas, MAX_ISA_ENV};
+    let names =
+        |isas: &[dsconv::kernels::Isa]| isas.iter().map(|i| i.name()).collect::<Vec<_>>().join(" ");
+    let cap = match (std::env::var(MAX_ISA_ENV), isa_cap()) {
+        (Err(_), _) => "unset".to_string(),
+        (Ok(v), Ok(_)) => v,
+        (Ok(v), Err(e)) => format!("'{v}' ignored: {e}"),
+    };
+    writeln!(
+        out,
+        "kernels:        {} (available: {}; supported: {}; {MAX_ISA_ENV} {cap})",
+        selected_isa().name(),
+        names(available_isas()),
+        names(&supported_isas())
+    )?;
     Ok(())
 }
 

@@ -31,8 +31,8 @@
 
 mod aligned;
 pub(crate) mod dense;
-pub mod fma_peak;
 pub(crate) mod depthwise;
+pub mod fma_peak;
 pub(crate) mod fused;
 pub(crate) mod gemm;
 pub mod peak;
