@@ -182,6 +182,7 @@ fn info_names_the_cpu_features_and_measurements() {
         .success()
         .stdout(predicate::str::contains("cpu:"))
         .stdout(predicate::str::contains("features:"))
+        .stdout(predicate::str::contains("kernels:"))
         .stdout(predicate::str::contains("GFLOP/s"))
         .stdout(predicate::str::contains("GB/s"));
 }
