@@ -84,6 +84,28 @@ fn layers_json_has_every_op_of_every_selected_block() {
 }
 
 #[test]
+fn block_0_is_the_stem_with_the_standard_op_only() {
+    let v = json_of(&["bench", "--layers", "mobilenet-v1", "--blocks", "0"]);
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    let stem = &layers[0];
+    assert_eq!(stem["op"], "standard");
+    // α = 0.25: 3 → 8 channels, stride 2, on the 32×32 input.
+    assert_eq!(stem["name"], "conv_k3s2_c3_c8_32x32");
+    assert_eq!(stem["macs"], 8 * 16 * 16 * 3 * 9);
+    let none = json_of(&[
+        "bench",
+        "--layers",
+        "mobilenet-v1",
+        "--blocks",
+        "0",
+        "--ops",
+        "depthwise",
+    ]);
+    assert_eq!(none["layers"].as_array().unwrap().len(), 0);
+}
+
+#[test]
 fn ops_filter_and_batch_are_honoured() {
     let v = json_of(&[
         "bench",

@@ -41,7 +41,7 @@ const SEED: u64 = 0x00D5_C0DE;
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Time every separable block of NETWORK, op by op [networks: mobilenet-v1]
+    /// Time the stem and every separable block of NETWORK, op by op [networks: mobilenet-v1]
     #[arg(
         long,
         value_name = "NETWORK",
@@ -76,7 +76,7 @@ pub struct Args {
     /// Only these operations, comma-separated (--layers only)
     #[arg(long, value_delimiter = ',', value_name = "OPS")]
     pub ops: Vec<String>,
-    /// Only these blocks, 1-based, comma-separated (--layers only)
+    /// Only these blocks, comma-separated: 0 is the stem (standard op only), 1..=13 the separable blocks (--layers only)
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub blocks: Vec<usize>,
     /// Print JSON on stdout instead of a table
@@ -371,6 +371,21 @@ struct BlockLayers {
     standard: Option<Conv2d>,
 }
 
+/// The 3×3 convolution, padding 1, of `stage`'s stride and channels (the stem itself, or
+/// the dense convolution a separable block replaces).
+fn standard_conv(stage: &Stage, rng: &mut SplitMix64) -> Result<Conv2d> {
+    let (c, co) = (stage.in_channels, stage.out_channels);
+    let k3 = Conv2dParams::default()
+        .with_stride(stage.stride)
+        .with_padding(Padding::symmetric(1));
+    Ok(Conv2d::new(
+        random_weight(rng, [co, c, 3, 3])?,
+        Some(rng.vec(co, -0.1, 0.1)),
+        k3,
+    )?
+    .with_activation(Activation::Relu6))
+}
+
 fn block_layers(stage: &Stage, with_standard: bool, rng: &mut SplitMix64) -> Result<BlockLayers> {
     let (c, co, s) = (stage.in_channels, stage.out_channels, stage.stride);
     let k3 = Conv2dParams::default()
@@ -389,14 +404,7 @@ fn block_layers(stage: &Stage, with_standard: bool, rng: &mut SplitMix64) -> Res
     .with_activation(Activation::Relu6);
     let separable = DepthwiseSeparableConv2d::new(depthwise.clone(), pointwise.clone())?;
     let standard = if with_standard {
-        Some(
-            Conv2d::new(
-                random_weight(rng, [co, c, 3, 3])?,
-                Some(rng.vec(co, -0.1, 0.1)),
-                k3,
-            )?
-            .with_activation(Activation::Relu6),
-        )
+        Some(standard_conv(stage, rng)?)
     } else {
         None
     };
@@ -425,19 +433,17 @@ enum Target {
 
 /// The blocks and operations `--layers` times.
 struct LayerPlan {
-    /// The separable blocks of the network (stem left out).
+    /// The network's convolutional stages: the stem (block 0, a standard convolution:
+    /// only the `standard` op applies) and the separable blocks 1, 2, ...
     stages: Vec<Stage>,
     ops: Vec<Op>,
-    /// 1-based block numbers, in order.
+    /// Block numbers, in order.
     blocks: Vec<usize>,
 }
 
 impl LayerPlan {
     fn new(args: &Args) -> Result<LayerPlan> {
-        let stages: Vec<Stage> = mobilenet_v1::stages(args.width, args.resolution)?
-            .into_iter()
-            .filter(|s| !s.is_stem)
-            .collect();
+        let stages: Vec<Stage> = mobilenet_v1::stages(args.width, args.resolution)?;
         let ops: Vec<Op> = if args.ops.is_empty() {
             Op::ALL.to_vec()
         } else {
@@ -446,13 +452,13 @@ impl LayerPlan {
                 .map(|s| Op::parse(s))
                 .collect::<Result<_>>()?
         };
-        if let Some(bad) = args.blocks.iter().find(|&&b| b == 0 || b > stages.len()) {
+        if let Some(bad) = args.blocks.iter().find(|&&b| b >= stages.len()) {
             return Err(user_error(format!(
-                "--blocks {bad} is not in 1..={}",
-                stages.len()
+                "--blocks {bad} is not in 0..={} (0 is the stem)",
+                stages.len() - 1
             )));
         }
-        let blocks = (1..=stages.len())
+        let blocks = (0..stages.len())
             .filter(|b| args.blocks.is_empty() || args.blocks.contains(b))
             .collect();
         Ok(LayerPlan {
@@ -507,7 +513,36 @@ fn bench_layers(
     let mut rows = Vec::new();
     let batch = args.batch;
     for (done, &b) in selected.iter().enumerate() {
-        let st = &stages[b - 1];
+        let st = &stages[b];
+        if st.is_stem {
+            if ops.contains(&Op::Standard) {
+                let (c, co, s, hi) = (st.in_channels, st.out_channels, st.stride, st.in_size);
+                let name = format!("conv_k3s{s}_c{c}_c{co}_{hi}x{hi}");
+                progress.now(&format!("[{}/{}] stem {name}", done + 1, selected.len()));
+                let conv = standard_conv(st, &mut rng)?;
+                let x = random_nhwc(&mut rng, [batch, c, hi, hi])?;
+                let timing = time(budget, || conv.forward_with(&x, exec).map(drop))?;
+                rows.push(Row {
+                    block: b,
+                    name,
+                    op: Op::Standard,
+                    n: batch,
+                    h: hi,
+                    w: hi,
+                    cin: c,
+                    cout: co,
+                    stride: s,
+                    cost: conv.cost(x.logical_dims())?,
+                    timing,
+                });
+                progress.done(&format!(
+                    "bench: stem ({}/{}) done",
+                    done + 1,
+                    selected.len()
+                ));
+            }
+            continue;
+        }
         let layers = block_layers(st, ops.contains(&Op::Standard), &mut rng)?;
         let (c, co, s, hi, ho) = (
             st.in_channels,
