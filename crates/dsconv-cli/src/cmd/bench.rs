@@ -29,10 +29,16 @@ Examples:
   dsconv bench --layers mobilenet-v1 --width 0.5 --resolution 160 --batch 8 --runs 50
   dsconv bench --model mobilenet-v1 --threads 2 --json
 
-Operations (--ops): depthwise, pointwise, separable (fused, DepthwiseSeparableConv2d),
-separable_unfused (forward_unfused_with: depthwise then pointwise, the intermediate
-tensor written out), standard (dense 3x3 conv of the
-block's shape). Every layer runs on NHWC input with random weights, bias and ReLU6 fused.";
+Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard op), blocks
+1..=13 the depthwise separable blocks. Operations (--ops): depthwise, pointwise, separable
+(fused, DepthwiseSeparableConv2d), separable_unfused (forward_unfused_with: depthwise then
+pointwise, the intermediate tensor written out), standard (dense 3x3 conv of the
+block's shape). Every layer runs on NHWC input with random weights, bias and ReLU6 fused.
+
+Timing rule: one warm-up call (more until 20 ms), then timed runs until there are --runs of
+them adding up to --min-time, or they add up to --max-time with at least 3; the median is
+reported. FLOPs = 2 x MACs; % peak and % bw are against this machine's FMA peak and DRAM
+read bandwidth, measured at start-up (see dsconv info).";
 
 /// Seed of the random weights and inputs (any fixed value: results must not depend on it).
 const SEED: u64 = 0x00D5_C0DE;
@@ -41,7 +47,7 @@ const SEED: u64 = 0x00D5_C0DE;
 #[derive(clap::Args, Debug)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
-    /// Time the stem and every separable block of NETWORK, op by op [networks: mobilenet-v1]
+    /// Time NETWORK's layers op by op (mobilenet-v1)
     #[arg(
         long,
         value_name = "NETWORK",
@@ -49,7 +55,7 @@ pub struct Args {
         conflicts_with = "model"
     )]
     pub layers: Option<String>,
-    /// Time the whole NETWORK, input to logits [networks: mobilenet-v1]
+    /// Time the whole NETWORK, input to logits (mobilenet-v1)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
     /// Width multiplier α (channels scale by α)
@@ -64,7 +70,7 @@ pub struct Args {
     /// Threads (0 = one per available core)
     #[arg(long, default_value_t = 0, value_name = "T")]
     pub threads: usize,
-    /// Minimum timed runs per measurement (short ones get more; see --min-time, --max-time)
+    /// Minimum timed runs per measurement (timing rule below)
     #[arg(long, default_value_t = 10, value_name = "K")]
     pub runs: usize,
     /// Keep timing until the runs add up to this many seconds
@@ -76,7 +82,7 @@ pub struct Args {
     /// Only these operations, comma-separated (--layers only)
     #[arg(long, value_delimiter = ',', value_name = "OPS")]
     pub ops: Vec<String>,
-    /// Only these blocks, comma-separated: 0 is the stem (standard op only), 1..=13 the separable blocks (--layers only)
+    /// Only these blocks, comma-separated (0 = the stem; --layers only)
     #[arg(long, value_delimiter = ',', value_name = "N")]
     pub blocks: Vec<usize>,
     /// Print JSON on stdout instead of a table

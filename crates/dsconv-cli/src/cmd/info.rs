@@ -10,7 +10,7 @@ use std::io::Write;
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  dsconv info\n  dsconv info --threads 1")]
 pub struct Args {
-    /// Threads for the measured FMA peak and bandwidth (0 = one per available core).
+    /// Threads for the measured peak and bandwidth (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
 }

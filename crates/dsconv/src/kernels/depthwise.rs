@@ -110,7 +110,8 @@ impl PackedDepthwise {
             && g.groups == c
             && g.kernel_h == self.kernel_h
             && g.kernel_w == self.kernel_w
-            && g.padding_mode == crate::PaddingMode::Zeros;
+            && (g.padding_mode == crate::PaddingMode::Zeros
+                || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0);
         if !matches {
             return Err(Error::shape(
                 "depthwise kernel geometry",
