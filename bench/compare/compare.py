@@ -295,7 +295,8 @@ def compare_threads(args, threads: int, log) -> dict:
             "ort_round_medians_ms": ort_t["round_medians_ms"],
         })
     result = {"threads": threads, "peak_gflops": meta["peak_gflops"],
-              "bandwidth_gbs": meta["bandwidth_gbs"], "layers": rows}
+              "bandwidth_gbs": meta["bandwidth_gbs"], "kernel_isa": meta.get("kernel_isa"),
+              "layers": rows}
     if ds_model:
         ds = median_over_rounds(ds_model)
         ort_t = median_over_rounds(ort_model)
@@ -317,7 +318,8 @@ def compare_threads(args, threads: int, log) -> dict:
 def table(result: dict) -> str:
     t = result["threads"]
     lines = [f"threads {t}: measured FMA peak {result['peak_gflops']:.1f} GFLOP/s, "
-             f"DRAM read {result['bandwidth_gbs']:.1f} GB/s",
+             f"DRAM read {result['bandwidth_gbs']:.1f} GB/s; dsconv kernels "
+             f"{result.get('kernel_isa') or 'unknown'}",
              "",
              "| block | layer | op | MMACs | dsconv ms | ORT ms | dsconv/ORT | dsconv GFLOP/s "
              "| ORT GFLOP/s | min ratio |",
