@@ -423,6 +423,9 @@ def main() -> int:
               "all graph optimisations, IOBinding; separable_unfused is compared with the same "
               "two-conv ORT graph as separable",
               f"- load average (1/5/15 min) before {load_before}, after {record['load_average_after']}",
+              "- caveat: a one-layer ORT graph includes MLAS's NCHW -> NCHWc reorders of its input "
+              "and output, which a whole network pays once; dsconv's NHWC layers need none. The "
+              "whole-network row is the like-for-like comparison",
               ]
         if args.note:
             md.append(f"- note: {args.note}")
