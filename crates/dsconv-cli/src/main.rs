@@ -16,6 +16,8 @@ Examples:
   dsconv cost --input 7x7x3 --out-channels 128 --kernel 3  # 86,400 vs 10,275 MACs
   dsconv cost --model mobilenet-v1 --as-standard           # the paper's 4,866 M / 29.3 M
   dsconv conv2d --input x.npy --weight w.npy --padding same --output y.npy
+  dsconv bench --layers mobilenet-v1 --threads 2           # each layer vs the FMA peak
+  dsconv info                                              # CPU features, measured peak
 
 'dsconv COMMAND --help' explains a command, with more examples. Bad input prints one line
 starting with 'dsconv: error:' and exits with status 2 (internal failures: 1).";
@@ -43,7 +45,9 @@ enum Command {
     Cost(Box<cmd::cost::Args>),
     /// Run one convolution on .npy files.
     Conv2d(Box<cmd::conv2d::Args>),
-    /// Show the CPU features seen, the instruction-set tiers and the kernels selected.
+    /// Time MobileNet layers or a whole network against the measured machine limits.
+    Bench(Box<cmd::bench::Args>),
+    /// Show the CPU, its SIMD features and its measured FMA peak and memory bandwidth.
     Info(Box<cmd::info::Args>),
 }
 
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(*args),
         Command::Cost(args) => cmd::cost::run(*args),
         Command::Conv2d(args) => cmd::conv2d::run(*args),
+        Command::Bench(args) => cmd::bench::run(*args),
         Command::Info(args) => cmd::info::run(*args),
     };
     match result {

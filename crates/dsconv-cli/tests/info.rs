@@ -6,7 +6,7 @@ use serde_json::Value;
 
 fn info(env: Option<&str>) -> Value {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dsconv"));
-    cmd.args(["info", "--json"]);
+    cmd.args(["info", "--json", "--no-measure"]);
     match env {
         Some(v) => cmd.env("DSCONV_MAX_ISA", v),
         None => cmd.env_remove("DSCONV_MAX_ISA"),

@@ -20,6 +20,7 @@ macro_rules! outln {
     }};
 }
 
+pub mod bench;
 pub mod conv2d;
 pub mod cost;
 pub mod demo;

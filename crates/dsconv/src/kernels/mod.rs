@@ -21,7 +21,8 @@
 //!   padded rows read a zero row, padded columns are the border path; the input is
 //!   never copied.
 //! - `fused`: depthwise output in row bands (L2-sized scratch) consumed by the GEMM.
-//! - `peak`: the measured single-thread FMA peak, the denominator of "% of peak".
+//! - `peak`: the FMA loop behind the measured peak (`crate::machine`), the denominator
+//!   of "% of peak" in `dsconv bench` and `dsconv info`.
 //! - `aligned`: 64-byte aligned buffers and the per-thread reusable scratch.
 //!
 //! # Dispatch
@@ -127,26 +128,6 @@ impl std::str::FromStr for Isa {
                 format!("'{other}' is not one of scalar, avx2, avx512"),
             )),
         }
-    }
-}
-
-/// The CPU features the tiers depend on, and whether this CPU has them (all `false` off
-/// x86_64).
-pub fn cpu_features() -> Vec<(&'static str, bool)> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        vec![
-            ("sse2", is_x86_feature_detected!("sse2")),
-            ("avx2", is_x86_feature_detected!("avx2")),
-            ("fma", is_x86_feature_detected!("fma")),
-            ("avx512f", is_x86_feature_detected!("avx512f")),
-            ("avx512bw", is_x86_feature_detected!("avx512bw")),
-            ("avx512vl", is_x86_feature_detected!("avx512vl")),
-        ]
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        Vec::new()
     }
 }
 
