@@ -33,6 +33,7 @@ pub mod ops;
 pub mod reference;
 pub mod rng;
 pub mod tensor;
+pub mod weights;
 
 pub use cost::Cost;
 pub use error::{Error, Result};
