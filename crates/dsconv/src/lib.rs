@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+pub mod blocks;
 pub mod cost;
 mod direct;
 pub mod error;

@@ -1,3 +1,5 @@
 //! Network definitions built from dsconv's layers.
 
+mod build;
+pub mod efficientnet_lite;
 pub mod mobilenet_v1;

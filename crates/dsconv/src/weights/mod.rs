@@ -17,8 +17,10 @@
 
 pub mod pickle;
 mod pth;
+mod source;
 
 pub use pickle::DType;
+pub use source::{ParamKind, ParamSource, RandomParams};
 
 use crate::error::{Error, Result};
 use std::collections::{BTreeSet, HashMap};
