@@ -5,6 +5,7 @@
 //! arguments), 1 for internal failures, 0 when a downstream pipe closes early.
 
 mod cmd;
+mod preprocess;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,8 @@ enum Command {
     Cost(cmd::cost::Args),
     /// Run one convolution on .npy files.
     Conv2d(cmd::conv2d::Args),
+    /// Classify photos with a pretrained network (ImageNet top-K).
+    Classify(cmd::classify::Args),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +36,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Cost(args) => cmd::cost::run(args),
         Command::Conv2d(args) => cmd::conv2d::run(args),
+        Command::Classify(args) => cmd::classify::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

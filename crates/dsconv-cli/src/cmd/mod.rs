@@ -1,5 +1,6 @@
 //! One module per subcommand, plus the error-to-exit-code policy.
 
+pub mod classify;
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
