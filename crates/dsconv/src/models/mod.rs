@@ -3,3 +3,4 @@
 mod build;
 pub mod efficientnet_lite;
 pub mod mobilenet_v1;
+pub mod mobilenet_v2;
