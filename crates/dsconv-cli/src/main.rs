@@ -18,25 +18,29 @@ struct Cli {
     command: Command,
 }
 
+/// Variants are boxed: argument structs differ a lot in size and live once per run.
 #[derive(Subcommand)]
 enum Command {
     /// Walk through the seed's example and MobileNetV1, standard vs depthwise separable.
-    Demo(cmd::demo::Args),
+    Demo(Box<cmd::demo::Args>),
     /// Count multiply-accumulates, parameters and bytes of a layer or a model.
-    Cost(cmd::cost::Args),
+    Cost(Box<cmd::cost::Args>),
     /// Run one convolution on .npy files.
-    Conv2d(cmd::conv2d::Args),
+    Conv2d(Box<cmd::conv2d::Args>),
     /// Classify photos with a pretrained network (ImageNet top-K).
-    Classify(cmd::classify::Args),
+    Classify(Box<cmd::classify::Args>),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return cmd::report_usage(err),
+    };
     let result = match cli.command {
-        Command::Demo(args) => cmd::demo::run(args),
-        Command::Cost(args) => cmd::cost::run(args),
-        Command::Conv2d(args) => cmd::conv2d::run(args),
-        Command::Classify(args) => cmd::classify::run(args),
+        Command::Demo(args) => cmd::demo::run(*args),
+        Command::Cost(args) => cmd::cost::run(*args),
+        Command::Conv2d(args) => cmd::conv2d::run(*args),
+        Command::Classify(args) => cmd::classify::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,6 +52,15 @@ pub enum Error {
         /// The operating system's message.
         reason: String,
     },
+    /// Memory for a tensor could not be allocated: the size is absurd (more than the
+    /// address space) or the machine is out of memory.
+    #[error("cannot allocate {bytes} bytes for {what}")]
+    Allocation {
+        /// The tensor, e.g. "conv2d output".
+        what: &'static str,
+        /// The bytes requested.
+        bytes: usize,
+    },
     /// Weights loaded from a checkpoint do not fit the model.
     #[error("checkpoint does not fit the model: {0}")]
     Checkpoint(String),
@@ -91,4 +100,26 @@ pub(crate) fn mul(a: usize, b: usize, what: &'static str) -> Result<usize> {
 /// Checked product of many sizes.
 pub(crate) fn product(dims: &[usize], what: &'static str) -> Result<usize> {
     dims.iter().try_fold(1usize, |acc, &d| mul(acc, d, what))
+}
+
+/// Checked element count of an f32 tensor with dimensions `dims`: the product must fit
+/// `usize` and its size in bytes must fit `isize` (the most any Rust allocation may hold).
+pub(crate) fn f32_elements(dims: &[usize], what: &'static str) -> Result<usize> {
+    let elements = product(dims, what)?;
+    match elements.checked_mul(std::mem::size_of::<f32>()) {
+        Some(bytes) if bytes <= isize::MAX as usize => Ok(elements),
+        _ => Err(Error::Overflow(what)),
+    }
+}
+
+/// A zero-filled buffer of `len` f32, or [`Error::Allocation`] instead of aborting the
+/// process when the memory cannot be had.
+pub(crate) fn try_zeroed(len: usize, what: &'static str) -> Result<Vec<f32>> {
+    let bytes = mul(len, std::mem::size_of::<f32>(), what)?;
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(len)
+        .map_err(|_| Error::Allocation { what, bytes })?;
+    buffer.resize(len, 0.0);
+    Ok(buffer)
 }

@@ -80,7 +80,7 @@ impl Executor {
     where
         F: Fn(usize, &mut [f32]) + Sync + Send,
     {
-        let rows = if row_len == 0 { 0 } else { out.len() / row_len };
+        let rows = out.len().checked_div(row_len).unwrap_or(0);
         let tasks = tasks.clamp(1, rows.max(1));
         match &self.pool {
             Some(pool) if tasks > 1 => {

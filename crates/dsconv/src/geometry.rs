@@ -376,10 +376,10 @@ impl ConvGeometry {
             out_h,
             out_w,
         };
-        // Every tensor this geometry describes must be addressable.
-        crate::error::product(&geometry.input_dims(), "input size")?;
-        crate::error::product(&geometry.output_dims(), "output size")?;
-        crate::error::product(&geometry.weight_dims(), "weight size")?;
+        // Every tensor this geometry describes must be addressable, in elements and bytes.
+        crate::error::f32_elements(&geometry.input_dims(), "input size")?;
+        crate::error::f32_elements(&geometry.output_dims(), "output size")?;
+        crate::error::f32_elements(&geometry.weight_dims(), "weight size")?;
         Ok(geometry)
     }
 

@@ -30,6 +30,7 @@ pub mod exec;
 pub mod geometry;
 pub mod layers;
 pub mod models;
+pub mod npy;
 pub mod ops;
 pub mod reference;
 pub mod rng;
@@ -43,3 +44,8 @@ pub use geometry::{Conv2dParams, ConvGeometry, Padding, PaddingMode};
 pub use layers::{Conv2d, DepthwiseConv2d, DepthwiseSeparableConv2d, PointwiseConv2d};
 pub use ops::{Activation, BatchNorm};
 pub use tensor::{Layout, Tensor};
+
+/// The README's code blocks, compiled and run as doc tests so the quick start cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -95,13 +95,13 @@ impl BatchNorm {
                 ));
             }
         }
-        if !(eps > 0.0) {
+        if eps.is_nan() || eps <= 0.0 {
             return Err(Error::param(
                 "batchnorm eps",
                 format!("{eps} is not positive"),
             ));
         }
-        if var.iter().any(|v| !(*v >= 0.0)) {
+        if var.iter().any(|v| v.is_nan() || *v < 0.0) {
             return Err(Error::param(
                 "batchnorm var",
                 "variances must be non-negative",
@@ -135,7 +135,7 @@ impl BatchNorm {
     /// output channel) and bias (created if absent): `w' = w·s`, `b' = (b − mean)·s + beta`.
     pub fn fold_into(&self, weight: &mut [f32], bias: &mut Option<Vec<f32>>) -> Result<()> {
         let c = self.channels();
-        if c == 0 || weight.len() % c != 0 {
+        if c == 0 || !weight.len().is_multiple_of(c) {
             return Err(Error::shape(
                 "batchnorm fold",
                 format!("a weight whose size is a multiple of {c} output channels"),

@@ -5,7 +5,7 @@
 //! NHWC). Convolution weights are tensors too, always in PyTorch's `[C_out, C_in/groups,
 //! kH, kW]` order (use [`Layout::Nchw`] for them).
 
-use crate::error::{product, Error, Result};
+use crate::error::{f32_elements, product, try_zeroed, Error, Result};
 
 /// Memory order of a 4-D activation tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,10 +92,11 @@ impl Tensor {
         Tensor::new(data, dims, Layout::Nhwc)
     }
 
-    /// A tensor of zeros with the given memory-order dimensions.
+    /// A tensor of zeros with the given memory-order dimensions; an error (never an abort)
+    /// when the memory cannot be allocated.
     pub fn zeros(dims: [usize; 4], layout: Layout) -> Result<Self> {
-        let n = product(&dims, "tensor size")?;
-        Tensor::new(vec![0.0; n], dims, layout)
+        let n = f32_elements(&dims, "tensor size")?;
+        Tensor::new(try_zeroed(n, "tensor")?, dims, layout)
     }
 
     /// A tensor filled by `f(n, c, h, w)` over logical indices.

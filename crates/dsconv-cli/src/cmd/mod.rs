@@ -4,6 +4,8 @@ pub mod classify;
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
+pub mod parse;
+pub mod table;
 
 use std::process::ExitCode;
 
@@ -48,5 +50,38 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
+    }
+}
+
+/// Handles a command-line parsing failure: `--help` and `--version` print in full and
+/// succeed; a usage mistake becomes one line on stderr and exit code 2.
+pub fn report_usage(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // Printing help can only fail on a closed pipe, which is success too.
+            let _ = err.print();
+            if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        _ => {
+            // clap's first paragraph is the message (a list of missing arguments may
+            // follow on indented lines); the usage and tips after it are left out.
+            let rendered = err.to_string();
+            let paragraph: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let joined = paragraph.join(" ");
+            let message = joined.strip_prefix("error: ").unwrap_or(&joined);
+            eprintln!("dsconv: error: {message} (see --help)");
+            ExitCode::from(2)
+        }
     }
 }

@@ -168,7 +168,9 @@ impl Conv2d {
                 nhwc_in.data()
             }
         };
-        let mut out = vec![0.0f32; g.batch * g.out_h * g.out_w * g.out_channels];
+        // Sizes checked by the geometry; the allocation itself may still fail.
+        let len = g.batch * g.out_h * g.out_w * g.out_channels;
+        let mut out = crate::error::try_zeroed(len, "conv2d output")?;
         self.run_nhwc(&g, x, &mut out, exec);
         let y = Tensor::from_nhwc(out, [g.batch, g.out_h, g.out_w, g.out_channels])?;
         Ok(match input.layout() {

@@ -39,7 +39,7 @@ impl DepthwiseConv2d {
                 format!("{dims:?}"),
             ));
         }
-        if multiplier == 0 || dims[0] % multiplier != 0 {
+        if multiplier == 0 || !dims[0].is_multiple_of(multiplier) {
             return Err(Error::param(
                 "depth multiplier",
                 format!(

@@ -1,0 +1,161 @@
+//! Parsers for convolution options shared by the subcommands: sizes given once or per
+//! axis (`--stride 2`, `--stride 2,1`), padding in every form PyTorch and TF/ONNX use
+//! (`1`, `1,2`, `top,bottom,left,right`, `same`, `valid`), counts, padding modes and
+//! layouts. Each error is one line naming the option, as a [`UserError`](super::UserError)
+//! (exit code 2). Zero strides or dilations parse here and are refused by the library,
+//! which owns those rules.
+
+use super::user_error;
+use dsconv::{Layout, Padding, PaddingMode};
+
+/// A non-negative integer, with messages that say what is wrong with it.
+fn size(option: &str, text: &str) -> anyhow::Result<usize> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err(user_error(format!("{option}: empty value in '{text}'")));
+    }
+    if let Some(rest) = t.strip_prefix('-') {
+        if !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(user_error(format!(
+                "{option}: '{t}' is negative; values must be 0 or more"
+            )));
+        }
+    }
+    if !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(user_error(format!(
+            "{option}: '{t}' is not a non-negative integer"
+        )));
+    }
+    t.parse()
+        .map_err(|_| user_error(format!("{option}: '{t}' is too large")))
+}
+
+/// A count such as `--groups 4` or `--threads 2`.
+pub fn count(option: &str, text: &str) -> anyhow::Result<usize> {
+    size(option, text)
+}
+
+/// `S` (both axes) or `SH,SW` (height, width), as for `--stride` and `--dilation`.
+pub fn pair(option: &str, text: &str) -> anyhow::Result<[usize; 2]> {
+    let parts: Vec<&str> = text.split(',').collect();
+    match parts.as_slice() {
+        [s] => {
+            let s = size(option, s)?;
+            Ok([s, s])
+        }
+        [h, w] => Ok([size(option, h)?, size(option, w)?]),
+        _ => Err(user_error(format!(
+            "{option}: '{text}' has {} values; give one (both axes) or two (height,width)",
+            parts.len()
+        ))),
+    }
+}
+
+/// `--padding`: `P` (all sides), `PH,PW` (per axis, as PyTorch's `padding=(ph, pw)`),
+/// `T,B,L,R` (top, bottom, left, right), `same` (TF/ONNX SAME_UPPER at any stride) or
+/// `valid` (none).
+pub fn padding(option: &str, text: &str) -> anyhow::Result<Padding> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "same" => return Ok(Padding::Same),
+        "valid" => return Ok(Padding::Valid),
+        _ => {}
+    }
+    let parts: Vec<&str> = text.split(',').collect();
+    let values = parts
+        .iter()
+        .map(|p| size(option, p))
+        .collect::<anyhow::Result<Vec<_>>>();
+    match (parts.len(), values) {
+        (1 | 2 | 4, Err(e)) => Err(e),
+        (1, Ok(v)) => Ok(Padding::symmetric(v[0])),
+        (2, Ok(v)) => Ok(Padding::per_axis(v[0], v[1])),
+        (4, Ok(v)) => Ok(Padding::asymmetric(v[0], v[1], v[2], v[3])),
+        (n, _) => Err(user_error(format!(
+            "{option}: '{text}' has {n} values; give P, PH,PW, T,B,L,R, same or valid"
+        ))),
+    }
+}
+
+/// `--padding-mode`: zeros, reflect, replicate or circular.
+pub fn padding_mode(option: &str, text: &str) -> anyhow::Result<PaddingMode> {
+    text.trim().to_ascii_lowercase().parse().map_err(|_| {
+        user_error(format!(
+            "{option}: '{text}' is not one of zeros, reflect, replicate, circular"
+        ))
+    })
+}
+
+/// `--layout`: nchw or nhwc.
+pub fn layout(option: &str, text: &str) -> anyhow::Result<Layout> {
+    text.trim()
+        .parse()
+        .map_err(|_| user_error(format!("{option}: '{text}' is not nchw or nhwc")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: anyhow::Result<impl std::fmt::Debug>) -> String {
+        let e = r.expect_err("expected an error");
+        assert!(e.is::<super::super::UserError>());
+        e.to_string()
+    }
+
+    #[test]
+    fn pairs() {
+        assert_eq!(pair("--stride", "2").unwrap(), [2, 2]);
+        assert_eq!(pair("--stride", "2,1").unwrap(), [2, 1]);
+        assert_eq!(pair("--stride", " 3 , 4 ").unwrap(), [3, 4]);
+        assert_eq!(pair("--stride", "0").unwrap(), [0, 0]); // refused later by the library
+        assert!(message(pair("--stride", "1,2,3")).contains("has 3 values"));
+        assert!(message(pair("--stride", "")).contains("empty value"));
+        assert!(message(pair("--stride", "2,")).contains("empty value"));
+        assert!(message(pair("--dilation", "-1")).contains("'-1' is negative"));
+        assert!(message(pair("--dilation", "x")).contains("'x' is not a non-negative integer"));
+        assert!(message(pair("--dilation", "1.5")).contains("not a non-negative integer"));
+        assert!(message(pair("--dilation", "+1")).contains("not a non-negative integer"));
+        assert!(message(pair("--dilation", "99999999999999999999999")).contains("too large"));
+    }
+
+    #[test]
+    fn paddings() {
+        assert_eq!(padding("--padding", "1").unwrap(), Padding::symmetric(1));
+        assert_eq!(
+            padding("--padding", "1,2").unwrap(),
+            Padding::per_axis(1, 2)
+        );
+        assert_eq!(
+            padding("--padding", "1,2,3,4").unwrap(),
+            Padding::asymmetric(1, 2, 3, 4)
+        );
+        assert_eq!(padding("--padding", "same").unwrap(), Padding::Same);
+        assert_eq!(padding("--padding", "SAME").unwrap(), Padding::Same);
+        assert_eq!(padding("--padding", "valid").unwrap(), Padding::Valid);
+        assert_eq!(padding("--padding", "0").unwrap(), Padding::symmetric(0));
+        assert!(message(padding("--padding", "1,2,3")).contains("has 3 values"));
+        assert!(message(padding("--padding", "1,2,3,4,5")).contains("has 5 values"));
+        assert!(message(padding("--padding", "-1")).contains("'-1' is negative"));
+        assert!(message(padding("--padding", "1,-2")).contains("'-2' is negative"));
+        assert!(message(padding("--padding", "full")).contains("'full' is not"));
+        assert!(message(padding("--padding", "")).contains("empty value"));
+    }
+
+    #[test]
+    fn counts_modes_layouts() {
+        assert_eq!(count("--groups", "4").unwrap(), 4);
+        assert!(message(count("--groups", "-4")).contains("negative"));
+        assert_eq!(
+            padding_mode("--padding-mode", "Reflect").unwrap(),
+            PaddingMode::Reflect
+        );
+        assert_eq!(
+            padding_mode("--padding-mode", "circular").unwrap(),
+            PaddingMode::Circular
+        );
+        assert!(message(padding_mode("--padding-mode", "mirror")).contains("'mirror' is not"));
+        assert_eq!(layout("--layout", "NHWC").unwrap(), Layout::Nhwc);
+        assert_eq!(layout("--layout", "nchw").unwrap(), Layout::Nchw);
+        assert!(message(layout("--layout", "chw")).contains("'chw' is not"));
+    }
+}
