@@ -29,6 +29,8 @@ enum Command {
     Conv2d(Box<cmd::conv2d::Args>),
     /// Classify photos with a pretrained network (ImageNet top-K).
     Classify(Box<cmd::classify::Args>),
+    /// Run a pretrained network on a preprocessed .npy batch; logits to .npy.
+    Run(Box<cmd::run::Args>),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Cost(args) => cmd::cost::run(*args),
         Command::Conv2d(args) => cmd::conv2d::run(*args),
         Command::Classify(args) => cmd::classify::run(*args),
+        Command::Run(args) => cmd::run::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ pub mod conv2d;
 pub mod cost;
 pub mod demo;
 pub mod parse;
+pub mod run;
 pub mod table;
 
 use std::process::ExitCode;

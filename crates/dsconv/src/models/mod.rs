@@ -4,3 +4,6 @@ mod build;
 pub mod efficientnet_lite;
 pub mod mobilenet_v1;
 pub mod mobilenet_v2;
+mod network;
+
+pub use network::{Network, NAMES};

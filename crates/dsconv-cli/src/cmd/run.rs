@@ -1,0 +1,66 @@
+//! `dsconv run`: a pretrained network on a preprocessed batch in a `.npy` file, logits out.
+
+use super::user_error;
+use anyhow::Result;
+use dsconv::models::{Network, NAMES};
+use dsconv::npy::{read_npy, write_npy};
+use dsconv::weights::StateDict;
+use dsconv::{Executor, Tensor};
+use std::path::PathBuf;
+
+/// Arguments of `dsconv run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Network: efficientnet-lite0 or mobilenet-v2.
+    #[arg(long)]
+    model: String,
+    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Width multiplier (mobilenet-v2 only).
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f64,
+    /// Input batch, float32/float64 NCHW [N, 3, H, W], already normalised.
+    #[arg(long, value_name = "X.npy")]
+    input: PathBuf,
+    /// Where to write the logits, float32 [N, classes].
+    #[arg(long, value_name = "Y.npy")]
+    output: PathBuf,
+    /// Threads (0: one per core).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Runs `dsconv run`.
+pub fn run(args: Args) -> Result<()> {
+    if !NAMES.contains(&args.model.as_str()) {
+        return Err(user_error(format!(
+            "--model '{}' is not one of {}",
+            args.model,
+            NAMES.join(", ")
+        )));
+    }
+    let x = read_npy(&args.input)?;
+    let dims: [usize; 4] = x.shape.as_slice().try_into().map_err(|_| {
+        user_error(format!(
+            "{}: expected a rank-4 NCHW array [N, 3, H, W], got shape {:?}",
+            args.input.display(),
+            x.shape
+        ))
+    })?;
+    if dims.contains(&0) {
+        return Err(user_error(format!(
+            "{}: empty array of shape {:?}",
+            args.input.display(),
+            x.shape
+        )));
+    }
+    let x = Tensor::from_nchw(x.data, dims)?;
+    let sd = StateDict::load(&args.weights)?;
+    let net = Network::from_state_dict(&args.model, &sd, args.alpha)?;
+    let exec = Executor::new(args.threads)?;
+    let y = net.forward_with(&x, &exec)?;
+    let [n, classes, ..] = y.logical_dims();
+    write_npy(&args.output, &[n, classes], y.data())?;
+    Ok(())
+}

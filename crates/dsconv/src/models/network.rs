@@ -1,0 +1,81 @@
+//! One handle over the networks that load from checkpoints, chosen by name: what
+//! `dsconv run`, `classify` and benchmarks need without matching on each type.
+
+use super::efficientnet_lite::EfficientNetLite;
+use super::mobilenet_v2::MobileNetV2;
+use crate::cost::Cost;
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::tensor::Tensor;
+use crate::weights::StateDict;
+
+/// A network that loads from a PyTorch state_dict.
+#[derive(Debug, Clone)]
+pub enum Network {
+    /// EfficientNet-Lite0 (lukemelas / ml-illustrated names).
+    EfficientNetLite0(Box<EfficientNetLite>),
+    /// MobileNetV2 at some width (torchvision names).
+    MobileNetV2(Box<MobileNetV2>),
+}
+
+/// Names accepted by [`Network::from_state_dict`] and [`Network::random`].
+pub const NAMES: [&str; 2] = ["efficientnet-lite0", "mobilenet-v2"];
+
+fn unknown(name: &str) -> Error {
+    Error::param(
+        "model",
+        format!("'{name}' is not one of {}", NAMES.join(", ")),
+    )
+}
+
+impl Network {
+    /// Builds network `name` (one of [`NAMES`]) from a state_dict; `alpha` is the width
+    /// multiplier of MobileNetV2 (ignored by EfficientNet-Lite0).
+    pub fn from_state_dict(name: &str, sd: &StateDict, alpha: f64) -> Result<Self> {
+        match name {
+            "efficientnet-lite0" => Ok(Network::EfficientNetLite0(Box::new(
+                EfficientNetLite::lite0_from_state_dict(sd)?,
+            ))),
+            "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(
+                MobileNetV2::from_state_dict(sd, alpha)?,
+            ))),
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Network `name` with seeded random weights and 1000 classes.
+    pub fn random(name: &str, alpha: f64, seed: u64) -> Result<Self> {
+        match name {
+            "efficientnet-lite0" => Ok(Network::EfficientNetLite0(Box::new(
+                EfficientNetLite::lite0_random(seed)?,
+            ))),
+            "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(MobileNetV2::random(
+                alpha, seed,
+            )?))),
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Logits `[N, classes, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]`.
+    pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        if input.logical_dims()[1] != 3 {
+            return Err(Error::shape(
+                "network input",
+                "3 channels (RGB), logical dims [N, 3, H, W]",
+                format!("logical dims {:?}", input.logical_dims()),
+            ));
+        }
+        match self {
+            Network::EfficientNetLite0(n) => n.forward_with(input, exec),
+            Network::MobileNetV2(n) => n.forward_with(input, exec),
+        }
+    }
+
+    /// Total cost on an input of logical dims `[N, 3, H, W]`.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        match self {
+            Network::EfficientNetLite0(n) => n.cost(input),
+            Network::MobileNetV2(n) => n.cost(input),
+        }
+    }
+}
