@@ -1,6 +1,7 @@
 //! Corrupt checkpoints give errors, never panics: thousands of seeded mutants (byte
 //! flips, truncations, planted huge lengths, spliced chunks) of the three tiny fixtures,
-//! plus every crash input the fuzzer found (`tests/fixtures/weights/crashes/`).
+//! plus crafted hostile files and every crash input the fuzzer found
+//! (`tests/fixtures/weights/adversarial/`).
 
 use dsconv::rng::SplitMix64;
 use dsconv::weights::StateDict;
@@ -103,17 +104,32 @@ fn mutated_safetensors_never_panic() {
     mutants_of("tiny.safetensors", 3, 3000);
 }
 
+/// Crafted hostile files (`gen_adversarial.py`) and any crash input the fuzzer finds
+/// (`fuzz/README.md`) live in `adversarial/`; each must be refused with a format error.
 #[test]
-fn fuzzer_crash_inputs_are_errors() {
-    let dir = fixture_dir().join("crashes");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return;
-    };
-    for entry in entries {
+fn adversarial_inputs_are_refused_with_the_reason() {
+    let expected = [
+        ("expanded_1e9.pth", "exceed what the file can describe"),
+        ("legacy_huge_numel.pth", "do not fit"),
+        ("memo_bomb.pth", "budget"),
+        ("deep_nesting.pth", "nested deeper"),
+        ("deflated.pth", "ompression"),
+    ];
+    let dir = fixture_dir().join("adversarial");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "md") {
-            continue;
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let bytes = std::fs::read(&path).unwrap();
+        let err = StateDict::from_bytes(&bytes, &name).expect_err(&name);
+        assert!(
+            matches!(err, dsconv::Error::Format { .. }),
+            "{name}: {err:?}"
+        );
+        if let Some((_, reason)) = expected.iter().find(|(n, _)| *n == name) {
+            assert!(err.to_string().contains(reason), "{name}: {err}");
+            seen += 1;
         }
-        parse_ok_or_error(&std::fs::read(&path).unwrap());
     }
+    assert_eq!(seen, expected.len());
 }
