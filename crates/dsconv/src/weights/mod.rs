@@ -5,7 +5,11 @@
 //! at once.
 //!
 //! No input, however corrupt, panics or makes the reader allocate much more than the
-//! file's own size (see [`pth`] for the bounds).
+//! file's own size: every length is checked against the bytes present before anything is
+//! allocated; the pickle machine's stack, memo, nesting depth and memo copies are bounded
+//! (see [`pickle`]); materialised tensors total at most `4 · file bytes + 65536` elements
+//! (so a stride-0 view of a huge size is refused); zip entries must be stored
+//! uncompressed, as PyTorch writes them, and may not overlap.
 //!
 //! ```no_run
 //! use dsconv::weights::StateDict;
