@@ -140,3 +140,30 @@ fn undecodable_image_and_missing_weights_exit_2() {
         .code(2)
         .stderr(predicate::str::contains("cannot decode image"));
 }
+
+#[test]
+fn classify_reads_jpeg_too() {
+    let Some(weights) = weights_path() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let jpeg = dir.path().join("chelsea.jpg");
+    image::open(photo("chelsea.png"))
+        .unwrap()
+        .to_rgb8()
+        .save_with_format(&jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["classify", "--top", "1", "--json", "--weights"])
+        .arg(&weights)
+        .arg(&jpeg)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let cat = v[0]["top"][0]["index"].as_u64().unwrap();
+    assert!((281..=285).contains(&cat), "jpeg chelsea top-1 {cat}");
+}

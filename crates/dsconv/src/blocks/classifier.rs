@@ -1,7 +1,7 @@
 //! The classifier head of MobileNet/EfficientNet: global average pooling, then a fully
 //! connected layer (run as a 1×1 convolution on the pooled `[N, C, 1, 1]` tensor).
 
-use crate::cost::Cost;
+use crate::cost::{Cost, LayerCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::layers::PointwiseConv2d;
@@ -34,6 +34,15 @@ impl Classifier {
     /// Cost on an input of logical dims `[N, C, H, W]` (the pool's additions not counted).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         self.fc.cost([input[0], input[1], 1, 1])
+    }
+
+    /// Cost-table rows: the pool (named `pool`) and the linear layer `fc`, for an input of
+    /// logical dims `[N, C, H, W]`.
+    pub fn layer_costs(&self, pool: &str, fc: &str, input: [usize; 4]) -> [LayerCost; 2] {
+        [
+            LayerCost::global_avg_pool(pool, input),
+            LayerCost::linear(fc, input[0], self.features(), self.classes(), true),
+        ]
     }
 
     /// Pools and classifies; returns logits as an NCHW tensor `[N, classes, 1, 1]` (that is,

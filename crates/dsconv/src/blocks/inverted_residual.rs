@@ -2,7 +2,7 @@
 //! squeeze-excite): expand 1×1 → depthwise k×k → project 1×1, plus the input when shapes
 //! allow.
 
-use crate::cost::Cost;
+use crate::cost::{Cost, LayerCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::layers::{DepthwiseConv2d, PointwiseConv2d};
@@ -116,6 +116,24 @@ impl InvertedResidual {
         dims = self.depthwise.as_conv2d().geometry(dims)?.output_dims();
         cost += self.project.cost(dims)?;
         Ok(cost)
+    }
+
+    /// Cost-table rows of the three convolutions, named `names = [expand, depthwise,
+    /// project]`, each counted as a bias-free convolution followed by a BatchNorm (as in
+    /// the PyTorch module), for an input of logical dims `[N, C, H, W]`.
+    pub fn layer_costs(&self, names: [&str; 3], input: [usize; 4]) -> Result<Vec<LayerCost>> {
+        let mut rows = Vec::with_capacity(3);
+        let mut dims = input;
+        if let Some(e) = &self.expand {
+            let g = e.as_conv2d().geometry(dims)?;
+            rows.push(LayerCost::conv(names[0], &g, false).with_batchnorm());
+            dims = g.output_dims();
+        }
+        let g = self.depthwise.as_conv2d().geometry(dims)?;
+        rows.push(LayerCost::conv(names[1], &g, false).with_batchnorm());
+        let g = self.project.as_conv2d().geometry(g.output_dims())?;
+        rows.push(LayerCost::conv(names[2], &g, false).with_batchnorm());
+        Ok(rows)
     }
 
     /// Forward pass with `exec`'s threads; the output has the input's layout.

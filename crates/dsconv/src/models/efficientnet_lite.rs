@@ -12,7 +12,7 @@
 
 use super::build::{classifier, conv_bn, depthwise_bn, pointwise_bn};
 use crate::blocks::{Classifier, InvertedResidual};
-use crate::cost::Cost;
+use crate::cost::{Cost, LayerCost, NetworkCost};
 use crate::error::Result;
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, Padding};
@@ -181,6 +181,30 @@ impl EfficientNetLite {
         cost += self.head.cost(dims)?;
         dims = self.head.as_conv2d().geometry(dims)?.output_dims();
         Ok(cost + self.classifier.cost(dims)?)
+    }
+
+    /// Per-layer cost table (PyTorch module names; every convolution counted bias-free
+    /// with its BatchNorm's γ, β apart) for an input of logical dims `[N, 3, H, W]`.
+    pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
+        let g = self.stem.geometry(input)?;
+        let mut layers = vec![LayerCost::conv("_conv_stem", &g, false).with_batchnorm()];
+        let mut dims = g.output_dims();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let n = |s: &str| format!("_blocks.{i}.{s}");
+            let names = [n("_expand_conv"), n("_depthwise_conv"), n("_project_conv")];
+            layers.extend(b.layer_costs([&names[0], &names[1], &names[2]], dims)?);
+            dims = b.output_dims(dims)?;
+        }
+        let g = self.head.as_conv2d().geometry(dims)?;
+        layers.push(LayerCost::conv("_conv_head", &g, false).with_batchnorm());
+        layers.extend(
+            self.classifier
+                .layer_costs("avgpool", "_fc", g.output_dims()),
+        );
+        Ok(NetworkCost {
+            name: format!("efficientnet-lite0 ({}×{})", input[2], input[3]),
+            layers,
+        })
     }
 
     /// Logits `[N, 1000, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]` in

@@ -11,7 +11,7 @@
 
 use super::build::{classifier, conv_bn, depthwise_bn, pointwise_bn};
 use crate::blocks::{Classifier, InvertedResidual};
-use crate::cost::Cost;
+use crate::cost::{Cost, LayerCost, NetworkCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, Padding};
@@ -192,6 +192,38 @@ impl MobileNetV2 {
         cost += self.head.cost(dims)?;
         dims = self.head.as_conv2d().geometry(dims)?.output_dims();
         Ok(cost + self.classifier.cost(dims)?)
+    }
+
+    /// Per-layer cost table (torchvision module names; every convolution counted bias-free
+    /// with its BatchNorm's γ, β apart) for an input of logical dims `[N, 3, H, W]`.
+    pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
+        let g = self.stem.geometry(input)?;
+        let mut layers = vec![LayerCost::conv("features.0.0", &g, false).with_batchnorm()];
+        let mut dims = g.output_dims();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let p = format!("features.{}.conv", i + 1);
+            let names = if b.expand().is_some() {
+                [format!("{p}.0.0"), format!("{p}.1.0"), format!("{p}.2")]
+            } else {
+                [String::new(), format!("{p}.0.0"), format!("{p}.1")]
+            };
+            layers.extend(b.layer_costs([&names[0], &names[1], &names[2]], dims)?);
+            dims = b.output_dims(dims)?;
+        }
+        let g = self.head.as_conv2d().geometry(dims)?;
+        let head = format!("features.{}.0", self.blocks.len() + 1);
+        layers.push(LayerCost::conv(head, &g, false).with_batchnorm());
+        layers.extend(
+            self.classifier
+                .layer_costs("avgpool", "classifier.1", g.output_dims()),
+        );
+        Ok(NetworkCost {
+            name: format!(
+                "mobilenet-v2 (α = {}, {}×{})",
+                self.alpha, input[2], input[3]
+            ),
+            layers,
+        })
     }
 
     /// Logits `[N, classes, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]` in

@@ -3,7 +3,7 @@
 
 use super::efficientnet_lite::EfficientNetLite;
 use super::mobilenet_v2::MobileNetV2;
-use crate::cost::Cost;
+use crate::cost::{Cost, NetworkCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::tensor::Tensor;
@@ -68,6 +68,14 @@ impl Network {
         match self {
             Network::EfficientNetLite0(n) => n.forward_with(input, exec),
             Network::MobileNetV2(n) => n.forward_with(input, exec),
+        }
+    }
+
+    /// Per-layer cost table on an input of logical dims `[N, 3, H, W]`.
+    pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
+        match self {
+            Network::EfficientNetLite0(n) => n.cost_table(input),
+            Network::MobileNetV2(n) => n.cost_table(input),
         }
     }
 
