@@ -110,8 +110,11 @@ impl StateDict {
             };
             let raw = view.data();
             let numel = raw.len() / dtype.size();
-            let expected: usize = view.shape().iter().product();
-            if numel != expected || raw.len() % dtype.size() != 0 {
+            let expected = view
+                .shape()
+                .iter()
+                .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+            if expected != Some(numel) || raw.len() % dtype.size() != 0 {
                 return Err(fmt(format!(
                     "tensor '{name}': {} bytes for shape {:?}",
                     raw.len(),

@@ -320,7 +320,9 @@ fn materialise(
     let numel = numel as usize;
     let mut data = Vec::with_capacity(numel);
     if numel > 0 {
-        // Walk the indices in row-major order with an odometer.
+        // Walk the indices in row-major order with an odometer. No overflow: `at` never
+        // exceeds `last`, and a stride added to it is either ≤ `last` (its dimension has
+        // ≥ 2 elements, checked above) or < 2^63 (it came from a non-negative i64).
         let mut index = vec![0usize; dims.len()];
         let mut at = t.offset as usize;
         for _ in 0..numel {
