@@ -17,6 +17,8 @@ pub const MIN_MACS_PER_THREAD: u64 = 200_000;
 pub struct Executor {
     threads: usize,
     pool: Option<rayon::ThreadPool>,
+    /// Instruction-set tier the kernels run at (default: the best available).
+    isa: crate::kernels::Isa,
 }
 
 impl Default for Executor {
@@ -31,6 +33,7 @@ impl Executor {
         Executor {
             threads: 1,
             pool: None,
+            isa: crate::kernels::selected_isa(),
         }
     }
 
@@ -59,12 +62,54 @@ impl Executor {
         Ok(Executor {
             threads,
             pool: Some(pool),
+            isa: crate::kernels::selected_isa(),
         })
     }
 
     /// Number of threads.
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Runs the kernels at tier `isa` instead of the best available one (for tests and
+    /// tier comparisons); an error if this CPU (or `DSCONV_MAX_ISA`) does not allow it.
+    pub fn with_isa(mut self, isa: crate::kernels::Isa) -> Result<Self> {
+        self.isa = crate::kernels::check_isa(isa)?;
+        Ok(self)
+    }
+
+    /// The instruction-set tier the kernels run at.
+    pub fn isa(&self) -> crate::kernels::Isa {
+        self.isa
+    }
+
+    /// Like [`Executor::for_each_rows`], but every chunk except the last holds a multiple
+    /// of `block_rows` rows (a kernel's register tile), so no thread gets a ragged tile.
+    pub fn for_each_row_blocks<F>(
+        &self,
+        out: &mut [f32],
+        row_len: usize,
+        block_rows: usize,
+        tasks: usize,
+        f: F,
+    ) where
+        F: Fn(usize, &mut [f32]) + Sync + Send,
+    {
+        let rows = out.len().checked_div(row_len).unwrap_or(0);
+        let block_rows = block_rows.max(1);
+        let blocks = rows.div_ceil(block_rows);
+        let tasks = tasks.clamp(1, blocks.max(1));
+        match &self.pool {
+            Some(pool) if tasks > 1 => {
+                let rows_per_task = blocks.div_ceil(tasks) * block_rows;
+                pool.install(|| {
+                    out.par_chunks_mut(rows_per_task * row_len)
+                        .enumerate()
+                        .for_each(|(t, chunk)| f(t * rows_per_task, chunk));
+                });
+            }
+            _ => f(0, out),
+        }
     }
 
     /// How many parallel tasks a job of `macs` multiply-accumulates deserves.

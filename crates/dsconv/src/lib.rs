@@ -28,6 +28,8 @@ mod direct;
 pub mod error;
 pub mod exec;
 pub mod geometry;
+#[allow(unsafe_code)]
+pub mod kernels;
 pub mod layers;
 pub mod models;
 pub mod npy;

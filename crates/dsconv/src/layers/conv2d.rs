@@ -3,7 +3,9 @@
 use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::geometry::PaddingMode;
 use crate::geometry::{Conv2dParams, ConvGeometry};
+use crate::kernels::{self, AlignedVec, PackedDepthwise, PackedGemm};
 use crate::ops::{Activation, BatchNorm};
 use crate::tensor::{Layout, Tensor};
 
@@ -33,6 +35,62 @@ pub struct Conv2d {
     activation: Activation,
     /// The weight packed for the direct NHWC path.
     packed: Vec<f32>,
+    /// The weight packed for a fast kernel, when the layer's shape has one.
+    fast: Fast,
+}
+
+/// Initial value of output buffers before a kernel fills them: NaN in debug builds, so a
+/// kernel that leaves an element unwritten fails every test that compares values.
+pub(crate) const UNWRITTEN: f32 = if cfg!(debug_assertions) {
+    f32::NAN
+} else {
+    0.0
+};
+
+/// The fast kernel a layer's weights are packed for at construction.
+#[derive(Debug, Clone)]
+enum Fast {
+    /// groups = 1: pointwise GEMM, or im2col + GEMM for k×k.
+    Gemm(PackedGemm),
+    /// groups = C_in = C_out (depthwise, multiplier 1).
+    Depthwise(PackedDepthwise),
+    /// Only the direct path.
+    None,
+}
+
+impl Fast {
+    fn pack(weight: &[f32], dims: [usize; 4], groups: usize, bias: Option<&[f32]>) -> Result<Self> {
+        let [cout, cin_g, ..] = dims;
+        Ok(if groups == 1 {
+            Fast::Gemm(kernels::dense::pack(weight, dims, bias)?)
+        } else if cin_g == 1 && cout == groups {
+            Fast::Depthwise(PackedDepthwise::new(weight, dims, bias)?)
+        } else {
+            Fast::None
+        })
+    }
+}
+
+/// Runs `f` and keeps the first error it returns across threads.
+struct FirstError(std::sync::Mutex<Option<Error>>);
+
+impl FirstError {
+    fn new() -> Self {
+        FirstError(std::sync::Mutex::new(None))
+    }
+    fn keep(&self, r: Result<()>) {
+        if let Err(e) = r {
+            if let Ok(mut slot) = self.0.lock() {
+                slot.get_or_insert(e);
+            }
+        }
+    }
+    fn into_result(self) -> Result<()> {
+        match self.0.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Conv2d {
@@ -69,6 +127,7 @@ impl Conv2d {
         }
         let weight = weight.into_data();
         let packed = crate::direct::pack_weights(&weight, weight_dims, params.groups);
+        let fast = Fast::pack(&weight, weight_dims, params.groups, bias.as_deref())?;
         Ok(Conv2d {
             params,
             weight_dims,
@@ -76,6 +135,7 @@ impl Conv2d {
             bias,
             activation: Activation::None,
             packed,
+            fast,
         })
     }
 
@@ -91,6 +151,12 @@ impl Conv2d {
         bn.fold_into(&mut self.weight, &mut self.bias)?;
         self.packed =
             crate::direct::pack_weights(&self.weight, self.weight_dims, self.params.groups);
+        self.fast = Fast::pack(
+            &self.weight,
+            self.weight_dims,
+            self.params.groups,
+            self.bias.as_deref(),
+        )?;
         Ok(self)
     }
 
@@ -170,8 +236,8 @@ impl Conv2d {
         };
         // Sizes checked by the geometry; the allocation itself may still fail.
         let len = g.batch * g.out_h * g.out_w * g.out_channels;
-        let mut out = crate::error::try_zeroed(len, "conv2d output")?;
-        self.run_nhwc(&g, x, &mut out, exec);
+        let mut out = crate::error::try_filled(len, UNWRITTEN, "conv2d output")?;
+        self.run_nhwc(&g, x, &mut out, exec)?;
         let y = Tensor::from_nhwc(out, [g.batch, g.out_h, g.out_w, g.out_channels])?;
         Ok(match input.layout() {
             Layout::Nhwc => y,
@@ -179,16 +245,116 @@ impl Conv2d {
         })
     }
 
-    /// Runs on NHWC slices whose sizes match `g` (checked by the caller).
-    pub(crate) fn run_nhwc(&self, g: &ConvGeometry, x: &[f32], out: &mut [f32], exec: &Executor) {
-        crate::direct::conv2d_nhwc(
-            g,
-            x,
-            &self.packed,
-            self.bias.as_deref(),
-            self.activation,
-            out,
-            exec,
-        );
+    /// Forward pass of an NHWC `input` into an NHWC `out` the caller owns (dims
+    /// `[N, out_H, out_W, C_out]`), so steady-state calls allocate nothing for the output.
+    pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {
+        let g = self.geometry(input.logical_dims())?;
+        check_nhwc_pair(&g, input, out)?;
+        self.run_nhwc(&g, input.data(), out.data_mut(), exec)
     }
+
+    /// The packed depthwise kernel, when this layer runs on it for geometry `g`.
+    pub(crate) fn depthwise_kernel(&self, g: &ConvGeometry) -> Option<&PackedDepthwise> {
+        match &self.fast {
+            Fast::Depthwise(p) if zero_padding(g) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The packed GEMM, when this layer is a pointwise GEMM for geometry `g`.
+    pub(crate) fn pointwise_kernel(&self, g: &ConvGeometry) -> Option<&PackedGemm> {
+        match &self.fast {
+            Fast::Gemm(p) if g.is_pointwise() => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Runs on NHWC slices whose sizes match `g` (checked by the caller): pointwise →
+    /// GEMM, depthwise (multiplier 1, zero padding) → depthwise kernel, dense with zero
+    /// padding → im2col + GEMM, anything else → the direct loop.
+    pub(crate) fn run_nhwc(
+        &self,
+        g: &ConvGeometry,
+        x: &[f32],
+        out: &mut [f32],
+        exec: &Executor,
+    ) -> Result<()> {
+        let isa = exec.isa();
+        let act = self.activation;
+        let tasks = exec.tasks_for(crate::cost::conv_macs(g));
+        let errors = FirstError::new();
+        match &self.fast {
+            Fast::Gemm(p) if g.is_pointwise() => {
+                let (cin, cout) = (g.in_channels, g.out_channels);
+                let block = kernels::gemm::tile_rows(isa);
+                exec.for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
+                    let rows = chunk.len() / cout;
+                    errors.keep(p.run(isa, &x[first * cin..], cin, rows, chunk, cout, act));
+                });
+            }
+            Fast::Gemm(p) if zero_padding(g) => {
+                let cout = g.out_channels;
+                let block = kernels::dense::band_pixels(isa, p.k());
+                exec.for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
+                    let pixels = first..first + chunk.len() / cout;
+                    let mut scratch = AlignedVec::default();
+                    errors.keep(kernels::dense::conv_pixels(
+                        isa,
+                        g,
+                        p,
+                        x,
+                        pixels,
+                        chunk,
+                        act,
+                        &mut scratch,
+                    ));
+                });
+            }
+            Fast::Depthwise(p) if zero_padding(g) => {
+                let row_len = g.out_w * g.out_channels;
+                exec.for_each_rows(out, row_len, tasks, |first, chunk| {
+                    let rows = first..first + chunk.len() / row_len;
+                    errors.keep(p.run_rows(isa, g, x, rows, chunk, g.out_channels, act));
+                });
+            }
+            _ => crate::direct::conv2d_nhwc(
+                g,
+                x,
+                &self.packed,
+                self.bias.as_deref(),
+                self.activation,
+                out,
+                exec,
+            ),
+        }
+        errors.into_result()
+    }
+}
+
+/// Checks that `input` and `out` are NHWC with the dims of geometry `g`.
+pub(crate) fn check_nhwc_pair(g: &ConvGeometry, input: &Tensor, out: &Tensor) -> Result<()> {
+    if input.layout() != Layout::Nhwc || out.layout() != Layout::Nhwc {
+        return Err(Error::shape(
+            "forward_into tensors",
+            "NHWC input and output",
+            format!(
+                "{} input, {} output",
+                input.layout().name(),
+                out.layout().name()
+            ),
+        ));
+    }
+    if out.logical_dims() != g.output_dims() {
+        return Err(Error::shape(
+            "forward_into output",
+            format!("logical dims {:?}", g.output_dims()),
+            format!("{:?}", out.logical_dims()),
+        ));
+    }
+    Ok(())
+}
+
+/// True when the padded border reads as zeros (zero mode, or no padding at all).
+fn zero_padding(g: &ConvGeometry) -> bool {
+    g.padding_mode == PaddingMode::Zeros || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0
 }

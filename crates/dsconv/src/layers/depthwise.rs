@@ -93,4 +93,8 @@ impl DepthwiseConv2d {
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
         self.conv.forward_with(input, exec)
     }
+    /// Forward pass of an NHWC input into a caller-owned NHWC output (no allocation).
+    pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {
+        self.conv.forward_into(input, out, exec)
+    }
 }

@@ -4,7 +4,9 @@ use super::{DepthwiseConv2d, PointwiseConv2d};
 use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
-use crate::tensor::Tensor;
+use crate::geometry::ConvGeometry;
+use crate::kernels::AlignedVec;
+use crate::tensor::{Layout, Tensor};
 
 /// The MobileNet block: `pointwise(act₁(bn₁(depthwise(x))))` followed by `act₂(bn₂(·))`,
 /// each BatchNorm folded at construction and each activation fused. Same output shape as a
@@ -54,8 +56,94 @@ impl DepthwiseSeparableConv2d {
         self.forward_with(input, &Executor::single())
     }
 
-    /// Forward pass with `exec`'s threads.
+    /// Forward pass with `exec`'s threads. When both stages have fast kernels (depthwise
+    /// multiplier 1 with zero padding), the depthwise output is computed in row bands
+    /// sized to the L2 cache and consumed by the pointwise GEMM directly, never
+    /// materialised as a whole; otherwise the stages run one after the other. Bitwise
+    /// equal to [`forward_unfused_with`](Self::forward_unfused_with).
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        let g = self.depthwise.as_conv2d().geometry(input.logical_dims())?;
+        let pg = self.pointwise.as_conv2d().geometry(g.output_dims())?;
+        if !self.is_fused(&g, &pg) {
+            return self.forward_unfused_with(input, exec);
+        }
+        let converted;
+        let x = match input.layout() {
+            Layout::Nhwc => input,
+            Layout::Nchw => {
+                converted = input.to_layout(Layout::Nhwc);
+                &converted
+            }
+        };
+        let [n, c, h, w] = pg.output_dims();
+        let len = crate::error::f32_elements(&[n, h, w, c], "separable output")?;
+        let buffer = crate::error::try_filled(len, super::conv2d::UNWRITTEN, "separable output")?;
+        let mut out = Tensor::from_nhwc(buffer, [n, h, w, c])?;
+        self.forward_into(x, &mut out, exec)?;
+        Ok(match input.layout() {
+            Layout::Nhwc => out,
+            Layout::Nchw => out.to_layout(Layout::Nchw),
+        })
+    }
+
+    fn is_fused(&self, g: &ConvGeometry, pg: &ConvGeometry) -> bool {
+        self.depthwise.as_conv2d().depthwise_kernel(g).is_some()
+            && self.pointwise.as_conv2d().pointwise_kernel(pg).is_some()
+    }
+
+    /// Forward pass of an NHWC `input` into an NHWC `out` the caller owns (dims
+    /// `[N, out_H, out_W, C_out]`): fused when both stages have fast kernels, else the
+    /// two stages with an intermediate tensor.
+    pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {
+        let dw = self.depthwise.as_conv2d();
+        let pw = self.pointwise.as_conv2d();
+        let g = dw.geometry(input.logical_dims())?;
+        let pg = pw.geometry(g.output_dims())?;
+        super::conv2d::check_nhwc_pair(&pg, input, out)?;
+        let (Some(dk), Some(pk)) = (dw.depthwise_kernel(&g), pw.pointwise_kernel(&pg)) else {
+            let mut mid = Tensor::zeros([g.batch, g.out_h, g.out_w, g.out_channels], Layout::Nhwc)?;
+            dw.forward_into(input, &mut mid, exec)?;
+            return pw.forward_into(&mid, out, exec);
+        };
+        let x = input.data();
+        let cout = pk.n();
+        let row_len = g.out_w * cout;
+        let isa = exec.isa();
+        let macs = crate::cost::conv_macs(&g).saturating_add(crate::cost::conv_macs(&pg));
+        let errors = std::sync::Mutex::new(None);
+        exec.for_each_rows(
+            out.data_mut(),
+            row_len,
+            exec.tasks_for(macs),
+            |first, chunk| {
+                let rows = first..first + chunk.len() / row_len;
+                let mut scratch = AlignedVec::default();
+                let r = crate::kernels::fused::separable_rows(
+                    isa,
+                    &g,
+                    dk,
+                    dw.activation(),
+                    pk,
+                    pw.activation(),
+                    x,
+                    rows,
+                    chunk,
+                    &mut scratch,
+                );
+                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
+                    slot.get_or_insert(e);
+                }
+            },
+        );
+        match errors.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forward pass with `exec`'s threads, one stage after the other (the whole
+    /// intermediate tensor is materialised). Kept for comparison with the fused path.
+    pub fn forward_unfused_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
         let mid = self.depthwise.forward_with(input, exec)?;
         self.pointwise.forward_with(&mid, exec)
     }

@@ -340,7 +340,7 @@ impl MobileNetV1Weights {
 #[derive(Debug, Clone)]
 enum Block {
     Separable(Box<DepthwiseSeparableConv2d>),
-    Standard(Conv2d),
+    Standard(Box<Conv2d>),
 }
 
 /// A runnable MobileNetV1: stem 3×3/2 convolution, thirteen blocks, global average pool and
@@ -457,7 +457,7 @@ impl MobileNetV1 {
                         conv.weight.dims(),
                         [s.out_channels, s.in_channels, 3, 3],
                     )?;
-                    Block::Standard(fused_conv(conv, conv3x3(s.stride, 1))?)
+                    Block::Standard(Box::new(fused_conv(conv, conv3x3(s.stride, 1))?))
                 }
             });
         }

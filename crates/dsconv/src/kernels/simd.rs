@@ -1,0 +1,348 @@
+//! The tiny SIMD contract every microkernel is written against, and its three
+//! implementations: portable arrays (scalar tier), AVX2+FMA (8 lanes) and AVX-512 (16 lanes).
+//!
+//! Operand order is spelled out: `mul_add(a, b, acc) = a·b + acc`. Every method is
+//! `#[inline(always)]` so that, once inlined into a `#[target_feature]` entry point, the
+//! intrinsics compile to single instructions of that tier.
+//!
+//! # Safety contract
+//! The methods are `unsafe` for two reasons: pointer methods read or write `LANES`
+//! (or `n`) consecutive f32 at the pointer, which must be valid for that access; and the
+//! AVX2/AVX-512 implementations may only run on a CPU that has those features (they are
+//! reached only from entry points selected after detection, see `super::Isa`).
+
+/// A vector of `LANES` f32 and the operations the kernels need.
+pub(crate) trait Simd: Copy {
+    /// Number of f32 lanes.
+    const LANES: usize;
+    /// The register type.
+    type V: Copy;
+    /// All lanes zero.
+    unsafe fn zero() -> Self::V;
+    /// All lanes `x`.
+    unsafe fn splat(x: f32) -> Self::V;
+    /// Loads `LANES` f32 from `p` (no alignment required).
+    unsafe fn load(p: *const f32) -> Self::V;
+    /// Loads the first `n < LANES` f32 from `p`, zero in the other lanes; reads nothing
+    /// past `p + n`.
+    unsafe fn load_partial(p: *const f32, n: usize) -> Self::V;
+    /// Stores `LANES` f32 at `p`.
+    unsafe fn store(p: *mut f32, v: Self::V);
+    /// Stores the first `n < LANES` lanes at `p`; writes nothing past `p + n`.
+    unsafe fn store_partial(p: *mut f32, v: Self::V, n: usize);
+    /// `a·b + acc` (fused on the x86 tiers).
+    unsafe fn mul_add(a: Self::V, b: Self::V, acc: Self::V) -> Self::V;
+    /// `a + b`.
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// `a·b`.
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise maximum.
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// Lane-wise minimum.
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+}
+
+/// The portable tier: 8 lanes held in an array, plain Rust arithmetic (not fused, so no
+/// software `fma` call on CPUs without FMA). The compiler vectorises it with the
+/// baseline instruction set (SSE2 on x86_64, NEON on aarch64).
+#[derive(Clone, Copy)]
+pub(crate) struct Portable;
+
+/// Lanes of the portable tier: two SSE/NEON registers, enough to keep a row of the
+/// scalar GEMM tile in registers.
+const PORTABLE_LANES: usize = 8;
+
+impl Simd for Portable {
+    const LANES: usize = PORTABLE_LANES;
+    type V = [f32; PORTABLE_LANES];
+    #[inline(always)]
+    unsafe fn zero() -> Self::V {
+        [0.0; PORTABLE_LANES]
+    }
+    #[inline(always)]
+    unsafe fn splat(x: f32) -> Self::V {
+        [x; PORTABLE_LANES]
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self::V {
+        // SAFETY: the caller guarantees LANES readable f32 at p.
+        unsafe { p.cast::<[f32; PORTABLE_LANES]>().read_unaligned() }
+    }
+    #[inline(always)]
+    unsafe fn load_partial(p: *const f32, n: usize) -> Self::V {
+        let mut v = [0.0; PORTABLE_LANES];
+        for (l, x) in v.iter_mut().enumerate().take(n) {
+            // SAFETY: the caller guarantees n readable f32 at p, and l < n.
+            *x = unsafe { *p.add(l) };
+        }
+        v
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: Self::V) {
+        // SAFETY: the caller guarantees LANES writable f32 at p.
+        unsafe { p.cast::<[f32; PORTABLE_LANES]>().write_unaligned(v) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial(p: *mut f32, v: Self::V, n: usize) {
+        for (l, x) in v.iter().enumerate().take(n) {
+            // SAFETY: the caller guarantees n writable f32 at p, and l < n.
+            unsafe { *p.add(l) = *x };
+        }
+    }
+    #[inline(always)]
+    unsafe fn mul_add(a: Self::V, b: Self::V, acc: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] * b[l] + acc[l])
+    }
+    #[inline(always)]
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] * b[l])
+    }
+    #[inline(always)]
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| if a[l] > b[l] { a[l] } else { b[l] })
+    }
+    #[inline(always)]
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| if a[l] < b[l] { a[l] } else { b[l] })
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Simd;
+    use std::arch::x86_64::*;
+
+    /// AVX2 + FMA, 8 lanes in a ymm register.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2;
+
+    impl Avx2 {
+        /// A lane mask (all ones in lanes `< n`) for `vmaskmovps`.
+        #[inline(always)]
+        unsafe fn mask(n: usize) -> __m256i {
+            // SAFETY: AVX2 is present (module contract); the intrinsics touch no memory.
+            unsafe {
+                _mm256_cmpgt_epi32(
+                    _mm256_set1_epi32(n as i32),
+                    _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                )
+            }
+        }
+    }
+
+    impl Simd for Avx2 {
+        const LANES: usize = 8;
+        type V = __m256;
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m256 {
+            // SAFETY: the caller guarantees 8 readable f32 at p; AVX is present.
+            unsafe { _mm256_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_partial(p: *const f32, n: usize) -> __m256 {
+            // SAFETY: masked-off lanes are not accessed (no fault); lanes < n are readable.
+            unsafe { _mm256_maskload_ps(p, Self::mask(n)) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m256) {
+            // SAFETY: the caller guarantees 8 writable f32 at p; AVX is present.
+            unsafe { _mm256_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_partial(p: *mut f32, v: __m256, n: usize) {
+            // SAFETY: masked-off lanes are not written; lanes < n are writable.
+            unsafe { _mm256_maskstore_ps(p, Self::mask(n), v) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: __m256, b: __m256, acc: __m256) -> __m256 {
+            // SAFETY: FMA is present (module contract).
+            unsafe { _mm256_fmadd_ps(a, b, acc) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_max_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn min(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_min_ps(a, b) }
+        }
+    }
+
+    /// AVX-512 F (+BW/VL required by the tier), 16 lanes in a zmm register, masked tails.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512;
+
+    /// The mask selecting lanes `< n` (n < 16).
+    #[inline(always)]
+    fn mask16(n: usize) -> __mmask16 {
+        ((1u32 << n) - 1) as __mmask16
+    }
+
+    impl Simd for Avx512 {
+        const LANES: usize = 16;
+        type V = __m512;
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_set1_ps(x) }
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> __m512 {
+            // SAFETY: the caller guarantees 16 readable f32 at p; AVX-512F is present.
+            unsafe { _mm512_loadu_ps(p) }
+        }
+        #[inline(always)]
+        unsafe fn load_partial(p: *const f32, n: usize) -> __m512 {
+            // SAFETY: masked-off lanes are not accessed (fault-suppressed); lanes < n readable.
+            unsafe { _mm512_maskz_loadu_ps(mask16(n), p) }
+        }
+        #[inline(always)]
+        unsafe fn store(p: *mut f32, v: __m512) {
+            // SAFETY: the caller guarantees 16 writable f32 at p; AVX-512F is present.
+            unsafe { _mm512_storeu_ps(p, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_partial(p: *mut f32, v: __m512, n: usize) {
+            // SAFETY: masked-off lanes are not written; lanes < n are writable.
+            unsafe { _mm512_mask_storeu_ps(p, mask16(n), v) }
+        }
+        #[inline(always)]
+        unsafe fn mul_add(a: __m512, b: __m512, acc: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_fmadd_ps(a, b, acc) }
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_max_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn min(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_min_ps(a, b) }
+        }
+    }
+}
+
+/// Applies an activation to one register, lane-wise (the fused epilogue).
+#[inline(always)]
+pub(crate) unsafe fn activate<S: Simd>(v: S::V, act: &Epilogue) -> S::V {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe {
+        match act.kind {
+            EpilogueKind::None => v,
+            EpilogueKind::Clamp => S::min(S::max(v, S::splat(act.lo)), S::splat(act.hi)),
+            EpilogueKind::HardSwish => {
+                let gate = S::min(S::max(S::add(v, S::splat(3.0)), S::zero()), S::splat(6.0));
+                S::mul(S::mul(v, gate), S::splat(1.0 / 6.0))
+            }
+        }
+    }
+}
+
+/// Applies an activation to a whole register tile; the kind is matched once outside the
+/// loops so that they stay branch-free (and the tile stays in registers).
+#[inline(always)]
+pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
+    acc: &mut [[S::V; NV]; R],
+    act: &Epilogue,
+) {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe {
+        match act.kind {
+            EpilogueKind::None => {}
+            EpilogueKind::Clamp => {
+                let (lo, hi) = (S::splat(act.lo), S::splat(act.hi));
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        *x = S::min(S::max(*x, lo), hi);
+                    }
+                }
+            }
+            EpilogueKind::HardSwish => {
+                let (three, six, sixth) = (S::splat(3.0), S::splat(6.0), S::splat(1.0 / 6.0));
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        let gate = S::min(S::max(S::add(*x, three), S::zero()), six);
+                        *x = S::mul(S::mul(*x, gate), sixth);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the epilogue does after the accumulation, decoded once per call from
+/// [`crate::Activation`]: ReLU, ReLU6 and Clamp are all a clamp to `[lo, hi]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Epilogue {
+    kind: EpilogueKind,
+    lo: f32,
+    hi: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EpilogueKind {
+    None,
+    Clamp,
+    HardSwish,
+}
+
+impl Epilogue {
+    /// Decodes an activation.
+    pub(crate) fn new(act: crate::ops::Activation) -> Self {
+        use crate::ops::Activation as A;
+        let (kind, lo, hi) = match act {
+            A::None => (EpilogueKind::None, 0.0, 0.0),
+            A::Relu => (EpilogueKind::Clamp, 0.0, f32::INFINITY),
+            A::Relu6 => (EpilogueKind::Clamp, 0.0, 6.0),
+            A::Clamp { min, max } => (EpilogueKind::Clamp, min, max),
+            A::HardSwish => (EpilogueKind::HardSwish, 0.0, 0.0),
+        };
+        Epilogue { kind, lo, hi }
+    }
+}

@@ -1,0 +1,424 @@
+//! Every fast kernel against the f64 reference, at every instruction-set tier this
+//! machine offers, at the tile edges: channels below, at and above the vector widths
+//! (8, 16), widths 1..17, each padding side, odd sizes at stride 2, 1×1 / 3×3 / 5×5 /
+//! 7×7, dilation 2, every activation, and thread counts 1 and 2 (bitwise equal).
+//! Kernel-level calls write into NaN-filled buffers with gaps that must stay NaN.
+
+use dsconv::kernels::{available_isas, Isa, PackedDepthwise, PackedGemm};
+use dsconv::rng::SplitMix64;
+use dsconv::{
+    reference, Activation, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
+    DepthwiseSeparableConv2d, Executor, Padding, PointwiseConv2d, Tensor,
+};
+
+const ACTIVATIONS: [Activation; 5] = [
+    Activation::None,
+    Activation::Relu,
+    Activation::Relu6,
+    Activation::Clamp {
+        min: -0.5,
+        max: 0.75,
+    },
+    Activation::HardSwish,
+];
+
+fn executors(isa: Isa) -> (Executor, Executor) {
+    (
+        Executor::single().with_isa(isa).unwrap(),
+        Executor::new(2).unwrap().with_isa(isa).unwrap(),
+    )
+}
+
+/// Reference output (f64 accumulation, then activation) as an NHWC tensor.
+fn expected(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&[f32]>,
+    params: &Conv2dParams,
+    act: Activation,
+) -> Tensor {
+    let mut r = reference::conv2d(x, w, bias, params).unwrap();
+    reference::batchnorm_activation(&mut r, None, act);
+    r
+}
+
+fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
+    let tol = 1e-5 * want.max_abs().max(1e-6);
+    let diff = got.max_abs_diff(want).unwrap();
+    assert!(diff <= tol, "{what}: max diff {diff} > {tol}");
+}
+
+/// Runs `conv` on an NHWC input of logical dims `input` at every tier with 1 and 2
+/// threads, checks against the reference and checks the thread counts agree bitwise.
+fn check_conv(conv: &Conv2d, w: &Tensor, input: [usize; 4], seed: u64, what: &str) {
+    let mut rng = SplitMix64::new(seed);
+    let n: usize = input.iter().product();
+    let x = Tensor::from_fn(input, dsconv::Layout::Nhwc, |_, _, _, _| 0.0).unwrap();
+    let x = Tensor::from_nhwc(rng.vec(n, -1.0, 1.0), x.dims()).unwrap();
+    let want = expected(&x, w, conv.bias(), conv.params(), conv.activation());
+    for &isa in available_isas() {
+        let (one, two) = executors(isa);
+        let y1 = conv.forward_with(&x, &one).unwrap();
+        let y2 = conv.forward_with(&x, &two).unwrap();
+        assert_close(&y1, &want, &format!("{what} [{}]", isa.name()));
+        assert_eq!(
+            y1.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            y2.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "{what} [{}]: 1 and 2 threads differ",
+            isa.name()
+        );
+    }
+}
+
+fn random_conv(
+    rng: &mut SplitMix64,
+    dims: [usize; 4],
+    params: Conv2dParams,
+    bias: bool,
+    act: Activation,
+) -> (Conv2d, Tensor) {
+    let n: usize = dims.iter().product();
+    let w = Tensor::from_nchw(rng.vec(n, -1.0, 1.0), dims).unwrap();
+    let b = bias.then(|| rng.vec(dims[0], -1.0, 1.0));
+    let conv = Conv2d::new(w.clone(), b, params)
+        .unwrap()
+        .with_activation(act);
+    (conv, w)
+}
+
+#[test]
+fn tiers_include_scalar_and_are_ordered() {
+    let isas = available_isas();
+    assert_eq!(isas[0], Isa::Scalar);
+    assert!(isas.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(Executor::single().isa(), *isas.last().unwrap());
+}
+
+#[test]
+fn pointwise_channel_edges_and_pixel_tails() {
+    let mut rng = SplitMix64::new(1);
+    for (i, &(cin, cout)) in [
+        (1, 1),
+        (7, 9),
+        (8, 8),
+        (9, 15),
+        (16, 16),
+        (17, 33),
+        (33, 17),
+        (3, 64),
+        (300, 40),
+    ]
+    .iter()
+    .enumerate()
+    {
+        for w in [1, 5, 13, 14, 15, 17] {
+            let act = ACTIVATIONS[(i + w) % ACTIVATIONS.len()];
+            let (conv, wt) = random_conv(
+                &mut rng,
+                [cout, cin, 1, 1],
+                Conv2dParams::default(),
+                w % 2 == 1,
+                act,
+            );
+            check_conv(
+                &conv,
+                &wt,
+                [1, cin, 2, w],
+                (i * 100 + w) as u64,
+                &format!("pointwise {cin}->{cout} width {w} {}", act.name()),
+            );
+        }
+    }
+}
+
+#[test]
+fn pointwise_long_reduction_crosses_k_blocks() {
+    // K = 600 > KC = 256: three K blocks; C is re-read between them.
+    let mut rng = SplitMix64::new(2);
+    for act in ACTIVATIONS {
+        let (conv, wt) = random_conv(
+            &mut rng,
+            [40, 600, 1, 1],
+            Conv2dParams::default(),
+            true,
+            act,
+        );
+        check_conv(&conv, &wt, [2, 600, 3, 7], 3, "pointwise K=600");
+    }
+}
+
+#[test]
+fn depthwise_channel_and_width_edges_3x3_5x5_strides() {
+    let mut rng = SplitMix64::new(4);
+    for c in [1, 7, 8, 9, 15, 16, 17, 33] {
+        for k in [3, 5] {
+            for stride in [1, 2] {
+                for width in [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17] {
+                    let height = 1 + (width + c) % 5;
+                    let pad = k / 2;
+                    let params = Conv2dParams::default()
+                        .with_stride(stride)
+                        .with_padding(Padding::symmetric(pad))
+                        .with_groups(c);
+                    let act = ACTIVATIONS[(c + width + k) % ACTIVATIONS.len()];
+                    let (conv, wt) =
+                        random_conv(&mut rng, [c, 1, k, k], params, width % 3 != 0, act);
+                    check_conv(
+                        &conv,
+                        &wt,
+                        [1, c, height, width],
+                        (c * 1000 + width * 10 + k) as u64,
+                        &format!(
+                            "depthwise {k}x{k} s{stride} C={c} {height}x{width} {}",
+                            act.name()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_each_padding_side_asymmetric() {
+    let mut rng = SplitMix64::new(5);
+    let pads = [
+        (1, 0, 0, 0),
+        (0, 1, 0, 0),
+        (0, 0, 1, 0),
+        (0, 0, 0, 1),
+        (2, 0, 1, 2),
+        (0, 2, 2, 0),
+        (0, 0, 0, 0),
+        (3, 3, 3, 3),
+    ];
+    for (p, &(top, bottom, left, right)) in pads.iter().enumerate() {
+        for (k, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            for c in [9, 16, 17] {
+                let params = Conv2dParams::default()
+                    .with_stride(stride)
+                    .with_padding(Padding::asymmetric(top, bottom, left, right))
+                    .with_groups(c);
+                let (conv, wt) =
+                    random_conv(&mut rng, [c, 1, k, k], params, true, Activation::Relu6);
+                check_conv(
+                    &conv,
+                    &wt,
+                    [2, c, 11, 13],
+                    (p * 10 + k) as u64,
+                    &format!(
+                        "depthwise {k}x{k} s{stride} pads {top},{bottom},{left},{right} C={c}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_general_path_7x7_dilation_odd_strides() {
+    let mut rng = SplitMix64::new(6);
+    let cases = [
+        (7, 1, 1, 3),
+        (7, 2, 1, 3),
+        (3, 1, 2, 2),
+        (3, 2, 2, 1),
+        (5, 3, 1, 2),
+        (1, 1, 1, 0),
+        (1, 2, 1, 0),
+        (3, 3, 1, 0),
+    ];
+    for (k, stride, dilation, pad) in cases {
+        for c in [7, 16, 33] {
+            let params = Conv2dParams::default()
+                .with_stride(stride)
+                .with_dilation(dilation)
+                .with_padding(Padding::asymmetric(pad, pad + 1, pad + 1, pad))
+                .with_groups(c);
+            let (conv, wt) =
+                random_conv(&mut rng, [c, 1, k, k], params, true, Activation::HardSwish);
+            check_conv(
+                &conv,
+                &wt,
+                [1, c, 15, 17],
+                (k * 100 + stride * 10 + dilation) as u64,
+                &format!("depthwise general {k}x{k} s{stride} d{dilation} p{pad} C={c}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn dense_im2col_shapes() {
+    let mut rng = SplitMix64::new(7);
+    let cases = [
+        // (cin, cout, k, stride, dilation, pad, h, w)
+        (3, 32, 3, 2, 1, 1, 17, 15),
+        (3, 8, 3, 2, 1, 0, 9, 9),
+        (8, 17, 3, 1, 1, 1, 7, 13),
+        (16, 33, 5, 1, 1, 2, 6, 9),
+        (7, 9, 7, 2, 1, 3, 11, 10),
+        (5, 16, 3, 1, 2, 2, 8, 8),
+        (9, 15, 1, 2, 1, 0, 9, 7),
+        (4, 12, 2, 1, 1, 1, 5, 5),
+    ];
+    for (i, &(cin, cout, k, stride, dilation, pad, h, w)) in cases.iter().enumerate() {
+        let params = Conv2dParams::default()
+            .with_stride(stride)
+            .with_dilation(dilation)
+            .with_padding(Padding::asymmetric(pad, (pad + i) % 3, pad, pad / 2));
+        let act = ACTIVATIONS[i % ACTIVATIONS.len()];
+        let (conv, wt) = random_conv(&mut rng, [cout, cin, k, k], params, i % 2 == 0, act);
+        check_conv(
+            &conv,
+            &wt,
+            [2, cin, h, w],
+            i as u64,
+            &format!("dense {cin}->{cout} {k}x{k} s{stride} d{dilation}"),
+        );
+    }
+}
+
+#[test]
+fn fused_separable_matches_reference_and_unfused_bitwise() {
+    let mut rng = SplitMix64::new(8);
+    for (c, cout, stride, size) in [
+        (8, 16, 1, 9),
+        (17, 33, 2, 11),
+        (32, 64, 1, 14),
+        (3, 5, 2, 7),
+    ] {
+        let dw_w = Tensor::from_nchw(rng.vec(c * 9, -1.0, 1.0), [c, 1, 3, 3]).unwrap();
+        let pw_w = Tensor::from_nchw(rng.vec(cout * c, -1.0, 1.0), [cout, c, 1, 1]).unwrap();
+        let dw_b = rng.vec(c, -1.0, 1.0);
+        let pw_b = rng.vec(cout, -1.0, 1.0);
+        let params = Conv2dParams::default()
+            .with_stride(stride)
+            .with_padding(Padding::symmetric(1));
+        let dw = DepthwiseConv2d::new(dw_w.clone(), Some(dw_b.clone()), params)
+            .unwrap()
+            .with_activation(Activation::Relu6);
+        let pw = PointwiseConv2d::new(pw_w.clone(), Some(pw_b.clone()))
+            .unwrap()
+            .with_activation(Activation::Relu);
+        let block = DepthwiseSeparableConv2d::new(dw, pw).unwrap();
+        let x =
+            Tensor::from_nhwc(rng.vec(2 * size * size * c, -1.0, 1.0), [2, size, size, c]).unwrap();
+        let mid = expected(
+            &x,
+            &dw_w,
+            Some(&dw_b),
+            &params.with_groups(c),
+            Activation::Relu6,
+        );
+        let want = expected(
+            &mid,
+            &pw_w,
+            Some(&pw_b),
+            &Conv2dParams::default(),
+            Activation::Relu,
+        );
+        for &isa in available_isas() {
+            let (one, two) = executors(isa);
+            let fused = block.forward_with(&x, &one).unwrap();
+            assert_close(&fused, &want, &format!("fused C={c} [{}]", isa.name()));
+            let fused2 = block.forward_with(&x, &two).unwrap();
+            let unfused = block.forward_unfused_with(&x, &two).unwrap();
+            assert_eq!(fused.data(), fused2.data(), "threads [{}]", isa.name());
+            assert_eq!(
+                fused.data(),
+                unfused.data(),
+                "fused vs unfused [{}]",
+                isa.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn gemm_kernel_writes_only_its_rows_and_columns() {
+    let mut rng = SplitMix64::new(9);
+    for &isa in available_isas() {
+        for (m, k, n) in [
+            (1, 1, 1),
+            (13, 7, 9),
+            (14, 16, 32),
+            (29, 33, 47),
+            (15, 300, 17),
+        ] {
+            let w = rng.vec(k * n, -1.0, 1.0);
+            let bias = rng.vec(n, -1.0, 1.0);
+            let packed = PackedGemm::from_fn(k, n, Some(&bias), |kk, col| w[kk * n + col]).unwrap();
+            let (lda, ldc) = (k + 3, n + 5);
+            let a = rng.vec((m - 1) * lda + k, -1.0, 1.0);
+            let mut c = vec![f32::NAN; (m - 1) * ldc + n + 7];
+            packed
+                .run(isa, &a, lda, m, &mut c, ldc, Activation::None)
+                .unwrap();
+            for r in 0..m {
+                for col in 0..ldc.min(c.len() - r * ldc) {
+                    let got = c[r * ldc + col];
+                    if col < n {
+                        let want: f64 = bias[col] as f64
+                            + (0..k)
+                                .map(|kk| a[r * lda + kk] as f64 * w[kk * n + col] as f64)
+                                .sum::<f64>();
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-5 * (k as f64),
+                            "[{}] m{m} k{k} n{n} ({r},{col}): {got} vs {want}",
+                            isa.name()
+                        );
+                    } else {
+                        assert!(got.is_nan(), "[{}] wrote a gap at ({r},{col})", isa.name());
+                    }
+                }
+            }
+            // Shape errors are reported, not panics: a stride below K, a short output.
+            let short = packed.run(isa, &a, lda, m, &mut c[..n - 1], ldc, Activation::None);
+            assert!(short.is_err());
+            if k > 1 {
+                let bad = packed.run(isa, &a, k - 1, m, &mut c, ldc, Activation::None);
+                assert!(bad.is_err());
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_kernel_leaves_pixel_stride_gaps() {
+    let mut rng = SplitMix64::new(10);
+    for &isa in available_isas() {
+        for c in [7, 16, 17] {
+            let params = Conv2dParams::default()
+                .with_padding(Padding::symmetric(1))
+                .with_groups(c);
+            let g = ConvGeometry::new([1, c, 6, 9], [c, 1, 3, 3], &params).unwrap();
+            let w = rng.vec(c * 9, -1.0, 1.0);
+            let packed = PackedDepthwise::new(&w, [c, 1, 3, 3], None).unwrap();
+            let x = rng.vec(6 * 9 * c, -1.0, 1.0);
+            let stride = c + 3;
+            let mut out = vec![f32::NAN; 2 * 9 * stride];
+            packed
+                .run_rows(isa, &g, &x, 2..4, &mut out, stride, Activation::None)
+                .unwrap();
+            let xt = Tensor::from_nhwc(x.clone(), [1, 6, 9, c]).unwrap();
+            let wt = Tensor::from_nchw(w.clone(), [c, 1, 3, 3]).unwrap();
+            let want = expected(&xt, &wt, None, &params, Activation::None);
+            for (p, px) in out.chunks_exact(stride).enumerate() {
+                let (oy, ox) = (2 + p / 9, p % 9);
+                for ch in 0..stride {
+                    if ch < c {
+                        let r = want.at(0, ch, oy, ox);
+                        assert!(
+                            (px[ch] - r).abs() <= 1e-5 * 9.0,
+                            "[{}] c{c} {oy},{ox},{ch}",
+                            isa.name()
+                        );
+                    } else {
+                        assert!(px[ch].is_nan(), "[{}] wrote a gap", isa.name());
+                    }
+                }
+            }
+        }
+    }
+}
