@@ -5,7 +5,7 @@
 use crate::cost::{Cost, LayerCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
-use crate::layers::{DepthwiseConv2d, PointwiseConv2d};
+use crate::layers::{DepthwiseConv2d, DepthwiseSeparableConv2d, PointwiseConv2d};
 use crate::tensor::Tensor;
 
 /// `y = project(dw(expand(x))) [+ x]`, each stage with its BatchNorm folded and its
@@ -16,8 +16,10 @@ use crate::tensor::Tensor;
 #[derive(Debug, Clone)]
 pub struct InvertedResidual {
     expand: Option<PointwiseConv2d>,
-    depthwise: DepthwiseConv2d,
-    project: PointwiseConv2d,
+    /// Depthwise then project: run fused (depthwise row bands fed to the project GEMM,
+    /// never materialising the expanded-resolution depthwise output) where the kernels
+    /// allow.
+    tail: DepthwiseSeparableConv2d,
     residual: bool,
 }
 
@@ -50,12 +52,11 @@ impl InvertedResidual {
         }
         let block = InvertedResidual {
             expand,
-            depthwise,
-            project,
+            tail: DepthwiseSeparableConv2d::new(depthwise, project)?,
             residual,
         };
         if residual
-            && (block.depthwise.as_conv2d().params().stride != [1, 1]
+            && (block.depthwise().as_conv2d().params().stride != [1, 1]
                 || block.in_channels() != block.out_channels())
         {
             return Err(Error::param(
@@ -70,12 +71,12 @@ impl InvertedResidual {
     pub fn in_channels(&self) -> usize {
         match &self.expand {
             Some(e) => e.in_channels(),
-            None => self.depthwise.channels(),
+            None => self.depthwise().channels(),
         }
     }
     /// Output channels.
     pub fn out_channels(&self) -> usize {
-        self.project.out_channels()
+        self.project().out_channels()
     }
     /// True if the input is added to the output.
     pub fn has_residual(&self) -> bool {
@@ -87,11 +88,11 @@ impl InvertedResidual {
     }
     /// The depthwise stage.
     pub fn depthwise(&self) -> &DepthwiseConv2d {
-        &self.depthwise
+        self.tail.depthwise()
     }
     /// The project stage.
     pub fn project(&self) -> &PointwiseConv2d {
-        &self.project
+        self.tail.pointwise()
     }
 
     /// Output logical dims for input logical dims `[N, C, H, W]`.
@@ -100,8 +101,8 @@ impl InvertedResidual {
             Some(e) => e.as_conv2d().geometry(input)?.output_dims(),
             None => input,
         };
-        let dw = self.depthwise.as_conv2d().geometry(mid)?.output_dims();
-        Ok(self.project.as_conv2d().geometry(dw)?.output_dims())
+        let dw = self.depthwise().as_conv2d().geometry(mid)?.output_dims();
+        Ok(self.project().as_conv2d().geometry(dw)?.output_dims())
     }
 
     /// Cost of the three convolutions (the residual add is not counted as MACs).
@@ -112,9 +113,7 @@ impl InvertedResidual {
             cost += e.cost(dims)?;
             dims = e.as_conv2d().geometry(dims)?.output_dims();
         }
-        cost += self.depthwise.cost(dims)?;
-        dims = self.depthwise.as_conv2d().geometry(dims)?.output_dims();
-        cost += self.project.cost(dims)?;
+        cost += self.tail.cost(dims)?;
         Ok(cost)
     }
 
@@ -129,9 +128,9 @@ impl InvertedResidual {
             rows.push(LayerCost::conv(names[0], &g, false).with_batchnorm());
             dims = g.output_dims();
         }
-        let g = self.depthwise.as_conv2d().geometry(dims)?;
+        let g = self.depthwise().as_conv2d().geometry(dims)?;
         rows.push(LayerCost::conv(names[1], &g, false).with_batchnorm());
-        let g = self.project.as_conv2d().geometry(g.output_dims())?;
+        let g = self.project().as_conv2d().geometry(g.output_dims())?;
         rows.push(LayerCost::conv(names[2], &g, false).with_batchnorm());
         Ok(rows)
     }
@@ -146,8 +145,7 @@ impl InvertedResidual {
             }
             None => input,
         };
-        let dw = self.depthwise.forward_with(mid, exec)?;
-        let mut out = self.project.forward_with(&dw, exec)?;
+        let mut out = self.tail.forward_with(mid, exec)?;
         if self.residual {
             // Same logical dims and layout (checked at construction: stride 1, C_in = C_out).
             for (o, x) in out.data_mut().iter_mut().zip(input.data()) {
