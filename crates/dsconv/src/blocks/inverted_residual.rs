@@ -160,3 +160,130 @@ impl InvertedResidual {
         self.forward_with(input, &Executor::single())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Conv2dParams, Padding};
+    use crate::layers::Conv2d;
+    use crate::ops::{Activation, BatchNorm};
+    use crate::rng::SplitMix64;
+    use crate::tensor::Layout;
+
+    fn bn(rng: &mut SplitMix64, c: usize) -> BatchNorm {
+        BatchNorm::new(
+            rng.vec(c, 0.5, 1.5),
+            rng.vec(c, -0.2, 0.2),
+            rng.vec(c, -0.2, 0.2),
+            rng.vec(c, 0.5, 1.5),
+            1e-3,
+        )
+        .unwrap()
+    }
+
+    /// The block against the f64 reference applied stage by stage to the folded weights.
+    fn reference(block: &InvertedResidual, x: &Tensor) -> Tensor {
+        let stage = |conv: &Conv2d, x: &Tensor| {
+            let w = Tensor::from_nchw(conv.weight().to_vec(), conv.weight_dims()).unwrap();
+            let mut y = crate::reference::conv2d(x, &w, conv.bias(), conv.params()).unwrap();
+            crate::reference::batchnorm_activation(&mut y, None, conv.activation());
+            y
+        };
+        let mut y = x.clone();
+        if let Some(e) = block.expand() {
+            y = stage(e.as_conv2d(), &y);
+        }
+        y = stage(block.depthwise().as_conv2d(), &y);
+        y = stage(block.project().as_conv2d(), &y);
+        if block.has_residual() {
+            for (o, v) in y.data_mut().iter_mut().zip(x.data()) {
+                *o += v;
+            }
+        }
+        y
+    }
+
+    fn block(
+        seed: u64,
+        cin: usize,
+        t: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+    ) -> InvertedResidual {
+        let mut rng = SplitMix64::new(seed);
+        let hidden = cin * t;
+        let expand = (t != 1).then(|| {
+            let w =
+                Tensor::from_nchw(rng.vec(hidden * cin, -0.5, 0.5), [hidden, cin, 1, 1]).unwrap();
+            PointwiseConv2d::new(w, None)
+                .unwrap()
+                .with_batchnorm(&bn(&mut rng, hidden))
+                .unwrap()
+                .with_activation(Activation::Relu6)
+        });
+        let w = Tensor::from_nchw(rng.vec(hidden * k * k, -0.5, 0.5), [hidden, 1, k, k]).unwrap();
+        let params = Conv2dParams::default()
+            .with_padding(Padding::Same)
+            .with_stride(stride);
+        let dw = DepthwiseConv2d::new(w, None, params)
+            .unwrap()
+            .with_batchnorm(&bn(&mut rng, hidden))
+            .unwrap()
+            .with_activation(Activation::Relu6);
+        let w = Tensor::from_nchw(rng.vec(cout * hidden, -0.5, 0.5), [cout, hidden, 1, 1]).unwrap();
+        let project = PointwiseConv2d::new(w, None)
+            .unwrap()
+            .with_batchnorm(&bn(&mut rng, cout))
+            .unwrap();
+        let residual = stride == 1 && cin == cout;
+        InvertedResidual::new(expand, dw, project, residual).unwrap()
+    }
+
+    #[test]
+    fn matches_reference_with_and_without_expand_residual_and_stride_2_same_padding() {
+        // (C_in, t, C_out, k, stride): MBConv shapes at small sizes, odd widths, 17 and 5
+        // channels (around a vector width), asymmetric SAME padding at stride 2.
+        for (i, &(cin, t, cout, k, s)) in [
+            (16, 1, 8, 3, 1),
+            (8, 6, 8, 3, 1),
+            (8, 6, 17, 5, 2),
+            (17, 6, 17, 5, 1),
+            (5, 4, 7, 3, 2),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let b = block(i as u64, cin, t, cout, k, s);
+            let mut rng = SplitMix64::new(100 + i as u64);
+            let x = Tensor::from_nchw(rng.vec(2 * cin * 11 * 9, -1.0, 1.0), [2, cin, 11, 9])
+                .unwrap()
+                .to_layout(Layout::Nhwc);
+            let want = reference(&b, &x);
+            for threads in [1, 2] {
+                let got = b
+                    .forward_with(&x, &Executor::new(threads).unwrap())
+                    .unwrap();
+                assert_eq!(got.logical_dims(), want.logical_dims());
+                let tol = 1e-5 * want.max_abs().max(1.0);
+                let diff = got.max_abs_diff(&want).unwrap();
+                assert!(diff <= tol, "case {i}: diff {diff} > {tol}");
+            }
+        }
+    }
+
+    #[test]
+    fn residual_needs_stride_1_and_equal_channels() {
+        let b = block(1, 8, 6, 16, 3, 1);
+        assert!(!b.has_residual());
+        let (e, d, p) = (
+            b.expand().cloned(),
+            b.depthwise().clone(),
+            b.project().clone(),
+        );
+        assert!(matches!(
+            InvertedResidual::new(e, d, p, true),
+            Err(crate::Error::InvalidParam { .. })
+        ));
+    }
+}
