@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long, value_name = "Y.npy")]
     output: PathBuf,
     /// Threads (0: one per core).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 0)]
     threads: usize,
 }
 

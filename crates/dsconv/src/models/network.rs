@@ -10,6 +10,18 @@ use crate::tensor::Tensor;
 use crate::weights::StateDict;
 
 /// A network that loads from a PyTorch state_dict.
+///
+/// ```
+/// use dsconv::models::Network;
+/// use dsconv::{Executor, Tensor};
+/// // Random weights (a checkpoint would come from `Network::from_state_dict`).
+/// let net = Network::random("efficientnet-lite0", 1.0, 7)?;
+/// let x = Tensor::from_nchw(vec![0.1; 3 * 64 * 48], [1, 3, 64, 48])?;
+/// let logits = net.forward_with(&x, &Executor::single())?;
+/// assert_eq!(logits.dims(), [1, 1000, 1, 1]);
+/// assert_eq!(net.cost_table([1, 3, 224, 224])?.layers[0].name, "_conv_stem");
+/// # Ok::<(), dsconv::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub enum Network {
     /// EfficientNet-Lite0 (lukemelas / ml-illustrated names).
