@@ -10,9 +10,27 @@ mod preprocess;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// Shown after the command list of `dsconv --help`.
+const EXAMPLES: &str = "\
+Examples:
+  dsconv demo                                              # the seed's example, MobileNetV1
+  dsconv cost --input 7x7x3 --out-channels 128 --kernel 3  # 86,400 vs 10,275 MACs
+  dsconv cost --model mobilenet-v1 --as-standard           # the paper's 4,866 M / 29.3 M
+  dsconv conv2d --input x.npy --weight w.npy --padding same --output y.npy
+  dsconv classify --weights efficientnet-lite0.pth cat.png    # ImageNet top-5
+
+'dsconv COMMAND --help' explains a command, with more examples. Bad input prints one line
+starting with 'dsconv: error:' and exits with status 2 (internal failures: 1).";
+
 /// Depthwise separable convolution: exact like PyTorch, fast on the CPU.
 #[derive(Parser)]
-#[command(name = "dsconv", version, about, long_about = None)]
+#[command(
+    name = "dsconv",
+    version,
+    about = "Depthwise separable convolution: exact like PyTorch, fast on the CPU",
+    long_about = None,
+    after_help = EXAMPLES
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

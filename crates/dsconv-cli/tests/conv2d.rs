@@ -285,6 +285,29 @@ fn help_is_complete() {
     }
 }
 
+#[test]
+fn help_python_snippet_is_one_line_of_python() {
+    // The snippet is pasted into a shell: inside double quotes bash removes each
+    // backslash-newline, and what is left must be one line, or Python sees the next line's
+    // indentation and fails (it did: "IndentationError: unexpected indent").
+    let out = dsconv().args(["conv2d", "--help"]).output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let start = help.find("python -c \"").expect("a python -c example");
+    let rest = &help[start + "python -c \"".len()..];
+    let program = &rest[..rest.find('"').expect("closing quote")];
+    let as_bash_reads_it = program.replace("\\\n", "");
+    assert!(
+        !as_bash_reads_it.contains('\n'),
+        "multi-line python -c program: {program:?}"
+    );
+    for file in ["x.npy", "w.npy", "b.npy"] {
+        assert!(
+            as_bash_reads_it.contains(file),
+            "snippet does not make {file}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Bad input
 
@@ -447,6 +470,39 @@ fn zero_stride_or_dilation() {
 }
 
 #[test]
+fn invalid_counts_name_their_option() {
+    // Before: "invalid groups: must be at least 1", and a bad --threads was noticed only
+    // after every file had been read.
+    let f = Fixture::new();
+    assert_mentions(
+        &f.fails_with(&["--groups", "0"]),
+        &["--groups", "at least 1"],
+    );
+    assert_mentions(
+        &f.fails_with(&["--stride", "0,1"]),
+        &["--stride", "at least 1"],
+    );
+    assert_mentions(
+        &f.fails_with(&["--dilation", "0,1"]),
+        &["--dilation", "at least 1"],
+    );
+    assert_mentions(
+        &f.fails_with(&["--threads", "100000"]),
+        &["--threads", "1024"],
+    );
+    let line = f.fails(
+        &f.path("missing.npy"),
+        &f.path("w.npy"),
+        &["--threads", "100000"],
+    );
+    assert_mentions(&line, &["--threads"]);
+    assert_mentions(
+        &f.fails_with(&["--threads", "-1"]),
+        &["--threads", "negative"],
+    );
+}
+
+#[test]
 fn negative_or_unparsable_padding() {
     let f = Fixture::new();
     for (padding, words) in [
@@ -524,6 +580,140 @@ fn absurd_output_size() {
     assert_mentions(
         &f.fails_with(&["--padding", "18446744073709551615"]),
         &["overflow"],
+    );
+}
+
+#[test]
+fn output_that_is_an_input_file() {
+    // Each of --input, --weight, --bias given again as --output (also through another
+    // spelling of the path): refused, and the file is left as it was.
+    let f = Fixture::new();
+    for (option, name) in [
+        ("--input", "x.npy"),
+        ("--weight", "w.npy"),
+        ("--bias", "b.npy"),
+    ] {
+        let before = std::fs::read(f.path(name)).unwrap();
+        let other_spelling = f.dir.path().join(".").join(name);
+        let out = dsconv()
+            .args([
+                "conv2d",
+                "--input",
+                &f.path("x.npy"),
+                "--weight",
+                &f.path("w.npy"),
+            ])
+            .args(["--bias", &f.path("b.npy"), "--output"])
+            .arg(&other_spelling)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{option}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_mentions(
+            &stderr,
+            &["dsconv: error: --output", "same file as", option],
+        );
+        assert_eq!(std::fs::read(f.path(name)).unwrap(), before, "{option}");
+        assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+    }
+}
+
+#[test]
+fn output_under_a_file() {
+    // "--output x.npy/y.npy" said "directory x.npy does not exist"; it exists, as a file.
+    let f = Fixture::new();
+    let out = dsconv()
+        .args([
+            "conv2d",
+            "--input",
+            &f.path("x.npy"),
+            "--weight",
+            &f.path("w.npy"),
+        ])
+        .arg("--output")
+        .arg(f.dir.path().join("x.npy").join("y.npy"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_mentions(&stderr, &["--output", "x.npy is not a directory"]);
+    assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+}
+
+#[test]
+fn output_that_is_a_directory() {
+    let f = Fixture::new();
+    let out = dsconv()
+        .args([
+            "conv2d",
+            "--input",
+            &f.path("x.npy"),
+            "--weight",
+            &f.path("w.npy"),
+        ])
+        .arg("--output")
+        .arg(f.dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert_mentions(&stderr, &["dsconv: error: --output", "is a directory"]);
+    assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn output_to_a_device() {
+    // /dev/null is written in place (useful for timing), never replaced by a file; a
+    // device that fails to write (/dev/full) is exit 2 with one line.
+    use std::os::unix::fs::FileTypeExt;
+    let f = Fixture::new();
+    let run = |output: &str| {
+        dsconv()
+            .args([
+                "conv2d",
+                "--input",
+                &f.path("x.npy"),
+                "--weight",
+                &f.path("w.npy"),
+            ])
+            .args(["--output", output])
+            .output()
+            .unwrap()
+    };
+    let out = run("/dev/null");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let null = std::fs::metadata("/dev/null").unwrap();
+    assert!(null.file_type().is_char_device());
+    // /dev/stdout into a pipe: the array arrives on stdout.
+    let out = run("/dev/stdout");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let y = dsconv::npy::read_npy_bytes(&out.stdout, "stdout").unwrap();
+    assert_eq!(y.shape, [1, 8, 5, 5]);
+    if Path::new("/dev/full").exists() {
+        let out = run("/dev/full");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert_mentions(&stderr, &["dsconv: error: --output", "/dev/full"]);
+        let full = std::fs::metadata("/dev/full").unwrap();
+        assert!(full.file_type().is_char_device());
+    }
+    assert_eq!(names_in(f.dir.path()), ["b.npy", "w.npy", "x.npy"]);
+}
+
+#[test]
+fn padding_beyond_the_address_space() {
+    // Fits usize, not isize: input coordinates would overflow (a panic in debug builds).
+    let f = Fixture::new();
+    let half = "9223372036854775808"; // 2^63
+    let padding = format!("{half},0,0,0");
+    assert_mentions(
+        &f.fails_with(&["--padding", &padding, "--stride", half]),
+        &["overflow", "padded input size"],
     );
 }
 
@@ -652,6 +842,14 @@ fn missing_files() {
         &["--input", "not a regular file"],
     );
     std::fs::remove_dir(&sub).unwrap();
+}
+
+#[test]
+fn control_characters_in_messages_are_escaped() {
+    // A path (or header text) quoted in the message must not split the one line.
+    let f = Fixture::new();
+    let line = f.fails(&f.path("two\nlines\u{1b}[31m.npy"), &f.path("w.npy"), &[]);
+    assert_mentions(&line, &["--input", "two\\nlines\\u{1b}[31m.npy"]);
 }
 
 #[test]

@@ -270,6 +270,103 @@ fn bad_arguments_exit_2_with_one_line() {
 }
 
 #[test]
+fn counts_beyond_u64_are_refused_not_saturated() {
+    // Every size is addressable, but the MACs (~9e20) are not a u64: this printed
+    // 18,446,744,073,709,551,615 MACs and a 100% ratio.
+    fails_with(
+        &[
+            "--input",
+            "100000x100000x100000",
+            "--out-channels",
+            "100000",
+            "--kernel",
+            "3",
+        ],
+        "overflow",
+    );
+    fails_with(
+        &[
+            "--model",
+            "mobilenet-v1",
+            "--width",
+            "4",
+            "--resolution",
+            "4096",
+            "--batch",
+            "100000000",
+        ],
+        "overflow",
+    );
+    // Padding that fits usize but not isize.
+    fails_with(
+        &[
+            "--input",
+            "7x7x3",
+            "--out-channels",
+            "8",
+            "--kernel",
+            "3",
+            "--padding",
+            "9223372036854775808,0,0,0",
+            "--stride",
+            "9223372036854775808",
+        ],
+        "overflow",
+    );
+    fails_with(
+        &["--model", "mobilenet-v1", "--width", "NaN"],
+        "width multiplier",
+    );
+    fails_with(
+        &["--model", "mobilenet-v1", "--width", "inf"],
+        "width multiplier",
+    );
+    fails_with(
+        &["--model", "mobilenet-v1", "--resolution", "1000000"],
+        "resolution",
+    );
+    fails_with(
+        &["--input", "0x7x3", "--out-channels", "8", "--kernel", "3"],
+        "at least 1",
+    );
+    fails_with(
+        &["--input", "7x7x3", "--out-channels", "8", "--kernel", "0"],
+        "--kernel",
+    );
+}
+
+#[test]
+fn one_channel_depthwise_layers_are_still_depthwise() {
+    // At --width 0.001 every layer has one channel: block1.dw has groups = 1 and was
+    // listed as "standard".
+    let v = json(&["--model", "mobilenet-v1", "--width", "0.001"]);
+    let layers = v["layers"].as_array().unwrap();
+    for l in layers {
+        let name = l["name"].as_str().unwrap();
+        if name.ends_with(".dw") {
+            assert_eq!(l["kind"], "depthwise", "{name}");
+        }
+    }
+    assert_eq!(layers[1]["name"], "block1.dw");
+}
+
+#[test]
+fn padding_messages_match_conv2d() {
+    // cost had its own padding parser: '-1' and a 20-digit value were "not P, PH,PW, ...".
+    let layer = ["--input", "7x7x3", "--out-channels", "8", "--kernel", "3"];
+    for (padding, message) in [
+        ("-1", "'-1' is negative"),
+        ("99999999999999999999", "too large"),
+        ("1,2,3", "has 3 values"),
+        ("x", "'x' is not a non-negative integer"),
+    ] {
+        let mut args = layer.to_vec();
+        args.extend(["--padding", padding]);
+        fails_with(&args, message);
+    }
+}
+
+#[test]
 fn help_shows_examples() {
     dsconv()
         .args(["cost", "--help"])

@@ -30,6 +30,25 @@ fn quick_demo_walks_the_seed_and_compares_mobilenets() {
 }
 
 #[test]
+fn quick_demo_fits_a_100_column_terminal() {
+    // Two lines were 108 and 118 columns wide and wrapped mid-sentence in a terminal.
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["demo", "--quick"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in text.lines() {
+        assert!(
+            line.chars().count() <= 100,
+            "{} columns: {line}",
+            line.chars().count()
+        );
+    }
+}
+
+#[test]
 fn demo_help_shows_the_example() {
     Command::cargo_bin("dsconv")
         .unwrap()

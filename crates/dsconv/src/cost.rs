@@ -110,6 +110,25 @@ impl Cost {
         self.bytes_read.saturating_add(self.bytes_written)
     }
 
+    /// True when a count did not fit `u64`. Counts saturate rather than panic, so a
+    /// saturated field (`u64::MAX`) or a sum that cannot be formed (FLOPs, total bytes)
+    /// marks an overflow; checked by [`SeparableComparison::new`] and the model tables,
+    /// which refuse such sizes with [`Error::Overflow`] instead of printing a wrong count.
+    pub fn overflowed(&self) -> bool {
+        [self.macs, self.params, self.bytes_read, self.bytes_written].contains(&u64::MAX)
+            || self.macs.checked_mul(2).is_none()
+            || self.bytes_read.checked_add(self.bytes_written).is_none()
+    }
+
+    /// `Ok(self)`, or [`Error::Overflow`] naming `what` when [`overflowed`](Self::overflowed).
+    pub fn checked(self, what: &'static str) -> Result<Cost> {
+        if self.overflowed() {
+            Err(Error::Overflow(what))
+        } else {
+            Ok(self)
+        }
+    }
+
     /// Arithmetic intensity in FLOPs per byte moved (0 when nothing moves).
     pub fn intensity(&self) -> f64 {
         if self.bytes() == 0 {
@@ -359,7 +378,7 @@ impl SeparableComparison {
             [out_channels, channels, 1, 1],
             &Conv2dParams::default(),
         )?;
-        Ok(SeparableComparison {
+        let comparison = SeparableComparison {
             standard: LayerCost::conv("standard", &standard, bias),
             depthwise: LayerCost {
                 // A 1-channel depthwise convolution is also "standard" by its groups;
@@ -368,7 +387,14 @@ impl SeparableComparison {
                 ..LayerCost::conv("depthwise", &depthwise, bias)
             },
             pointwise: LayerCost::conv("pointwise", &pointwise, bias),
-        })
+        };
+        // Saturated counts would print as numbers (and a 100% ratio): refuse them.
+        comparison
+            .standard
+            .cost
+            .checked("standard convolution cost")?;
+        comparison.separable().checked("depthwise separable cost")?;
+        Ok(comparison)
     }
 
     /// The depthwise separable total: depthwise + pointwise.
@@ -406,6 +432,27 @@ pub fn ratio(a: u64, b: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_beyond_u64_are_an_overflow_error_not_a_saturated_number() {
+        // 100000×100000×100000 input, 100000 filters of 3×3: ~9e20 MACs > u64::MAX. Found
+        // through `dsconv cost`, which printed 18,446,744,073,709,551,615 MACs and "100%".
+        let r = SeparableComparison::new(
+            [1, 100_000, 100_000, 100_000],
+            100_000,
+            [3, 3],
+            &Conv2dParams::default(),
+            false,
+        );
+        assert_eq!(r, Err(Error::Overflow("standard convolution cost")));
+        let mut c = Cost {
+            macs: u64::MAX / 2 + 1,
+            ..Cost::default()
+        };
+        assert!(c.overflowed()); // its FLOPs do not fit
+        c.macs = u64::MAX / 2;
+        assert_eq!(c.checked("x"), Ok(c));
+    }
     use crate::geometry::Padding;
 
     fn seed() -> SeparableComparison {

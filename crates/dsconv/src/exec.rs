@@ -12,6 +12,10 @@ use rayon::prelude::*;
 /// worker costs a few microseconds, more than such a layer takes.
 pub const MIN_MACS_PER_THREAD: u64 = 200_000;
 
+/// Most threads an executor accepts: far beyond any useful count for batch inference,
+/// low enough that a typo (`--threads 100000`) is refused instead of spawning them.
+pub const MAX_THREADS: usize = 1024;
+
 /// Thread settings for forward passes.
 #[derive(Debug)]
 pub struct Executor {
@@ -41,14 +45,14 @@ impl Executor {
     /// available core.
     pub fn new(threads: usize) -> Result<Self> {
         let threads = if threads == 0 {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
         } else {
             threads
         };
-        if threads > 1024 {
+        if threads > MAX_THREADS {
             return Err(Error::param(
                 "threads",
-                format!("{threads} is more than 1024"),
+                format!("{threads} is more than {MAX_THREADS}"),
             ));
         }
         if threads == 1 {

@@ -81,10 +81,12 @@ pub enum PaddingMode {
 impl PaddingMode {
     /// Maps a possibly out-of-range input coordinate `i` (in `[-pad_before, n + pad_after)`)
     /// to the input coordinate whose value it holds, or `None` for a zero.
-    /// The caller guarantees the geometry checks of [`ConvGeometry::new`] passed.
+    /// Meaningful when the geometry checks of [`ConvGeometry::new`] passed (reflect
+    /// padding < `n`, circular ≤ `n`); never panics: an empty axis (`n = 0`) or a size
+    /// beyond `isize` has no source, `None`.
     #[inline]
     pub fn source_index(self, i: isize, n: usize) -> Option<usize> {
-        let n_signed = n as isize;
+        let n_signed = isize::try_from(n).ok().filter(|&n| n > 0)?;
         if (0..n_signed).contains(&i) {
             return Some(i as usize);
         }
@@ -268,6 +270,11 @@ fn resolve_axis(
         .checked_add(before)
         .and_then(|v| v.checked_add(after))
         .ok_or(Error::Overflow("padded input size"))?;
+    // Input coordinates are `isize` (they go negative in the padding): the padded extent
+    // must fit, or `input_row`/`input_col` would overflow.
+    if padded > isize::MAX as usize {
+        return Err(Error::Overflow("padded input size"));
+    }
     if padded < extent {
         return Err(Error::Geometry(format!(
             "kernel {axis} extent {extent} (kernel {kernel}, dilation {dilation}) is larger than \
@@ -580,6 +587,29 @@ mod tests {
     }
 
     #[test]
+    fn padded_size_beyond_isize_is_an_overflow_error() {
+        // Fits usize but not isize: input coordinates would wrap (a panic with overflow
+        // checks). Found through `dsconv conv2d --padding 2^63,0,0,0 --stride 2^63`.
+        let top = 1usize << 63;
+        let p = Conv2dParams::default()
+            .with_stride(top)
+            .with_padding(Padding::asymmetric(top, 0, 0, 0));
+        assert_eq!(
+            ConvGeometry::new([1, 1, 7, 7], [1, 1, 3, 3], &p),
+            Err(Error::Overflow("padded input size"))
+        );
+        // The largest padded size that fits is accepted, and its coordinates are exact.
+        let top = isize::MAX as usize - 7;
+        let p = Conv2dParams::default()
+            .with_stride(top)
+            .with_padding(Padding::asymmetric(top, 0, 0, 0));
+        let g = ConvGeometry::new([1, 1, 7, 7], [1, 1, 3, 3], &p).unwrap();
+        assert_eq!(g.out_h, 2);
+        assert_eq!(g.input_row(0, 0), -(top as isize));
+        assert_eq!(g.input_row(1, 2), 2);
+    }
+
+    #[test]
     fn valid_ranges_agree_with_brute_force() {
         for stride in 1..4 {
             for dilation in 1..3 {
@@ -628,6 +658,16 @@ mod tests {
             .collect();
         assert_eq!(circular, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3]);
         assert_eq!(PaddingMode::Zeros.source_index(-1, n), None);
+        // An empty axis panicked: `clamp(0, -1)` (replicate), `rem_euclid(0)` (circular).
+        for mode in [
+            PaddingMode::Zeros,
+            PaddingMode::Reflect,
+            PaddingMode::Replicate,
+            PaddingMode::Circular,
+        ] {
+            assert_eq!(mode.source_index(-1, 0), None);
+            assert_eq!(mode.source_index(0, 0), None);
+        }
         assert_eq!(PaddingMode::Zeros.source_index(4, n), None);
     }
 }

@@ -206,7 +206,9 @@ impl<'a> Literal<'a> {
                 // The header was checked to be ASCII, so this cannot fail.
                 return Ok(String::from_utf8_lossy(s).into_owned());
             }
-            if c == b'\\' || c == b'\n' {
+            // Control characters would end up in error messages (a newline splits the
+            // one-line message, an escape sequence drives the terminal): refused.
+            if c == b'\\' || c.is_ascii_control() {
                 return Err(format!(
                     "unsupported character in a string at byte {}",
                     self.pos
@@ -418,19 +420,37 @@ fn check_data_len(header: &Header, available: u64, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// An empty buffer with room for `len` items, or [`Error::Allocation`] (not an abort)
+/// when the memory cannot be had: a file can be as large as its header says and still
+/// not fit in memory.
+fn try_buffer<T>(len: usize, what: &'static str) -> Result<Vec<T>> {
+    let mut buffer = Vec::new();
+    buffer
+        .try_reserve_exact(len)
+        .map_err(|_| Error::Allocation {
+            what,
+            bytes: len.saturating_mul(std::mem::size_of::<T>()),
+        })?;
+    Ok(buffer)
+}
+
 /// Decodes `bytes` (exactly `header.data_bytes` of them) into f32.
-fn decode(header: &Header, bytes: &[u8]) -> Vec<f32> {
+fn decode(header: &Header, bytes: &[u8]) -> Result<Vec<f32>> {
     debug_assert_eq!(bytes.len(), header.data_bytes);
+    let mut data = try_buffer(header.elements, "npy data")?;
     match header.dtype {
-        Dtype::F32 => bytes
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect(),
-        Dtype::F64 => bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
-            .collect(),
+        Dtype::F32 => data.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        ),
+        Dtype::F64 => {
+            data.extend(bytes.chunks_exact(8).map(|c| {
+                f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+            }))
+        }
     }
+    Ok(data)
 }
 
 /// Reads a `.npy` held in memory; `name` labels errors (e.g. the file it came from).
@@ -448,7 +468,7 @@ pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray> {
     }
     let header = parse_header(&bytes[start..data_start], name)?;
     check_data_len(&header, (bytes.len() - data_start) as u64, name)?;
-    let data = decode(&header, &bytes[data_start..]);
+    let data = decode(&header, &bytes[data_start..])?;
     debug_assert_eq!(data.len(), header.elements);
     Ok(NpyArray {
         shape: header.shape,
@@ -490,8 +510,9 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
         .map_err(|e| io_error(path, &e))?;
     let header = parse_header(&head, &name)?;
     check_data_len(&header, file_len - data_start as u64, &name)?;
-    let mut bytes = Vec::new();
-    // The size was checked against the file's length just above.
+    // The size was checked against the file's length just above; the file may still be
+    // larger than memory.
+    let mut bytes = try_buffer::<u8>(header.data_bytes, "npy file data")?;
     (&mut file)
         .take(header.data_bytes as u64 + 1)
         .read_to_end(&mut bytes)
@@ -502,7 +523,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
             "file changed size while being read".to_string(),
         ));
     }
-    let data = decode(&header, &bytes);
+    let data = decode(&header, &bytes)?;
     Ok(NpyArray {
         shape: header.shape,
         data,
@@ -563,11 +584,30 @@ impl Drop for TempFile<'_> {
     }
 }
 
+/// The bytes of the `.npy` file, header and data, written to `out` and flushed.
+fn write_npy_to(
+    out: &mut std::io::BufWriter<std::fs::File>,
+    shape: &[usize],
+    data: &[f32],
+) -> std::io::Result<()> {
+    out.write_all(&encode_header(shape))?;
+    for chunk in data.chunks(4096) {
+        let mut bytes = [0u8; 4 * 4096];
+        for (dst, v) in bytes.chunks_exact_mut(4).zip(chunk) {
+            dst.copy_from_slice(&v.to_le_bytes());
+        }
+        out.write_all(&bytes[..4 * chunk.len()])?;
+    }
+    out.flush()
+}
+
 /// Writes `data` (C order, `shape`) as a little-endian f32 `.npy` file.
 ///
 /// Atomic: the bytes go to a temporary file in the destination's directory, which is then
 /// renamed over `path`; on any failure the temporary file is removed and `path` is left
-/// as it was (absent or with its previous contents).
+/// as it was (absent or with its previous contents). An existing `path` that is not a
+/// regular file (`/dev/null`, `/dev/stdout`, a pipe) is written in place instead: renaming
+/// over it would replace the device or pipe with a file.
 pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let elements = crate::error::product(shape, "npy element count")?;
     if elements != data.len() {
@@ -576,6 +616,35 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
             format!("{elements} elements for shape {shape:?}"),
             format!("{} elements", data.len()),
         ));
+    }
+    // An existing path is resolved through symbolic links first: renaming over a link
+    // would replace the link (`/dev/stdout` redirected to a file, as root, is one).
+    let resolved;
+    let path = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => match std::fs::canonicalize(path) {
+            Ok(p) => {
+                resolved = p;
+                resolved.as_path()
+            }
+            Err(_) => path,
+        },
+        _ => path,
+    };
+    if let Ok(meta) = std::fs::metadata(path) {
+        if meta.is_dir() {
+            return Err(Error::Io {
+                path: path.display().to_string(),
+                reason: "is a directory".into(),
+            });
+        }
+        if !meta.is_file() {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| io_error(path, &e))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+            return write_npy_to(&mut out, shape, data).map_err(|e| io_error(path, &e));
+        }
     }
     let file_name = path
         .file_name()
@@ -591,29 +660,25 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let serial = WRITES.fetch_add(1, Ordering::Relaxed);
     temp_name.push(format!(".{}-{serial}.tmp", std::process::id()));
     let temp_path = dir.join(temp_name);
+    // Errors name the destination the user gave (the temporary file's name means nothing
+    // to them) and what was being done.
+    let failed = |doing: &str, e: std::io::Error| Error::Io {
+        path: path.display().to_string(),
+        reason: format!("{doing} {}: {e}", temp_path.display()),
+    };
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&temp_path)
-        .map_err(|e| io_error(&temp_path, &e))?;
+        .map_err(|e| failed("cannot create the temporary file", e))?;
     let mut guard = TempFile {
         path: &temp_path,
         keep: false,
     };
     let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
-    let write_all = |out: &mut std::io::BufWriter<std::fs::File>| -> std::io::Result<()> {
-        out.write_all(&encode_header(shape))?;
-        for chunk in data.chunks(4096) {
-            let mut bytes = [0u8; 4 * 4096];
-            for (dst, v) in bytes.chunks_exact_mut(4).zip(chunk) {
-                dst.copy_from_slice(&v.to_le_bytes());
-            }
-            out.write_all(&bytes[..4 * chunk.len()])?;
-        }
-        out.flush()?;
-        out.get_ref().sync_all()
-    };
-    write_all(&mut out).map_err(|e| io_error(&temp_path, &e))?;
+    write_npy_to(&mut out, shape, data)
+        .and_then(|()| out.get_ref().sync_all())
+        .map_err(|e| failed("cannot write the temporary file", e))?;
     drop(out);
     std::fs::rename(&temp_path, path).map_err(|e| io_error(path, &e))?;
     guard.keep = true;
@@ -772,7 +837,7 @@ mod tests {
     #[test]
     fn failed_write_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        // The destination is an existing directory: the rename fails after the data is written.
+        // The destination is an existing directory.
         let target = dir.path().join("occupied");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("keep"), b"x").unwrap();
@@ -790,6 +855,86 @@ mod tests {
             write_npy(&dir.path().join("no/such/dir/a.npy"), &[1], &[1.0]),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_to_a_device_writes_in_place_and_keeps_the_device() {
+        // Renaming a temporary file over /dev/null would replace the device with a file
+        // (as root; a permission error otherwise). Found with `dsconv conv2d --output
+        // /dev/full`, which left a regular file there.
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        write_npy(null, &[2], &[1.0, 2.0]).unwrap();
+        assert!(std::fs::metadata(null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+        let full = Path::new("/dev/full");
+        if full.exists() {
+            let e = write_npy(full, &[2], &[1.0, 2.0]).unwrap_err();
+            assert!(matches!(e, Error::Io { .. }), "{e}");
+            assert!(std::fs::metadata(full)
+                .unwrap()
+                .file_type()
+                .is_char_device());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn write_through_a_symlink_keeps_the_link() {
+        // `--output /dev/stdout` with stdout redirected to a file is such a link: renaming
+        // over it replaced /dev/stdout itself with a regular file.
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.npy");
+        let link = dir.path().join("link.npy");
+        std::fs::write(&target, b"old").unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_npy(&link, &[2], &[1.0, 2.0]).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(read_npy(&target).unwrap().data, [1.0, 2.0]);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn file_larger_than_memory_is_an_allocation_error_not_an_abort() {
+        // A 1 TiB sparse file whose header announces exactly its size passes every size
+        // check; reading it grew a Vec until the process was killed for memory. Only where
+        // the kernel refuses such an allocation outright (overcommit mode 0 or 2): with
+        // mode 1 the reservation would succeed and the test would really read 1 TiB.
+        let mode = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+        if mode.trim() == "1" || mode.is_empty() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.npy");
+        let elements = 1usize << 38; // 1 TiB of f32
+        let header = encode_header(&[elements]);
+        std::fs::write(&path, &header).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        if file.set_len((header.len() + 4 * elements) as u64).is_err() {
+            return; // a file system without sparse files of that size
+        }
+        drop(file);
+        let got = read_npy(&path);
+        assert!(
+            matches!(got, Err(Error::Allocation { .. })),
+            "{:?}",
+            got.map(|a| a.shape)
+        );
+    }
+
+    #[test]
+    fn write_failure_names_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no/such/dir/a.npy");
+        let e = write_npy(&path, &[1], &[1.0]).unwrap_err().to_string();
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+        assert!(e.contains("cannot create the temporary file"), "{e}");
     }
 
     #[test]
@@ -859,6 +1004,15 @@ mod tests {
             (
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': 'y'}",
                 "unexpected key 'x'",
+            ),
+            // Control characters in strings would reach the one-line error message.
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x\ry': 1}",
+                "unsupported character",
+            ),
+            (
+                "{'descr': '<f\x1b[2J4', 'fortran_order': False, 'shape': (1,)}",
+                "unsupported character",
             ),
             (
                 "{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}",

@@ -127,6 +127,9 @@ impl BatchNorm {
     }
 
     /// Applies to one value of channel `c`, in f64.
+    ///
+    /// # Panics
+    /// If `c` is not below [`channels`](Self::channels).
     pub fn apply_f64(&self, c: usize, x: f64) -> f64 {
         (x - self.mean[c] as f64) * self.scale(c) + self.beta[c] as f64
     }
@@ -135,6 +138,21 @@ impl BatchNorm {
     /// output channel) and bias (created if absent): `w' = w·s`, `b' = (b − mean)·s + beta`.
     pub fn fold_into(&self, weight: &mut [f32], bias: &mut Option<Vec<f32>>) -> Result<()> {
         let c = self.channels();
+        // The fields are public, so a BatchNorm may not have come through `new`: check
+        // again that every vector has one value per channel before indexing them.
+        for (name, v) in [
+            ("beta", &self.beta),
+            ("mean", &self.mean),
+            ("var", &self.var),
+        ] {
+            if v.len() != c {
+                return Err(Error::shape(
+                    "batchnorm",
+                    format!("{name} with {c} elements like gamma"),
+                    format!("{} elements", v.len()),
+                ));
+            }
+        }
         if c == 0 || !weight.len().is_multiple_of(c) {
             return Err(Error::shape(
                 "batchnorm fold",

@@ -153,7 +153,8 @@ impl Tensor {
         self.data.is_empty()
     }
 
-    /// Offset of logical element `(n, c, h, w)` in memory.
+    /// Offset of logical element `(n, c, h, w)` in memory (not checked against the
+    /// dimensions: indexing `data()` with it panics when an index is out of range).
     #[inline]
     pub fn offset(&self, n: usize, c: usize, h: usize, w: usize) -> usize {
         let [_, cc, hh, ww] = self.logical;
@@ -164,6 +165,9 @@ impl Tensor {
     }
 
     /// Logical element `(n, c, h, w)`.
+    ///
+    /// # Panics
+    /// If an index is outside the logical dimensions, like slice indexing.
     #[inline]
     pub fn at(&self, n: usize, c: usize, h: usize, w: usize) -> f32 {
         self.data[self.offset(n, c, h, w)]

@@ -62,10 +62,20 @@ fn count(max: usize) -> impl Strategy<Value = usize> {
     prop_oneof![9 => 1usize..=max, 1 => Just(0usize)]
 }
 
+/// A stride: mostly small, sometimes zero, sometimes huge (with an absurd padding, a huge
+/// stride keeps the output small, so the forward pass really runs on that geometry).
+fn stride() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        9 => count(3),
+        1 => Just(1usize << 62),
+        1 => Just(1usize << 63),
+    ]
+}
+
 /// Possibly invalid hyper-parameters: zero strides, dilations and groups included.
 fn params_strategy() -> impl Strategy<Value = Conv2dParams> {
     (
-        [count(3), count(3)],
+        [stride(), stride()],
         [count(3), count(3)],
         padding_strategy(),
         mode_strategy(),

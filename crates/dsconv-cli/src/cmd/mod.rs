@@ -1,5 +1,25 @@
 //! One module per subcommand, plus the error-to-exit-code policy.
 
+/// `print!` to standard output that returns an error instead of panicking when the
+/// write fails: a closed pipe (`dsconv demo | head`, reported as success by [`report`])
+/// or a full disk (one line, exit 1). Use as `out!(...)?`.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("writing to standard output"))
+    }};
+}
+
+/// `println!` counterpart of [`out!`].
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+            .map_err(|e| anyhow::Error::new(e).context("writing to standard output"))
+    }};
+}
+
 pub mod classify;
 pub mod conv2d;
 pub mod cost;
@@ -43,7 +63,7 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         .map(|c| c.to_string())
         .collect::<Vec<_>>()
         .join(": ");
-    eprintln!("dsconv: error: {line}");
+    eprintln!("dsconv: error: {}", one_line(&line));
     let is_user = err
         .chain()
         .any(|c| c.is::<UserError>() || c.is::<dsconv::Error>());
@@ -52,6 +72,21 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`): a message quotes paths and
+/// file contents, and must stay one line that cannot drive the terminal.
+pub fn one_line(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 /// Handles a command-line parsing failure: `--help` and `--version` print in full and
@@ -81,7 +116,7 @@ pub fn report_usage(err: clap::Error) -> ExitCode {
                 .collect();
             let joined = paragraph.join(" ");
             let message = joined.strip_prefix("error: ").unwrap_or(&joined);
-            eprintln!("dsconv: error: {message} (see --help)");
+            eprintln!("dsconv: error: {} (see --help)", one_line(message));
             ExitCode::from(2)
         }
     }

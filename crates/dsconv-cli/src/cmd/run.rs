@@ -8,8 +8,22 @@ use dsconv::weights::StateDict;
 use dsconv::{Executor, Tensor};
 use std::path::PathBuf;
 
+/// Shown after the options.
+const AFTER_HELP: &str = "\
+The input is already preprocessed (for EfficientNet-Lite0: resize 256, crop 224,
+(x/255 - 0.5)/0.5); the output holds raw logits, one row per image. Checkpoints are
+PyTorch state_dicts (.pth/.pt, zip or legacy) or .safetensors, in the names of
+lukemelas EfficientNet-PyTorch (efficientnet-lite0) or torchvision (mobilenet-v2).
+
+Examples:
+  dsconv run --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth \\
+             --input x.npy --output logits.npy
+  dsconv run --model mobilenet-v2 --alpha 0.5 --weights mobilenet_v2.pth --threads 2 \\
+             --input x.npy --output logits.npy";
+
 /// Arguments of `dsconv run`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
 pub struct Args {
     /// Network: efficientnet-lite0 or mobilenet-v2.
     #[arg(long)]

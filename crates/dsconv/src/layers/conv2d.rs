@@ -213,8 +213,10 @@ impl Conv2d {
     }
 
     /// The cost of this layer on an input of logical dims `[N, C_in, H, W]`.
+    /// [`Error::Overflow`] when a count does not fit `u64` (no tensor is built, so the
+    /// input may be far larger than memory).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        Ok(Cost::conv(&self.geometry(input)?, self.bias.is_some()))
+        Cost::conv(&self.geometry(input)?, self.bias.is_some()).checked("conv2d cost")
     }
 
     /// Forward pass on one thread; the output has the input's layout.

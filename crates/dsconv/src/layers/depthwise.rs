@@ -32,6 +32,14 @@ impl DepthwiseConv2d {
         params: Conv2dParams,
     ) -> Result<Self> {
         let dims = weight.dims();
+        if dims.contains(&0) {
+            // Checked first: C_out = 0 would otherwise surface as "groups must be at least 1".
+            return Err(Error::shape(
+                "depthwise weight",
+                "all dimensions at least 1",
+                format!("{dims:?}"),
+            ));
+        }
         if dims[1] != 1 {
             return Err(Error::shape(
                 "depthwise weight",

@@ -48,7 +48,8 @@ impl DepthwiseSeparableConv2d {
     /// Cost of both stages on an input of logical dims `[N, C, H, W]`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let g = self.depthwise.as_conv2d().geometry(input)?;
-        Ok(self.depthwise.cost(input)? + self.pointwise.cost(g.output_dims())?)
+        (self.depthwise.cost(input)? + self.pointwise.cost(g.output_dims())?)
+            .checked("depthwise separable cost")
     }
 
     /// Forward pass on one thread.

@@ -201,13 +201,27 @@ pub fn cost(alpha: f64, resolution: usize, batch: usize, variant: Variant) -> Re
                 [s.out_channels, s.in_channels, 1, 1],
                 &Conv2dParams::default(),
             )?;
-            layers.push(LayerCost::conv(format!("block{k}.dw"), &dw, false).with_batchnorm());
+            // The depthwise stage whatever its width: at α small enough for one channel,
+            // groups = 1 and the geometry alone would call it "standard".
+            layers.push(
+                LayerCost {
+                    kind: crate::cost::LayerKind::Depthwise,
+                    ..LayerCost::conv(format!("block{k}.dw"), &dw, false)
+                }
+                .with_batchnorm(),
+            );
             layers.push(LayerCost::conv(format!("block{k}.pw"), &pw, false).with_batchnorm());
             last = pw.output_dims();
         }
     }
     layers.push(LayerCost::global_avg_pool("pool", last));
     layers.push(LayerCost::linear("fc", batch, last[1], CLASSES, true));
+    // A large batch can take the saturating counts past u64: an error, not a wrong total.
+    if layers.iter().any(|l| l.cost.overflowed()) {
+        return Err(Error::Overflow("mobilenet-v1 cost"));
+    }
+    let total: crate::cost::Cost = layers.iter().map(|l| l.cost).sum();
+    total.checked("mobilenet-v1 total cost")?;
     Ok(NetworkCost {
         name: format!(
             "mobilenet-v1 (width {alpha}, {resolution}×{resolution}, {})",

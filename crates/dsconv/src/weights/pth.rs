@@ -36,11 +36,7 @@ pub(super) fn parse(bytes: &[u8]) -> Result<StateDict, String> {
 fn parse_zip(bytes: &[u8]) -> Result<StateDict, String> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|e| format!("not a readable zip archive: {e}"))?;
-    let names: Vec<String> = archive
-        .file_names()
-        .map(|n| n.map(|n| n.into_owned()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("unreadable zip entry name: {e}"))?;
+    let names: Vec<String> = archive.file_names().map(str::to_string).collect();
     let pkl = names
         .iter()
         .filter(|n| {
