@@ -132,3 +132,15 @@ fn garbage_is_a_format_error() {
         assert!(matches!(err, Error::Format { .. }), "{err:?}");
     }
 }
+
+#[test]
+fn protocol_4_pickle_matches_pytorch_values() {
+    let sd = StateDict::load(fixture("tiny_p4.pth")).unwrap();
+    check_against_expected(&sd, true);
+}
+
+#[test]
+fn training_checkpoint_with_parameters_under_state_dict_is_found() {
+    let sd = StateDict::load(fixture("tiny_training.pth")).unwrap();
+    check_against_expected(&sd, true);
+}
