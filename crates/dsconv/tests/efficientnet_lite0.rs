@@ -131,3 +131,23 @@ fn efficientnet_lite0_matches_pytorch_float64_on_photos() {
         assert_eq!(coffee, ref_top(&reference[1000..]));
     }
 }
+
+#[test]
+fn efficientnet_lite0_from_safetensors_gives_identical_logits() {
+    let Some(path) = weights_path() else {
+        if std::env::var_os("CI").is_some() {
+            panic!("EfficientNet-Lite0 weights not found (see the other test)");
+        }
+        return;
+    };
+    let sd = StateDict::load(&path).unwrap();
+    let converted = StateDict::from_bytes(&sd.to_safetensors().unwrap(), "converted").unwrap();
+    let a = EfficientNetLite::lite0_from_state_dict(&sd).unwrap();
+    let b = EfficientNetLite::lite0_from_state_dict(&converted).unwrap();
+    let x = input_batch();
+    let exec = Executor::single();
+    assert_eq!(
+        a.forward_with(&x, &exec).unwrap().data(),
+        b.forward_with(&x, &exec).unwrap().data()
+    );
+}
