@@ -60,3 +60,19 @@ fn meaningless_model_options_exit_2() {
             .stderr(predicate::str::starts_with("dsconv: error:"));
     }
 }
+
+#[test]
+fn efficientnet_lite_family_grows_with_its_index() {
+    let params: Vec<u64> = (0..5)
+        .map(|i| {
+            let v = cost_json(&["--model", &format!("efficientnet-lite{i}")]);
+            v["total"]["params"].as_u64().unwrap()
+        })
+        .collect();
+    assert!(params.windows(2).all(|w| w[0] < w[1]), "{params:?}");
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["cost", "--model", "efficientnet-lite9"])
+        .assert()
+        .code(2);
+}

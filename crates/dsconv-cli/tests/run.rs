@@ -82,7 +82,7 @@ fn run_rejects_bad_model_rank_and_width_with_exit_2() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains(
-            "not one of efficientnet-lite0, mobilenet-v2",
+            "not one of efficientnet-lite0, efficientnet-lite1",
         ));
     base("mobilenet-v2", "0.1", &x3)
         .assert()

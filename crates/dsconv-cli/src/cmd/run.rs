@@ -25,7 +25,7 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// Network: efficientnet-lite0 or mobilenet-v2.
+    /// Network: efficientnet-lite0 … efficientnet-lite4, or mobilenet-v2.
     #[arg(long)]
     model: String,
     /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.

@@ -71,7 +71,77 @@ pub const BN_EPS: f32 = 1e-3;
 /// Input resolution of the ImageNet weights.
 pub const RESOLUTION: usize = 224;
 
-/// A runnable EfficientNet-Lite0 with BatchNorm folded into every convolution.
+/// Compound scaling of one member of the Lite family (Tan & Le's φ): channels × `width`
+/// (rounded to multiples of 8 like `round_filters`), repeats × `depth` (rounded up), except
+/// that the Lite models keep the stem, the head and the first and last stages' repeats
+/// fixed (TensorFlow's `fix_head_stem`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LiteScaling {
+    /// Name, e.g. `efficientnet-lite2`.
+    pub name: &'static str,
+    /// Width coefficient.
+    pub width: f64,
+    /// Depth coefficient.
+    pub depth: f64,
+    /// Training resolution.
+    pub resolution: usize,
+}
+
+/// EfficientNet-Lite0 … Lite4 (the TensorFlow TPU repository's `efficientnet_lite_params`).
+pub const LITE: [LiteScaling; 5] = [
+    LiteScaling {
+        name: "efficientnet-lite0",
+        width: 1.0,
+        depth: 1.0,
+        resolution: 224,
+    },
+    LiteScaling {
+        name: "efficientnet-lite1",
+        width: 1.0,
+        depth: 1.1,
+        resolution: 240,
+    },
+    LiteScaling {
+        name: "efficientnet-lite2",
+        width: 1.1,
+        depth: 1.2,
+        resolution: 260,
+    },
+    LiteScaling {
+        name: "efficientnet-lite3",
+        width: 1.2,
+        depth: 1.4,
+        resolution: 280,
+    },
+    LiteScaling {
+        name: "efficientnet-lite4",
+        width: 1.4,
+        depth: 1.8,
+        resolution: 300,
+    },
+];
+
+impl LiteScaling {
+    /// The seven stages scaled: channels by `width` (multiples of 8), repeats by `depth`
+    /// except the first and the last stage.
+    pub fn stages(&self) -> [StageArgs; 7] {
+        let filters = |c: usize| super::mobilenet_v2::make_divisible(c as f64 * self.width, 8);
+        let mut out = LITE0_STAGES;
+        let last = out.len() - 1;
+        for (i, st) in out.iter_mut().enumerate() {
+            st.in_channels = filters(st.in_channels);
+            st.out_channels = filters(st.out_channels);
+            if i != 0 && i != last {
+                st.repeats = (self.depth * st.repeats as f64).ceil() as usize;
+            }
+        }
+        // The stem stays at 32 channels: the first stage reads it unscaled.
+        out[0].in_channels = STEM_CHANNELS;
+        out
+    }
+}
+
+/// A runnable EfficientNet-Lite with BatchNorm folded into every convolution.
 #[derive(Debug, Clone)]
 pub struct EfficientNetLite {
     stem: Conv2d,
@@ -83,6 +153,12 @@ pub struct EfficientNetLite {
 impl EfficientNetLite {
     /// Builds Lite0 taking every parameter from `src` by its PyTorch name.
     pub fn lite0(src: &mut dyn ParamSource) -> Result<Self> {
+        Self::new(src, &LITE[0])
+    }
+
+    /// Builds the Lite model `scaling` (one of [`LITE`]) from `src`.
+    pub fn new(src: &mut dyn ParamSource, scaling: &LiteScaling) -> Result<Self> {
+        let stages = scaling.stages();
         let same = Conv2dParams::default().with_padding(Padding::Same);
         let act = Activation::Relu6;
         let stem = conv_bn(
@@ -95,7 +171,7 @@ impl EfficientNetLite {
             act,
         )?;
         let mut blocks = Vec::new();
-        for st in LITE0_STAGES {
+        for st in stages {
             for r in 0..st.repeats {
                 let (inp, stride) = if r == 0 {
                     (st.in_channels, st.stride)
@@ -140,7 +216,7 @@ impl EfficientNetLite {
                 blocks.push(InvertedResidual::new(expand, dw, project, residual)?);
             }
         }
-        let last = LITE0_STAGES[LITE0_STAGES.len() - 1].out_channels;
+        let last = stages[stages.len() - 1].out_channels;
         let head = pointwise_bn(src, "_conv_head", "_bn1", last, HEAD_CHANNELS, BN_EPS, act)?;
         let classifier = classifier(src, "_fc", HEAD_CHANNELS, CLASSES)?;
         Ok(EfficientNetLite {
@@ -163,6 +239,30 @@ impl EfficientNetLite {
     /// Lite0 with seeded random weights (for benchmarks and cost tables).
     pub fn lite0_random(seed: u64) -> Result<Self> {
         Self::lite0(&mut RandomParams::new(seed))
+    }
+
+    /// The Lite model named `name` (`efficientnet-lite0` … `efficientnet-lite4`) from a
+    /// state_dict in the same naming as Lite0's.
+    pub fn from_state_dict(name: &str, sd: &StateDict) -> Result<Self> {
+        let scaling = Self::scaling(name)?;
+        let mut loader = Loader::new(sd);
+        let net = Self::new(&mut loader, scaling)?;
+        loader.finish()?;
+        Ok(net)
+    }
+
+    /// The Lite model named `name` with seeded random weights.
+    pub fn random(name: &str, seed: u64) -> Result<Self> {
+        Self::new(&mut RandomParams::new(seed), Self::scaling(name)?)
+    }
+
+    fn scaling(name: &str) -> Result<&'static LiteScaling> {
+        LITE.iter().find(|s| s.name == name).ok_or_else(|| {
+            crate::Error::param(
+                "model",
+                format!("'{name}' is not efficientnet-lite0 … efficientnet-lite4"),
+            )
+        })
     }
 
     /// The MBConv blocks.
@@ -249,5 +349,28 @@ mod tests {
             "{}",
             cost.macs
         );
+        let table = net.cost_table([1, 3, 224, 224]).unwrap();
+        // PyTorch's parameter count of the lukemelas module: weights + BN γ, β.
+        assert_eq!(table.total().params + table.batchnorm_params(), 4_652_008);
+        // Stem, 16 blocks × 3 convolutions less block 0's expand, head, pool, fc.
+        assert_eq!(table.layers.len(), 1 + 16 * 3 - 1 + 1 + 2);
+        assert_eq!(table.total().macs, cost.macs);
+    }
+
+    #[test]
+    fn lite1_to_lite4_have_the_published_parameter_counts() {
+        // The TensorFlow repository's table: 5.4M, 6.1M, 8.2M, 13.0M parameters.
+        for (name, millions) in [
+            ("efficientnet-lite1", 5.4),
+            ("efficientnet-lite2", 6.1),
+            ("efficientnet-lite3", 8.2),
+            ("efficientnet-lite4", 13.0),
+        ] {
+            let net = EfficientNetLite::random(name, 1).unwrap();
+            let t = net.cost_table([1, 3, 224, 224]).unwrap();
+            let params = (t.total().params + t.batchnorm_params()) as f64 / 1e6;
+            assert!((params - millions).abs() < 0.05, "{name}: {params:.3}M");
+        }
+        assert!(EfficientNetLite::random("efficientnet-lite9", 1).is_err());
     }
 }

@@ -275,5 +275,12 @@ mod tests {
             "{}",
             cost.macs
         );
+        let table = net.cost_table([1, 3, 224, 224]).unwrap();
+        // torchvision.models.mobilenet_v2(): sum(p.numel() for p in m.parameters()).
+        assert_eq!(table.total().params + table.batchnorm_params(), 3_504_872);
+        assert_eq!(table.total().macs, cost.macs);
+        assert_eq!(table.layers[0].name, "features.0.0");
+        assert_eq!(table.layers[1].name, "features.1.conv.0.0");
+        assert_eq!(table.layers[3].name, "features.2.conv.0.0");
     }
 }

@@ -24,14 +24,21 @@ use crate::weights::StateDict;
 /// ```
 #[derive(Debug, Clone)]
 pub enum Network {
-    /// EfficientNet-Lite0 (lukemelas / ml-illustrated names).
-    EfficientNetLite0(Box<EfficientNetLite>),
+    /// EfficientNet-Lite0 … Lite4 (lukemelas / ml-illustrated names).
+    EfficientNetLite(Box<EfficientNetLite>),
     /// MobileNetV2 at some width (torchvision names).
     MobileNetV2(Box<MobileNetV2>),
 }
 
 /// Names accepted by [`Network::from_state_dict`] and [`Network::random`].
-pub const NAMES: [&str; 2] = ["efficientnet-lite0", "mobilenet-v2"];
+pub const NAMES: [&str; 6] = [
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+    "efficientnet-lite3",
+    "efficientnet-lite4",
+    "mobilenet-v2",
+];
 
 fn unknown(name: &str) -> Error {
     Error::param(
@@ -42,14 +49,14 @@ fn unknown(name: &str) -> Error {
 
 impl Network {
     /// Builds network `name` (one of [`NAMES`]) from a state_dict; `alpha` is the width
-    /// multiplier of MobileNetV2 (ignored by EfficientNet-Lite0).
+    /// multiplier of MobileNetV2 (ignored by EfficientNet-Lite, whose width is in its name).
     pub fn from_state_dict(name: &str, sd: &StateDict, alpha: f64) -> Result<Self> {
         match name {
-            "efficientnet-lite0" => Ok(Network::EfficientNetLite0(Box::new(
-                EfficientNetLite::lite0_from_state_dict(sd)?,
-            ))),
             "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(
                 MobileNetV2::from_state_dict(sd, alpha)?,
+            ))),
+            lite if NAMES.contains(&lite) => Ok(Network::EfficientNetLite(Box::new(
+                EfficientNetLite::from_state_dict(lite, sd)?,
             ))),
             other => Err(unknown(other)),
         }
@@ -58,12 +65,12 @@ impl Network {
     /// Network `name` with seeded random weights and 1000 classes.
     pub fn random(name: &str, alpha: f64, seed: u64) -> Result<Self> {
         match name {
-            "efficientnet-lite0" => Ok(Network::EfficientNetLite0(Box::new(
-                EfficientNetLite::lite0_random(seed)?,
-            ))),
             "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(MobileNetV2::random(
                 alpha, seed,
             )?))),
+            lite if NAMES.contains(&lite) => Ok(Network::EfficientNetLite(Box::new(
+                EfficientNetLite::random(lite, seed)?,
+            ))),
             other => Err(unknown(other)),
         }
     }
@@ -78,7 +85,7 @@ impl Network {
             ));
         }
         match self {
-            Network::EfficientNetLite0(n) => n.forward_with(input, exec),
+            Network::EfficientNetLite(n) => n.forward_with(input, exec),
             Network::MobileNetV2(n) => n.forward_with(input, exec),
         }
     }
@@ -86,7 +93,7 @@ impl Network {
     /// Per-layer cost table on an input of logical dims `[N, 3, H, W]`.
     pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
         match self {
-            Network::EfficientNetLite0(n) => n.cost_table(input),
+            Network::EfficientNetLite(n) => n.cost_table(input),
             Network::MobileNetV2(n) => n.cost_table(input),
         }
     }
@@ -94,7 +101,7 @@ impl Network {
     /// Total cost on an input of logical dims `[N, 3, H, W]`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         match self {
-            Network::EfficientNetLite0(n) => n.cost(input),
+            Network::EfficientNetLite(n) => n.cost(input),
             Network::MobileNetV2(n) => n.cost(input),
         }
     }
