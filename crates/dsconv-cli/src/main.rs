@@ -5,6 +5,7 @@
 //! arguments), 1 for internal failures, 0 when a downstream pipe closes early.
 
 mod cmd;
+mod preprocess;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -18,6 +19,7 @@ Examples:
   dsconv conv2d --input x.npy --weight w.npy --padding same --output y.npy
   dsconv bench --layers mobilenet-v1 --threads 2           # each layer vs the FMA peak
   dsconv info                                              # CPU features, measured peak
+  dsconv classify --weights efficientnet-lite0.pth cat.png    # ImageNet top-5
 
 'dsconv COMMAND --help' explains a command, with more examples. Bad input prints one line
 starting with 'dsconv: error:' and exits with status 2 (internal failures: 1).";
@@ -49,6 +51,10 @@ enum Command {
     Bench(Box<cmd::bench::Args>),
     /// Show the CPU, its SIMD features and its measured FMA peak and memory bandwidth.
     Info(Box<cmd::info::Args>),
+    /// Classify photos with a pretrained network (ImageNet top-K).
+    Classify(Box<cmd::classify::Args>),
+    /// Run a pretrained network on a preprocessed .npy batch; logits to .npy.
+    Run(Box<cmd::run::Args>),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Conv2d(args) => cmd::conv2d::run(*args),
         Command::Bench(args) => cmd::bench::run(*args),
         Command::Info(args) => cmd::info::run(*args),
+        Command::Classify(args) => cmd::classify::run(*args),
+        Command::Run(args) => cmd::run::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

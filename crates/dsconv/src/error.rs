@@ -64,6 +64,10 @@ pub enum Error {
     /// Weights loaded from a checkpoint do not fit the model.
     #[error("checkpoint does not fit the model: {0}")]
     Checkpoint(String),
+    /// A checkpoint's keys do not match the model: every missing, unexpected and
+    /// wrongly shaped key at once.
+    #[error("checkpoint does not fit the model: {0}")]
+    StateDict(Box<crate::weights::KeyReport>),
     /// The thread pool could not be created.
     #[error("thread pool: {0}")]
     Threads(String),

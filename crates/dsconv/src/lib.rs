@@ -22,6 +22,7 @@
 
 #![deny(missing_docs)]
 
+pub mod blocks;
 pub mod cost;
 mod direct;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod reference;
 pub mod rng;
 pub mod tensor;
+pub mod weights;
 
 pub use cost::Cost;
 pub use error::{Error, Result};

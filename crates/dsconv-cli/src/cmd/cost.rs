@@ -27,7 +27,7 @@ Examples:
 MACs are multiply-accumulates (the paper's \"mult-adds\"); FLOPs = 2 x MACs. Parameters are
 convolution and fully connected weights and biases; a model's BatchNorm gamma/beta are
 reported apart. Bytes: f32 input, parameters and output, each moved once.
-Models: mobilenet-v1.";
+Models: mobilenet-v1, mobilenet-v2 (--width), efficientnet-lite0 ... efficientnet-lite4.";
 
 /// Arguments of `dsconv cost` (boxed: a dozen optional strings would make every
 /// subcommand's enum variant as large).
@@ -62,7 +62,7 @@ struct CostArgs {
     /// Give every convolution of the layer form a bias (counted in params and bytes).
     #[arg(long)]
     bias: bool,
-    /// A whole model instead of a layer: mobilenet-v1.
+    /// A whole model instead of a layer: mobilenet-v1, mobilenet-v2, efficientnet-lite0..4.
     #[arg(long, value_name = "NAME")]
     model: Option<String>,
     /// Width multiplier alpha of the model [default: 1].
@@ -185,8 +185,30 @@ pub fn model_cost(
         "mobilenet-v1" | "mobilenet_v1" | "mobilenetv1" => {
             Ok(mobilenet_v1::cost(width, resolution, batch, variant)?)
         }
+        "mobilenet-v2" | "mobilenet_v2" | "mobilenetv2" if variant == Variant::Separable => {
+            let net = dsconv::models::mobilenet_v2::MobileNetV2::random(width, 0)?;
+            Ok(net.cost_table([batch, 3, resolution, resolution])?)
+        }
+        lite if lite.starts_with("efficientnet-lite") && variant == Variant::Separable => {
+            if width != 1.0 {
+                return Err(user_error(format!(
+                    "{lite} has a fixed width; drop --width"
+                )));
+            }
+            let net = dsconv::models::efficientnet_lite::EfficientNetLite::random(lite, 0)?;
+            Ok(net.cost_table([batch, 3, resolution, resolution])?)
+        }
+        other
+            if other.starts_with("efficientnet-lite")
+                || matches!(other, "mobilenet-v2" | "mobilenet_v2" | "mobilenetv2") =>
+        {
+            Err(user_error(format!(
+                "--as-standard is defined for mobilenet-v1 only, not {name}"
+            )))
+        }
         _ => Err(user_error(format!(
-            "unknown model '{name}'; known models: mobilenet-v1"
+            "unknown model '{name}'; known models: mobilenet-v1, mobilenet-v2, \
+             efficientnet-lite0 ... efficientnet-lite4"
         ))),
     }
 }

@@ -1,0 +1,108 @@
+//! One handle over the networks that load from checkpoints, chosen by name: what
+//! `dsconv run`, `classify` and benchmarks need without matching on each type.
+
+use super::efficientnet_lite::EfficientNetLite;
+use super::mobilenet_v2::MobileNetV2;
+use crate::cost::{Cost, NetworkCost};
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::tensor::Tensor;
+use crate::weights::StateDict;
+
+/// A network that loads from a PyTorch state_dict.
+///
+/// ```
+/// use dsconv::models::Network;
+/// use dsconv::{Executor, Tensor};
+/// // Random weights (a checkpoint would come from `Network::from_state_dict`).
+/// let net = Network::random("efficientnet-lite0", 1.0, 7)?;
+/// let x = Tensor::from_nchw(vec![0.1; 3 * 64 * 48], [1, 3, 64, 48])?;
+/// let logits = net.forward_with(&x, &Executor::single())?;
+/// assert_eq!(logits.dims(), [1, 1000, 1, 1]);
+/// assert_eq!(net.cost_table([1, 3, 224, 224])?.layers[0].name, "_conv_stem");
+/// # Ok::<(), dsconv::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub enum Network {
+    /// EfficientNet-Lite0 … Lite4 (lukemelas / ml-illustrated names).
+    EfficientNetLite(Box<EfficientNetLite>),
+    /// MobileNetV2 at some width (torchvision names).
+    MobileNetV2(Box<MobileNetV2>),
+}
+
+/// Names accepted by [`Network::from_state_dict`] and [`Network::random`].
+pub const NAMES: [&str; 6] = [
+    "efficientnet-lite0",
+    "efficientnet-lite1",
+    "efficientnet-lite2",
+    "efficientnet-lite3",
+    "efficientnet-lite4",
+    "mobilenet-v2",
+];
+
+fn unknown(name: &str) -> Error {
+    Error::param(
+        "model",
+        format!("'{name}' is not one of {}", NAMES.join(", ")),
+    )
+}
+
+impl Network {
+    /// Builds network `name` (one of [`NAMES`]) from a state_dict; `alpha` is the width
+    /// multiplier of MobileNetV2 (ignored by EfficientNet-Lite, whose width is in its name).
+    pub fn from_state_dict(name: &str, sd: &StateDict, alpha: f64) -> Result<Self> {
+        match name {
+            "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(
+                MobileNetV2::from_state_dict(sd, alpha)?,
+            ))),
+            lite if NAMES.contains(&lite) => Ok(Network::EfficientNetLite(Box::new(
+                EfficientNetLite::from_state_dict(lite, sd)?,
+            ))),
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Network `name` with seeded random weights and 1000 classes.
+    pub fn random(name: &str, alpha: f64, seed: u64) -> Result<Self> {
+        match name {
+            "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(MobileNetV2::random(
+                alpha, seed,
+            )?))),
+            lite if NAMES.contains(&lite) => Ok(Network::EfficientNetLite(Box::new(
+                EfficientNetLite::random(lite, seed)?,
+            ))),
+            other => Err(unknown(other)),
+        }
+    }
+
+    /// Logits `[N, classes, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]`.
+    pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        if input.logical_dims()[1] != 3 {
+            return Err(Error::shape(
+                "network input",
+                "3 channels (RGB), logical dims [N, 3, H, W]",
+                format!("logical dims {:?}", input.logical_dims()),
+            ));
+        }
+        match self {
+            Network::EfficientNetLite(n) => n.forward_with(input, exec),
+            Network::MobileNetV2(n) => n.forward_with(input, exec),
+        }
+    }
+
+    /// Per-layer cost table on an input of logical dims `[N, 3, H, W]`.
+    pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
+        match self {
+            Network::EfficientNetLite(n) => n.cost_table(input),
+            Network::MobileNetV2(n) => n.cost_table(input),
+        }
+    }
+
+    /// Total cost on an input of logical dims `[N, 3, H, W]`.
+    pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
+        match self {
+            Network::EfficientNetLite(n) => n.cost(input),
+            Network::MobileNetV2(n) => n.cost(input),
+        }
+    }
+}
