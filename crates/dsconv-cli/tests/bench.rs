@@ -225,6 +225,46 @@ fn model_json_has_latency_and_throughput() {
 }
 
 #[test]
+fn model_runs_the_other_networks() {
+    for name in ["mobilenet-v2", "efficientnet-lite0"] {
+        let mut args = vec!["bench", "--model", name];
+        args.extend(TINY);
+        if name.starts_with("efficientnet") {
+            // The Lite models have their width in their name: --width (args[3]) goes to 1.
+            args[4] = "1";
+        }
+        let out = dsconv().args(&args).arg("--json").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["network"], name);
+        assert!(v["median_ms"].as_f64().unwrap() > 0.0, "{v}");
+        assert!(v["macs"].as_u64().unwrap() > 0, "{v}");
+    }
+}
+
+#[test]
+fn layers_of_other_networks_and_width_of_lite_models_are_refused() {
+    for args in [
+        &["bench", "--layers", "mobilenet-v2"][..],
+        &["bench", "--model", "efficientnet-lite0", "--width", "0.5"],
+    ] {
+        let out = dsconv().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr)
+                .trim_end()
+                .lines()
+                .count(),
+            1
+        );
+    }
+}
+
+#[test]
 fn model_rejects_layer_filters() {
     let out = dsconv()
         .args(["bench", "--model", "mobilenet-v1", "--ops", "depthwise"])

@@ -13,6 +13,7 @@ use super::table::{Align, Table};
 use super::user_error;
 use anyhow::{Context, Result};
 use dsconv::models::mobilenet_v1::{self, MobileNetV1, Stage};
+use dsconv::models::NAMES;
 use dsconv::rng::SplitMix64;
 use dsconv::{
     Activation, Conv2d, Conv2dParams, Cost, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor,
@@ -28,7 +29,10 @@ Examples:
   dsconv bench --layers mobilenet-v1 --ops pointwise,separable --blocks 12,13 --json
   dsconv bench --layers mobilenet-v1 --width 0.5 --resolution 160 --batch 8 --runs 50
   dsconv bench --model mobilenet-v1 --threads 2 --json
+  dsconv bench --model efficientnet-lite0 --batch 8
 
+Networks: mobilenet-v1 (--layers and --model); mobilenet-v2, efficientnet-lite0..4 (--model
+only; the Lite models have their width in the name: leave --width at 1).
 Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard op), blocks
 1..=13 the depthwise separable blocks. Operations (--ops): depthwise, pointwise, separable
 (fused, DepthwiseSeparableConv2d), separable_unfused (forward_unfused_with: depthwise then
@@ -55,7 +59,7 @@ pub struct Args {
         conflicts_with = "model"
     )]
     pub layers: Option<String>,
-    /// Time the whole NETWORK, input to logits (mobilenet-v1)
+    /// Time the whole NETWORK, input to logits (networks below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
     /// Width multiplier α (channels scale by α)
@@ -93,27 +97,33 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Networks `bench` knows. New ones (mobilenet-v2, efficientnet-lite0) go here.
+/// Networks `bench` knows: MobileNetV1 (layers and whole network, any width and
+/// resolution) and, for `--model`, every network of `dsconv::models::NAMES`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Network {
     MobileNetV1,
+    /// A network built by `dsconv::models::Network::random` (MobileNetV2,
+    /// EfficientNet-Lite0..4).
+    Named(&'static str),
 }
 
 impl Network {
-    const ALL: [Network; 1] = [Network::MobileNetV1];
-
     fn name(self) -> &'static str {
         match self {
             Network::MobileNetV1 => "mobilenet-v1",
+            Network::Named(name) => name,
         }
     }
 
+    fn all() -> impl Iterator<Item = Network> {
+        std::iter::once(Network::MobileNetV1).chain(NAMES.iter().map(|&n| Network::Named(n)))
+    }
+
     fn parse(s: &str) -> Result<Network> {
-        Network::ALL
-            .into_iter()
-            .find(|n| n.name().eq_ignore_ascii_case(s))
+        Network::all()
+            .find(|n| n.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                let known: Vec<&str> = Network::ALL.iter().map(|n| n.name()).collect();
+                let known: Vec<&str> = Network::all().map(|n| n.name()).collect();
                 user_error(format!(
                     "unknown network '{s}' (known: {})",
                     known.join(", ")
@@ -274,8 +284,25 @@ pub fn run(args: Args) -> Result<()> {
     // Every argument is checked before the machine is measured, so mistakes fail at once.
     validate(&args)?;
     let target = match (&args.layers, &args.model) {
-        (Some(net), _) => Target::Layers(Network::parse(net)?, LayerPlan::new(&args)?),
-        (_, Some(net)) => Target::Model(Network::parse(net)?),
+        (Some(net), _) => match Network::parse(net)? {
+            Network::MobileNetV1 => Target::Layers(Network::MobileNetV1, LayerPlan::new(&args)?),
+            other => {
+                return Err(user_error(format!(
+                    "--layers {} is not supported (only mobilenet-v1); time it whole with --model",
+                    other.name()
+                )))
+            }
+        },
+        (_, Some(net)) => {
+            let network = Network::parse(net)?;
+            if network.name().starts_with("efficientnet-lite") && args.width != 1.0 {
+                return Err(user_error(format!(
+                    "--width does not apply to {}: its width is in its name",
+                    network.name()
+                )));
+            }
+            Target::Model(network)
+        }
         (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
     };
     let exec = Executor::new(args.threads)?;
@@ -509,7 +536,6 @@ fn bench_layers(
     budget: Budget,
     progress: &Progress,
 ) -> Result<Report> {
-    let Network::MobileNetV1 = network;
     let LayerPlan {
         stages,
         ops,
@@ -744,17 +770,26 @@ fn bench_model(
     budget: Budget,
     progress: &Progress,
 ) -> Result<Report> {
-    let Network::MobileNetV1 = network;
-    let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
-    let cost = net.cost(args.batch)?.total();
+    let input = [args.batch, 3, args.resolution, args.resolution];
     let mut rng = SplitMix64::new(SEED ^ 1);
-    let x = random_nhwc(&mut rng, [args.batch, 3, args.resolution, args.resolution])?;
+    let x = random_nhwc(&mut rng, input)?;
     progress.now(&format!(
         "timing {} (batch {})...",
         network.name(),
         args.batch
     ));
-    let timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    let (cost, timing) = match network {
+        Network::MobileNetV1 => {
+            let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
+            let cost = net.cost(args.batch)?.total();
+            (cost, time(budget, || net.forward_with(&x, exec).map(drop))?)
+        }
+        Network::Named(name) => {
+            let net = dsconv::models::Network::random(name, args.width, SEED)?;
+            let cost = net.cost(input)?;
+            (cost, time(budget, || net.forward_with(&x, exec).map(drop))?)
+        }
+    };
     let seconds = timing.median_ms * 1e-3;
     let gflops = cost.flops() as f64 / seconds / 1e9;
     let pct_peak = 100.0 * gflops / machine.peak_gflops;
