@@ -74,13 +74,18 @@ def stages(alpha: float, resolution: int):
 
 
 class GraphBuilder:
-    """Accumulates nodes and initializers for an NCHW float graph."""
+    """Accumulates nodes and initializers for an NCHW float graph with square feature maps,
+    tracking each tensor's side and the multiply-accumulates, so the graph's MACs can be
+    checked against dsconv's cost model for the same network."""
 
-    def __init__(self, rng: np.random.Generator):
+    def __init__(self, rng: np.random.Generator, batch: int, resolution: int):
         self.rng = rng
+        self.batch = batch
         self.nodes = []
         self.inits = []
         self.count = 0
+        self.macs = 0
+        self.side = {"x": resolution}
         lo = numpy_helper.from_array(np.array(0.0, np.float32), "clip_min")
         hi = numpy_helper.from_array(np.array(6.0, np.float32), "clip_max")
         self.inits += [lo, hi]
@@ -89,19 +94,51 @@ class GraphBuilder:
         self.count += 1
         return f"{prefix}{self.count}"
 
-    def conv_relu6(self, x: str, c_in: int, c_out: int, k: int, stride: int, group: int) -> str:
+    def conv(self, x: str, c_in: int, c_out: int, k: int, stride: int, group: int = 1,
+             relu6: bool = True) -> str:
+        """k x k convolution, padding k // 2, bias, optionally Clip(0, 6)."""
         fan_in = (c_in // group) * k * k
         bound = 1.0 / np.sqrt(fan_in)
         w = self.rng.uniform(-bound, bound, (c_out, c_in // group, k, k)).astype(np.float32)
         b = self.rng.uniform(-0.1, 0.1, (c_out,)).astype(np.float32)
-        wn, bn, y, z = self.name("w"), self.name("b"), self.name("conv"), self.name("relu6")
+        wn, bn, y = self.name("w"), self.name("b"), self.name("conv")
         self.inits += [numpy_helper.from_array(w, wn), numpy_helper.from_array(b, bn)]
         pad = k // 2
         self.nodes.append(helper.make_node(
             "Conv", [x, wn, bn], [y], kernel_shape=[k, k], strides=[stride, stride],
             pads=[pad] * 4, group=group))
+        side = (self.side[x] + 2 * pad - k) // stride + 1
+        self.side[y] = side
+        self.macs += self.batch * c_out * (c_in // group) * k * k * side * side
+        if not relu6:
+            return y
+        z = self.name("relu6")
         self.nodes.append(helper.make_node("Clip", [y, "clip_min", "clip_max"], [z]))
+        self.side[z] = side
         return z
+
+    def conv_relu6(self, x: str, c_in: int, c_out: int, k: int, stride: int, group: int) -> str:
+        return self.conv(x, c_in, c_out, k, stride, group)
+
+    def add(self, a: str, b: str) -> str:
+        y = self.name("add")
+        self.nodes.append(helper.make_node("Add", [a, b], [y]))
+        self.side[y] = self.side[a]
+        return y
+
+    def classifier(self, x: str, channels: int) -> str:
+        """GlobalAveragePool, Flatten, Gemm to CLASSES logits."""
+        g = self.name
+        pool, flat, wn, bn, logits = g("pool"), g("flat"), g("fc_w"), g("fc_b"), "logits"
+        self.nodes.append(helper.make_node("GlobalAveragePool", [x], [pool]))
+        self.nodes.append(helper.make_node("Flatten", [pool], [flat], axis=1))
+        bound = 1 / np.sqrt(channels)
+        w = self.rng.uniform(-bound, bound, (CLASSES, channels)).astype(np.float32)
+        self.inits += [numpy_helper.from_array(w, wn),
+                       numpy_helper.from_array(np.zeros(CLASSES, np.float32), bn)]
+        self.nodes.append(helper.make_node("Gemm", [flat, wn, bn], [logits], transB=1))
+        self.macs += self.batch * channels * CLASSES
+        return logits
 
     def model(self, x_shape, out_name: str, out_shape) -> bytes:
         graph = helper.make_graph(
@@ -117,38 +154,95 @@ class GraphBuilder:
 
 def layer_graph(kind: str, batch: int, c: int, co: int, s: int, hi: int, ho: int, seed: int):
     """(serialized model, input shape) for one op of one block."""
-    g = GraphBuilder(np.random.default_rng(seed))
+    side = ho if kind == "pointwise" else hi
+    g = GraphBuilder(np.random.default_rng(seed), batch, side)
+    shape = [batch, c, side, side]
     if kind == "depthwise":
-        shape, out = [batch, c, hi, hi], [batch, c, ho, ho]
-        y = g.conv_relu6("x", c, c, 3, s, c)
+        out = [batch, c, ho, ho]
+        y = g.conv("x", c, c, 3, s, c)
     elif kind == "pointwise":
-        shape, out = [batch, c, ho, ho], [batch, co, ho, ho]
-        y = g.conv_relu6("x", c, co, 1, 1, 1)
+        out = [batch, co, ho, ho]
+        y = g.conv("x", c, co, 1, 1)
     elif kind == "separable":
-        shape, out = [batch, c, hi, hi], [batch, co, ho, ho]
-        y = g.conv_relu6(g.conv_relu6("x", c, c, 3, s, c), c, co, 1, 1, 1)
+        out = [batch, co, ho, ho]
+        y = g.conv(g.conv("x", c, c, 3, s, c), c, co, 1, 1)
     elif kind == "standard":
-        shape, out = [batch, c, hi, hi], [batch, co, ho, ho]
-        y = g.conv_relu6("x", c, co, 3, s, 1)
+        out = [batch, co, ho, ho]
+        y = g.conv("x", c, co, 3, s)
     else:
         raise ValueError(kind)
     return g.model(shape, y, out), shape
 
 
-def mobilenet_graph(alpha: float, resolution: int, batch: int, seed: int):
-    g = GraphBuilder(np.random.default_rng(seed))
-    y = g.conv_relu6("x", 3, scale(STEM, alpha), 3, 2, 1)
+def make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's _make_divisible (MobileNetV2, EfficientNet-Lite channel rounding)."""
+    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new + divisor if new < 0.9 * v else new
+
+
+def inverted_residual(g: GraphBuilder, x: str, c_in: int, c_out: int, k: int, stride: int,
+                      expand: int) -> str:
+    """1x1 expand (if expand > 1) + ReLU6, k x k depthwise + ReLU6, 1x1 linear projection,
+    residual add when the shape is unchanged."""
+    hidden = c_in * expand
+    y = g.conv(x, c_in, hidden, 1, 1) if expand != 1 else x
+    y = g.conv(y, hidden, hidden, k, stride, hidden)
+    y = g.conv(y, hidden, c_out, 1, 1, relu6=False)
+    return g.add(x, y) if stride == 1 and c_in == c_out else y
+
+
+def mobilenet_v1_graph(g: GraphBuilder, alpha: float, resolution: int) -> str:
+    y = g.conv("x", 3, scale(STEM, alpha), 3, 2)
     for _, c, co, s, _, _ in stages(alpha, resolution)[1:]:
-        y = g.conv_relu6(g.conv_relu6(y, c, c, 3, s, c), c, co, 1, 1, 1)
-    c_last = scale(1024, alpha)
-    g.nodes.append(helper.make_node("GlobalAveragePool", [y], ["pool"]))
-    g.nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], axis=1))
-    w = g.rng.uniform(-1 / np.sqrt(c_last), 1 / np.sqrt(c_last), (CLASSES, c_last))
-    g.inits += [numpy_helper.from_array(w.astype(np.float32), "fc_w"),
-                numpy_helper.from_array(np.zeros(CLASSES, np.float32), "fc_b")]
-    g.nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
+        y = g.conv(g.conv(y, c, c, 3, s, c), c, co, 1, 1)
+    return g.classifier(y, scale(1024, alpha))
+
+
+# MobileNetV2 (torchvision): (t, c, n, s) per stage, stem 32, head 1280.
+MOBILENET_V2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                (6, 160, 3, 2), (6, 320, 1, 1)]
+
+
+def mobilenet_v2_graph(g: GraphBuilder, alpha: float, resolution: int) -> str:
+    c = make_divisible(32 * alpha)
+    y = g.conv("x", 3, c, 3, 2)
+    for t, co, n, s in MOBILENET_V2:
+        co = make_divisible(co * alpha)
+        for i in range(n):
+            y = inverted_residual(g, y, c, co, 3, s if i == 0 else 1, t)
+            c = co
+    last = make_divisible(1280 * max(alpha, 1.0))
+    y = g.conv(y, c, last, 1, 1)
+    return g.classifier(y, last)
+
+
+# EfficientNet-Lite0: (repeats, kernel, stride, expand, in, out) per stage, stem 32, head
+# 1280, ReLU6, no squeeze-excitation.
+EFFICIENTNET_LITE0 = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
+                      (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
+                      (1, 3, 1, 6, 192, 320)]
+
+
+def efficientnet_lite0_graph(g: GraphBuilder, alpha: float, resolution: int) -> str:
+    y = g.conv("x", 3, 32, 3, 2)
+    for r, k, s, e, c_in, c_out in EFFICIENTNET_LITE0:
+        for i in range(r):
+            y = inverted_residual(g, y, c_in if i == 0 else c_out, c_out, k,
+                                  s if i == 0 else 1, e)
+    y = g.conv(y, 320, 1280, 1, 1)
+    return g.classifier(y, 1280)
+
+
+NETWORK_GRAPHS = {"mobilenet-v1": mobilenet_v1_graph, "mobilenet-v2": mobilenet_v2_graph,
+                  "efficientnet-lite0": efficientnet_lite0_graph}
+
+
+def network_graph(name: str, alpha: float, resolution: int, batch: int, seed: int):
+    """(serialized model, input shape, MACs) of a whole network with random weights."""
+    g = GraphBuilder(np.random.default_rng(seed), batch, resolution)
+    logits = NETWORK_GRAPHS[name](g, alpha, resolution)
     shape = [batch, 3, resolution, resolution]
-    return g.model(shape, "logits", [batch, CLASSES]), shape
+    return g.model(shape, logits, [batch, CLASSES]), shape, g.macs
 
 
 def make_session(model: bytes, threads: int) -> ort.InferenceSession:
@@ -249,33 +343,46 @@ def compare_threads(args, threads: int, log) -> dict:
         blocks = [b for b in blocks if b[0] in args.blocks]
     ops = args.ops
     budget = (args.runs, args.min_time, args.max_time)
-    common = ["--threads", str(threads), "--batch", str(args.batch), "--width", str(args.width),
-              "--resolution", str(args.resolution), "--runs", str(args.runs),
-              "--min-time", str(args.min_time), "--max-time", str(args.max_time)]
+    def common_args(width: float) -> list[str]:
+        return ["--threads", str(threads), "--batch", str(args.batch), "--width", str(width),
+                "--resolution", str(args.resolution), "--runs", str(args.runs),
+                "--min-time", str(args.min_time), "--max-time", str(args.max_time)]
+    common = common_args(args.width)
     layer_args = ["--layers", "mobilenet-v1", "--ops", ",".join(ops),
                   "--blocks", ",".join(str(b[0]) for b in blocks), *common]
     kinds = sorted({ORT_GRAPH_OF_OP[o] for o in ops})
     # The stem (block 0) is a standard convolution: the only op dsconv times for it.
     graphs = {(b[0], k): layer_graph(k, args.batch, *b[1:], seed=1000 * b[0] + i)
               for b in blocks for i, k in enumerate(kinds) if b[0] > 0 or k == "standard"}
-    model_graph = mobilenet_graph(args.width, args.resolution, args.batch, seed=7)
-    ds_layers, ort_layers, ds_model, ort_model, meta = {}, {}, [], [], None
+    if args.no_layers:
+        graphs = {}
+    # EfficientNet-Lite has its width in its name: α applies to the MobileNets only.
+    width_of = {n: 1.0 if n.startswith("efficientnet") else args.width for n in args.networks}
+    model_graphs = {n: network_graph(n, width_of[n], args.resolution, args.batch, seed=7)
+                    for n in args.networks}
+    ds_layers, ort_layers, meta = {}, {}, None
+    ds_models = {n: [] for n in args.networks}
+    ort_models = {n: [] for n in args.networks}
     for r in range(args.rounds):
-        log(f"threads {threads}, round {r + 1}/{args.rounds}: dsconv layers (load {load()})")
-        doc = run_dsconv(args.dsconv, layer_args)
-        meta = meta or doc
-        for l in doc["layers"]:
-            ds_layers.setdefault((l["block"], l["op"]), []).append(l)
-        log(f"threads {threads}, round {r + 1}/{args.rounds}: onnxruntime layers")
+        if not args.no_layers:
+            log(f"threads {threads}, round {r + 1}/{args.rounds}: dsconv layers "
+                f"(load {load()})")
+            doc = run_dsconv(args.dsconv, layer_args)
+            meta = meta or doc
+            for l in doc["layers"]:
+                ds_layers.setdefault((l["block"], l["op"]), []).append(l)
+            log(f"threads {threads}, round {r + 1}/{args.rounds}: onnxruntime layers")
         for (b, k), (model, shape) in graphs.items():
             sess = make_session(model, threads)
             ort_layers.setdefault((b, k), []).append(time_ort(sess, shape, budget))
             del sess
-        if not args.no_model:
-            log(f"threads {threads}, round {r + 1}/{args.rounds}: whole network")
-            ds_model.append(run_dsconv(args.dsconv, ["--model", "mobilenet-v1", *common]))
-            sess = make_session(model_graph[0], threads)
-            ort_model.append(time_ort(sess, model_graph[1], budget))
+        for n, (model, shape, _) in model_graphs.items():
+            log(f"threads {threads}, round {r + 1}/{args.rounds}: whole {n} (load {load()})")
+            doc = run_dsconv(args.dsconv, ["--model", n, *common_args(width_of[n])])
+            meta = meta or doc
+            ds_models[n].append(doc)
+            sess = make_session(model, threads)
+            ort_models[n].append(time_ort(sess, shape, budget))
             del sess
     rows = []
     for (b, op), runs in sorted(ds_layers.items(), key=lambda kv: (kv[0][0], ops.index(kv[0][1]))):
@@ -297,21 +404,28 @@ def compare_threads(args, threads: int, log) -> dict:
     result = {"threads": threads, "peak_gflops": meta["peak_gflops"],
               "bandwidth_gbs": meta["bandwidth_gbs"], "kernel_isa": meta.get("kernel_isa"),
               "layers": rows}
-    if ds_model:
-        ds = median_over_rounds(ds_model)
-        ort_t = median_over_rounds(ort_model)
-        flops = ds_model[0]["flops"]
-        result["model"] = {
+    result["models"] = {}
+    for n, runs in ds_models.items():
+        ds = median_over_rounds(runs)
+        ort_t = median_over_rounds(ort_models[n])
+        flops = runs[0]["flops"]
+        graph_macs = model_graphs[n][2]
+        if abs(graph_macs - runs[0]["macs"]) > 0.005 * runs[0]["macs"]:
+            log(f"warning: {n}: the ONNX graph has {graph_macs} MACs, dsconv's cost model "
+                f"{runs[0]['macs']}: the two networks differ")
+        result["models"][n] = {
             "dsconv_ms": ds["median_ms"], "ort_ms": ort_t["median_ms"],
             "ratio": ds["median_ms"] / ort_t["median_ms"],
             "dsconv_min_ms": ds["min_ms"], "ort_min_ms": ort_t["min_ms"],
             "min_ratio": ds["min_ms"] / ort_t["min_ms"],
-            "macs": ds_model[0]["macs"],
+            "macs": runs[0]["macs"], "onnx_graph_macs": graph_macs,
             "dsconv_gflops": flops / ds["median_ms"] / 1e6,
             "ort_gflops": flops / ort_t["median_ms"] / 1e6,
             "dsconv_round_medians_ms": ds["round_medians_ms"],
             "ort_round_medians_ms": ort_t["round_medians_ms"],
         }
+    if "mobilenet-v1" in result["models"]:
+        result["model"] = result["models"]["mobilenet-v1"]
     return result
 
 
@@ -334,11 +448,11 @@ def table(result: dict) -> str:
         s[1] += r["ort_ms"]
     for op, (d, o) in sums.items():
         lines.append(f"| all | sum | {op} | | {d:.3f} | {o:.3f} | {d / o:.2f} | | | |")
-    if "model" in result:
-        m = result["model"]
-        lines.append(f"| - | whole network | model | {m['macs'] / 1e6:.1f} | {m['dsconv_ms']:.3f} | "
-                     f"{m['ort_ms']:.3f} | {m['ratio']:.2f} | {m['dsconv_gflops']:.1f} | "
-                     f"{m['ort_gflops']:.1f} | {m['min_ratio']:.2f} |")
+    for n, m in result.get("models", {}).items():
+        lines.append(f"| - | whole network | {n} | {m['macs'] / 1e6:.1f} | "
+                     f"{m['dsconv_ms']:.3f} | {m['ort_ms']:.3f} | {m['ratio']:.2f} | "
+                     f"{m['dsconv_gflops']:.1f} | {m['ort_gflops']:.1f} | "
+                     f"{m['min_ratio']:.2f} |")
     return "\n".join(lines)
 
 
@@ -365,7 +479,12 @@ def main() -> int:
     p.add_argument("--ops", default="depthwise,pointwise,separable,separable_unfused,standard")
     p.add_argument("--blocks", default="",
                    help="comma-separated blocks, 0 = the stem (default all)")
-    p.add_argument("--no-model", action="store_true", help="skip the whole network")
+    p.add_argument("--networks", default="mobilenet-v1",
+                   help="whole networks to compare, comma-separated: "
+                   + ", ".join(NETWORK_GRAPHS) + " (default mobilenet-v1)")
+    p.add_argument("--no-model", action="store_true", help="skip the whole networks")
+    p.add_argument("--no-layers", action="store_true",
+                   help="skip the MobileNetV1 layers (whole networks only)")
     p.add_argument("--no-record", action="store_true", help="do not write bench/records/")
     p.add_argument("--records", type=Path, default=REPO / "bench/records")
     p.add_argument("--note", default="", help="free text added to the record")
@@ -375,6 +494,13 @@ def main() -> int:
     if bad:
         p.error(f"unknown ops {bad} (known: {', '.join(ORT_GRAPH_OF_OP)})")
     args.blocks = [int(b) for b in args.blocks.split(",") if b.strip()]
+    args.networks = [] if args.no_model else [
+        n.strip() for n in args.networks.split(",") if n.strip()]
+    bad = [n for n in args.networks if n not in NETWORK_GRAPHS]
+    if bad:
+        p.error(f"unknown networks {bad} (known: {', '.join(NETWORK_GRAPHS)})")
+    if args.no_layers and not args.networks:
+        p.error("--no-layers with --no-model leaves nothing to compare")
     thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
     if not args.dsconv.exists():
         p.error(f"{args.dsconv} not found: run `cargo build --release` first")
@@ -388,7 +514,8 @@ def main() -> int:
         "date_utc": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cpu": cpu,
         "cores": os.cpu_count(),
-        "network": "mobilenet-v1",
+        "layers_of": None if args.no_layers else "mobilenet-v1",
+        "networks": args.networks,
         "width": args.width, "resolution": args.resolution, "batch": args.batch,
         "rounds": args.rounds, "runs": args.runs, "min_time_s": args.min_time,
         "max_time_s": args.max_time,
@@ -404,14 +531,19 @@ def main() -> int:
     print(text)
     if not args.no_record:
         args.records.mkdir(parents=True, exist_ok=True)
-        base = f"{started:%Y-%m-%d}-{slug(cpu)}-mobilenet-v1"
+        subjects = ([] if args.no_layers else ["mobilenet-v1"]) + args.networks
+        subjects = list(dict.fromkeys(subjects))
+        base = f"{started:%Y-%m-%d}-{slug(cpu)}-{'_'.join(subjects)}"
         stem, n = base, 2
         while (args.records / f"{stem}.json").exists():
             stem, n = f"{base}-{n}", n + 1
         (args.records / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
-        md = [f"# MobileNetV1: dsconv vs ONNX Runtime, {record['date_utc']}", "",
+        title = ", ".join(subjects)
+        md = [f"# {title}: dsconv vs ONNX Runtime, {record['date_utc']}", "",
               f"- CPU: {cpu}, {record['cores']} cores visible",
-              f"- network: MobileNetV1 alpha={args.width}, {args.resolution}x{args.resolution}, "
+              f"- layers: {'none' if args.no_layers else 'MobileNetV1'}; whole networks: "
+              f"{', '.join(args.networks) or 'none'}; alpha={args.width} (MobileNets), "
+              f"{args.resolution}x{args.resolution}, "
               f"batch {args.batch}; threads {', '.join(map(str, thread_counts))}",
               f"- versions: {record['versions']['dsconv']} "
               f"(commit {record['versions']['dsconv_commit']}), onnxruntime {ort.__version__}, "
