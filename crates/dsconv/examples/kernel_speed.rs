@@ -254,4 +254,46 @@ fn main() {
             100.0 * rates[1] / peak
         );
     }
+    for (name, net) in [
+        (
+            "MobileNetV1-224 separable",
+            dsconv::models::mobilenet_v1::MobileNetV1::random(1.0, 224, 7).unwrap(),
+        ),
+        (
+            "MobileNetV1-224 standard",
+            dsconv::models::mobilenet_v1::MobileNetV1::random_standard(1.0, 224, 7).unwrap(),
+        ),
+    ] {
+        if !name.contains(&filter) {
+            continue;
+        }
+        let flops = 2.0 * net.cost(1).unwrap().total().macs as f64;
+        let x = tensor(&mut rng, [1, 3, 224, 224]).to_layout(dsconv::Layout::Nhwc);
+        let mut rates = Vec::new();
+        let mut millis = Vec::new();
+        for exec in &execs {
+            let (secs, cpu) = median_time(
+                || {
+                    let _ = net.forward_with(&x, exec).unwrap();
+                },
+                Duration::from_secs(2),
+            );
+            rates.push(flops / secs / 1e9);
+            millis.push(secs * 1e3);
+            if exec.threads() == 1 {
+                rates.push(flops / cpu / 1e9);
+            }
+        }
+        println!(
+            "{:<28} {:>8.1} {:>10.1} {:>10.1} {:>10.1} {:>6.0}%   ({:.2} ms 1T, {:.2} ms 2T)",
+            name,
+            flops / 1e6,
+            rates[0],
+            rates[1],
+            rates[2],
+            100.0 * rates[1] / peak,
+            millis[0],
+            millis[1]
+        );
+    }
 }

@@ -31,6 +31,7 @@ pub mod geometry;
 #[allow(unsafe_code)]
 pub mod kernels;
 pub mod layers;
+pub mod machine;
 pub mod models;
 pub mod npy;
 pub mod ops;

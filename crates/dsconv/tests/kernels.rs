@@ -145,6 +145,34 @@ fn pointwise_long_reduction_crosses_k_blocks() {
         );
         check_conv(&conv, &wt, [2, 600, 3, 7], 3, "pointwise K=600");
     }
+    // Few rows, many panels: two threads split the columns (7×7 layers at batch 1).
+    for (cin, cout, size) in [(256, 1000, 7), (64, 100, 5), (128, 33, 3)] {
+        let (conv, wt) = random_conv(
+            &mut rng,
+            [cout, cin, 1, 1],
+            Conv2dParams::default(),
+            true,
+            Activation::HardSwish,
+        );
+        check_conv(
+            &conv,
+            &wt,
+            [1, cin, size, size],
+            5,
+            "pointwise column split",
+        );
+    }
+    // 512 and 1024 channels: a 2–4 KiB row stride, so A is copied into padded rows.
+    for cin in [512, 1024] {
+        let (conv, wt) = random_conv(
+            &mut rng,
+            [33, cin, 1, 1],
+            Conv2dParams::default(),
+            true,
+            Activation::Relu6,
+        );
+        check_conv(&conv, &wt, [1, cin, 3, 11], 4, "pointwise packed A");
+    }
 }
 
 #[test]
@@ -421,4 +449,53 @@ fn depthwise_kernel_leaves_pixel_stride_gaps() {
             }
         }
     }
+}
+
+#[test]
+fn depthwise_row_by_row_and_strip_modes_at_wide_channels() {
+    // A pixel stride of 2 KiB (C = 512) crowds two L1 sets, so stride 1 sweeps rows one
+    // at a time; stride 2 always does (the others check both modes' channel tails).
+    let mut rng = SplitMix64::new(11);
+    for (c, k) in [(512, 3), (512, 5), (260, 3), (200, 5)] {
+        for stride in [1, 2] {
+            let params = Conv2dParams::default()
+                .with_stride(stride)
+                .with_padding(Padding::asymmetric(k / 2, 1, k / 2, 0))
+                .with_groups(c);
+            let (conv, wt) = random_conv(&mut rng, [c, 1, k, k], params, true, Activation::Relu);
+            check_conv(
+                &conv,
+                &wt,
+                [1, c, 7, 19],
+                (c + k) as u64,
+                &format!("depthwise wide C={c} {k}x{k} s{stride}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn depthwise_unpadded_with_non_zero_padding_mode_takes_the_kernel() {
+    // Regression (found by prop_bad_input): reflect mode without padding is zero padding.
+    let mut rng = SplitMix64::new(12);
+    let params = Conv2dParams::default()
+        .with_padding_mode(dsconv::PaddingMode::Reflect)
+        .with_groups(2);
+    let (conv, wt) = random_conv(&mut rng, [2, 1, 1, 1], params, true, Activation::None);
+    check_conv(
+        &conv,
+        &wt,
+        [1, 2, 1, 1],
+        1,
+        "depthwise 1x1 reflect unpadded",
+    );
+    let params = params.with_groups(5);
+    let (conv, wt) = random_conv(&mut rng, [5, 1, 3, 3], params, false, Activation::None);
+    check_conv(
+        &conv,
+        &wt,
+        [2, 5, 6, 7],
+        2,
+        "depthwise 3x3 reflect unpadded",
+    );
 }

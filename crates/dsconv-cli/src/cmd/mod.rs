@@ -20,10 +20,12 @@ macro_rules! outln {
     }};
 }
 
+pub mod bench;
 pub mod classify;
 pub mod conv2d;
 pub mod cost;
 pub mod demo;
+pub mod info;
 pub mod parse;
 pub mod run;
 pub mod table;

@@ -43,6 +43,24 @@ impl AlignedVec {
     }
 }
 
+thread_local! {
+    /// Per-thread scratch reused across calls (the pool's threads are persistent), so
+    /// steady-state forward passes do not allocate (or page-fault) their bands.
+    static SCRATCH: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
+}
+
+/// Runs `f` with this thread's scratch buffer, at least `len` floats long (contents
+/// unspecified). Re-entrant calls get a fresh buffer.
+pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut AlignedVec) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.ensure_len(len);
+            f(&mut buf)
+        }
+        Err(_) => f(&mut AlignedVec::zeros(len)),
+    })
+}
+
 impl std::ops::Deref for AlignedVec {
     type Target = [f32];
     fn deref(&self) -> &[f32] {

@@ -23,6 +23,19 @@ pub fn pack(weight: &[f32], dims: [usize; 4], bias: Option<&[f32]>) -> Result<Pa
     })
 }
 
+/// Copies `src` into `dst` (same length); an element loop for short runs, where a
+/// `memcpy` call costs more than the copy.
+#[inline]
+fn copy_small(dst: &mut [f32], src: &[f32]) {
+    if src.len() <= 16 {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = *s;
+        }
+    } else {
+        dst.copy_from_slice(src);
+    }
+}
+
 /// Output pixels per band for a reduction of `k` floats, a multiple of the tier's tile.
 pub fn band_pixels(isa: Isa, k: usize) -> usize {
     let tile = gemm::tile_rows(isa);
@@ -57,14 +70,30 @@ pub fn conv_pixels(
             let (n, rest) = (p / plane, p % plane);
             let (oy, ox) = (rest / g.out_w, rest % g.out_w);
             let image = &input[n * g.in_h * g.in_w * cin..][..g.in_h * g.in_w * cin];
+            let row_len = g.in_w * cin;
             for i in 0..g.kernel_h {
                 let iy = g.input_row(oy, i);
+                let dst_row = &mut row[i * g.kernel_w * cin..][..g.kernel_w * cin];
+                if !(0..g.in_h as isize).contains(&iy) {
+                    dst_row.fill(0.0);
+                    continue;
+                }
+                let src_row = &image[iy as usize * row_len..][..row_len];
+                let first = g.input_col(ox, 0);
+                let last = g.input_col(ox, g.kernel_w - 1);
+                if g.dilation_w == 1 && first >= 0 && (last as usize) < g.in_w {
+                    // All kW taps inside and adjacent: one contiguous kW·C_in copy (the
+                    // stem's C_in = 3 made per-tap copies of 3 floats the bottleneck).
+                    let src = first as usize * cin;
+                    copy_small(dst_row, &src_row[src..src + g.kernel_w * cin]);
+                    continue;
+                }
                 for j in 0..g.kernel_w {
                     let ix = g.input_col(ox, j);
-                    let dst = &mut row[(i * g.kernel_w + j) * cin..][..cin];
-                    if (0..g.in_h as isize).contains(&iy) && (0..g.in_w as isize).contains(&ix) {
-                        let src = (iy as usize * g.in_w + ix as usize) * cin;
-                        dst.copy_from_slice(&image[src..src + cin]);
+                    let dst = &mut dst_row[j * cin..][..cin];
+                    if (0..g.in_w as isize).contains(&ix) {
+                        let src = ix as usize * cin;
+                        copy_small(dst, &src_row[src..src + cin]);
                     } else {
                         dst.fill(0.0);
                     }

@@ -18,6 +18,7 @@ use super::{AlignedVec, Isa};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
+use std::marker::PhantomData;
 
 /// Channel padding of the packed weights: the widest vector (AVX-512, 16 lanes), so every
 /// tier loads whole weight vectors.
@@ -148,8 +149,16 @@ impl PackedDepthwise {
                 format!("{} elements with stride {px_stride}", out.len()),
             ));
         }
-        let needs_zero_row = g.pad_top > 0 || g.pad_bottom > 0;
-        let zero_row = AlignedVec::zeros(if needs_zero_row { g.in_w * c } else { 0 });
+        // Padded rows point at a zero row; padded columns of the edge pixels read its first
+        // vector.
+        let zero_len = if g.pad_top > 0 || g.pad_bottom > 0 {
+            (g.in_w * c).max(self.padded)
+        } else if g.pad_left > 0 || g.pad_right > 0 {
+            self.padded
+        } else {
+            0
+        };
+        let zero_row = AlignedVec::zeros(zero_len);
         let interior = g.interior_cols();
         let args = DwArgs {
             g,
@@ -184,7 +193,8 @@ struct DwArgs<'a> {
     channels: usize,
     padded: usize,
     input: *const f32,
-    /// `in_w · C` zeros (when the geometry pads rows).
+    /// Zeros: `max(in_w · C, C_pad)` when the geometry pads rows, `C_pad` when it pads only
+    /// columns.
     zero_row: *const f32,
     weights: *const f32,
     bias: *const f32,
@@ -234,45 +244,436 @@ unsafe fn dw_body<S: Simd, const PB3S1: usize, const PB3S2: usize, const PB5: us
     } else {
         (0, 0)
     };
-    let mut row_ptrs = vec![std::ptr::null::<f32>(); g.kernel_h];
-    for row in a.rows.clone() {
+    // Input row read by kernel row i for the r-th output row: table[r·kH + i] (the zero
+    // row in the padding).
+    let kh = g.kernel_h;
+    let mut table = vec![std::ptr::null::<f32>(); a.rows.len() * kh];
+    for (r, row) in a.rows.clone().enumerate() {
         let (n, oy) = (row / g.out_h, row % g.out_h);
-        for (i, p) in row_ptrs.iter_mut().enumerate() {
+        for i in 0..kh {
             let iy = g.input_row(oy, i);
-            *p = if (0..g.in_h as isize).contains(&iy) {
+            table[r * kh + i] = if (0..g.in_h as isize).contains(&iy) {
                 // SAFETY: iy < in_h and n < batch: the row lies inside the input.
                 unsafe { a.input.add(((n * g.in_h + iy as usize) * g.in_w) * c) }
             } else {
                 a.zero_row
             };
         }
-        // SAFETY: row − rows.start < rows.len(): inside the checked output.
-        let out_row = unsafe { a.out.add((row - a.rows.start) * g.out_w * a.px_stride) };
+    }
+    // SAFETY: the table's pointers and the output rows stay within the checked buffers
+    // (see each body).
+    unsafe {
+        match shape {
+            (3, 1) => band::<S, 3, 1, PB3S1>(a, &table),
+            (3, 2) => band::<S, 3, 2, PB3S2>(a, &table),
+            (5, 1) => band::<S, 5, 1, PB5>(a, &table),
+            (5, 2) => band::<S, 5, 2, PB5>(a, &table),
+            _ => borders::<S>(a, &table, 0..g.out_w, 0..0),
+        }
+    }
+}
+
+/// The output row `r` of this call.
+#[inline(always)]
+unsafe fn out_row(a: &DwArgs, r: usize) -> *mut f32 {
+    // SAFETY: r < rows.len(): inside the checked output.
+    unsafe { a.out.add(r * a.g.out_w * a.px_stride) }
+}
+
+/// Columns `left` and `right` of every row and channel tile by the general loop.
+#[inline(always)]
+unsafe fn borders<S: Simd>(
+    a: &DwArgs,
+    table: &[*const f32],
+    left: std::ops::Range<usize>,
+    right: std::ops::Range<usize>,
+) {
+    let kh = a.g.kernel_h;
+    for r in 0..a.rows.len() {
         let mut c0 = 0;
-        while c0 < c {
-            let valid = S::LANES.min(c - c0);
+        while c0 < a.channels {
+            let valid = S::LANES.min(a.channels - c0);
             let t = ChannelTile {
-                rows: &row_ptrs,
+                rows: &table[r * kh..(r + 1) * kh],
                 c0,
                 valid,
-                out_row,
+                // SAFETY: r < rows.len().
+                out_row: unsafe { out_row(a, r) },
             };
-            // SAFETY: the tile's pointers stay within the checked buffers (see each body).
+            // SAFETY: general_span checks every tap; columns are < out_w.
             unsafe {
-                match (shape, valid == S::LANES) {
-                    ((3, 1), true) => row_tile::<S, 3, 1, PB3S1, false>(a, &t),
-                    ((3, 1), false) => row_tile::<S, 3, 1, PB3S1, true>(a, &t),
-                    ((3, 2), true) => row_tile::<S, 3, 2, PB3S2, false>(a, &t),
-                    ((3, 2), false) => row_tile::<S, 3, 2, PB3S2, true>(a, &t),
-                    ((5, 1), true) => row_tile::<S, 5, 1, PB5, false>(a, &t),
-                    ((5, 1), false) => row_tile::<S, 5, 1, PB5, true>(a, &t),
-                    ((5, 2), true) => row_tile::<S, 5, 2, PB5, false>(a, &t),
-                    ((5, 2), false) => row_tile::<S, 5, 2, PB5, true>(a, &t),
-                    (_, true) => general_span::<S, false>(a, &t, 0..g.out_w),
-                    (_, false) => general_span::<S, true>(a, &t, 0..g.out_w),
+                if valid < S::LANES {
+                    general_span::<S, true>(a, &t, left.clone());
+                    general_span::<S, true>(a, &t, right.clone());
+                } else {
+                    general_span::<S, false>(a, &t, left.clone());
+                    general_span::<S, false>(a, &t, right.clone());
                 }
             }
             c0 += S::LANES;
+        }
+    }
+}
+
+/// A band of K×K, stride-`STRIDE`, dilation-1 output rows: the borders by the general
+/// loop; the interior channel tile by channel tile, and inside a tile column strip by
+/// column strip of `PB` pixels walking down the rows, with the K·K weights and the bias
+/// loaded into registers once per strip. Walking down a strip, each output row reads
+/// K − STRIDE input rows the previous one already brought into L1, so only STRIDE rows
+/// of `PB·STRIDE + K − 1` pixels come from L2 per row. (Channel tiles sweeping one row at
+/// a time read all K rows from L2 and ran at 57 GFLOP/s at C = 128 @ 56²; see the
+/// module docs of `kernels` for the current numbers.)
+#[inline(always)]
+unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
+    a: &DwArgs,
+    table: &[*const f32],
+) {
+    let g = a.g;
+    let (x0, x1) = a.interior;
+    let (x0, x1) = (x0.min(g.out_w), x1.max(x0).min(g.out_w));
+    // SAFETY: blocks stay inside the interior, edge pixels check every tap (see `strip`,
+    // `edge`).
+    unsafe {
+        if STRIDE == 1 && strip_fits_l1(a.channels, PB * STRIDE + K - 1, K) {
+            // Down the strips: all rows per channel tile.
+            tiles::<S, K, STRIDE, PB>(a, table, x0, x1, 0..a.rows.len());
+        } else {
+            // Row by row, block by block, every channel tile of a block in turn: the
+            // block's input streams through L1 in address order.
+            for r in 0..a.rows.len() {
+                for x in (0..x0).chain(x1..g.out_w) {
+                    row_tiles::<S, K, STRIDE, 1, true>(a, table, x, r);
+                }
+                cover::<PB>(
+                    x0,
+                    x1,
+                    &RowRun::<S, K, STRIDE> {
+                        a,
+                        table,
+                        r,
+                        _s: PhantomData,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Something that computes a block of `P` output pixels starting at column `x`.
+trait BlockRun {
+    /// Computes pixels `x .. x + P`.
+    unsafe fn run<const P: usize>(&self, x: usize);
+}
+
+/// Covers the interior columns `x0..x1` with register blocks: full `PB` blocks, then, if
+/// the span is at least `PB` wide, one more `PB` block ending at `x1` (its first pixels
+/// are computed again by exactly the same operations and rewritten with the same bits;
+/// single-pixel blocks for the ragged end cost 25% at 56 columns); narrower spans (7×7
+/// and 14×14 layers) go by 4, an overlapping 4, then 2 and 1.
+#[inline(always)]
+unsafe fn cover<const PB: usize>(x0: usize, x1: usize, run: &impl BlockRun) {
+    // SAFETY: every block lies inside x0..x1 (the caller's contract for `run`).
+    unsafe {
+        let mut x = x0;
+        while x + PB <= x1 {
+            run.run::<PB>(x);
+            x += PB;
+        }
+        if x == x1 {
+            return;
+        }
+        if x1 - x0 >= PB {
+            run.run::<PB>(x1 - PB);
+            return;
+        }
+        while x + 4 <= x1 {
+            run.run::<4>(x);
+            x += 4;
+        }
+        if x < x1 && x1 - x0 >= 4 {
+            run.run::<4>(x1 - 4);
+            return;
+        }
+        while x + 2 <= x1 {
+            run.run::<2>(x);
+            x += 2;
+        }
+        if x < x1 {
+            run.run::<1>(x);
+        }
+    }
+}
+
+/// Row mode: every channel tile of a block of one row.
+struct RowRun<'a, S, const K: usize, const STRIDE: usize> {
+    a: &'a DwArgs<'a>,
+    table: &'a [*const f32],
+    r: usize,
+    _s: PhantomData<S>,
+}
+
+impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for RowRun<'_, S, K, STRIDE> {
+    #[inline(always)]
+    unsafe fn run<const P: usize>(&self, x: usize) {
+        // SAFETY: interior block (cover's contract).
+        unsafe { row_tiles::<S, K, STRIDE, P, false>(self.a, self.table, x, self.r) }
+    }
+}
+
+/// Strip mode: one channel tile, a block of pixels in every row of the band.
+struct StripRun<'a, S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> {
+    a: &'a DwArgs<'a>,
+    table: &'a [*const f32],
+    c0: usize,
+    valid: usize,
+    w: &'a [[S::V; K]; K],
+    bias: S::V,
+    rows: std::ops::Range<usize>,
+}
+
+impl<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> BlockRun
+    for StripRun<'_, S, K, STRIDE, MASKED>
+{
+    #[inline(always)]
+    unsafe fn run<const P: usize>(&self, x: usize) {
+        // SAFETY: interior block (cover's contract).
+        unsafe {
+            strip::<S, K, STRIDE, P, MASKED>(
+                self.a,
+                self.table,
+                self.c0,
+                self.valid,
+                x,
+                self.w,
+                self.bias,
+                self.rows.clone(),
+            )
+        }
+    }
+}
+
+/// L1 ways the lines of one strip may take per set: Zen 4 has 8, Zen 5 12, and the
+/// output and weights need some.
+const STRIP_WAYS: usize = 8;
+
+/// Whether the `rows × pixels` lines one channel tile of a strip touches (`pixels`
+/// apart by `C·4` bytes; rows of these layers alias to the same sets) stay in L1 while
+/// the strip walks down, so each output row reuses K − 1 input rows. Pixel strides that
+/// are multiples of 1 KiB crowd a few sets: C = 512 @ 14² ran at 22 GFLOP/s down the
+/// strips against 38–51 row by row; C = 128 @ 56² (8 sets) gained 74 → 85–88. Stride 2
+/// always goes row by row: half the rows are new at each step and the downward walk
+/// defeated the prefetchers (50 → 39 at C = 128).
+fn strip_fits_l1(channels: usize, pixels: usize, rows: usize) -> bool {
+    const SET_PERIOD: usize = 4096;
+    let step = (channels * 4) % SET_PERIOD;
+    let sets = if step == 0 {
+        1
+    } else {
+        (SET_PERIOD / gcd(step, SET_PERIOD)).min(pixels)
+    };
+    (pixels * rows).div_ceil(sets) <= STRIP_WAYS
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Every channel tile of output pixels `x .. x + PB` of row `r`, weights loaded per tile;
+/// `EDGE`: a single border pixel whose taps are checked (see [`edge`]).
+#[inline(always)]
+unsafe fn row_tiles<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const EDGE: bool,
+>(
+    a: &DwArgs,
+    table: &[*const f32],
+    x: usize,
+    r: usize,
+) {
+    let mut c0 = 0;
+    while c0 < a.channels {
+        let valid = S::LANES.min(a.channels - c0);
+        // SAFETY: as in `tile_strips` (weights and bias padded; interior columns or
+        // checked edge taps).
+        unsafe {
+            let mut w = [[S::zero(); K]; K];
+            for (i, wr) in w.iter_mut().enumerate() {
+                for (j, wv) in wr.iter_mut().enumerate() {
+                    *wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
+                }
+            }
+            let bias = S::load(a.bias.add(c0));
+            match (EDGE, valid < S::LANES) {
+                (true, true) => edge::<S, K, STRIDE, true>(a, table, c0, valid, x, &w, bias, r),
+                (true, false) => edge::<S, K, STRIDE, false>(a, table, c0, valid, x, &w, bias, r),
+                (false, true) => {
+                    strip::<S, K, STRIDE, PB, true>(a, table, c0, valid, x, &w, bias, r..r + 1)
+                }
+                (false, false) => {
+                    strip::<S, K, STRIDE, PB, false>(a, table, c0, valid, x, &w, bias, r..r + 1)
+                }
+            }
+        }
+        c0 += S::LANES;
+    }
+}
+
+/// One border output pixel `x` of row `r` (some column taps fall in the padding): the
+/// same unrolled K×K loop as the blocks with the weights in registers, a padded tap
+/// reading zeros from the zero row. (The general per-pixel loop here cost as much as
+/// 8 interior pixels per border pixel: +50% at 14 columns.)
+#[inline(always)]
+unsafe fn edge<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x: usize,
+    w: &[[S::V; K]; K],
+    bias: S::V,
+    r: usize,
+) {
+    let c = a.channels;
+    let g = a.g;
+    // SAFETY: a tap inside the input reads its row at column ix < in_w; a padded tap
+    // reads the first `padded` floats of the zero row, which exist whenever columns are
+    // padded; x < out_w and r < rows.len() for the store.
+    unsafe {
+        let zero = a.zero_row.add(c0);
+        let mut acc = bias;
+        for i in 0..K {
+            let row = table[r * K + i].add(c0);
+            for j in 0..K {
+                let ix = (x * STRIDE + j) as isize - g.pad_left as isize;
+                let p = if ix >= 0 && (ix as usize) < g.in_w {
+                    row.add(ix as usize * c)
+                } else {
+                    zero
+                };
+                acc = S::mul_add(load_in::<S, MASKED>(p, valid), w[i][j], acc);
+            }
+        }
+        let y = activate::<S>(acc, &a.epi);
+        store_out::<S, MASKED>(out_row(a, r).add(x * a.px_stride + c0), y, valid);
+    }
+}
+
+/// Every channel tile of the interior columns `x0..x1` of rows `rows`.
+#[inline(always)]
+unsafe fn tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
+    a: &DwArgs,
+    table: &[*const f32],
+    x0: usize,
+    x1: usize,
+    rows: std::ops::Range<usize>,
+) {
+    let mut c0 = 0;
+    while c0 < a.channels {
+        let valid = S::LANES.min(a.channels - c0);
+        // SAFETY: as in `band`.
+        unsafe {
+            if valid < S::LANES {
+                tile_strips::<S, K, STRIDE, PB, true>(a, table, c0, valid, x0, x1, rows.clone());
+            } else {
+                tile_strips::<S, K, STRIDE, PB, false>(a, table, c0, valid, x0, x1, rows.clone());
+            }
+        }
+        c0 += S::LANES;
+    }
+}
+
+/// Every interior strip of one channel tile.
+#[inline(always)]
+unsafe fn tile_strips<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const MASKED: bool,
+>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x0: usize,
+    x1: usize,
+    rows: std::ops::Range<usize>,
+) {
+    // SAFETY: weights hold K·K·padded floats and bias `padded`; c0 + LANES ≤ padded
+    // because padded is a multiple of 16 ≥ LANES and c0 is a multiple of LANES.
+    unsafe {
+        let mut w = [[S::zero(); K]; K];
+        for (i, wr) in w.iter_mut().enumerate() {
+            for (j, wv) in wr.iter_mut().enumerate() {
+                *wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
+            }
+        }
+        let bias = S::load(a.bias.add(c0));
+        for r in rows.clone() {
+            for x in (0..x0).chain(x1..a.g.out_w) {
+                edge::<S, K, STRIDE, MASKED>(a, table, c0, valid, x, &w, bias, r);
+            }
+        }
+        let run = StripRun::<S, K, STRIDE, MASKED> {
+            a,
+            table,
+            c0,
+            valid,
+            w: &w,
+            bias,
+            rows,
+        };
+        cover::<PB>(x0, x1, &run);
+    }
+}
+
+/// Output pixels `x .. x + PB` of channels `c0 .. c0 + valid` in rows `rows` of the band.
+#[inline(always)]
+unsafe fn strip<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const MASKED: bool,
+>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x: usize,
+    w: &[[S::V; K]; K],
+    bias: S::V,
+    rows: std::ops::Range<usize>,
+) {
+    let c = a.channels;
+    let left = a.g.pad_left;
+    // SAFETY: the interior guarantees 0 ≤ (x + p)·STRIDE + j − pad_left < in_w for every
+    // tap, so every input address is inside its row (or the zero row); x + PB ≤ out_w
+    // and r < rows.len() for the stores.
+    unsafe {
+        for r in rows {
+            let mut acc = [bias; PB];
+            for i in 0..K {
+                let row = table[r * K + i].add(c0);
+                for j in 0..K {
+                    for (p, acc_p) in acc.iter_mut().enumerate() {
+                        let ix = (x + p) * STRIDE + j - left;
+                        let v = load_in::<S, MASKED>(row.add(ix * c), valid);
+                        *acc_p = S::mul_add(v, w[i][j], *acc_p);
+                    }
+                }
+            }
+            let out = out_row(a, r);
+            for (p, &acc_p) in acc.iter().enumerate() {
+                let y = activate::<S>(acc_p, &a.epi);
+                store_out::<S, MASKED>(out.add((x + p) * a.px_stride + c0), y, valid);
+            }
         }
     }
 }
@@ -307,76 +708,6 @@ unsafe fn store_out<S: Simd, const MASKED: bool>(p: *mut f32, v: S::V, valid: us
         } else {
             S::store(p, v)
         }
-    }
-}
-
-/// A K×K, stride-`STRIDE`, dilation-1 channel tile across a row: borders by the general
-/// loop, the interior by blocks of `PB` pixels with the weights in registers.
-#[inline(always)]
-unsafe fn row_tile<
-    S: Simd,
-    const K: usize,
-    const STRIDE: usize,
-    const PB: usize,
-    const MASKED: bool,
->(
-    a: &DwArgs,
-    t: &ChannelTile,
-) {
-    let g = a.g;
-    let c = a.channels;
-    let (x0, x1) = a.interior;
-    // SAFETY: weights hold K·K·padded floats and bias `padded`; c0 + LANES ≤ padded
-    // because padded is a multiple of 16 ≥ LANES and c0 is a multiple of LANES.
-    unsafe {
-        general_span::<S, MASKED>(a, t, 0..x0.min(g.out_w));
-        let mut w = [[S::zero(); K]; K];
-        for (i, wr) in w.iter_mut().enumerate() {
-            for (j, wv) in wr.iter_mut().enumerate() {
-                *wv = S::load(a.weights.add((i * K + j) * a.padded + t.c0));
-            }
-        }
-        let bias = S::load(a.bias.add(t.c0));
-        let mut rows = [std::ptr::null::<f32>(); K];
-        for (i, r) in rows.iter_mut().enumerate() {
-            // Shift by the left padding once: the interior guarantees
-            // x·STRIDE + j − pad_left ≥ 0 for every tap, so every address below is in
-            // the row (or the zero row).
-            *r = t.rows[i].add(t.c0);
-        }
-        let left = g.pad_left;
-        let mut x = x0;
-        while x + PB <= x1 {
-            let mut acc = [bias; PB];
-            for i in 0..K {
-                for j in 0..K {
-                    for (p, acc_p) in acc.iter_mut().enumerate() {
-                        let ix = (x + p) * STRIDE + j - left;
-                        let v = load_in::<S, MASKED>(rows[i].add(ix * c), t.valid);
-                        *acc_p = S::mul_add(v, w[i][j], *acc_p);
-                    }
-                }
-            }
-            for (p, &acc_p) in acc.iter().enumerate() {
-                let y = activate::<S>(acc_p, &a.epi);
-                store_out::<S, MASKED>(t.out_row.add((x + p) * a.px_stride + t.c0), y, t.valid);
-            }
-            x += PB;
-        }
-        while x < x1 {
-            let mut acc = bias;
-            for i in 0..K {
-                for j in 0..K {
-                    let ix = x * STRIDE + j - left;
-                    let v = load_in::<S, MASKED>(rows[i].add(ix * c), t.valid);
-                    acc = S::mul_add(v, w[i][j], acc);
-                }
-            }
-            let y = activate::<S>(acc, &a.epi);
-            store_out::<S, MASKED>(t.out_row.add(x * a.px_stride + t.c0), y, t.valid);
-            x += 1;
-        }
-        general_span::<S, MASKED>(a, t, x1.max(x0).min(g.out_w)..g.out_w);
     }
 }
 

@@ -166,43 +166,132 @@ impl PackedGemm {
             ));
         }
         let isa = super::runnable(isa);
-        PACKED_A.with(|cell| {
-            let mut packed_a = cell.borrow_mut();
-            packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
-            self.run_checked(isa, a, lda, m, out, ldc, act, packed_a.as_mut_ptr());
-        });
+        // SAFETY: extents checked above; all columns.
+        unsafe { self.run_cols(isa, a, lda, m, out.as_mut_ptr(), ldc, act, 0..self.n) };
         Ok(())
     }
 
-    /// `run` after the extent checks, with the per-thread packing buffer at `packed_a`
-    /// (`tile_rows(isa)·MC_TILES·(KC + PACKED_ROW_PAD)` floats). The thread-local borrow happens out here:
-    /// a closure inside a `#[target_feature]` function would not inherit the features.
-    fn run_checked(
+    /// [`run`](Self::run) with up to `tasks` of `exec`'s threads. Many row tiles: each
+    /// thread takes a contiguous run of whole row tiles. Few rows (7×7 layers, batch 1):
+    /// each thread takes a contiguous run of 32-column panels instead, so every thread
+    /// reads only its share of the weight (4 MiB at 1024→1024) and the split stays even.
+    /// Either way every output element is computed by the same operations as in `run`:
+    /// bitwise identical for every thread count.
+    pub fn run_parallel(
         &self,
-        isa: Isa,
+        exec: &crate::Executor,
+        tasks: usize,
         a: &[f32],
         lda: usize,
         m: usize,
         out: &mut [f32],
         ldc: usize,
         act: Activation,
+    ) -> Result<()> {
+        let isa = exec.isa();
+        let tile = tile_rows(isa);
+        let panels = self.n.div_ceil(PANEL);
+        let tasks = tasks.min(exec.threads()).max(1);
+        if tasks == 1 || m == 0 {
+            return self.run(isa, a, lda, m, out, ldc, act);
+        }
+        if m.div_ceil(tile) >= ROW_TILES_PER_TASK * tasks || panels < tasks {
+            let errors = std::sync::Mutex::new(Ok(()));
+            exec.for_each_row_blocks(out, ldc, tile, tasks, |first, chunk| {
+                let rows = chunk.len().div_ceil(ldc).min(m - first.min(m));
+                if rows == 0 {
+                    return;
+                }
+                let r = self.run(isa, &a[first * lda..], lda, rows, chunk, ldc, act);
+                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
+                    if slot.is_ok() {
+                        *slot = Err(e);
+                    }
+                }
+            });
+            return errors.into_inner().unwrap_or(Ok(()));
+        }
+        if lda < self.k
+            || !fits(a.len(), m, lda, self.k)
+            || ldc < self.n
+            || !fits(out.len(), m, ldc, self.n)
+        {
+            return self.run(isa, a, lda, m, out, ldc, act);
+        }
+        let isa = super::runnable(isa);
+        let base = SharedOut(out.as_mut_ptr());
+        let base = &base;
+        exec.install(|| {
+            use rayon::prelude::*;
+            (0..tasks).into_par_iter().for_each(|t| {
+                let first = (t * panels / tasks) * PANEL;
+                let last = ((t + 1) * panels / tasks * PANEL).min(self.n);
+                if first < last {
+                    // SAFETY: extents checked above; the tasks' column ranges are disjoint
+                    // panel runs, so no element of `out` is written by two threads, and
+                    // `out` stays borrowed mutably until `install` returns.
+                    unsafe { self.run_cols(isa, a, lda, m, base.0, ldc, act, first..last) };
+                }
+            });
+        });
+        Ok(())
+    }
+
+    /// Columns `cols` (starting on a panel boundary) of `run`, on the calling thread.
+    ///
+    /// # Safety
+    /// `a` and `out` hold `m` rows at strides `lda ≥ K` and `ldc ≥ N`; `isa` is runnable;
+    /// no other thread writes these columns of `out` meanwhile.
+    unsafe fn run_cols(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        out: *mut f32,
+        ldc: usize,
+        act: Activation,
+        cols: std::ops::Range<usize>,
+    ) {
+        PACKED_A.with(|cell| {
+            let mut packed_a = cell.borrow_mut();
+            packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
+            // SAFETY: the caller's contract.
+            unsafe { self.run_checked(isa, a, lda, m, out, ldc, act, packed_a.as_mut_ptr(), cols) };
+        });
+    }
+
+    /// `run_cols` with the per-thread packing buffer at `packed_a`
+    /// (`tile_rows(isa)·MC_TILES·(KC + PACKED_ROW_PAD)` floats). The thread-local borrow happens out here:
+    /// a closure inside a `#[target_feature]` function would not inherit the features.
+    unsafe fn run_checked(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        out: *mut f32,
+        ldc: usize,
+        act: Activation,
         packed_a: *mut f32,
+        cols: std::ops::Range<usize>,
     ) {
         let args = GemmArgs {
             packed_a,
             pack: should_pack(lda, tile_rows(isa)),
             m,
             k: self.k,
-            n: self.n,
             a: a.as_ptr(),
             lda,
             b: self.data.as_ptr(),
             bias: self.bias.as_ptr(),
-            c: out.as_mut_ptr(),
+            c: out,
             ldc,
+            col_begin: cols.start,
+            col_end: cols.end,
             epi: Epilogue::new(act),
         };
-        // SAFETY: the extents of a and out were checked by `run`; data and bias hold
+        // SAFETY: the extents of a and out are the caller's contract; data and bias hold
         // panels·k·PANEL and panels·PANEL floats by construction; packed_a holds a whole
         // A block; `runnable` returned a tier whose features this CPU has.
         unsafe {
@@ -236,15 +325,27 @@ struct GemmArgs {
     pack: bool,
     m: usize,
     k: usize,
-    n: usize,
     a: *const f32,
     lda: usize,
     b: *const f32,
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
+    /// Output columns `col_begin .. col_end` (col_begin on a panel boundary).
+    col_begin: usize,
+    col_end: usize,
     epi: Epilogue,
 }
+
+/// The output pointer shared by the column-split tasks of `run_parallel`.
+struct SharedOut(*mut f32);
+// SAFETY: the tasks write disjoint column ranges (see `run_parallel`).
+unsafe impl Sync for SharedOut {}
+
+/// Row tiles per thread below which `run_parallel` splits columns instead of rows
+/// (49 rows = 4 AVX-512 tiles of a 7×7 layer: 2 + 2 would leave a thread with a
+/// 7-row tail and each thread reading the whole weight).
+const ROW_TILES_PER_TASK: usize = 4;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
@@ -287,9 +388,9 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                 }
                 let packed_ld = kc + PACKED_ROW_PAD;
                 let (row_stride, k_stride) = if g.pack { (packed_ld, 1) } else { (g.lda, 1) };
-                let mut col0 = 0;
-                while col0 < g.n {
-                    let cols = width.min(g.n - col0);
+                let mut col0 = g.col_begin;
+                while col0 < g.col_end {
+                    let cols = width.min(g.col_end - col0);
                     let (panel, within) = (col0 / PANEL, col0 % PANEL);
                     // SAFETY (all offsets below): reduction pc..pc+kc ≤ k, columns
                     // col0..col0+width inside one padded panel, rows ic+ir < m; the caller

@@ -1,31 +1,74 @@
-//! Fast CPU kernels, the only module allowed `unsafe`.
+//! Fast CPU kernels, the only module allowed `unsafe` (every block carries a
+//! `// SAFETY:` line). The layers (`Conv2d` and the types built on it) dispatch here
+//! from `Conv2d::run_nhwc`: pointwise → GEMM, depthwise (multiplier 1, zero padding) →
+//! depthwise kernel, dense with zero padding → im2col + GEMM, everything else → the
+//! portable direct loop (`crate::direct`).
 //!
 //! # Structure
-//! - [`simd`](self) (private): a tiny SIMD trait with three implementations, portable
-//!   arrays, AVX2+FMA and AVX-512; every microkernel is one generic body over it, and
-//!   each tier gets a thin `#[target_feature]` entry point that instantiates the body.
-//! - `gemm`: the pointwise GEMM `[pixels, K] × packed [K, C_out]` with a register-blocked
-//!   microkernel and bias + activation fused in the epilogue; also runs dense k×k
-//!   convolutions through an im2col band (`dense`).
-//! - `depthwise`: NHWC depthwise convolution with channel tiles of one vector, several
-//!   output pixels per register block, specialised 3×3/5×5 at strides 1 and 2, and a
-//!   general path for the borders and other shapes.
-//! - `fused`: depthwise output in row bands consumed by the GEMM directly.
+//! - `simd` (private): a tiny SIMD trait (`mul_add(a, b, acc) = a·b + acc`, loads,
+//!   masked loads/stores, min/max) with three implementations: portable 8-lane arrays,
+//!   AVX2+FMA (ymm) and AVX-512 (zmm). Every microkernel is one generic body over it;
+//!   each tier gets a thin `#[target_feature]` entry point that instantiates the body
+//!   (the bodies are `#[inline(always)]`, and no closure sits between an entry point and
+//!   an intrinsic: closures do not inherit target features, and one that did cost 100×).
+//! - `gemm`: the GEMM `[pixels, K] × packed [K, C_out]` (weights packed at layer
+//!   construction into 32-column panels); 14×32 AVX-512 / 6×16 AVX2 / 4×8 portable
+//!   register tiles; bias + activation in the epilogue, in registers.
+//! - `dense`: k×k convolution (groups 1) as an im2col band in per-thread scratch + the GEMM.
+//! - `depthwise`: NHWC depthwise, channel tiles of one vector (masked tail), blocks of
+//!   several output pixels with the k×k weights in registers, specialised 3×3 and 5×5 at
+//!   strides 1 and 2, a general per-pixel path for borders and every other shape;
+//!   padded rows read a zero row, padded columns are the border path; the input is
+//!   never copied.
+//! - `fused`: depthwise output in row bands (L2-sized scratch) consumed by the GEMM.
+//! - `peak`: the FMA loop behind the measured peak (`crate::machine`), the denominator
+//!   of "% of peak" in `dsconv bench` and `dsconv info`.
+//! - `aligned`: 64-byte aligned buffers and the per-thread reusable scratch.
 //!
 //! # Dispatch
-//! The instruction-set tier ([`Isa`]) is detected once ([`available_isas`]), capped by
-//! the environment variable `DSCONV_MAX_ISA=scalar|avx2|avx512`; [`selected_isa`] is the
-//! best available. An [`Executor`](crate::Executor) carries the tier its forward passes
-//! use, so tests run every kernel at every available tier in one `cargo test`.
-//! aarch64 NEON is not written: there the portable tier (auto-vectorised by the compiler)
-//! runs.
+//! The tier ([`Isa`]) is detected once ([`available_isas`]: AVX2 needs avx2+fma, AVX-512
+//! needs avx512f+bw+vl), capped by `DSCONV_MAX_ISA=scalar|avx2|avx512`; [`selected_isa`]
+//! is the best available. An [`Executor`](crate::Executor) carries the tier its forward
+//! passes use (`Executor::with_isa`), so one `cargo test` runs every kernel at every
+//! tier the machine has. aarch64 NEON is not written: there the portable tier
+//! (auto-vectorised by the compiler for NEON) runs.
 //!
-//! # Tuning constants
-//! Every constant names its hardware meaning and the measurement that chose it, next to
-//! its definition (`gemm::KC`, `gemm::MC_TILES`, the register tiles in `gemm`, the pixel
-//! blocks in `depthwise`, the band size in `fused`). The measurements were taken on the
-//! dev machine (AMD EPYC Zen 4, 2 vCPU, 32 KiB L1d, 1 MiB L2 per core) with
-//! `cargo run --release -p dsconv --example kernel_speed`.
+//! # Threads
+//! Work is split statically by the [`Executor`](crate::Executor): the GEMM by pixel rows
+//! in multiples of the register tile, depthwise and fused separable by output rows, the
+//! dense path by pixel bands; layers under `exec::MIN_MACS_PER_THREAD` stay on one
+//! thread. No reduction is ever split and every output element is computed by the same
+//! operation sequence whatever tile, band or thread it falls in, so results are bitwise
+//! identical for every thread count (tested).
+//!
+//! # Tuning constants and the measurements that chose them
+//! The dev machine turned out to be AMD Zen 5 (`cpu family 26`, 2 vCPU, 48 KiB L1d,
+//! 1 MiB L2 per core), not the Zen 4 of DESIGN.md: it runs zmm FMAs at full width, and
+//! `peak::fma_peak_gflops` measures 260–270 GFLOP/s per core (not ~115). Numbers below
+//! are single-thread on-CPU GFLOP/s from
+//! `cargo run --release -p dsconv --example kernel_speed` on that busy shared machine
+//! (±5%).
+//!
+//! | constant | value | why |
+//! |---|---|---|
+//! | `gemm::PANEL` | 32 | two zmm; divides every MobileNet width |
+//! | AVX-512 tile | 14×32 | 28 accumulators + 2 B + 1 broadcast = 31 zmm; 14 divides 196/784/3136/12544 |
+//! | AVX2 tile | 6×16 | 12 + 2 + 1 = 15 ymm |
+//! | `gemm::KC` | 512 | 128/256/512: 1024→1024@14 77/88/89%, 512→512@14 91/92/95% |
+//! | `gemm::MC_TILES` | 12 | 12/24/48: 1024→1024@14 92/89/90%, 256→256@28 98/96/96% |
+//! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
+//! | depthwise pixel blocks | 8 (3×3 s1), 4 (s2, 5×5) | DESIGN.md §5: 7-pixel s2 tiles spilled; register counts in `depthwise` |
+//! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
+//! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
+//! | `fused::BAND_BYTES` | 256 KiB | a quarter of L2 for the depthwise band |
+//!
+//! Measured (1 thread, % of the measured peak): pointwise 1024→1024@14 91%,
+//! 512→512@14 96%, 256→256@28 97%, 128→128@56 95%, 32→64@112 89%, 512→1024@7 86%;
+//! dense 3×3 128→128@56 89–91%, 3→32 s2@224 30%; depthwise 3×3 s1 C=128@56 31–35%,
+//! s2 18–20%, C=32@112 31–45% (memory-bound here: the 1.6 MB input and output live in
+//! L3, and with full-width FMAs the FMA roofline is twice Zen 4's); fused separable
+//! 128→128@56 82–86%, 512→512@14 85–87%; whole MobileNetV1-224 batch 1: 65%
+//! (≈ 6.6 ms on-CPU).
 
 mod aligned;
 pub(crate) mod dense;
@@ -35,7 +78,7 @@ pub(crate) mod gemm;
 pub mod peak;
 mod simd;
 
-pub use aligned::AlignedVec;
+pub use aligned::{with_scratch, AlignedVec};
 pub use depthwise::PackedDepthwise;
 pub use gemm::PackedGemm;
 
@@ -86,6 +129,39 @@ impl std::str::FromStr for Isa {
             )),
         }
     }
+}
+
+/// The kernels a tier runs, as `(operation, kernel name)`; names follow XNNPACK's grammar
+/// (`f32_<op>_<tile>__<isa>`).
+pub fn kernel_names(isa: Isa) -> Vec<(&'static str, String)> {
+    let name = isa.name();
+    let lanes = isa.lanes();
+    let mr = gemm::tile_rows(isa);
+    let nr = match isa {
+        Isa::Avx512 => gemm::PANEL,
+        _ => 2 * lanes,
+    };
+    let (pb_3s1, pb_s2) = match isa {
+        Isa::Avx512 => (8, 4),
+        Isa::Avx2 => (4, 4),
+        Isa::Scalar => (4, 2),
+    };
+    vec![
+        ("pointwise", format!("f32_gemm_{mr}x{nr}__{name}")),
+        (
+            "depthwise",
+            format!(
+                "f32_dwconv_3x3s1_{pb_3s1}px{lanes}c__{name}, f32_dwconv_3x3s2_{pb_s2}px{lanes}c__{name}, \
+                 f32_dwconv_5x5_{pb_s2}px{lanes}c__{name}, f32_dwconv_general_1px{lanes}c__{name}"
+            ),
+        ),
+        ("dense", format!("f32_im2col + f32_gemm_{mr}x{nr}__{name}")),
+        (
+            "separable",
+            format!("f32_dwconv band → f32_gemm_{mr}x{nr}__{name} (fused)"),
+        ),
+        ("other", "direct (portable, any groups/padding mode)".to_string()),
+    ]
 }
 
 /// The environment variable that caps the tier.

@@ -5,7 +5,6 @@ use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::ConvGeometry;
-use crate::kernels::AlignedVec;
 use crate::tensor::{Layout, Tensor};
 
 /// The MobileNet block: `pointwise(act₁(bn₁(depthwise(x))))` followed by `act₂(bn₂(·))`,
@@ -118,19 +117,20 @@ impl DepthwiseSeparableConv2d {
             exec.tasks_for(macs),
             |first, chunk| {
                 let rows = first..first + chunk.len() / row_len;
-                let mut scratch = AlignedVec::default();
-                let r = crate::kernels::fused::separable_rows(
-                    isa,
-                    &g,
-                    dk,
-                    dw.activation(),
-                    pk,
-                    pw.activation(),
-                    x,
-                    rows,
-                    chunk,
-                    &mut scratch,
-                );
+                let r = crate::kernels::with_scratch(0, |scratch| {
+                    crate::kernels::fused::separable_rows(
+                        isa,
+                        &g,
+                        dk,
+                        dw.activation(),
+                        pk,
+                        pw.activation(),
+                        x,
+                        rows,
+                        chunk,
+                        scratch,
+                    )
+                });
                 if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
                     slot.get_or_insert(e);
                 }
