@@ -28,6 +28,11 @@ Examples:
   dsconv bench --layers mobilenet-v1 --ops pointwise,separable --blocks 12,13 --json
   dsconv bench --layers mobilenet-v1 --width 0.5 --resolution 160 --batch 8 --runs 50
   dsconv bench --model mobilenet-v1 --threads 2 --json
+  dsconv bench --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth --threads 2
+  dsconv bench --model mobilenet-v2 --width 0.75 --batch 8
+
+Networks: mobilenet-v1 (--layers or --model, random weights), mobilenet-v2 and
+efficientnet-lite0 (--model; --weights loads a PyTorch or safetensors checkpoint).
 
 Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard op), blocks
 1..=13 the depthwise separable blocks. Operations (--ops): depthwise, pointwise, separable
@@ -55,9 +60,12 @@ pub struct Args {
         conflicts_with = "model"
     )]
     pub layers: Option<String>,
-    /// Time the whole NETWORK, input to logits (mobilenet-v1)
+    /// Time the whole NETWORK, input to logits (see below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
+    /// Checkpoint (.pth/.pt, .safetensors) for --model; random weights without
+    #[arg(long, value_name = "PATH", requires = "model")]
+    pub weights: Option<std::path::PathBuf>,
     /// Width multiplier α (channels scale by α)
     #[arg(long, default_value_t = 1.0, value_name = "ALPHA")]
     pub width: f64,
@@ -93,18 +101,26 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Networks `bench` knows. New ones (mobilenet-v2, efficientnet-lite0) go here.
+/// Networks `bench` knows (`--layers`: mobilenet-v1 only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Network {
     MobileNetV1,
+    MobileNetV2,
+    EfficientNetLite0,
 }
 
 impl Network {
-    const ALL: [Network; 1] = [Network::MobileNetV1];
+    const ALL: [Network; 3] = [
+        Network::MobileNetV1,
+        Network::MobileNetV2,
+        Network::EfficientNetLite0,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Network::MobileNetV1 => "mobilenet-v1",
+            Network::MobileNetV2 => "mobilenet-v2",
+            Network::EfficientNetLite0 => "efficientnet-lite0",
         }
     }
 
@@ -274,7 +290,15 @@ pub fn run(args: Args) -> Result<()> {
     // Every argument is checked before the machine is measured, so mistakes fail at once.
     validate(&args)?;
     let target = match (&args.layers, &args.model) {
-        (Some(net), _) => Target::Layers(Network::parse(net)?, LayerPlan::new(&args)?),
+        (Some(net), _) => match Network::parse(net)? {
+            Network::MobileNetV1 => Target::Layers(Network::MobileNetV1, LayerPlan::new(&args)?),
+            other => {
+                return Err(user_error(format!(
+                    "--layers knows mobilenet-v1 only; time {} whole with --model",
+                    other.name()
+                )))
+            }
+        },
         (_, Some(net)) => Target::Model(Network::parse(net)?),
         (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
     };
@@ -509,7 +533,7 @@ fn bench_layers(
     budget: Budget,
     progress: &Progress,
 ) -> Result<Report> {
-    let Network::MobileNetV1 = network;
+    debug_assert_eq!(network, Network::MobileNetV1, "checked in run()");
     let LayerPlan {
         stages,
         ops,
@@ -744,17 +768,47 @@ fn bench_model(
     budget: Budget,
     progress: &Progress,
 ) -> Result<Report> {
-    let Network::MobileNetV1 = network;
-    let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
-    let cost = net.cost(args.batch)?.total();
+    let input = [args.batch, 3, args.resolution, args.resolution];
     let mut rng = SplitMix64::new(SEED ^ 1);
-    let x = random_nhwc(&mut rng, [args.batch, 3, args.resolution, args.resolution])?;
-    progress.now(&format!(
-        "timing {} (batch {})...",
-        network.name(),
-        args.batch
-    ));
-    let timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    let x = random_nhwc(&mut rng, input)?;
+    let timing;
+    let cost;
+    if network == Network::MobileNetV1 {
+        if args.weights.is_some() {
+            return Err(user_error(
+                "--weights: mobilenet-v1 has no checkpoint naming; it runs with random weights",
+            ));
+        }
+        let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
+        cost = net.cost(args.batch)?.total();
+        progress.now(&format!(
+            "timing {} (batch {})...",
+            network.name(),
+            args.batch
+        ));
+        timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    } else {
+        if network == Network::EfficientNetLite0 && args.width != 1.0 {
+            return Err(user_error(
+                "efficientnet-lite0 has a fixed width; drop --width",
+            ));
+        }
+        let net = match &args.weights {
+            Some(path) => {
+                progress.now(&format!("loading {}...", path.display()));
+                let sd = dsconv::weights::StateDict::load(path)?;
+                dsconv::models::Network::from_state_dict(network.name(), &sd, args.width)?
+            }
+            None => dsconv::models::Network::random(network.name(), args.width, SEED)?,
+        };
+        cost = net.cost(input)?;
+        progress.now(&format!(
+            "timing {} (batch {})...",
+            network.name(),
+            args.batch
+        ));
+        timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    }
     let seconds = timing.median_ms * 1e-3;
     let gflops = cost.flops() as f64 / seconds / 1e9;
     let pct_peak = 100.0 * gflops / machine.peak_gflops;
@@ -763,6 +817,7 @@ fn bench_model(
         "network": network.name(),
         "width": args.width,
         "resolution": args.resolution,
+        "weights": args.weights.as_ref().map(|p| p.display().to_string()),
         "peak_gflops": machine.peak_gflops,
         "bandwidth_gbs": machine.dram_read_gbs,
         "peak_isa": machine.isa,
