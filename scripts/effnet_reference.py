@@ -24,7 +24,6 @@ import os
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "crates", "dsconv", "tests", "fixtures", "effnet")
@@ -87,6 +86,8 @@ def efficientnet_lite0(sd, x):
 
 
 def preprocess(path):
+    from PIL import Image  # only the preprocessing needs Pillow
+
     img = Image.open(path).convert("RGB")
     w, h = img.size
     short, long = (w, h) if w <= h else (h, w)

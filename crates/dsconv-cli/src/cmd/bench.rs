@@ -13,7 +13,6 @@ use super::table::{Align, Table};
 use super::user_error;
 use anyhow::{Context, Result};
 use dsconv::models::mobilenet_v1::{self, MobileNetV1, Stage};
-use dsconv::models::NAMES;
 use dsconv::rng::SplitMix64;
 use dsconv::{
     Activation, Conv2d, Conv2dParams, Cost, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor,
@@ -29,10 +28,12 @@ Examples:
   dsconv bench --layers mobilenet-v1 --ops pointwise,separable --blocks 12,13 --json
   dsconv bench --layers mobilenet-v1 --width 0.5 --resolution 160 --batch 8 --runs 50
   dsconv bench --model mobilenet-v1 --threads 2 --json
-  dsconv bench --model efficientnet-lite0 --batch 8
+  dsconv bench --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth --threads 2
+  dsconv bench --model mobilenet-v2 --width 0.75 --batch 8
 
-Networks: mobilenet-v1 (--layers and --model); mobilenet-v2, efficientnet-lite0..4 (--model
-only; the Lite models have their width in the name: leave --width at 1).
+Networks: mobilenet-v1 (--layers or --model, random weights), mobilenet-v2 and
+efficientnet-lite0 (--model; --weights loads a PyTorch or safetensors checkpoint).
+
 Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard op), blocks
 1..=13 the depthwise separable blocks. Operations (--ops): depthwise, pointwise, separable
 (fused, DepthwiseSeparableConv2d), separable_unfused (forward_unfused_with: depthwise then
@@ -59,9 +60,12 @@ pub struct Args {
         conflicts_with = "model"
     )]
     pub layers: Option<String>,
-    /// Time the whole NETWORK, input to logits (networks below)
+    /// Time the whole NETWORK, input to logits (see below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
+    /// Checkpoint (.pth/.pt, .safetensors) for --model; random weights without
+    #[arg(long, value_name = "PATH", requires = "model")]
+    pub weights: Option<std::path::PathBuf>,
     /// Width multiplier α (channels scale by α)
     #[arg(long, default_value_t = 1.0, value_name = "ALPHA")]
     pub width: f64,
@@ -97,33 +101,35 @@ pub struct Args {
     pub quiet: bool,
 }
 
-/// Networks `bench` knows: MobileNetV1 (layers and whole network, any width and
-/// resolution) and, for `--model`, every network of `dsconv::models::NAMES`.
+/// Networks `bench` knows (`--layers`: mobilenet-v1 only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Network {
     MobileNetV1,
-    /// A network built by `dsconv::models::Network::random` (MobileNetV2,
-    /// EfficientNet-Lite0..4).
-    Named(&'static str),
+    MobileNetV2,
+    EfficientNetLite0,
 }
 
 impl Network {
+    const ALL: [Network; 3] = [
+        Network::MobileNetV1,
+        Network::MobileNetV2,
+        Network::EfficientNetLite0,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Network::MobileNetV1 => "mobilenet-v1",
-            Network::Named(name) => name,
+            Network::MobileNetV2 => "mobilenet-v2",
+            Network::EfficientNetLite0 => "efficientnet-lite0",
         }
     }
 
-    fn all() -> impl Iterator<Item = Network> {
-        std::iter::once(Network::MobileNetV1).chain(NAMES.iter().map(|&n| Network::Named(n)))
-    }
-
     fn parse(s: &str) -> Result<Network> {
-        Network::all()
-            .find(|n| n.name().eq_ignore_ascii_case(s.trim()))
+        Network::ALL
+            .into_iter()
+            .find(|n| n.name().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
-                let known: Vec<&str> = Network::all().map(|n| n.name()).collect();
+                let known: Vec<&str> = Network::ALL.iter().map(|n| n.name()).collect();
                 user_error(format!(
                     "unknown network '{s}' (known: {})",
                     known.join(", ")
@@ -288,21 +294,12 @@ pub fn run(args: Args) -> Result<()> {
             Network::MobileNetV1 => Target::Layers(Network::MobileNetV1, LayerPlan::new(&args)?),
             other => {
                 return Err(user_error(format!(
-                    "--layers {} is not supported (only mobilenet-v1); time it whole with --model",
+                    "--layers knows mobilenet-v1 only; time {} whole with --model",
                     other.name()
                 )))
             }
         },
-        (_, Some(net)) => {
-            let network = Network::parse(net)?;
-            if network.name().starts_with("efficientnet-lite") && args.width != 1.0 {
-                return Err(user_error(format!(
-                    "--width does not apply to {}: its width is in its name",
-                    network.name()
-                )));
-            }
-            Target::Model(network)
-        }
+        (_, Some(net)) => Target::Model(Network::parse(net)?),
         (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
     };
     let exec = Executor::new(args.threads)?;
@@ -536,6 +533,7 @@ fn bench_layers(
     budget: Budget,
     progress: &Progress,
 ) -> Result<Report> {
+    debug_assert_eq!(network, Network::MobileNetV1, "checked in run()");
     let LayerPlan {
         stages,
         ops,
@@ -773,23 +771,44 @@ fn bench_model(
     let input = [args.batch, 3, args.resolution, args.resolution];
     let mut rng = SplitMix64::new(SEED ^ 1);
     let x = random_nhwc(&mut rng, input)?;
-    progress.now(&format!(
-        "timing {} (batch {})...",
-        network.name(),
-        args.batch
-    ));
-    let (cost, timing) = match network {
-        Network::MobileNetV1 => {
-            let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
-            let cost = net.cost(args.batch)?.total();
-            (cost, time(budget, || net.forward_with(&x, exec).map(drop))?)
+    let timing;
+    let cost;
+    if network == Network::MobileNetV1 {
+        if args.weights.is_some() {
+            return Err(user_error(
+                "--weights: mobilenet-v1 has no checkpoint naming; it runs with random weights",
+            ));
         }
-        Network::Named(name) => {
-            let net = dsconv::models::Network::random(name, args.width, SEED)?;
-            let cost = net.cost(input)?;
-            (cost, time(budget, || net.forward_with(&x, exec).map(drop))?)
+        let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
+        cost = net.cost(args.batch)?.total();
+        progress.now(&format!(
+            "timing {} (batch {})...",
+            network.name(),
+            args.batch
+        ));
+        timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    } else {
+        if network == Network::EfficientNetLite0 && args.width != 1.0 {
+            return Err(user_error(
+                "efficientnet-lite0 has a fixed width; drop --width",
+            ));
         }
-    };
+        let net = match &args.weights {
+            Some(path) => {
+                progress.now(&format!("loading {}...", path.display()));
+                let sd = dsconv::weights::StateDict::load(path)?;
+                dsconv::models::Network::from_state_dict(network.name(), &sd, args.width)?
+            }
+            None => dsconv::models::Network::random(network.name(), args.width, SEED)?,
+        };
+        cost = net.cost(input)?;
+        progress.now(&format!(
+            "timing {} (batch {})...",
+            network.name(),
+            args.batch
+        ));
+        timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
+    }
     let seconds = timing.median_ms * 1e-3;
     let gflops = cost.flops() as f64 / seconds / 1e9;
     let pct_peak = 100.0 * gflops / machine.peak_gflops;
@@ -798,6 +817,7 @@ fn bench_model(
         "network": network.name(),
         "width": args.width,
         "resolution": args.resolution,
+        "weights": args.weights.as_ref().map(|p| p.display().to_string()),
         "peak_gflops": machine.peak_gflops,
         "bandwidth_gbs": machine.dram_read_gbs,
         "peak_isa": machine.isa,
