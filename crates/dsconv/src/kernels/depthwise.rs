@@ -714,7 +714,7 @@ impl Tiles {
         let vector_bytes = S::LANES * 4;
         let misaligned = a.head_bytes % vector_bytes;
         let head = if misaligned != 0
-            && (a.channels * 4) % vector_bytes == 0
+            && (a.channels * 4).is_multiple_of(vector_bytes)
             && a.channels >= HEAD_MIN_TILES * S::LANES
             && a.g.stride_w == 1
         {
