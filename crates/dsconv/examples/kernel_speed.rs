@@ -155,6 +155,21 @@ fn main() {
             [1, 32, 112, 112],
         ),
         (
+            "dw3 s1 C128 @28 (L2-hot)".into(),
+            Layer::Conv(Box::new(dw(&mut rng, 128, 1))),
+            [1, 128, 28, 28],
+        ),
+        (
+            "dw3 s1 C64 @28 (L2-hot)".into(),
+            Layer::Conv(Box::new(dw(&mut rng, 64, 1))),
+            [1, 64, 28, 28],
+        ),
+        (
+            "dw3 s2 C128 @28 (L2-hot)".into(),
+            Layer::Conv(Box::new(dw(&mut rng, 128, 2))),
+            [1, 128, 28, 28],
+        ),
+        (
             "dw3 s1 C512 @14".into(),
             Layer::Conv(Box::new(dw(&mut rng, 512, 1))),
             [1, 512, 14, 14],

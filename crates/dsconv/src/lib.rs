@@ -39,6 +39,7 @@ pub mod reference;
 pub mod rng;
 pub mod tensor;
 pub mod weights;
+pub mod workspace;
 
 pub use cost::Cost;
 pub use error::{Error, Result};

@@ -499,3 +499,34 @@ fn depthwise_unpadded_with_non_zero_padding_mode_takes_the_kernel() {
         "depthwise 3x3 reflect unpadded",
     );
 }
+
+#[test]
+fn depthwise_head_tile_for_every_input_alignment() {
+    // C = 128 (8 AVX-512 tiles, 16 AVX2 tiles): a misaligned input gets a masked head tile
+    // so later loads are aligned; every offset within a cache line must give the same result.
+    let mut rng = SplitMix64::new(13);
+    let (c, h, w) = (128, 5, 11);
+    let params = Conv2dParams::default()
+        .with_padding(Padding::asymmetric(1, 0, 1, 2))
+        .with_groups(c);
+    let g = ConvGeometry::new([1, c, h, w], [c, 1, 3, 3], &params).unwrap();
+    let weights = rng.vec(c * 9, -1.0, 1.0);
+    let bias = rng.vec(c, -1.0, 1.0);
+    let packed = PackedDepthwise::new(&weights, [c, 1, 3, 3], Some(&bias)).unwrap();
+    let n = h * w * c;
+    let big = rng.vec(n + 16, -1.0, 1.0);
+    let wt = Tensor::from_nchw(weights.clone(), [c, 1, 3, 3]).unwrap();
+    for offset in 0..16 {
+        let x = &big[offset..offset + n];
+        let xt = Tensor::from_nhwc(x.to_vec(), [1, h, w, c]).unwrap();
+        let want = expected(&xt, &wt, Some(&bias), &params, Activation::Relu6);
+        for &isa in available_isas() {
+            let mut out = vec![f32::NAN; g.out_h * g.out_w * c];
+            packed
+                .run_rows(isa, &g, x, 0..g.out_h, &mut out, c, Activation::Relu6)
+                .unwrap();
+            let got = Tensor::from_nhwc(out, [1, g.out_h, g.out_w, c]).unwrap();
+            assert_close(&got, &want, &format!("offset {offset} [{}]", isa.name()));
+        }
+    }
+}

@@ -23,18 +23,8 @@ pub fn pack(weight: &[f32], dims: [usize; 4], bias: Option<&[f32]>) -> Result<Pa
     })
 }
 
-/// Copies `src` into `dst` (same length); an element loop for short runs, where a
-/// `memcpy` call costs more than the copy.
-#[inline]
-fn copy_small(dst: &mut [f32], src: &[f32]) {
-    if src.len() <= 16 {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = *s;
-        }
-    } else {
-        dst.copy_from_slice(src);
-    }
-}
+/// Longest contiguous run copied as one 16-float vector, and the scratch slack for it.
+const SPILL: usize = 16;
 
 /// Output pixels per band for a reduction of `k` floats, a multiple of the tier's tile.
 pub fn band_pixels(isa: Isa, k: usize) -> usize {
@@ -59,44 +49,65 @@ pub fn conv_pixels(
     let cout = g.out_channels;
     debug_assert_eq!(k, cin * g.kernel_h * g.kernel_w);
     let band = band_pixels(isa, k);
-    scratch.ensure_len(band * k);
+    // SPILL floats of slack: short contiguous runs are copied as one whole vector (see
+    // below), which may write past the band's last row.
+    scratch.ensure_len(band * k + SPILL);
     let plane = g.out_h * g.out_w;
+    let image_len = g.in_h * g.in_w * cin;
+    let row_len = g.in_w * cin;
+    let run_len = g.kernel_w * cin;
     let mut start = pixels.start;
     while start < pixels.end {
         let count = band.min(pixels.end - start);
-        let rows = &mut scratch[..count * k];
-        for (r, row) in rows.chunks_exact_mut(k).enumerate() {
-            let p = start + r;
-            let (n, rest) = (p / plane, p % plane);
-            let (oy, ox) = (rest / g.out_w, rest % g.out_w);
-            let image = &input[n * g.in_h * g.in_w * cin..][..g.in_h * g.in_w * cin];
-            let row_len = g.in_w * cin;
+        let rows = &mut scratch[..count * k + SPILL];
+        // (n, oy, ox) of pixel `start`, then stepped without divisions.
+        let (mut n, rest) = (start / plane, start % plane);
+        let (mut oy, mut ox) = (rest / g.out_w, rest % g.out_w);
+        for r in 0..count {
+            let image_start = n * image_len;
+            let first = g.input_col(ox, 0);
+            let last = g.input_col(ox, g.kernel_w - 1);
+            let contiguous = g.dilation_w == 1 && first >= 0 && (last as usize) < g.in_w;
             for i in 0..g.kernel_h {
                 let iy = g.input_row(oy, i);
-                let dst_row = &mut row[i * g.kernel_w * cin..][..g.kernel_w * cin];
+                let dst = r * k + i * run_len;
                 if !(0..g.in_h as isize).contains(&iy) {
-                    dst_row.fill(0.0);
+                    rows[dst..dst + run_len].fill(0.0);
                     continue;
                 }
-                let src_row = &image[iy as usize * row_len..][..row_len];
-                let first = g.input_col(ox, 0);
-                let last = g.input_col(ox, g.kernel_w - 1);
-                if g.dilation_w == 1 && first >= 0 && (last as usize) < g.in_w {
-                    // All kW taps inside and adjacent: one contiguous kW·C_in copy (the
-                    // stem's C_in = 3 made per-tap copies of 3 floats the bottleneck).
-                    let src = first as usize * cin;
-                    copy_small(dst_row, &src_row[src..src + g.kernel_w * cin]);
+                let src_row = image_start + iy as usize * row_len;
+                if contiguous {
+                    // All kW taps inside and adjacent: one contiguous kW·C_in run (per-tap
+                    // copies of 3 floats made the stem's im2col cost 4× its GEMM).
+                    let src = src_row + first as usize * cin;
+                    if run_len <= SPILL && src + SPILL <= input.len() {
+                        // One whole-vector copy; the extra floats land on positions that
+                        // are written later (this pixel's next kernel row, the next pixel)
+                        // or in the slack.
+                        rows[dst..dst + SPILL].copy_from_slice(&input[src..src + SPILL]);
+                    } else {
+                        rows[dst..dst + run_len].copy_from_slice(&input[src..src + run_len]);
+                    }
                     continue;
                 }
                 for j in 0..g.kernel_w {
                     let ix = g.input_col(ox, j);
-                    let dst = &mut dst_row[j * cin..][..cin];
+                    let d = dst + j * cin;
                     if (0..g.in_w as isize).contains(&ix) {
-                        let src = ix as usize * cin;
-                        copy_small(dst, &src_row[src..src + cin]);
+                        let src = src_row + ix as usize * cin;
+                        rows[d..d + cin].copy_from_slice(&input[src..src + cin]);
                     } else {
-                        dst.fill(0.0);
+                        rows[d..d + cin].fill(0.0);
                     }
+                }
+            }
+            ox += 1;
+            if ox == g.out_w {
+                ox = 0;
+                oy += 1;
+                if oy == g.out_h {
+                    oy = 0;
+                    n += 1;
                 }
             }
         }

@@ -59,16 +59,21 @@
 //! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
 //! | depthwise pixel blocks | 8 (3×3 s1), 4 (s2, 5×5) | DESIGN.md §5: 7-pixel s2 tiles spilled; register counts in `depthwise` |
 //! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
+//! | `depthwise::NARROW_ROW` | 48 columns | 3×3 s1 rows narrower than this use 4-pixel blocks: C=512@14² 43 → 56, C=128@28² 72 → 78 |
+//! | `depthwise::HEAD_MIN_TILES` | 8 tiles | a masked head tile aligns the input loads of a 16-byte-aligned `Vec` (stride 1, C·4 a multiple of the vector): C=128@56² 72 → 100; at C=32 the extra tile cost more (88 → 65) |
 //! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
 //! | `fused::BAND_BYTES` | 256 KiB | a quarter of L2 for the depthwise band |
 //!
-//! Measured (1 thread, % of the measured peak): pointwise 1024→1024@14 91%,
-//! 512→512@14 96%, 256→256@28 97%, 128→128@56 95%, 32→64@112 89%, 512→1024@7 86%;
-//! dense 3×3 128→128@56 89–91%, 3→32 s2@224 30%; depthwise 3×3 s1 C=128@56 31–35%,
-//! s2 18–20%, C=32@112 31–45% (memory-bound here: the 1.6 MB input and output live in
-//! L3, and with full-width FMAs the FMA roofline is twice Zen 4's); fused separable
-//! 128→128@56 82–86%, 512→512@14 85–87%; whole MobileNetV1-224 batch 1: 65%
-//! (≈ 6.6 ms on-CPU).
+//! Measured at commit time (1 thread, on-CPU GFLOP/s, % of the measured 268 GFLOP/s
+//! peak): pointwise 1024→1024@14 249 (93%), 512→512@14 255 (95%), 256→256@28 259 (97%),
+//! 128→128@56 252 (94%), 32→64@112 237 (88%), 512→1024@7 226 (84%); dense 3×3
+//! 128→128@56 240 (89%), stem 3→32 s2@224 115 (43%); depthwise 3×3 s1 C=128@56 93 (35%),
+//! C=32@112 95 (35%), C=128@28 (L2-hot) 94 (35%), C=512@14 53 (20%), s2 C=128@56 42
+//! (16%) (standalone depthwise is bound by moving its 1.6 MB input and output through
+//! L3/L2, and with full-width FMAs the FMA roofline is twice Zen 4's); fused separable
+//! 128→128@56 231 (86%, unfused 217), 512→512@14 244 (91%, unfused 240); whole
+//! MobileNetV1-224 batch 1: 5.87 ms, 195 GFLOP/s (73%). Two-thread numbers on this
+//! shared 2-vCPU machine were not reproducible (other jobs held the second core).
 
 mod aligned;
 pub(crate) mod dense;

@@ -1,5 +1,5 @@
-//! The machine's f32 FMA peak, measured rather than assumed: independent FMA chains (enough
-//! to cover the 4-cycle latency on two FMA pipes) running from registers. The
+//! The machine's f32 FMA peak, measured rather than assumed: 24 independent FMA chains
+//! (enough to cover the 4-cycle latency on two FMA pipes) running from registers. The
 //! "% of peak" figures in benchmarks divide by this number for the same tier;
 //! `crate::machine` runs [`fma_loop`] on every thread for the multi-thread peak.
 
@@ -7,23 +7,22 @@ use super::simd::{Portable, Simd};
 use super::Isa;
 use std::time::Instant;
 
-/// Independent accumulators with AVX-512's 32 registers: latency 4 × 2 pipes × 3 for
-/// headroom.
-const CHAINS_32_REGISTERS: usize = 24;
-/// Independent accumulators with AVX2's 16 ymm registers: 24 chains spilled there and measured 96 GFLOP/s for AVX2 on the Zen 5
-/// dev machine, 12 chains (latency 4 × 2 pipes × 1.5, plus `a`, `b`) keep them in registers.
-const CHAINS_16_REGISTERS: usize = 12;
+/// Independent accumulators for AVX-512: latency 4 × 2 pipes × 3 for headroom, 24 of the
+/// 32 zmm registers.
+const CHAINS: usize = 24;
+/// Chains for AVX2: 12 of the 16 ymm registers (24 spilled and read 126 GFLOP/s on Zen 5,
+/// below the AVX2 GEMM's 131).
+const AVX2_CHAINS: usize = 12;
+/// Chains of the portable tier: 4 × 8 lanes fill 8 of the 16 SSE registers (24 spilled
+/// and measured a memory-bound 4.7 GFLOP/s, below the portable GEMM itself).
+const PORTABLE_CHAINS: usize = 4;
 
-/// Independent accumulators of the portable tier: its 8-lane arrays take two of the 16 xmm
-/// registers each.
-const CHAINS_PORTABLE: usize = 6;
-
-/// The chain count of tier `isa`.
+/// Accumulator chains used at tier `isa`.
 fn chains(isa: Isa) -> usize {
     match isa {
-        Isa::Avx512 => CHAINS_32_REGISTERS,
-        Isa::Avx2 => CHAINS_16_REGISTERS,
-        Isa::Scalar => CHAINS_PORTABLE,
+        Isa::Avx512 => CHAINS,
+        Isa::Avx2 => AVX2_CHAINS,
+        Isa::Scalar => PORTABLE_CHAINS,
     }
 }
 /// FMAs per chain per timed call of [`fma_peak_gflops`].
@@ -45,7 +44,7 @@ pub fn fma_loop(isa: Isa, iterations: u64) -> (u64, f32) {
             Isa::Avx512 => peak_avx512(iterations),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => peak_avx2(iterations),
-            _ => peak_body::<Portable, CHAINS_PORTABLE>(iterations),
+            _ => peak_body::<Portable, PORTABLE_CHAINS>(iterations),
         }
     };
     (iterations.saturating_mul(flops_per_round(isa)), checksum)
@@ -76,25 +75,25 @@ pub fn fma_peak_gflops(isa: Isa, repeats: usize) -> f64 {
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn peak_avx512(iterations: u64) -> f32 {
     // SAFETY: AVX-512 detected by the caller.
-    unsafe { peak_body::<super::simd::Avx512, CHAINS_32_REGISTERS>(iterations) }
+    unsafe { peak_body::<super::simd::Avx512, CHAINS>(iterations) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn peak_avx2(iterations: u64) -> f32 {
     // SAFETY: AVX2+FMA detected by the caller.
-    unsafe { peak_body::<super::simd::Avx2, CHAINS_16_REGISTERS>(iterations) }
+    unsafe { peak_body::<super::simd::Avx2, AVX2_CHAINS>(iterations) }
 }
 
 #[inline(always)]
-unsafe fn peak_body<S: Simd, const CHAINS: usize>(iterations: u64) -> f32 {
+unsafe fn peak_body<S: Simd, const N: usize>(iterations: u64) -> f32 {
     // SAFETY: register-only operations except the final store into a local array of 16
     // f32, at most one vector (LANES ≤ 16, checked).
     unsafe {
         // black_box: opaque constants, or constant propagation would find the fixed point.
         let a = S::splat(std::hint::black_box(A));
         let b = S::splat(std::hint::black_box(B));
-        let mut acc = [S::splat(std::hint::black_box(1.0)); CHAINS];
+        let mut acc = [S::splat(std::hint::black_box(1.0)); N];
         for _ in 0..iterations {
             for x in acc.iter_mut() {
                 *x = S::mul_add(*x, a, b);

@@ -380,6 +380,8 @@ pub struct MobileNetV1 {
     pool: GlobalAvgPool,
     /// The classifier as a 1×1 convolution on `[N, 1024α, 1, 1]`.
     fc: PointwiseConv2d,
+    /// Activation buffers reused by every forward pass.
+    workspace: crate::workspace::Workspace,
 }
 
 fn fused_conv(w: &ConvBn, params: Conv2dParams) -> Result<Conv2d> {
@@ -486,6 +488,7 @@ impl MobileNetV1 {
             blocks,
             pool: GlobalAvgPool,
             fc,
+            workspace: crate::workspace::Workspace::default(),
         })
     }
 
@@ -535,14 +538,30 @@ impl MobileNetV1 {
                 &converted
             }
         };
-        let mut y = self.stem.forward_with(x, exec)?;
+        // Intermediate tensors come from the workspace and go back to it: no allocation
+        // or page fault in steady state.
+        let ws = &self.workspace;
+        let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
+        let mut y = ws.take(nhwc(self.stem.geometry(x.logical_dims())?.output_dims()))?;
+        self.stem.forward_into(x, &mut y, exec)?;
         for block in &self.blocks {
-            y = match block {
-                Block::Separable(b) => b.forward_with(&y, exec)?,
-                Block::Standard(b) => b.forward_with(&y, exec)?,
+            let out_dims = match block {
+                Block::Separable(b) => {
+                    let g = b.depthwise().as_conv2d().geometry(y.logical_dims())?;
+                    let [n, _, h, w] = g.output_dims();
+                    [n, h, w, b.pointwise().out_channels()]
+                }
+                Block::Standard(b) => nhwc(b.geometry(y.logical_dims())?.output_dims()),
             };
+            let mut next = ws.take(out_dims)?;
+            match block {
+                Block::Separable(b) => b.forward_into(&y, &mut next, exec)?,
+                Block::Standard(b) => b.forward_into(&y, &mut next, exec)?,
+            }
+            ws.give(std::mem::replace(&mut y, next));
         }
         let pooled = self.pool.forward(&y)?;
+        ws.give(y);
         let logits = self.fc.forward_with(&pooled, exec)?;
         Tensor::from_nchw(logits.into_data(), [n, CLASSES, 1, 1])
     }

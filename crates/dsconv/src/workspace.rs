@@ -1,0 +1,81 @@
+//! Reusable activation buffers for networks that run layer after layer: each forward pass
+//! takes its intermediate NHWC tensors from a [`Workspace`] and gives them back, so
+//! steady-state passes neither allocate nor page-fault. (Fresh multi-MiB outputs per
+//! layer made the kernel zero pages for 20% of a MobileNetV1-224 forward pass.)
+
+use crate::error::Result;
+use crate::tensor::{Layout, Tensor};
+use std::sync::Mutex;
+
+/// A pool of f32 buffers. Cloning gives an empty pool; concurrent forward passes each
+/// take their own buffers (the lock is held only while taking or giving one).
+#[derive(Default)]
+pub struct Workspace {
+    free: Mutex<Vec<Vec<f32>>>,
+}
+
+impl Clone for Workspace {
+    fn clone(&self) -> Self {
+        Workspace::default()
+    }
+}
+
+impl std::fmt::Debug for Workspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let buffers = self.free.lock().map_or(0, |v| v.len());
+        write!(f, "Workspace({buffers} free buffers)")
+    }
+}
+
+impl Workspace {
+    /// An NHWC tensor with memory-order dims `dims` (`[N, H, W, C]`). Its contents are
+    /// unspecified (every kernel overwrites its whole output).
+    pub fn take(&self, dims: [usize; 4]) -> Result<Tensor> {
+        let len = crate::error::product(&dims, "workspace tensor")?;
+        let reused = self.free.lock().ok().and_then(|mut free| {
+            // The smallest free buffer whose capacity suffices, else the largest.
+            let pick = free
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= len)
+                .min_by_key(|(_, v)| v.capacity())
+                .or_else(|| free.iter().enumerate().max_by_key(|(_, v)| v.capacity()))
+                .map(|(i, _)| i);
+            pick.map(|i| free.swap_remove(i))
+        });
+        let mut data = reused.unwrap_or_default();
+        if data.len() >= len {
+            data.truncate(len);
+        } else {
+            data.resize(len, 0.0);
+        }
+        Tensor::new(data, dims, Layout::Nhwc)
+    }
+
+    /// Returns a tensor's buffer to the pool.
+    pub fn give(&self, t: Tensor) {
+        if let Ok(mut free) = self.free.lock() {
+            free.push(t.into_data());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_reused_without_reallocation() {
+        let ws = Workspace::default();
+        let a = ws.take([1, 4, 4, 8]).unwrap();
+        let ptr = a.data().as_ptr();
+        ws.give(a);
+        let b = ws.take([1, 2, 2, 8]).unwrap();
+        assert_eq!(b.data().as_ptr(), ptr);
+        assert_eq!(b.dims(), [1, 2, 2, 8]);
+        ws.give(b);
+        let c = ws.take([1, 4, 4, 8]).unwrap();
+        assert_eq!(c.data().as_ptr(), ptr);
+        assert_eq!(c.len(), 128);
+    }
+}
