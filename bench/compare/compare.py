@@ -9,6 +9,14 @@ already folded into the convolutions' bias: stem, 13 blocks, GlobalAveragePool, 
 Weights are random. ONNX Runtime gets NCHW (its native layout; MLAS reorders to NCHWc
 inside), dsconv gets NHWC (its own), both through their public APIs.
 
+With --torch, PyTorch eager runs the whole networks too, in the same rounds: the same
+architectures as torch modules (MobileNetV1 written here, MobileNetV2 from the test
+fixtures' generator, EfficientNet-Lite0 from scripts/effnet_reference.py; random weights,
+BatchNorm in eval mode), NCHW float32, torch.set_num_threads(T), torch.inference_mode();
+--torch-channels-last also times the channels_last memory format. Their MACs and
+parameters (BatchNorm folded) are checked against the ONNX graphs. torch is imported only
+then, so the script runs without it.
+
 In each round the script runs `dsconv bench --json` and then ONNX Runtime on the same
 layers, so that a change in machine load hits both; each side's per-round medians are
 reduced to a median over the rounds. It prints a ratio table (dsconv time / ORT time: < 1
@@ -17,6 +25,8 @@ means dsconv is faster) and writes a dated record to bench/records/.
 Usage (from the repository root):
     cargo build --release
     python bench/compare/compare.py --threads 2,1 --batch 1 --rounds 3
+    python bench/compare/compare.py --networks mobilenet-v2,efficientnet-lite0 --no-layers \
+        --threads 2 --torch --torch-channels-last
 """
 
 from __future__ import annotations
@@ -238,11 +248,173 @@ NETWORK_GRAPHS = {"mobilenet-v1": mobilenet_v1_graph, "mobilenet-v2": mobilenet_
 
 
 def network_graph(name: str, alpha: float, resolution: int, batch: int, seed: int):
-    """(serialized model, input shape, MACs) of a whole network with random weights."""
+    """(serialized model, input shape, MACs, parameters) of a whole network with random
+    weights."""
     g = GraphBuilder(np.random.default_rng(seed), batch, resolution)
     logits = NETWORK_GRAPHS[name](g, alpha, resolution)
     shape = [batch, 3, resolution, resolution]
-    return g.model(shape, logits, [batch, CLASSES]), shape, g.macs
+    params = sum(int(np.prod(t.dims)) for t in g.inits if not t.name.startswith("clip_"))
+    return g.model(shape, logits, [batch, CLASSES]), shape, g.macs, params
+
+
+def import_torch():
+    """PyTorch, imported only for --torch (the script runs without it otherwise)."""
+    try:
+        import torch
+    except ImportError as e:
+        raise SystemExit(f"compare: --torch needs PyTorch ({e})") from e
+    return torch
+
+
+def torch_network(name: str, alpha: float, seed: int):
+    """(forward, weights) of a PyTorch eager network with the same architecture as the ONNX
+    graph and dsconv's model: forward(weights, x) on NCHW float32, BatchNorm in eval mode
+    (not folded: eager PyTorch runs it as a separate op) and ReLU6. Weights are He-normal
+    with random BatchNorm statistics (PyTorch's default init shrinks the activations layer
+    by layer towards denormals, which would time something else)."""
+    torch = import_torch()
+    from torch import nn
+    import torch.nn.functional as F
+
+    sys.path.insert(0, str(REPO / "crates/dsconv/tests/fixtures/weights"))
+    sys.path.insert(0, str(REPO / "scripts"))
+    import gen_mobilenet_v2  # the torchvision-structured MobileNetV2 of the test fixtures
+    gen = torch.Generator().manual_seed(seed)
+
+    def he(*shape):
+        fan_in = int(np.prod(shape[1:]))
+        return torch.randn(*shape, generator=gen) * (2.0 / fan_in) ** 0.5
+
+    def randomise(net):
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.weight.copy_(he(*m.weight.shape))
+                if isinstance(m, nn.BatchNorm2d):
+                    m.weight.uniform_(0.5, 1.5, generator=gen)
+                    m.bias.uniform_(-0.2, 0.2, generator=gen)
+                    m.running_mean.uniform_(-0.2, 0.2, generator=gen)
+                    m.running_var.uniform_(0.5, 1.5, generator=gen)
+        return net.eval()
+
+    if name == "mobilenet-v1":
+        cba = gen_mobilenet_v2.conv_bn_act  # Conv (no bias) + BatchNorm2d + ReLU6
+
+        class MobileNetV1(nn.Module):
+            """Stem, 13 separable blocks (depthwise 3x3 + BN + ReLU6, pointwise + BN +
+            ReLU6), global average pool, linear: the graph mobilenet_v1_graph builds."""
+
+            def __init__(self):
+                super().__init__()
+                layers = [cba(3, scale(STEM, alpha), 3, 2)]
+                for _, c, co, s, _, _ in stages(alpha, 224)[1:]:
+                    layers += [cba(c, c, 3, s, groups=c), cba(c, co, 1)]
+                self.features = nn.Sequential(*layers)
+                self.fc = nn.Linear(scale(1024, alpha), CLASSES)
+
+            def forward(self, x):
+                return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+        net = randomise(MobileNetV1())
+        return (lambda m, x: m(x)), net
+    if name == "mobilenet-v2":
+        net = randomise(gen_mobilenet_v2.MobileNetV2(alpha, CLASSES))
+        return (lambda m, x: m(x)), net
+    if name == "efficientnet-lite0":
+        # scripts/effnet_reference.py's functional Lite0 (TF "same" padding as an explicit
+        # pad, like dsconv's model) on a random state_dict in the checkpoint's naming.
+        import effnet_reference as ref
+        sd = {}
+
+        def conv_bn(conv, bn, c_out, c_in, k):
+            sd[conv + ".weight"] = he(c_out, c_in, k, k)
+            sd[bn + ".weight"] = torch.rand(c_out, generator=gen) + 0.5
+            sd[bn + ".bias"] = (torch.rand(c_out, generator=gen) - 0.5) * 0.4
+            sd[bn + ".running_mean"] = (torch.rand(c_out, generator=gen) - 0.5) * 0.4
+            sd[bn + ".running_var"] = torch.rand(c_out, generator=gen) + 0.5
+
+        conv_bn("_conv_stem", "_bn0", 32, 3, 3)
+        idx = 0
+        for repeats, k, _, e, c_in, c_out in ref.STAGES:
+            for r in range(repeats):
+                inp = c_in if r == 0 else c_out
+                hidden, p = inp * e, f"_blocks.{idx}."
+                if e != 1:
+                    conv_bn(p + "_expand_conv", p + "_bn0", hidden, inp, 1)
+                conv_bn(p + "_depthwise_conv", p + "_bn1", hidden, 1, k)
+                conv_bn(p + "_project_conv", p + "_bn2", c_out, hidden, 1)
+                idx += 1
+        conv_bn("_conv_head", "_bn1", 1280, 320, 1)
+        sd["_fc.weight"] = he(CLASSES, 1280)
+        sd["_fc.bias"] = torch.zeros(CLASSES)
+        return ref.efficientnet_lite0, sd
+    raise ValueError(name)
+
+
+def torch_to_channels_last(weights):
+    """The same network with 4-d weights (and so the convolutions) in channels_last."""
+    torch = import_torch()
+    cl = torch.channels_last
+    if isinstance(weights, dict):
+        return {k: v.contiguous(memory_format=cl) if v.dim() == 4 else v
+                for k, v in weights.items()}
+    import copy
+    return copy.deepcopy(weights).to(memory_format=cl)
+
+
+def torch_folded_params(weights) -> int:
+    """Parameters once BatchNorm is folded (each convolution gets a bias of C_out), as in
+    the ONNX graph: conv weights + C_out per conv + the linear layer."""
+    tensors = weights.items() if isinstance(weights, dict) else weights.state_dict().items()
+    total = 0
+    for k, v in tensors:
+        if v.dim() == 4:
+            total += v.numel() + v.shape[0]
+        elif v.dim() == 2 or k.endswith(("fc.bias", "classifier.1.bias")):
+            total += v.numel()
+    return total
+
+
+def torch_macs(forward, weights, shape) -> int:
+    """Multiply-accumulates of one forward pass, counted by PyTorch's FlopCounterMode
+    (convolutions and the linear layer, FLOPs = 2 MACs)."""
+    torch = import_torch()
+    from torch.utils.flop_counter import FlopCounterMode
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        y = forward(weights, torch.zeros(shape))
+    if tuple(y.shape) != (shape[0], CLASSES):
+        raise SystemExit(f"compare: torch network gives {tuple(y.shape)} logits")
+    return counter.get_total_flops() // 2
+
+
+def time_torch(forward, weights, shape, threads: int, channels_last: bool, budget) -> dict:
+    """Same rule as time_ort, PyTorch eager with set_num_threads(T) under inference_mode;
+    input NCHW float32, or channels_last (with weights already converted)."""
+    torch = import_torch()
+    runs, min_time, max_time = budget
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        y = forward(weights, x)
+        if not bool(torch.isfinite(y).all()):
+            raise SystemExit("compare: torch network gives non-finite logits")
+        start = time.perf_counter()
+        while time.perf_counter() - start < 0.02:
+            forward(weights, x)
+        samples, total = [], 0.0
+        while True:
+            t = time.perf_counter()
+            forward(weights, x)
+            d = time.perf_counter() - t
+            total += d
+            samples.append(d * 1e3)
+            n = len(samples)
+            if (n >= runs and total >= min_time) or (n >= min(3, runs) and total >= max_time):
+                break
+    return {"median_ms": statistics.median(samples), "min_ms": min(samples), "runs": len(samples)}
 
 
 def make_session(model: bytes, threads: int) -> ort.InferenceSession:
@@ -360,9 +532,22 @@ def compare_threads(args, threads: int, log) -> dict:
     width_of = {n: 1.0 if n.startswith("efficientnet") else args.width for n in args.networks}
     model_graphs = {n: network_graph(n, width_of[n], args.resolution, args.batch, seed=7)
                     for n in args.networks}
+    # PyTorch eager (--torch): the same networks, NCHW and optionally channels_last.
+    torch_layouts = (["nchw", "channels_last"] if args.torch_channels_last else ["nchw"]
+                     if args.torch else [])
+    torch_nets, torch_checks = {}, {}
+    for n in args.networks if torch_layouts else []:
+        forward, weights = torch_network(n, width_of[n], seed=7)
+        shape = model_graphs[n][1]
+        torch_checks[n] = {"macs": torch_macs(forward, weights, shape),
+                           "params": torch_folded_params(weights)}
+        torch_nets[n] = {"nchw": (forward, weights)}
+        if "channels_last" in torch_layouts:
+            torch_nets[n]["channels_last"] = (forward, torch_to_channels_last(weights))
     ds_layers, ort_layers, meta = {}, {}, None
     ds_models = {n: [] for n in args.networks}
     ort_models = {n: [] for n in args.networks}
+    torch_models = {(n, lay): [] for n in args.networks for lay in torch_layouts}
     for r in range(args.rounds):
         if not args.no_layers:
             log(f"threads {threads}, round {r + 1}/{args.rounds}: dsconv layers "
@@ -376,7 +561,7 @@ def compare_threads(args, threads: int, log) -> dict:
             sess = make_session(model, threads)
             ort_layers.setdefault((b, k), []).append(time_ort(sess, shape, budget))
             del sess
-        for n, (model, shape, _) in model_graphs.items():
+        for n, (model, shape, _, _) in model_graphs.items():
             log(f"threads {threads}, round {r + 1}/{args.rounds}: whole {n} (load {load()})")
             doc = run_dsconv(args.dsconv, ["--model", n, *common_args(width_of[n])])
             meta = meta or doc
@@ -384,6 +569,10 @@ def compare_threads(args, threads: int, log) -> dict:
             sess = make_session(model, threads)
             ort_models[n].append(time_ort(sess, shape, budget))
             del sess
+            for lay in torch_layouts:
+                forward, weights = torch_nets[n][lay]
+                torch_models[(n, lay)].append(time_torch(
+                    forward, weights, shape, threads, lay == "channels_last", budget))
     rows = []
     for (b, op), runs in sorted(ds_layers.items(), key=lambda kv: (kv[0][0], ops.index(kv[0][1]))):
         first = runs[0]
@@ -409,10 +598,15 @@ def compare_threads(args, threads: int, log) -> dict:
         ds = median_over_rounds(runs)
         ort_t = median_over_rounds(ort_models[n])
         flops = runs[0]["flops"]
-        graph_macs = model_graphs[n][2]
+        graph_macs, graph_params = model_graphs[n][2], model_graphs[n][3]
         if abs(graph_macs - runs[0]["macs"]) > 0.005 * runs[0]["macs"]:
             log(f"warning: {n}: the ONNX graph has {graph_macs} MACs, dsconv's cost model "
                 f"{runs[0]['macs']}: the two networks differ")
+        if n in torch_checks:
+            tm, tp = torch_checks[n]["macs"], torch_checks[n]["params"]
+            if tm != graph_macs or tp != graph_params:
+                log(f"warning: {n}: the torch network has {tm} MACs and {tp} parameters (BN "
+                    f"folded), the ONNX graph {graph_macs} and {graph_params}: they differ")
         result["models"][n] = {
             "dsconv_ms": ds["median_ms"], "ort_ms": ort_t["median_ms"],
             "ratio": ds["median_ms"] / ort_t["median_ms"],
@@ -423,10 +617,42 @@ def compare_threads(args, threads: int, log) -> dict:
             "ort_gflops": flops / ort_t["median_ms"] / 1e6,
             "dsconv_round_medians_ms": ds["round_medians_ms"],
             "ort_round_medians_ms": ort_t["round_medians_ms"],
+            "onnx_graph_params": graph_params,
         }
+        for lay in torch_layouts:
+            m = result["models"][n]
+            key = "torch" if lay == "nchw" else "torch_cl"
+            t = median_over_rounds(torch_models[(n, lay)])
+            m[f"{key}_ms"], m[f"{key}_min_ms"] = t["median_ms"], t["min_ms"]
+            m[f"{key}_ratio"] = ds["median_ms"] / t["median_ms"]
+            m[f"{key}_min_ratio"] = ds["min_ms"] / t["min_ms"]
+            m[f"{key}_gflops"] = flops / t["median_ms"] / 1e6
+            m[f"{key}_round_medians_ms"] = t["round_medians_ms"]
+            m["torch_macs"], m["torch_params"] = torch_checks[n]["macs"], torch_checks[n]["params"]
     if "mobilenet-v1" in result["models"]:
         result["model"] = result["models"]["mobilenet-v1"]
     return result
+
+
+def torch_table(models: dict) -> list[str]:
+    """Whole networks, three engines: dsconv, ONNX Runtime, PyTorch eager NCHW (and
+    channels_last when timed). Ratios are dsconv time / the other engine's time."""
+    cl = any("torch_cl_ms" in m for m in models.values())
+    head = ["network", "MMACs", "dsconv ms", "ORT ms", "torch ms"]
+    head += ["torch CL ms"] if cl else []
+    head += ["dsconv/ORT", "dsconv/torch"] + (["dsconv/torch CL"] if cl else [])
+    head += ["min ratio ORT", "min ratio torch"] + (["min ratio torch CL"] if cl else [])
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for n, m in models.items():
+        cells = [n, f"{m['macs'] / 1e6:.1f}", f"{m['dsconv_ms']:.3f}", f"{m['ort_ms']:.3f}",
+                 f"{m['torch_ms']:.3f}"]
+        cells += [f"{m['torch_cl_ms']:.3f}"] if cl else []
+        cells += [f"{m['ratio']:.2f}", f"{m['torch_ratio']:.2f}"]
+        cells += [f"{m['torch_cl_ratio']:.2f}"] if cl else []
+        cells += [f"{m['min_ratio']:.2f}", f"{m['torch_min_ratio']:.2f}"]
+        cells += [f"{m['torch_cl_min_ratio']:.2f}"] if cl else []
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def table(result: dict) -> str:
@@ -434,10 +660,17 @@ def table(result: dict) -> str:
     lines = [f"threads {t}: measured FMA peak {result['peak_gflops']:.1f} GFLOP/s, "
              f"DRAM read {result['bandwidth_gbs']:.1f} GB/s; dsconv kernels "
              f"{result.get('kernel_isa') or 'unknown'}",
-             "",
-             "| block | layer | op | MMACs | dsconv ms | ORT ms | dsconv/ORT | dsconv GFLOP/s "
-             "| ORT GFLOP/s | min ratio |",
-             "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+             ""]
+    models = result.get("models", {})
+    with_torch = any("torch_ms" in m for m in models.values())
+    if with_torch:
+        lines += torch_table(models)
+        if not result["layers"]:
+            return "\n".join(lines)
+        lines.append("")
+    lines += ["| block | layer | op | MMACs | dsconv ms | ORT ms | dsconv/ORT | dsconv GFLOP/s "
+              "| ORT GFLOP/s | min ratio |",
+              "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     sums: dict[str, list[float]] = {}
     for r in result["layers"]:
         lines.append(f"| {r['block']} | {r['name']} | {r['op']} | {r['macs'] / 1e6:.1f} | "
@@ -448,7 +681,7 @@ def table(result: dict) -> str:
         s[1] += r["ort_ms"]
     for op, (d, o) in sums.items():
         lines.append(f"| all | sum | {op} | | {d:.3f} | {o:.3f} | {d / o:.2f} | | | |")
-    for n, m in result.get("models", {}).items():
+    for n, m in ({} if with_torch else models).items():
         lines.append(f"| - | whole network | {n} | {m['macs'] / 1e6:.1f} | "
                      f"{m['dsconv_ms']:.3f} | {m['ort_ms']:.3f} | {m['ratio']:.2f} | "
                      f"{m['dsconv_gflops']:.1f} | {m['ort_gflops']:.1f} | "
@@ -485,6 +718,11 @@ def main() -> int:
     p.add_argument("--no-model", action="store_true", help="skip the whole networks")
     p.add_argument("--no-layers", action="store_true",
                    help="skip the MobileNetV1 layers (whole networks only)")
+    p.add_argument("--torch", action="store_true",
+                   help="also time PyTorch eager (NCHW float32) on the whole networks, "
+                   "alternating in the same rounds")
+    p.add_argument("--torch-channels-last", action="store_true",
+                   help="with --torch (implied), also time PyTorch in channels_last")
     p.add_argument("--no-record", action="store_true", help="do not write bench/records/")
     p.add_argument("--records", type=Path, default=REPO / "bench/records")
     p.add_argument("--note", default="", help="free text added to the record")
@@ -501,6 +739,10 @@ def main() -> int:
         p.error(f"unknown networks {bad} (known: {', '.join(NETWORK_GRAPHS)})")
     if args.no_layers and not args.networks:
         p.error("--no-layers with --no-model leaves nothing to compare")
+    args.torch = args.torch or args.torch_channels_last
+    if args.torch and not args.networks:
+        p.error("--torch times whole networks only: drop --no-model")
+    torch_version = import_torch().__version__ if args.torch else None
     thread_counts = [int(t) for t in args.threads.split(",") if t.strip()]
     if not args.dsconv.exists():
         p.error(f"{args.dsconv} not found: run `cargo build --release` first")
@@ -521,9 +763,12 @@ def main() -> int:
         "max_time_s": args.max_time,
         "versions": {"dsconv": dsconv_version(args.dsconv), "dsconv_commit": git_commit(),
                      "onnxruntime": ort.__version__, "onnx": onnx.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
+                     "numpy": np.__version__, "python": platform.python_version(),
+                     "torch": torch_version},
         "load_average_before": load_before, "load_average_after": load(),
-        "layouts": "dsconv NHWC, ONNX Runtime NCHW (MLAS reorders to NCHWc inside)",
+        "layouts": "dsconv NHWC, ONNX Runtime NCHW (MLAS reorders to NCHWc inside)"
+                   + (", PyTorch eager NCHW" if args.torch else "")
+                   + (" and channels_last" if args.torch_channels_last else ""),
         "note": args.note,
         "results": results,
     }
@@ -539,7 +784,8 @@ def main() -> int:
             stem, n = f"{base}-{n}", n + 1
         (args.records / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
         title = ", ".join(subjects)
-        md = [f"# {title}: dsconv vs ONNX Runtime, {record['date_utc']}", "",
+        engines = "ONNX Runtime" + (" and PyTorch eager" if args.torch else "")
+        md = [f"# {title}: dsconv vs {engines}, {record['date_utc']}", "",
               f"- CPU: {cpu}, {record['cores']} cores visible",
               f"- layers: {'none' if args.no_layers else 'MobileNetV1'}; whole networks: "
               f"{', '.join(args.networks) or 'none'}; alpha={args.width} (MobileNets), "
@@ -547,13 +793,19 @@ def main() -> int:
               f"batch {args.batch}; threads {', '.join(map(str, thread_counts))}",
               f"- versions: {record['versions']['dsconv']} "
               f"(commit {record['versions']['dsconv_commit']}), onnxruntime {ort.__version__}, "
-              f"onnx {onnx.__version__}, numpy {np.__version__}, python {platform.python_version()}",
-              f"- method: {args.rounds} alternating rounds (dsconv, then ORT, per round); per "
+              f"onnx {onnx.__version__}, numpy {np.__version__}, python {platform.python_version()}"
+              + (f", torch {torch_version}" if args.torch else ""),
+              f"- method: {args.rounds} alternating rounds (dsconv, then ORT"
+              + (", then PyTorch" if args.torch else "") + ", per round); per "
               f"op and round the median of >= {args.runs} runs and >= {args.min_time} s (capped "
               f"at {args.max_time} s, >= 3 runs); the table shows the median over rounds",
               f"- layouts: {record['layouts']}; ORT with intra_op_num_threads = T, sequential, "
               "all graph optimisations, IOBinding; separable_unfused is compared with the same "
               "two-conv ORT graph as separable",
+              *(["- PyTorch eager: torch.set_num_threads(T), torch.inference_mode(), BatchNorm "
+                 "in eval mode (not folded), same architecture (MACs counted with "
+                 "FlopCounterMode and parameters with BN folded checked against the ONNX graph)"]
+                if args.torch else []),
               f"- load average (1/5/15 min) before {load_before}, after {record['load_average_after']}",
               "- caveat: a one-layer ORT graph includes MLAS's NCHW -> NCHWc reorders of its input "
               "and output, which a whole network pays once; dsconv's NHWC layers need none. The "
@@ -562,7 +814,9 @@ def main() -> int:
         if args.note:
             md.append(f"- note: {args.note}")
         md += ["", "dsconv/ORT = median dsconv time / median ORT time (< 1: dsconv faster); "
-               "min ratio = the same for the fastest single runs (least disturbed by load)",
+               + ("dsconv/torch the same against PyTorch eager (CL: channels_last); "
+                  if args.torch else "")
+               + "min ratio = the same for the fastest single runs (least disturbed by load)",
                "", text, ""]
         (args.records / f"{stem}.md").write_text("\n".join(md))
         log(f"wrote {args.records / stem}.json and .md")
