@@ -276,8 +276,9 @@ def torch_network(name: str, alpha: float, seed: int):
     from torch import nn
     import torch.nn.functional as F
 
-    sys.path.insert(0, str(REPO / "crates/dsconv/tests/fixtures/weights"))
-    sys.path.insert(0, str(REPO / "scripts"))
+    for d in (REPO / "crates/dsconv/tests/fixtures/weights", REPO / "scripts"):
+        if str(d) not in sys.path:
+            sys.path.insert(0, str(d))
     import gen_mobilenet_v2  # the torchvision-structured MobileNetV2 of the test fixtures
     gen = torch.Generator().manual_seed(seed)
 
