@@ -267,11 +267,11 @@ def import_torch():
 
 
 def torch_network(name: str, alpha: float, seed: int):
-    """(forward, weights) of a PyTorch eager network with the same architecture as the ONNX
-    graph and dsconv's model: forward(weights, x) on NCHW float32, BatchNorm in eval mode
-    (not folded: eager PyTorch runs it as a separate op) and ReLU6. Weights are He-normal
-    with random BatchNorm statistics (PyTorch's default init shrinks the activations layer
-    by layer towards denormals, which would time something else)."""
+    """A PyTorch eager network (nn.Module) with the same architecture as the ONNX graph
+    and dsconv's model: BatchNorm in eval mode (not folded: eager PyTorch runs it as its
+    own op) and ReLU6. Weights are He-normal with random BatchNorm statistics (PyTorch's
+    default init shrinks the activations layer by layer towards denormals, which would
+    time something else)."""
     torch = import_torch()
     from torch import nn
     import torch.nn.functional as F
@@ -316,80 +316,96 @@ def torch_network(name: str, alpha: float, seed: int):
             def forward(self, x):
                 return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
 
-        net = randomise(MobileNetV1())
-        return (lambda m, x: m(x)), net
+        return randomise(MobileNetV1())
     if name == "mobilenet-v2":
-        net = randomise(gen_mobilenet_v2.MobileNetV2(alpha, CLASSES))
-        return (lambda m, x: m(x)), net
+        return randomise(gen_mobilenet_v2.MobileNetV2(alpha, CLASSES))
     if name == "efficientnet-lite0":
-        # scripts/effnet_reference.py's functional Lite0 (TF "same" padding as an explicit
-        # pad, like dsconv's model) on a random state_dict in the checkpoint's naming.
+        # scripts/effnet_reference.py's stage table and TF "same" padding, as an nn.Module
+        # the way an eager model is written for speed: the symmetric padding of the
+        # stride-1 convolutions inside the conv, an explicit pad (a copy) only where it is
+        # asymmetric (stride 2), as in the lukemelas implementation. (The reference's
+        # functional forward pads before every convolution, 1x1 included: a copy each.)
         import effnet_reference as ref
-        sd = {}
 
-        def conv_bn(conv, bn, c_out, c_in, k):
-            sd[conv + ".weight"] = he(c_out, c_in, k, k)
-            sd[bn + ".weight"] = torch.rand(c_out, generator=gen) + 0.5
-            sd[bn + ".bias"] = (torch.rand(c_out, generator=gen) - 0.5) * 0.4
-            sd[bn + ".running_mean"] = (torch.rand(c_out, generator=gen) - 0.5) * 0.4
-            sd[bn + ".running_var"] = torch.rand(c_out, generator=gen) + 0.5
+        class SameConv(nn.Conv2d):
+            def __init__(self, c_in, c_out, k, stride, groups=1):
+                super().__init__(c_in, c_out, k, stride, k // 2 if stride == 1 else 0,
+                                 groups=groups, bias=False)
 
-        conv_bn("_conv_stem", "_bn0", 32, 3, 3)
-        idx = 0
-        for repeats, k, _, e, c_in, c_out in ref.STAGES:
-            for r in range(repeats):
-                inp = c_in if r == 0 else c_out
-                hidden, p = inp * e, f"_blocks.{idx}."
-                if e != 1:
-                    conv_bn(p + "_expand_conv", p + "_bn0", hidden, inp, 1)
-                conv_bn(p + "_depthwise_conv", p + "_bn1", hidden, 1, k)
-                conv_bn(p + "_project_conv", p + "_bn2", c_out, hidden, 1)
-                idx += 1
-        conv_bn("_conv_head", "_bn1", 1280, 320, 1)
-        sd["_fc.weight"] = he(CLASSES, 1280)
-        sd["_fc.bias"] = torch.zeros(CLASSES)
-        return ref.efficientnet_lite0, sd
+            def forward(self, x):
+                k, s = self.kernel_size[0], self.stride[0]
+                return super().forward(x if s == 1 else ref.same_pad(x, k, s))
+
+        def cba(c_in, c_out, k, stride=1, groups=1, act=True):
+            layers = [SameConv(c_in, c_out, k, stride, groups), nn.BatchNorm2d(c_out, ref.EPS)]
+            return nn.Sequential(*layers, *([nn.ReLU6(inplace=True)] if act else []))
+
+        class MBConv(nn.Module):
+            def __init__(self, c_in, c_out, k, stride, e):
+                super().__init__()
+                hidden = c_in * e
+                self.use_res = stride == 1 and c_in == c_out
+                self.conv = nn.Sequential(
+                    *([cba(c_in, hidden, 1)] if e != 1 else []),
+                    cba(hidden, hidden, k, stride, groups=hidden),
+                    cba(hidden, c_out, 1, act=False))
+
+            def forward(self, x):
+                return x + self.conv(x) if self.use_res else self.conv(x)
+
+        class EfficientNetLite0(nn.Module):
+            def __init__(self):
+                super().__init__()
+                layers = [cba(3, 32, 3, 2)]
+                for repeats, k, s, e, c_in, c_out in ref.STAGES:
+                    for r in range(repeats):
+                        layers.append(MBConv(c_in if r == 0 else c_out, c_out, k,
+                                             s if r == 0 else 1, e))
+                layers.append(cba(320, 1280, 1))
+                self.features = nn.Sequential(*layers)
+                self.fc = nn.Linear(1280, CLASSES)
+
+            def forward(self, x):
+                return self.fc(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1))
+
+        return randomise(EfficientNetLite0())
     raise ValueError(name)
 
 
-def torch_to_channels_last(weights):
-    """The same network with 4-d weights (and so the convolutions) in channels_last."""
-    torch = import_torch()
-    cl = torch.channels_last
-    if isinstance(weights, dict):
-        return {k: v.contiguous(memory_format=cl) if v.dim() == 4 else v
-                for k, v in weights.items()}
+def torch_to_channels_last(net):
+    """A copy of the network with its 4-d weights (and so its convolutions) in
+    channels_last."""
     import copy
-    return copy.deepcopy(weights).to(memory_format=cl)
+    return copy.deepcopy(net).to(memory_format=import_torch().channels_last)
 
 
-def torch_folded_params(weights) -> int:
+def torch_folded_params(net) -> int:
     """Parameters once BatchNorm is folded (each convolution gets a bias of C_out), as in
     the ONNX graph: conv weights + C_out per conv + the linear layer."""
-    tensors = weights.items() if isinstance(weights, dict) else weights.state_dict().items()
+    from torch import nn
     total = 0
-    for k, v in tensors:
-        if v.dim() == 4:
-            total += v.numel() + v.shape[0]
-        elif v.dim() == 2 or k.endswith(("fc.bias", "classifier.1.bias")):
-            total += v.numel()
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            total += m.weight.numel() + m.out_channels
+        elif isinstance(m, nn.Linear):
+            total += m.weight.numel() + m.out_features
     return total
 
 
-def torch_macs(forward, weights, shape) -> int:
+def torch_macs(net, shape) -> int:
     """Multiply-accumulates of one forward pass, counted by PyTorch's FlopCounterMode
     (convolutions and the linear layer, FLOPs = 2 MACs)."""
     torch = import_torch()
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
-        y = forward(weights, torch.zeros(shape))
+        y = net(torch.zeros(shape))
     if tuple(y.shape) != (shape[0], CLASSES):
         raise SystemExit(f"compare: torch network gives {tuple(y.shape)} logits")
     return counter.get_total_flops() // 2
 
 
-def time_torch(forward, weights, shape, threads: int, channels_last: bool, budget) -> dict:
+def time_torch(net, shape, threads: int, channels_last: bool, budget) -> dict:
     """Same rule as time_ort, PyTorch eager with set_num_threads(T) under inference_mode;
     input NCHW float32, or channels_last (with weights already converted)."""
     torch = import_torch()
@@ -399,16 +415,16 @@ def time_torch(forward, weights, shape, threads: int, channels_last: bool, budge
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        y = forward(weights, x)
+        y = net(x)
         if not bool(torch.isfinite(y).all()):
             raise SystemExit("compare: torch network gives non-finite logits")
         start = time.perf_counter()
         while time.perf_counter() - start < 0.02:
-            forward(weights, x)
+            net(x)
         samples, total = [], 0.0
         while True:
             t = time.perf_counter()
-            forward(weights, x)
+            net(x)
             d = time.perf_counter() - t
             total += d
             samples.append(d * 1e3)
@@ -538,13 +554,12 @@ def compare_threads(args, threads: int, log) -> dict:
                      if args.torch else [])
     torch_nets, torch_checks = {}, {}
     for n in args.networks if torch_layouts else []:
-        forward, weights = torch_network(n, width_of[n], seed=7)
-        shape = model_graphs[n][1]
-        torch_checks[n] = {"macs": torch_macs(forward, weights, shape),
-                           "params": torch_folded_params(weights)}
-        torch_nets[n] = {"nchw": (forward, weights)}
+        net = torch_network(n, width_of[n], seed=7)
+        torch_checks[n] = {"macs": torch_macs(net, model_graphs[n][1]),
+                           "params": torch_folded_params(net)}
+        torch_nets[n] = {"nchw": net}
         if "channels_last" in torch_layouts:
-            torch_nets[n]["channels_last"] = (forward, torch_to_channels_last(weights))
+            torch_nets[n]["channels_last"] = torch_to_channels_last(net)
     ds_layers, ort_layers, meta = {}, {}, None
     ds_models = {n: [] for n in args.networks}
     ort_models = {n: [] for n in args.networks}
@@ -571,9 +586,8 @@ def compare_threads(args, threads: int, log) -> dict:
             ort_models[n].append(time_ort(sess, shape, budget))
             del sess
             for lay in torch_layouts:
-                forward, weights = torch_nets[n][lay]
                 torch_models[(n, lay)].append(time_torch(
-                    forward, weights, shape, threads, lay == "channels_last", budget))
+                    torch_nets[n][lay], shape, threads, lay == "channels_last", budget))
     rows = []
     for (b, op), runs in sorted(ds_layers.items(), key=lambda kv: (kv[0][0], ops.index(kv[0][1]))):
         first = runs[0]
