@@ -11,8 +11,9 @@ inside), dsconv gets NHWC (its own), both through their public APIs.
 
 With --torch, PyTorch eager runs the whole networks too, in the same rounds: the same
 architectures as torch modules (MobileNetV1 written here, MobileNetV2 from the test
-fixtures' generator, EfficientNet-Lite0 from scripts/effnet_reference.py; random weights,
-BatchNorm in eval mode), NCHW float32, torch.set_num_threads(T), torch.inference_mode();
+fixtures' generator, EfficientNet-Lite0 from scripts/effnet_reference.py's stage table and
+"same" padding; random weights, BatchNorm in eval mode), NCHW float32,
+torch.set_num_threads(T), torch.inference_mode();
 --torch-channels-last also times the channels_last memory format. Their MACs and
 parameters (BatchNorm folded) are checked against the ONNX graphs. torch is imported only
 then, so the script runs without it.
