@@ -5,8 +5,17 @@
 use crate::cost::{Cost, LayerCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::kernels::fused::{self, InvertedResidualKernels};
 use crate::layers::{DepthwiseConv2d, DepthwiseSeparableConv2d, PointwiseConv2d};
-use crate::tensor::Tensor;
+use crate::tensor::{Layout, Tensor};
+use crate::workspace::Workspace;
+
+/// Initial value of a fresh output: NaN in debug builds (see `layers::conv2d`).
+const UNWRITTEN: f32 = if cfg!(debug_assertions) {
+    f32::NAN
+} else {
+    0.0
+};
 
 /// `y = project(dw(expand(x))) [+ x]`, each stage with its BatchNorm folded and its
 /// activation fused (typically ReLU6 after expand and depthwise, none after project: the
@@ -21,6 +30,8 @@ pub struct InvertedResidual {
     /// allow.
     tail: DepthwiseSeparableConv2d,
     residual: bool,
+    /// Band budget of the fused path ([`IR_BAND_BYTES`](crate::kernels::IR_BAND_BYTES) unless changed).
+    band_bytes: usize,
 }
 
 impl InvertedResidual {
@@ -54,6 +65,7 @@ impl InvertedResidual {
             expand,
             tail: DepthwiseSeparableConv2d::new(depthwise, project)?,
             residual,
+            band_bytes: fused::IR_BAND_BYTES,
         };
         if residual
             && (block.depthwise().as_conv2d().params().stride != [1, 1]
@@ -65,6 +77,15 @@ impl InvertedResidual {
             ));
         }
         Ok(block)
+    }
+
+    /// Sets the byte budget of one band of the fused path (default
+    /// [`IR_BAND_BYTES`](crate::kernels::IR_BAND_BYTES), half the L2): an expanded tensor larger than this runs in
+    /// bands of it, a smaller one as one GEMM. Results do not depend on it (bitwise);
+    /// tests use tiny budgets to put band edges everywhere.
+    pub fn with_band_bytes(mut self, bytes: usize) -> Self {
+        self.band_bytes = bytes;
+        self
     }
 
     /// Input channels.
@@ -135,8 +156,171 @@ impl InvertedResidual {
         Ok(rows)
     }
 
-    /// Forward pass with `exec`'s threads; the output has the input's layout.
+    /// Forward pass with `exec`'s threads; the output has the input's layout. Runs
+    /// [`forward_into`](Self::forward_into) (fused, bitwise equal to
+    /// [`forward_unfused_with`](Self::forward_unfused_with)).
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        let converted;
+        let x = match input.layout() {
+            Layout::Nhwc => input,
+            Layout::Nchw => {
+                converted = input.to_layout(Layout::Nhwc);
+                &converted
+            }
+        };
+        let [n, c, h, w] = self.output_dims(x.logical_dims())?;
+        let len = crate::error::f32_elements(&[n, h, w, c], "inverted residual output")?;
+        let buffer = crate::error::try_filled(len, UNWRITTEN, "inverted residual output")?;
+        let mut out = Tensor::from_nhwc(buffer, [n, h, w, c])?;
+        self.forward_into(x, &mut out, exec, &Workspace::default())?;
+        Ok(match input.layout() {
+            Layout::Nhwc => out,
+            Layout::Nchw => out.to_layout(Layout::Nchw),
+        })
+    }
+
+    /// Forward pass of an NHWC `input` into an NHWC `out` the caller owns (dims
+    /// `[N, out_H, out_W, C_out]`); any intermediate tensor comes from `ws`.
+    ///
+    /// When the depthwise stage has its fast kernel (multiplier 1, zero padding): with an
+    /// expansion whose output would not fit one band ([`with_band_bytes`](Self::with_band_bytes)), the
+    /// whole block runs fused in row bands (`kernels::fused::inverted_residual_rows`):
+    /// the expanded tensor never exists as a whole; otherwise the expansion runs as one
+    /// GEMM into a `ws` buffer and depthwise → project run fused. Either way the skip
+    /// connection is added in the project GEMM's epilogue. Without the fast kernel the
+    /// stages run one after the other. Results are bitwise those of
+    /// [`forward_unfused_with`](Self::forward_unfused_with) for every thread count.
+    pub fn forward_into(
+        &self,
+        input: &Tensor,
+        out: &mut Tensor,
+        exec: &Executor,
+        ws: &Workspace,
+    ) -> Result<()> {
+        let in_dims = input.logical_dims();
+        let out_dims = self.output_dims(in_dims)?;
+        if input.layout() != Layout::Nhwc
+            || out.layout() != Layout::Nhwc
+            || out.logical_dims() != out_dims
+        {
+            return Err(Error::shape(
+                "inverted residual forward_into",
+                format!("NHWC input and NHWC output of logical dims {out_dims:?}"),
+                format!(
+                    "{} input, {} output {:?}",
+                    input.layout().name(),
+                    out.layout().name(),
+                    out.logical_dims()
+                ),
+            ));
+        }
+        if self.residual && in_dims != out_dims {
+            return Err(Error::shape(
+                "inverted residual skip connection",
+                format!("output dims {out_dims:?} equal to the input's"),
+                format!("{in_dims:?}"),
+            ));
+        }
+        let mid_dims = match &self.expand {
+            Some(e) => e.as_conv2d().geometry(in_dims)?.output_dims(),
+            None => in_dims,
+        };
+        let dw = self.depthwise().as_conv2d();
+        let pw = self.project().as_conv2d();
+        let g = dw.geometry(mid_dims)?;
+        let pg = pw.geometry(g.output_dims())?;
+        let expand = match &self.expand {
+            Some(e) => {
+                let conv = e.as_conv2d();
+                let eg = conv.geometry(in_dims)?;
+                conv.pointwise_kernel(&eg)
+                    .map(|p| Some((p, conv.activation(), eg)))
+            }
+            None => Some(None),
+        };
+        let (Some(expand), Some(dk), Some(pk)) =
+            (expand, dw.depthwise_kernel(&g), pw.pointwise_kernel(&pg))
+        else {
+            let y = self.forward_unfused_with(input, exec)?;
+            out.data_mut().copy_from_slice(y.data());
+            return Ok(());
+        };
+        let residual = self.residual.then(|| input.data());
+        let mut kernels = InvertedResidualKernels {
+            expand: None,
+            dw: dk,
+            dw_act: dw.activation(),
+            project: pk,
+            project_act: pw.activation(),
+            band_bytes: self.band_bytes,
+        };
+        let mut macs = crate::cost::conv_macs(&g).saturating_add(crate::cost::conv_macs(&pg));
+        let mut mid = None;
+        if let Some((p, act, eg)) = expand {
+            let m = eg.batch * eg.out_h * eg.out_w;
+            let bytes = m.saturating_mul(eg.out_channels).saturating_mul(4);
+            if bytes > self.band_bytes && fused::banded(&g) {
+                kernels.expand = Some((p, act));
+                macs = macs.saturating_add(crate::cost::conv_macs(&eg));
+            } else {
+                let mut t = ws.take([eg.batch, eg.out_h, eg.out_w, eg.out_channels])?;
+                let tasks = exec.tasks_for(crate::cost::conv_macs(&eg));
+                let (cin, hidden) = (eg.in_channels, eg.out_channels);
+                let r =
+                    p.run_parallel(exec, tasks, input.data(), cin, m, t.data_mut(), hidden, act);
+                mid = Some(t);
+                r?;
+            }
+        }
+        let dw_input = mid.as_ref().map_or(input.data(), |t| t.data());
+        let result = self.run_tail(exec, &g, &kernels, dw_input, residual, out, macs);
+        if let Some(t) = mid {
+            ws.give(t);
+        }
+        result
+    }
+
+    /// The banded part of `forward_into`, over `exec`'s threads by output rows.
+    #[allow(clippy::too_many_arguments)]
+    fn run_tail(
+        &self,
+        exec: &Executor,
+        g: &crate::geometry::ConvGeometry,
+        kernels: &InvertedResidualKernels<'_>,
+        input: &[f32],
+        residual: Option<&[f32]>,
+        out: &mut Tensor,
+        macs: u64,
+    ) -> Result<()> {
+        let row_len = g.out_w * kernels.project.n();
+        let isa = exec.isa();
+        let errors = std::sync::Mutex::new(None);
+        exec.for_each_rows(
+            out.data_mut(),
+            row_len,
+            exec.tasks_for(macs),
+            |first, chunk| {
+                let rows = first..first + chunk.len() / row_len;
+                let r = crate::kernels::with_scratch(0, |scratch| {
+                    fused::inverted_residual_rows(
+                        isa, g, kernels, input, residual, rows, chunk, scratch,
+                    )
+                });
+                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
+                    slot.get_or_insert(e);
+                }
+            },
+        );
+        match errors.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Forward pass with `exec`'s threads, stage after stage: expand, depthwise and
+    /// project each materialise their whole output, then the input is added in a
+    /// separate pass. Kept as the baseline the fused path is tested and measured against.
+    pub fn forward_unfused_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
         let expanded;
         let mid = match &self.expand {
             Some(e) => {
@@ -145,7 +329,7 @@ impl InvertedResidual {
             }
             None => input,
         };
-        let mut out = self.tail.forward_with(mid, exec)?;
+        let mut out = self.tail.forward_unfused_with(mid, exec)?;
         if self.residual {
             // Same logical dims and layout (checked at construction: stride 1, C_in = C_out).
             for (o, x) in out.data_mut().iter_mut().zip(input.data()) {
@@ -168,7 +352,6 @@ mod tests {
     use crate::layers::Conv2d;
     use crate::ops::{Activation, BatchNorm};
     use crate::rng::SplitMix64;
-    use crate::tensor::Layout;
 
     fn bn(rng: &mut SplitMix64, c: usize) -> BatchNorm {
         BatchNorm::new(
@@ -270,6 +453,67 @@ mod tests {
                 assert!(diff <= tol, "case {i}: diff {diff} > {tol}");
             }
         }
+    }
+
+    /// The fused block (banded at several budgets, or expand-then-fused-tail) against the
+    /// stage-by-stage path, bitwise, at every tier and 1 and 2 threads, and against the
+    /// reference; outputs pre-filled with NaN.
+    #[test]
+    fn fused_is_bitwise_the_unfused_block_at_every_band_size() {
+        // (C_in, t, C_out, k, stride, H, W): residual s1 3×3 and 5×5, stride 2 (even and
+        // odd heights, asymmetric SAME padding), no expansion, 17 channels (vector tails).
+        for (i, &(cin, t, cout, k, s, h, w)) in [
+            (8, 6, 8, 3, 1, 13, 9),
+            (8, 6, 16, 3, 2, 12, 10),
+            (17, 6, 17, 5, 1, 11, 7),
+            (5, 4, 7, 5, 2, 9, 9),
+            (16, 1, 16, 3, 1, 10, 6),
+            (24, 6, 32, 3, 2, 15, 15),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let base = block(10 + i as u64, cin, t, cout, k, s);
+            let mut rng = SplitMix64::new(200 + i as u64);
+            let x = Tensor::from_nchw(rng.vec(2 * cin * h * w, -1.0, 1.0), [2, cin, h, w])
+                .unwrap()
+                .to_layout(Layout::Nhwc);
+            let want = reference(&base, &x);
+            let tol = 1e-5 * want.max_abs().max(1.0);
+            let hidden = cin * t;
+            let row = 4 * w * hidden;
+            // 1 byte: one output row per band; a few rows; whole images (no banding).
+            for bytes in [1, 3 * row, 7 * row, usize::MAX] {
+                let b = base.clone().with_band_bytes(bytes);
+                for &isa in crate::kernels::available_isas() {
+                    let one = Executor::single().with_isa(isa).unwrap();
+                    let two = Executor::new(2).unwrap().with_isa(isa).unwrap();
+                    let unfused = b.forward_unfused_with(&x, &one).unwrap();
+                    let ws = Workspace::default();
+                    for exec in [&one, &two] {
+                        let dims = unfused.dims();
+                        let mut out =
+                            Tensor::from_nhwc(vec![f32::NAN; unfused.len()], dims).unwrap();
+                        b.forward_into(&x, &mut out, exec, &ws).unwrap();
+                        let what = format!("case {i} bytes {bytes} [{}]", isa.name());
+                        assert_eq!(out.data(), unfused.data(), "{what}");
+                        let diff = out.max_abs_diff(&want).unwrap();
+                        assert!(diff <= tol, "{what}: diff {diff} > {tol}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn forward_into_rejects_wrong_output_dims() {
+        let b = block(3, 8, 6, 8, 3, 1);
+        let x = Tensor::from_nhwc(vec![0.5; 2 * 5 * 5 * 8], [2, 5, 5, 8]).unwrap();
+        let mut out = Tensor::from_nhwc(vec![0.0; 2 * 5 * 4 * 8], [2, 5, 4, 8]).unwrap();
+        let ws = Workspace::default();
+        assert!(b
+            .forward_into(&x, &mut out, &Executor::single(), &ws)
+            .is_err());
     }
 
     #[test]

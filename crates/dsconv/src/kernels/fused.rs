@@ -1,9 +1,11 @@
 //! Fused depthwise → pointwise: the depthwise output is produced in bands of rows sized to
 //! the L2 cache and consumed by the pointwise GEMM straight away, so the intermediate
-//! tensor never exists as a whole. Safe code over the kernels.
+//! tensor never exists as a whole; and the whole inverted residual block (expand →
+//! depthwise → project + skip) the same way, band by band of the expanded tensor. Safe
+//! code over the kernels.
 
 use super::{AlignedVec, Isa, PackedDepthwise, PackedGemm};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
 
@@ -51,6 +53,227 @@ pub fn separable_rows(
             pw.n(),
             pw_act,
         )?;
+        start += count;
+    }
+    Ok(())
+}
+
+/// Bytes of one band of the fused inverted residual: the expanded input rows of the band
+/// (with the depthwise halo) plus the depthwise output rows, half of the 1 MiB L2, so both
+/// stay there between the three stages (the weights stream beside them).
+pub const IR_BAND_BYTES: usize = 512 * 1024;
+
+/// The stages of one inverted residual block, each with its packed weights and fused
+/// activation: `project(dw(expand(x))) [+ x]`.
+#[derive(Clone, Copy)]
+pub struct InvertedResidualKernels<'a> {
+    /// The 1×1 expansion (`C_in → hidden`), absent at expansion ratio 1.
+    pub expand: Option<(&'a PackedGemm, Activation)>,
+    /// The depthwise stage on the expanded tensor.
+    pub dw: &'a PackedDepthwise,
+    /// Its activation.
+    pub dw_act: Activation,
+    /// The 1×1 projection (`hidden → C_out`).
+    pub project: &'a PackedGemm,
+    /// Its activation (none in MobileNetV2 / EfficientNet: the linear bottleneck).
+    pub project_act: Activation,
+    /// Band budget in bytes (see [`ir_band_rows`]); [`IR_BAND_BYTES`] unless testing.
+    pub band_bytes: usize,
+}
+
+/// Input rows `[top, bottom)` (may reach outside the image) that output rows `y0..y1` of
+/// the depthwise geometry `g` read.
+fn input_window(g: &ConvGeometry, y0: usize, y1: usize) -> (isize, isize) {
+    let eff = ((g.kernel_h - 1) * g.dilation_h + 1) as isize;
+    let top = (y0 * g.stride_h) as isize - g.pad_top as isize;
+    let bottom = ((y1 - 1) * g.stride_h) as isize - g.pad_top as isize + eff;
+    (top, bottom)
+}
+
+/// Whether the depthwise geometry `g` can run in row bands of its input: every output row
+/// reads at least one real input row (padding smaller than the kernel), so each band's
+/// input is a non-empty run of rows.
+pub fn banded(g: &ConvGeometry) -> bool {
+    if g.out_h == 0 || g.in_h == 0 {
+        return false;
+    }
+    let (top, _) = input_window(g, 0, 1);
+    let (last_top, _) = input_window(g, g.out_h - 1, g.out_h);
+    let eff = ((g.kernel_h - 1) * g.dilation_h + 1) as isize;
+    top + eff > 0 && last_top < g.in_h as isize
+}
+
+/// Output rows per band of the fused inverted residual on depthwise geometry `g`: as many
+/// as keep the expanded input rows (halo included) and the depthwise output rows within
+/// `bytes` ([`IR_BAND_BYTES`] in the networks); at least one.
+pub fn ir_band_rows(g: &ConvGeometry, bytes: usize) -> usize {
+    let hidden = g.in_channels.max(1);
+    let in_row = 4 * g.in_w * hidden;
+    let out_row = 4 * g.out_w * hidden;
+    let eff = (g.kernel_h - 1) * g.dilation_h + 1;
+    let mut rows = 1;
+    while rows < g.out_h {
+        let next = rows + 1;
+        let in_rows = ((next - 1) * g.stride_h + eff).min(g.in_h);
+        if in_rows * in_row + next * out_row > bytes {
+            break;
+        }
+        rows = next;
+    }
+    rows
+}
+
+/// Runs output rows `rows` (global `n·out_H + y`) of the inverted residual block
+/// `k` on the calling thread: `out` holds `rows.len() · out_W · C_out` floats (NHWC).
+/// `input` is the block input `[N, H, W, C_in]` (with an expansion; the expanded tensor
+/// has the depthwise input dims of `g`), or the depthwise input itself (without).
+/// `residual`, when given, is an NHWC tensor of the output's dims added after the
+/// project's activation (in the GEMM epilogue).
+///
+/// The expanded tensor exists only one band at a time in `scratch`: the input rows a band
+/// of [`ir_band_rows`] output rows needs (its halo included) are expanded by the GEMM,
+/// the depthwise kernel reads them through a geometry cut to the band (the rows above and
+/// below the image are its padding), and the project GEMM consumes the band's depthwise
+/// output. Halo rows already expanded for the previous band are moved, not recomputed.
+/// Every element goes through the same kernels and operation order as the three stages
+/// run whole, so the result is bitwise that of the unfused block, for any row range.
+pub fn inverted_residual_rows(
+    isa: Isa,
+    g: &ConvGeometry,
+    k: &InvertedResidualKernels<'_>,
+    input: &[f32],
+    residual: Option<&[f32]>,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+    scratch: &mut AlignedVec,
+) -> Result<()> {
+    let hidden = g.in_channels;
+    let cout = k.project.n();
+    let out_row = g.out_w * cout;
+    let total_rows = g.batch * g.out_h;
+    if rows.start > rows.end || rows.end > total_rows {
+        return Err(Error::shape(
+            "inverted residual rows",
+            format!("a range within 0..{total_rows}"),
+            format!("{rows:?}"),
+        ));
+    }
+    let out_len = (rows.end - rows.start) * out_row;
+    if out.len() < out_len || k.project.k() != hidden {
+        return Err(Error::shape(
+            "inverted residual output",
+            format!("{out_len} elements, project K = {hidden}"),
+            format!("{} elements, K = {}", out.len(), k.project.k()),
+        ));
+    }
+    let total_out = total_rows * out_row;
+    if let Some(r) = residual {
+        if r.len() != total_out {
+            return Err(Error::shape(
+                "inverted residual skip input",
+                format!("{total_out} elements (the output's dims)"),
+                format!("{}", r.len()),
+            ));
+        }
+    }
+    let band = ir_band_rows(g, k.band_bytes);
+    let in_row = g.in_w * hidden;
+    let Some((expand, expand_act)) = k.expand else {
+        // No expansion: the depthwise reads the input in place, band by band.
+        scratch.ensure_len(band * g.out_w * hidden);
+        let mut start = rows.start;
+        while start < rows.end {
+            let count = band.min(rows.end - start);
+            let pixels = count * g.out_w;
+            let tmp = &mut scratch[..pixels * hidden];
+            k.dw.run_rows(isa, g, input, start..start + count, tmp, hidden, k.dw_act)?;
+            let o = (start - rows.start) * out_row;
+            let res = residual.map(|r| (&r[start * out_row..], cout));
+            let dst = &mut out[o..o + count * out_row];
+            k.project
+                .run_add(isa, tmp, hidden, pixels, dst, cout, k.project_act, res)?;
+            start += count;
+        }
+        return Ok(());
+    };
+    if !banded(g) || expand.n() != hidden {
+        return Err(Error::shape(
+            "fused inverted residual",
+            format!("an expansion to {hidden} channels and padding below the kernel size"),
+            format!("expansion to {}, {g:?}", expand.n()),
+        ));
+    }
+    let cin = expand.k();
+    let in_image = g.in_h * g.in_w * cin;
+    if input.len() != g.batch * in_image {
+        return Err(Error::shape(
+            "inverted residual input",
+            format!("{} elements", g.batch * in_image),
+            format!("{}", input.len()),
+        ));
+    }
+    let eff = (g.kernel_h - 1) * g.dilation_h + 1;
+    let max_in_rows = ((band - 1) * g.stride_h + eff).min(g.in_h);
+    let exp_len = max_in_rows * in_row;
+    scratch.ensure_len(exp_len + band * g.out_w * hidden);
+    let (exp, dw_out) = scratch.split_at_mut(exp_len);
+    // Expanded rows [c0, c1) of image `cn` held at the start of `exp`.
+    let mut held: Option<(usize, usize, usize)> = None;
+    let mut start = rows.start;
+    while start < rows.end {
+        let (n, y0) = (start / g.out_h, start % g.out_h);
+        let count = band.min(rows.end - start).min(g.out_h - y0);
+        let (top, bottom) = input_window(g, y0, y0 + count);
+        let r0 = top.clamp(0, g.in_h as isize) as usize;
+        let r1 = bottom.clamp(r0 as isize, g.in_h as isize) as usize;
+        // Reuse the halo rows the previous band expanded.
+        let mut have = 0;
+        if let Some((cn, c0, c1)) = held {
+            if cn == n && c0 <= r0 && r0 < c1 {
+                have = c1.min(r1) - r0;
+                exp.copy_within((r0 - c0) * in_row..(r0 - c0 + have) * in_row, 0);
+            }
+        }
+        if r0 + have < r1 {
+            let from = n * in_image + (r0 + have) * g.in_w * cin;
+            let pixels = (r1 - r0 - have) * g.in_w;
+            expand.run(
+                isa,
+                &input[from..from + pixels * cin],
+                cin,
+                pixels,
+                &mut exp[have * in_row..(r1 - r0) * in_row],
+                hidden,
+                expand_act,
+            )?;
+        }
+        held = Some((n, r0, r1));
+        // The depthwise geometry cut to this band: its input is rows r0..r1, and the
+        // rows of the window outside the image are its padding.
+        let sub = ConvGeometry {
+            batch: 1,
+            in_h: r1 - r0,
+            pad_top: (r0 as isize - top) as usize,
+            pad_bottom: (bottom - r1 as isize) as usize,
+            out_h: count,
+            ..*g
+        };
+        let pixels = count * g.out_w;
+        let tmp = &mut dw_out[..pixels * hidden];
+        k.dw.run_rows(
+            isa,
+            &sub,
+            &exp[..(r1 - r0) * in_row],
+            0..count,
+            tmp,
+            hidden,
+            k.dw_act,
+        )?;
+        let o = (start - rows.start) * out_row;
+        let res = residual.map(|r| (&r[start * out_row..], cout));
+        let dst = &mut out[o..o + count * out_row];
+        k.project
+            .run_add(isa, tmp, hidden, pixels, dst, cout, k.project_act, res)?;
         start += count;
     }
     Ok(())

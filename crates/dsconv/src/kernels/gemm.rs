@@ -1,6 +1,9 @@
-//! The pointwise GEMM: `C[m, n] = act(bias[n] + Σ_k A[m, k] · B[k, n])`, with `A` the
-//! NHWC activations read in place (`[pixels, C_in]`, row stride `lda`), `B` the weight
-//! pre-packed at layer construction and `C` the NHWC output (row stride `ldc`).
+//! The pointwise GEMM: `C[m, n] = act(bias[n] + Σ_k A[m, k] · B[k, n]) [+ R[m, n]]`, with
+//! `A` the NHWC activations read in place (`[pixels, C_in]`, row stride `lda`), `B` the
+//! weight pre-packed at layer construction, `C` the NHWC output (row stride `ldc`) and `R`
+//! an optional residual (row stride `ldr`) added after the activation, in registers, as
+//! the inverted residual block's project stage needs (`x + project(…)`, no activation): the
+//! sum is written in the same pass as the product.
 //!
 //! # Packing
 //! `B` is cut into panels of [`PANEL`] = 32 output channels; panel `p` holds
@@ -148,9 +151,28 @@ impl PackedGemm {
         ldc: usize,
         act: Activation,
     ) -> Result<()> {
+        self.run_add(isa, a, lda, m, out, ldc, act, None)
+    }
+
+    /// [`run`](Self::run) plus a residual added after the activation:
+    /// `out[r·ldc + col] = act(…) + res[r·ldr + col]` with `residual = Some((res, ldr))`.
+    /// Each element is the same `f32` sum as running `run` and adding `res` afterwards
+    /// (bitwise), without the second pass over `out`.
+    pub fn run_add(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        out: &mut [f32],
+        ldc: usize,
+        act: Activation,
+        residual: Option<(&[f32], usize)>,
+    ) -> Result<()> {
         if m == 0 {
             return Ok(());
         }
+        self.check_residual(m, residual)?;
         if lda < self.k || !fits(a.len(), m, lda, self.k) {
             return Err(Error::shape(
                 "gemm input",
@@ -166,9 +188,24 @@ impl PackedGemm {
             ));
         }
         let isa = super::runnable(isa);
+        let res = residual.map(|(r, ld)| (r.as_ptr(), ld));
         // SAFETY: extents checked above; all columns.
-        unsafe { self.run_cols(isa, a, lda, m, out.as_mut_ptr(), ldc, act, 0..self.n) };
+        unsafe { self.run_cols(isa, a, lda, m, out.as_mut_ptr(), ldc, act, res, 0..self.n) };
         Ok(())
+    }
+
+    /// Checks that a residual holds `m` rows of N at its stride.
+    fn check_residual(&self, m: usize, residual: Option<(&[f32], usize)>) -> Result<()> {
+        match residual {
+            Some((r, ldr)) if m > 0 && (ldr < self.n || !fits(r.len(), m, ldr, self.n)) => {
+                Err(Error::shape(
+                    "gemm residual",
+                    format!("{m} rows of {} with stride ≥ {}", self.n, self.n),
+                    format!("{} elements with stride {ldr}", r.len()),
+                ))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// [`run`](Self::run) with up to `tasks` of `exec`'s threads. Many row tiles: each
@@ -188,12 +225,30 @@ impl PackedGemm {
         ldc: usize,
         act: Activation,
     ) -> Result<()> {
+        self.run_parallel_add(exec, tasks, a, lda, m, out, ldc, act, None)
+    }
+
+    /// [`run_parallel`](Self::run_parallel) with a residual added after the activation, as
+    /// in [`run_add`](Self::run_add).
+    pub fn run_parallel_add(
+        &self,
+        exec: &crate::Executor,
+        tasks: usize,
+        a: &[f32],
+        lda: usize,
+        m: usize,
+        out: &mut [f32],
+        ldc: usize,
+        act: Activation,
+        residual: Option<(&[f32], usize)>,
+    ) -> Result<()> {
+        self.check_residual(m, residual)?;
         let isa = exec.isa();
         let tile = tile_rows(isa);
         let panels = self.n.div_ceil(PANEL);
         let tasks = tasks.min(exec.threads()).max(1);
         if tasks == 1 || m == 0 {
-            return self.run(isa, a, lda, m, out, ldc, act);
+            return self.run_add(isa, a, lda, m, out, ldc, act, residual);
         }
         if m.div_ceil(tile) >= ROW_TILES_PER_TASK * tasks || panels < tasks {
             let errors = std::sync::Mutex::new(Ok(()));
@@ -202,7 +257,8 @@ impl PackedGemm {
                 if rows == 0 {
                     return;
                 }
-                let r = self.run(isa, &a[first * lda..], lda, rows, chunk, ldc, act);
+                let res = residual.map(|(r, ldr)| (&r[first * ldr..], ldr));
+                let r = self.run_add(isa, &a[first * lda..], lda, rows, chunk, ldc, act, res);
                 if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
                     if slot.is_ok() {
                         *slot = Err(e);
@@ -216,11 +272,13 @@ impl PackedGemm {
             || ldc < self.n
             || !fits(out.len(), m, ldc, self.n)
         {
-            return self.run(isa, a, lda, m, out, ldc, act);
+            return self.run_add(isa, a, lda, m, out, ldc, act, residual);
         }
         let isa = super::runnable(isa);
         let base = SharedOut(out.as_mut_ptr());
         let base = &base;
+        let res = residual.map(|(r, ld)| (SharedIn(r.as_ptr()), ld));
+        let res = &res;
         exec.install(|| {
             use rayon::prelude::*;
             (0..tasks).into_par_iter().for_each(|t| {
@@ -230,7 +288,8 @@ impl PackedGemm {
                     // SAFETY: extents checked above; the tasks' column ranges are disjoint
                     // panel runs, so no element of `out` is written by two threads, and
                     // `out` stays borrowed mutably until `install` returns.
-                    unsafe { self.run_cols(isa, a, lda, m, base.0, ldc, act, first..last) };
+                    let res = res.as_ref().map(|(r, ld)| (r.0, *ld));
+                    unsafe { self.run_cols(isa, a, lda, m, base.0, ldc, act, res, first..last) };
                 }
             });
         });
@@ -240,8 +299,9 @@ impl PackedGemm {
     /// Columns `cols` (starting on a panel boundary) of `run`, on the calling thread.
     ///
     /// # Safety
-    /// `a` and `out` hold `m` rows at strides `lda ≥ K` and `ldc ≥ N`; `isa` is runnable;
-    /// no other thread writes these columns of `out` meanwhile.
+    /// `a` and `out` hold `m` rows at strides `lda ≥ K` and `ldc ≥ N`, and so does the
+    /// residual, if any, at its stride `≥ N`; `isa` is runnable; no other thread writes
+    /// these columns of `out` meanwhile.
     unsafe fn run_cols(
         &self,
         isa: Isa,
@@ -251,13 +311,27 @@ impl PackedGemm {
         out: *mut f32,
         ldc: usize,
         act: Activation,
+        residual: Option<(*const f32, usize)>,
         cols: std::ops::Range<usize>,
     ) {
         PACKED_A.with(|cell| {
             let mut packed_a = cell.borrow_mut();
             packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
             // SAFETY: the caller's contract.
-            unsafe { self.run_checked(isa, a, lda, m, out, ldc, act, packed_a.as_mut_ptr(), cols) };
+            unsafe {
+                self.run_checked(
+                    isa,
+                    a,
+                    lda,
+                    m,
+                    out,
+                    ldc,
+                    act,
+                    residual,
+                    packed_a.as_mut_ptr(),
+                    cols,
+                )
+            };
         });
     }
 
@@ -273,6 +347,7 @@ impl PackedGemm {
         out: *mut f32,
         ldc: usize,
         act: Activation,
+        residual: Option<(*const f32, usize)>,
         packed_a: *mut f32,
         cols: std::ops::Range<usize>,
     ) {
@@ -287,6 +362,8 @@ impl PackedGemm {
             bias: self.bias.as_ptr(),
             c: out,
             ldc,
+            res: residual.map_or(std::ptr::null(), |(r, _)| r),
+            ldr: residual.map_or(0, |(_, ld)| ld),
             col_begin: cols.start,
             col_end: cols.end,
             epi: Epilogue::new(act),
@@ -331,6 +408,9 @@ struct GemmArgs {
     bias: *const f32,
     c: *mut f32,
     ldc: usize,
+    /// Residual added after the activation (null: none), row stride `ldr`.
+    res: *const f32,
+    ldr: usize,
     /// Output columns `col_begin .. col_end` (col_begin on a panel boundary).
     col_begin: usize,
     col_end: usize,
@@ -341,6 +421,11 @@ struct GemmArgs {
 struct SharedOut(*mut f32);
 // SAFETY: the tasks write disjoint column ranges (see `run_parallel`).
 unsafe impl Sync for SharedOut {}
+
+/// The residual pointer shared (read only) by the column-split tasks of `run_parallel`.
+struct SharedIn(*const f32);
+// SAFETY: only read, from a slice borrowed for the whole parallel call.
+unsafe impl Sync for SharedIn {}
 
 /// Row tiles per thread below which `run_parallel` splits columns instead of rows
 /// (49 rows = 4 AVX-512 tiles of a 7×7 layer: 2 + 2 would leave a thread with a
@@ -415,6 +500,12 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                             b,
                             c: unsafe { g.c.add((ic + ir) * g.ldc + col0) },
                             ldc: g.ldc,
+                            res: if g.res.is_null() {
+                                g.res
+                            } else {
+                                unsafe { g.res.add((ic + ir) * g.ldr + col0) }
+                            },
+                            ldr: g.ldr,
                             first,
                             last,
                             bias,
@@ -469,6 +560,11 @@ unsafe fn tail_rows<S: Simd, const MR: usize, const NV: usize>(
         let sub = Tile {
             a: unsafe { t.a.add(done * t.row_stride) },
             c: unsafe { t.c.add(done * t.ldc) },
+            res: if t.res.is_null() {
+                t.res
+            } else {
+                unsafe { t.res.add(done * t.ldr) }
+            },
             ..*t
         };
         let step = unsafe {
@@ -554,6 +650,10 @@ struct Tile {
     b: *const f32,
     c: *mut f32,
     ldc: usize,
+    /// Residual rows at stride `ldr` (null: none), added after the activation in the
+    /// last K block.
+    res: *const f32,
+    ldr: usize,
     first: bool,
     last: bool,
     bias: *const f32,
@@ -561,7 +661,8 @@ struct Tile {
 }
 
 /// The register-blocked microkernel: `R × NV` accumulators.
-/// `acc = first ? bias : C`; `acc += Σ_p a[r, p] · b[p, :]`; `C = last ? act(acc) : acc`.
+/// `acc = first ? bias : C`; `acc += Σ_p a[r, p] · b[p, :]`;
+/// `C = last ? act(acc) [+ res] : acc`.
 #[inline(always)]
 unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
     let lanes = S::LANES;
@@ -614,6 +715,24 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
         }
         if t.last {
             activate_tile::<S, R, NV>(&mut acc, epi);
+            if !t.res.is_null() {
+                if full {
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        for (v, x) in row.iter_mut().enumerate() {
+                            *x = S::add(*x, S::load(t.res.add(r * t.ldr + v * lanes)));
+                        }
+                    }
+                } else {
+                    let mut tmp = EdgeTile::<R>::zeros();
+                    tmp.copy_in(t.res, t.ldr, t.cols);
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        for (v, x) in row.iter_mut().enumerate() {
+                            let y = S::load(tmp.0.as_ptr().add(r * EDGE_WIDTH + v * lanes));
+                            *x = S::add(*x, y);
+                        }
+                    }
+                }
+            }
         }
         if full {
             for (r, row) in acc.iter().enumerate() {

@@ -85,6 +85,7 @@ mod simd;
 
 pub use aligned::{with_scratch, AlignedVec};
 pub use depthwise::PackedDepthwise;
+pub use fused::IR_BAND_BYTES;
 pub use gemm::PackedGemm;
 
 use std::sync::OnceLock;
