@@ -18,7 +18,7 @@ use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, Padding};
 use crate::layers::{Conv2d, PointwiseConv2d};
 use crate::ops::Activation;
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::Tensor;
 use crate::weights::{Loader, ParamSource, RandomParams, StateDict};
 
 /// One stage of MBConv blocks: `repeats` blocks, the first with `stride` and
@@ -148,6 +148,8 @@ pub struct EfficientNetLite {
     blocks: Vec<InvertedResidual>,
     head: PointwiseConv2d,
     classifier: Classifier,
+    /// Activation buffers reused by every forward pass.
+    workspace: crate::workspace::Workspace,
 }
 
 impl EfficientNetLite {
@@ -224,6 +226,7 @@ impl EfficientNetLite {
             blocks,
             head,
             classifier,
+            workspace: crate::workspace::Workspace::default(),
         })
     }
 
@@ -309,14 +312,17 @@ impl EfficientNetLite {
 
     /// Logits `[N, 1000, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]` in
     /// either layout; runs in NHWC with `exec`'s threads.
+    /// Intermediate tensors come from the network's workspace and go back to it.
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
-        let x = input.to_layout(Layout::Nhwc);
-        let mut x = self.stem.forward_with(&x, exec)?;
-        for b in &self.blocks {
-            x = b.forward_with(&x, exec)?;
-        }
-        let x = self.head.forward_with(&x, exec)?;
-        self.classifier.forward_with(&x, exec)
+        super::build::mbconv_forward(
+            &self.stem,
+            &self.blocks,
+            &self.head,
+            &self.classifier,
+            &self.workspace,
+            input,
+            exec,
+        )
     }
 
     /// Forward pass on one thread.

@@ -17,7 +17,7 @@ use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, Padding};
 use crate::layers::{Conv2d, PointwiseConv2d};
 use crate::ops::Activation;
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::Tensor;
 use crate::weights::{Loader, ParamSource, RandomParams, StateDict};
 
 /// `(t, c, n, s)`: expansion ratio, output channels at α = 1, repeats, first stride.
@@ -56,6 +56,8 @@ pub struct MobileNetV2 {
     blocks: Vec<InvertedResidual>,
     head: PointwiseConv2d,
     classifier: Classifier,
+    /// Activation buffers reused by every forward pass.
+    workspace: crate::workspace::Workspace,
 }
 
 impl MobileNetV2 {
@@ -146,6 +148,7 @@ impl MobileNetV2 {
             blocks,
             head,
             classifier,
+            workspace: crate::workspace::Workspace::default(),
         })
     }
 
@@ -228,14 +231,17 @@ impl MobileNetV2 {
 
     /// Logits `[N, classes, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]` in
     /// either layout; runs in NHWC with `exec`'s threads.
+    /// Intermediate tensors come from the network's workspace and go back to it.
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
-        let x = input.to_layout(Layout::Nhwc);
-        let mut x = self.stem.forward_with(&x, exec)?;
-        for b in &self.blocks {
-            x = b.forward_with(&x, exec)?;
-        }
-        let x = self.head.forward_with(&x, exec)?;
-        self.classifier.forward_with(&x, exec)
+        super::build::mbconv_forward(
+            &self.stem,
+            &self.blocks,
+            &self.head,
+            &self.classifier,
+            &self.workspace,
+            input,
+            exec,
+        )
     }
 
     /// Forward pass on one thread.
