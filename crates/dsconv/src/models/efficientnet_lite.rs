@@ -379,4 +379,30 @@ mod tests {
         }
         assert!(EfficientNetLite::random("efficientnet-lite9", 1).is_err());
     }
+
+    /// The forward pass (fused blocks, workspace buffers) is bitwise the chain of unfused
+    /// stages, for 1 and 2 threads and on a second call (reused, dirty buffers).
+    #[test]
+    fn forward_is_bitwise_the_unfused_stages_and_reuses_its_workspace() {
+        use crate::tensor::Layout;
+        let net = EfficientNetLite::lite0_random(5).unwrap();
+        let mut rng = crate::rng::SplitMix64::new(1);
+        let x = Tensor::from_nchw(rng.vec(3 * 96 * 96, -1.0, 1.0), [1, 3, 96, 96]).unwrap();
+        let one = Executor::single();
+        let two = Executor::new(2).unwrap();
+        let mut y = net
+            .stem
+            .forward_with(&x.to_layout(Layout::Nhwc), &one)
+            .unwrap();
+        for b in &net.blocks {
+            y = b.forward_unfused_with(&y, &one).unwrap();
+        }
+        let y = net.head.forward_with(&y, &one).unwrap();
+        let want = net.classifier.forward_with(&y, &one).unwrap();
+        assert!(want.data().iter().all(|v| v.is_finite()));
+        for exec in [&one, &two, &one] {
+            let got = net.forward_with(&x, exec).unwrap();
+            assert_eq!(got.data(), want.data(), "{} threads", exec.threads());
+        }
+    }
 }
