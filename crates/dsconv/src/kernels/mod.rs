@@ -13,14 +13,24 @@
 //!   an intrinsic: closures do not inherit target features, and one that did cost 100×).
 //! - `gemm`: the GEMM `[pixels, K] × packed [K, C_out]` (weights packed at layer
 //!   construction into 32-column panels); 14×32 AVX-512 / 6×16 AVX2 / 4×8 portable
-//!   register tiles; bias + activation in the epilogue, in registers.
+//!   register tiles; bias + activation in the epilogue, in registers, then optionally a
+//!   residual `+ R` (`run_add`, `run_parallel_add`: the skip connection of an inverted
+//!   residual, bitwise the same sum as adding afterwards, without the second pass).
 //! - `dense`: k×k convolution (groups 1) as an im2col band in per-thread scratch + the GEMM.
 //! - `depthwise`: NHWC depthwise, channel tiles of one vector (masked tail), blocks of
 //!   several output pixels with the k×k weights in registers, specialised 3×3 and 5×5 at
 //!   strides 1 and 2, a general per-pixel path for borders and every other shape;
 //!   padded rows read a zero row, padded columns are the border path; the input is
 //!   never copied.
-//! - `fused`: depthwise output in row bands (L2-sized scratch) consumed by the GEMM.
+//! - `fused`: depthwise output in row bands (L2-sized scratch) consumed by the GEMM; and
+//!   the whole inverted residual block (`inverted_residual_rows`) in bands of output rows:
+//!   the expand GEMM computes the input rows a band reads (its depthwise halo included;
+//!   halo rows the previous band expanded are moved to the front, not recomputed), the
+//!   depthwise kernel reads them through a `ConvGeometry` cut to the band (rows outside
+//!   the image become its padding), and the project GEMM consumes the band's depthwise
+//!   output and adds the skip in its epilogue. The expanded tensor never exists whole;
+//!   every element goes through the same kernel operations as the unfused stages, so
+//!   the result is bitwise theirs for any band size and thread split (tested).
 //! - `peak`: the FMA loop behind the measured peak (`crate::machine`), the denominator
 //!   of "% of peak" in `dsconv bench` and `dsconv info`.
 //! - `aligned`: 64-byte aligned buffers and the per-thread reusable scratch.
@@ -63,6 +73,7 @@
 //! | `depthwise::HEAD_MIN_TILES` | 8 tiles | a masked head tile aligns the input loads of a 16-byte-aligned `Vec` (stride 1, C·4 a multiple of the vector): C=128@56² 72 → 100; at C=32 the extra tile cost more (88 → 65) |
 //! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
 //! | `fused::BAND_BYTES` | 256 KiB | a quarter of L2 for the depthwise band |
+//! | `fused::IR_BAND_BYTES` | 512 KiB | expanded rows + depthwise rows of one inverted-residual band; smaller expanded tensors run unbanded. On-CPU ms of all blocks, 1 thread, V2 / Lite0 (`ir_speed blocks`, `IR_BAND_KIB`): 128 KiB 3.10 / 4.75, 256 2.75 / 4.06, 512 2.63 / 3.85, 768 2.68 / 3.88; unfused 2.97 / 4.22 |
 //!
 //! Measured at commit time (1 thread, on-CPU GFLOP/s, % of the measured 268 GFLOP/s
 //! peak): pointwise 1024→1024@14 249 (93%), 512→512@14 255 (95%), 256→256@28 259 (97%),
@@ -72,7 +83,10 @@
 //! (16%) (standalone depthwise is bound by moving its 1.6 MB input and output through
 //! L3/L2, and with full-width FMAs the FMA roofline is twice Zen 4's); fused separable
 //! 128→128@56 231 (86%, unfused 217), 512→512@14 244 (91%, unfused 240); whole
-//! MobileNetV1-224 batch 1: 5.87 ms, 195 GFLOP/s (73%). Two-thread numbers on this
+//! MobileNetV1-224 batch 1: 5.87 ms, 195 GFLOP/s (73%). Fused inverted residual blocks
+//! (one thread, on-CPU): 112² 16→96→24 s2 343 µs (unfused 443), 56² 24→144→24 s1 170 µs
+//! (unfused 211); MobileNetV2-224 batch 1 whole pass 3.1–3.3 ms (3.7 before fusion and
+//! workspaces), EfficientNet-Lite0 4.5–5.0 ms (5.4 before). Two-thread numbers on this
 //! shared 2-vCPU machine were not reproducible (other jobs held the second core).
 
 mod aligned;
