@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p dsconv --example ir_speed [blocks|models] [threads]`
 //!
-//! `blocks`: every block of both networks at 224, one thread: the fused block
+//! `blocks`: every block of both networks at 224 (`threads` > 1: median wall times): the fused block
 //! (`InvertedResidual::forward_into`, buffers from a workspace) against
 //! `forward_unfused_with` (three materialised stages and a separate skip add), on-CPU µs
 //! per call of the calling thread (`IR_BAND_KIB=N` sets the fused band budget, see
@@ -35,6 +35,11 @@ fn process_cpu() -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// No CPU clock (several threads: wall times are reported).
+fn wall_marker() -> Option<f64> {
+    None
+}
+
 /// (median wall s, CPU s per call by `cpu`) over repeats filling `budget`.
 fn time(mut f: impl FnMut(), budget: Duration, cpu: fn() -> Option<f64>) -> (f64, f64) {
     f();
@@ -55,13 +60,18 @@ fn time(mut f: impl FnMut(), budget: Duration, cpu: fn() -> Option<f64>) -> (f64
     (wall[reps / 2], c / reps as f64)
 }
 
-fn blocks(name: &str, blocks: &[InvertedResidual]) {
-    let exec = Executor::single();
+fn blocks(name: &str, blocks: &[InvertedResidual], threads: usize) {
+    let exec = Executor::new(threads).unwrap();
     let ws = Workspace::default();
     let mut rng = SplitMix64::new(7);
     let mut dims = [1, 32, 112, 112];
     let (mut fused_total, mut unfused_total) = (0.0, 0.0);
-    println!("{name}: block, input, fused µs, unfused µs (on-CPU, 1 thread)");
+    let unit = if threads == 1 {
+        "on-CPU"
+    } else {
+        "median wall"
+    };
+    println!("{name}: block, input, fused µs, unfused µs ({unit}, {threads} threads)");
     let band_kib: Option<usize> = std::env::var("IR_BAND_KIB")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -77,16 +87,27 @@ fn blocks(name: &str, blocks: &[InvertedResidual]) {
         let [n, c, h, w] = out_dims;
         let mut out = Tensor::from_nhwc(vec![0.0; n * c * h * w], [n, h, w, c]).unwrap();
         let budget = Duration::from_millis(150);
-        let (_, fused) = time(
+        let cpu = if threads == 1 {
+            thread_cpu
+        } else {
+            wall_marker
+        };
+        let (fused_wall, fused) = time(
             || b.forward_into(&x, &mut out, &exec, &ws).unwrap(),
             budget,
-            thread_cpu,
+            cpu,
         );
-        let (_, unfused) = time(
+        let (unfused_wall, unfused) = time(
             || drop(b.forward_unfused_with(&x, &exec).unwrap()),
             budget,
-            thread_cpu,
+            cpu,
         );
+        // With several threads, report median wall times instead.
+        let (fused, unfused) = if threads == 1 {
+            (fused, unfused)
+        } else {
+            (fused_wall, unfused_wall)
+        };
         fused_total += fused;
         unfused_total += unfused;
         println!(
@@ -113,8 +134,8 @@ fn main() {
     let v2 = MobileNetV2::random(1.0, 1).unwrap();
     let lite0 = EfficientNetLite::lite0_random(1).unwrap();
     if what == "blocks" {
-        blocks("mobilenet-v2", v2.blocks());
-        blocks("efficientnet-lite0", lite0.blocks());
+        blocks("mobilenet-v2", v2.blocks(), threads);
+        blocks("efficientnet-lite0", lite0.blocks(), threads);
         return;
     }
     let exec = Executor::new(threads).unwrap();
