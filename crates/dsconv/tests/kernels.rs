@@ -532,7 +532,7 @@ fn depthwise_head_tile_for_every_input_alignment() {
 }
 
 /// The residual epilogue `act(bias + A·B) + R` at every tier: row tails (m around the
-/// register tiles), column tails (n around 8/16/32), K across the 512 block, every
+/// register tiles), column tails (n around 8/16/32, a last chunk of one vector), K across the 512 block, every
 /// activation, a residual stride unlike the output's; NaN-filled output with gaps that
 /// must stay NaN; bitwise equal to `run` followed by the addition, and `run_parallel_add`
 /// (row split and column split) bitwise equal to `run_add`.
@@ -549,6 +549,10 @@ fn gemm_residual_epilogue_matches_reference_and_run_then_add() {
             (15, 600, 17),
             (200, 24, 64),
             (7, 96, 96),
+            // A last column chunk of exactly one AVX-512 vector (one-vector microkernel).
+            (30, 20, 48),
+            (17, 5, 16),
+            (43, 24, 144),
         ]
         .into_iter()
         .enumerate()

@@ -511,29 +511,16 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                             bias,
                             cols,
                         };
-                        // Row tails: the largest smaller instance that fits (8, 4, 2, 1
-                        // rows); each reads only the valid rows of the packed last tile.
-                        let done = unsafe {
-                            if rows >= MR {
-                                micro::<S, MR, NV>(&t, &g.epi);
-                                MR
-                            } else if rows >= 8 {
-                                micro::<S, 8, NV>(&t, &g.epi);
-                                8
-                            } else if rows >= 4 {
-                                micro::<S, 4, NV>(&t, &g.epi);
-                                4
-                            } else if rows >= 2 {
-                                micro::<S, 2, NV>(&t, &g.epi);
-                                2
+                        // A last column chunk of at most one vector (144 = 4·32 + 16
+                        // channels) runs a one-vector-wide microkernel instead of half
+                        // of a two-vector one through the edge buffer. Same per-lane
+                        // operations, so the same bits.
+                        unsafe {
+                            if NV > 1 && cols <= S::LANES {
+                                run_tile::<S, MR, 1>(&t, rows, &g.epi);
                             } else {
-                                micro::<S, 1, NV>(&t, &g.epi);
-                                1
+                                run_tile::<S, MR, NV>(&t, rows, &g.epi);
                             }
-                        };
-                        if done < MR && rows > done {
-                            // The rest of a ragged last tile: advance inside the tile.
-                            tail_rows::<S, MR, NV>(&t, rows, done, &g.epi);
                         }
                         ir += MR;
                     }
@@ -542,6 +529,40 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                 pc += kc;
             }
             ic += mc;
+        }
+    }
+}
+
+/// One row tile of `min(rows, MR)` rows: the full microkernel, or for a ragged last tile
+/// the largest smaller instance that fits (8, 4, 2, 1 rows) and then the rest; each reads
+/// only the valid rows of A.
+#[inline(always)]
+unsafe fn run_tile<S: Simd, const MR: usize, const NV: usize>(
+    t: &Tile,
+    rows: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: the driver guarantees min(rows, MR) rows of the tile in A and C.
+    unsafe {
+        let done = if rows >= MR {
+            micro::<S, MR, NV>(t, epi);
+            MR
+        } else if rows >= 8 {
+            micro::<S, 8, NV>(t, epi);
+            8
+        } else if rows >= 4 {
+            micro::<S, 4, NV>(t, epi);
+            4
+        } else if rows >= 2 {
+            micro::<S, 2, NV>(t, epi);
+            2
+        } else {
+            micro::<S, 1, NV>(t, epi);
+            1
+        };
+        if done < MR && rows > done {
+            // The rest of a ragged last tile: advance inside the tile.
+            tail_rows::<S, MR, NV>(t, rows, done, epi);
         }
     }
 }
