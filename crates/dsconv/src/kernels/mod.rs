@@ -85,8 +85,12 @@
 //! 128→128@56 231 (86%, unfused 217), 512→512@14 244 (91%, unfused 240); whole
 //! MobileNetV1-224 batch 1: 5.87 ms, 195 GFLOP/s (73%). Fused inverted residual blocks
 //! (one thread, on-CPU): 112² 16→96→24 s2 343 µs (unfused 443), 56² 24→144→24 s1 170 µs
-//! (unfused 211); MobileNetV2-224 batch 1 whole pass 3.1–3.3 ms (3.7 before fusion and
-//! workspaces), EfficientNet-Lite0 4.5–5.0 ms (5.4 before). Two-thread numbers on this
+//! (unfused 211). Whole networks, 224², batch 1, 1 thread, `dsconv bench --model`,
+//! alternating with the binary before fusion and workspaces (load ≈ 2.4): MobileNetV2
+//! 3.11–3.19 ms (before 3.51–3.58), EfficientNet-Lite0 4.34–4.39 ms (before 4.88–4.99);
+//! `bench/compare/compare.py` in the same minute put ONNX Runtime 1.32 at 3.68 / 4.60 ms
+//! on one thread and 1.91 / 3.19 ms on two (dsconv 2.50 / 3.82: two threads scale
+//! 1.35×, ORT 1.9×; the second vCPU was shared with other jobs). Two-thread numbers on this
 //! shared 2-vCPU machine were not reproducible (other jobs held the second core).
 
 mod aligned;
