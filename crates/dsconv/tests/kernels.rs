@@ -530,3 +530,34 @@ fn depthwise_head_tile_for_every_input_alignment() {
         }
     }
 }
+
+#[test]
+fn depthwise_shared_zero_rows_grow_and_stay_zero() {
+    // The padded rows read a per-thread zero buffer that grows with the widest row seen:
+    // narrow, wide, then narrow again on the same threads, every output against the
+    // reference (a buffer that was written or too short would show up here).
+    let mut rng = SplitMix64::new(77);
+    for (i, (c, hw, stride)) in [
+        (16, 5, 1),
+        (96, 40, 2),
+        (48, 9, 1),
+        (160, 33, 1),
+        (16, 6, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let params = Conv2dParams::default()
+            .with_stride(stride)
+            .with_padding(Padding::symmetric(1))
+            .with_groups(c);
+        let (conv, w) = random_conv(&mut rng, [c, 1, 3, 3], params, true, Activation::Relu6);
+        check_conv(
+            &conv,
+            &w,
+            [1, c, hw, hw],
+            100 + i as u64,
+            &format!("zeros C={c} {hw}² s{stride}"),
+        );
+    }
+}
