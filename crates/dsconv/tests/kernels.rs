@@ -608,3 +608,67 @@ fn gemm_residual_epilogue_matches_reference_and_run_then_add() {
         }
     }
 }
+
+#[test]
+fn depthwise_shared_zero_rows_grow_and_stay_zero() {
+    // The padded rows read a per-thread zero buffer that grows with the widest row seen:
+    // narrow, wide, then narrow again on the same threads, every output against the
+    // reference (a buffer that was written or too short would show up here).
+    let mut rng = SplitMix64::new(77);
+    for (i, (c, hw, stride)) in [
+        (16, 5, 1),
+        (96, 40, 2),
+        (48, 9, 1),
+        (160, 33, 1),
+        (16, 6, 2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let params = Conv2dParams::default()
+            .with_stride(stride)
+            .with_padding(Padding::symmetric(1))
+            .with_groups(c);
+        let (conv, w) = random_conv(&mut rng, [c, 1, 3, 3], params, true, Activation::Relu6);
+        check_conv(
+            &conv,
+            &w,
+            [1, c, hw, hw],
+            100 + i as u64,
+            &format!("zeros C={c} {hw}² s{stride}"),
+        );
+    }
+}
+
+#[test]
+fn dense_fast_im2col_rows_bands_and_input_end() {
+    // The interior fast copy of short runs (kW·C_in ≤ 16): stem-like shapes, runs of
+    // exactly 16 and 17 floats, a kernel taller than the fast path's row table, odd
+    // strides and asymmetric padding; batch 2 at 100² (stride 1) spans several im2col
+    // bands that start mid-row and cross the image boundary, and the last pixels read
+    // up to the input's final float.
+    let mut rng = SplitMix64::new(31);
+    let cases = [
+        // (cin, cout, kh, kw, stride, pad (t, b, l, r), h, w)
+        (3, 32, 3, 3, 1, (1, 1, 1, 1), 100, 100),
+        (3, 24, 3, 3, 2, (0, 1, 0, 1), 23, 21),
+        (4, 16, 3, 4, 1, (1, 2, 2, 1), 9, 12),
+        (1, 8, 9, 17, 1, (4, 4, 8, 8), 12, 20),
+        (2, 8, 9, 3, 3, (2, 0, 1, 0), 14, 11),
+        (1, 5, 3, 16, 2, (1, 1, 7, 8), 6, 19),
+    ];
+    for (i, &(cin, cout, kh, kw, stride, (t, b, l, r), h, w)) in cases.iter().enumerate() {
+        let params = Conv2dParams::default()
+            .with_stride(stride)
+            .with_padding(Padding::asymmetric(t, b, l, r));
+        let act = ACTIVATIONS[i % ACTIVATIONS.len()];
+        let (conv, wt) = random_conv(&mut rng, [cout, cin, kh, kw], params, i % 2 == 1, act);
+        check_conv(
+            &conv,
+            &wt,
+            [2, cin, h, w],
+            500 + i as u64,
+            &format!("dense fast im2col {cin}->{cout} {kh}x{kw} s{stride}"),
+        );
+    }
+}

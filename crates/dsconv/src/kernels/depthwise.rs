@@ -159,11 +159,35 @@ impl PackedDepthwise {
         } else {
             0
         };
-        let zero_row = AlignedVec::zeros(if zero_len > 0 {
+        let zero_len = if zero_len > 0 {
             zero_len + HEAD_SLACK
         } else {
             0
+        };
+        with_zeros(zero_len, |zero_row| {
+            // SAFETY: extents checked above; `zero_row` holds `zero_len` zeros.
+            unsafe { self.run_with_zeros(isa, g, input, rows, out, px_stride, act, zero_row) }
         });
+        Ok(())
+    }
+
+    /// `run_rows` after the checks, with `zero_row` (enough zeros for the geometry).
+    ///
+    /// # Safety
+    /// The arguments passed `run_rows`' checks and `zero_row` points at the zeros it sized.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn run_with_zeros(
+        &self,
+        isa: Isa,
+        g: &ConvGeometry,
+        input: &[f32],
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+        px_stride: usize,
+        act: Activation,
+        zero_row: *const f32,
+    ) {
+        let c = self.channels;
         let interior = g.interior_cols();
         let args = DwArgs {
             head_bytes: input.as_ptr() as usize,
@@ -171,7 +195,7 @@ impl PackedDepthwise {
             channels: c,
             padded: self.padded,
             input: input.as_ptr(),
-            zero_row: zero_row.as_ptr(),
+            zero_row,
             weights: self.weights.as_ptr(),
             bias: self.bias.as_ptr(),
             rows,
@@ -190,8 +214,32 @@ impl PackedDepthwise {
                 _ => dw_portable(&args),
             }
         }
-        Ok(())
     }
+}
+
+thread_local! {
+    /// Zeros read by the padded rows and columns, grown on demand and never written, so
+    /// calls (the fused path makes one per band) do not allocate and clear a row each.
+    static ZEROS: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
+}
+
+/// Runs `f` with a pointer to at least `len` zero floats (this thread's shared zeros, or a
+/// fresh buffer if they are borrowed).
+fn with_zeros<R>(len: usize, f: impl FnOnce(*const f32) -> R) -> R {
+    ZEROS.with(|cell| {
+        if let Ok(mut z) = cell.try_borrow_mut() {
+            if z.len() < len {
+                *z = AlignedVec::zeros(len);
+            }
+        }
+        match cell.try_borrow() {
+            Ok(z) if z.len() >= len => f(z.as_ptr()),
+            _ => {
+                let z = AlignedVec::zeros(len);
+                f(z.as_ptr())
+            }
+        }
+    })
 }
 
 struct DwArgs<'a> {
