@@ -184,6 +184,13 @@ pub fn kernel_names(isa: Isa) -> Vec<(&'static str, String)> {
             "separable",
             format!("f32_dwconv band → f32_gemm_{mr}x{nr}__{name} (fused)"),
         ),
+        (
+            "mbconv",
+            format!(
+                "f32_gemm_{mr}x{nr}__{name} (expand, halo rows) → f32_dwconv band → \
+                 f32_gemm_{mr}x{nr}__{name} + skip (fused, L2 bands)"
+            ),
+        ),
         ("other", "direct (portable, any groups/padding mode)".to_string()),
     ]
 }
