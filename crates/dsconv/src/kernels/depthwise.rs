@@ -519,11 +519,9 @@ impl<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> BlockRun
     }
 }
 
-/// L1 ways the lines of one strip may take per set (Zen 5: 12-way 48 KiB L1d). At 8,
-/// C = 512 @ 14² (3×3 s1, 4-pixel strips: 18 lines over 2 sets) went row by row in
-/// 33 µs; at 12 it walks the strips in 27–29 µs. C = 1024 @ 7² (18 lines in 1 set)
-/// stays row by row (33 vs 35 µs down the strips).
-const STRIP_WAYS: usize = 12;
+/// L1 ways the lines of one strip may take per set: Zen 4 has 8, Zen 5 12, and the
+/// output and weights need some.
+const STRIP_WAYS: usize = 8;
 
 /// The same bound at stride 2, where each step down brings two new input rows: half
 /// the ways. Stride 2 on Zen 5 (µs per layer, 6 runs each, strips vs row by row):
@@ -535,8 +533,8 @@ const STRIP_WAYS_S2: usize = 4;
 /// Whether the `rows × pixels` lines one channel tile of a strip touches (`pixels`
 /// apart by `C·4` bytes; rows of these layers alias to the same sets) stay in L1 while
 /// the strip walks down, so each output row reuses K − 1 input rows. Pixel strides that
-/// are multiples of 1 KiB crowd a few sets (see [`STRIP_WAYS`]); C = 128 @ 56² (8 sets)
-/// gained 74 → 85–88 GFLOP/s down the strips. Stride 2
+/// are multiples of 1 KiB crowd a few sets: C = 512 @ 14² ran at 22 GFLOP/s down the
+/// strips against 38–51 row by row; C = 128 @ 56² (8 sets) gained 74 → 85–88. Stride 2
 /// takes the strips only within [`STRIP_WAYS_S2`] ways (C ≤ 128).
 fn strip_fits_l1(channels: usize, pixels: usize, rows: usize, ways: usize) -> bool {
     const SET_PERIOD: usize = 4096;

@@ -58,7 +58,7 @@
 //! | `gemm::MC_TILES` | 12 | 12/24/48: 1024→1024@14 92/89/90%, 256→256@28 98/96/96% |
 //! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
 //! | depthwise pixel blocks | 8 (3×3 s1), 4 (s2, 5×5) | DESIGN.md §5: 7-pixel s2 tiles spilled; register counts in `depthwise` |
-//! | `depthwise::STRIP_WAYS` | 12 lines per L1 set | C=128@56² s1: 74 → 85–88 GFLOP/s down the strips; C=512@14² (2 KiB pixel stride, 2 sets, 9 lines per set): 33 µs row by row → 27–29 down the strips (at 8 ways it went row by row); C=1024@7² (18 lines in 1 set) row by row, 33 vs 35 µs |
+//! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
 //! | `depthwise::STRIP_WAYS_S2` | 4 lines per L1 set | stride 2 down the strips vs row by row (µs): C=32@112² 50/60, C=64@112² 87/97, C=128@56² 47/49; C=256@28² 30/27, C=512@14² 20/16 stay row by row |
 //! | `depthwise::NARROW_ROW` | 48 columns | 3×3 s1 rows narrower than this use 4-pixel blocks: C=512@14² 43 → 56, C=128@28² 72 → 78 |
 //! | `depthwise::HEAD_MIN_TILES` | 8 tiles | a masked head tile aligns the input loads of a 16-byte-aligned `Vec` (stride 1, C·4 a multiple of the vector): C=128@56² 72 → 100; at C=32 the extra tile cost more (88 → 65) |
