@@ -75,6 +75,15 @@
 //! 128→128@56 231 (86%, unfused 217), 512→512@14 244 (91%, unfused 240); whole
 //! MobileNetV1-224 batch 1: 5.87 ms, 195 GFLOP/s (73%). Two-thread numbers on this
 //! shared 2-vCPU machine were not reproducible (other jobs held the second core).
+//!
+//! Caution when tuning depthwise: standalone rates move by ±20% with things the kernel
+//! does not control. `kernel_speed` runs every layer in one process, so the heap layout
+//! (where each tensor lands) changes with any allocation earlier in the run (3×3 s1
+//! C=128@28 ran 100 GFLOP/s alone and 83 after the other layers, in the same binary),
+//! and a change to one instantiation of the large `dw_avx512` body moved an untouched
+//! path (stride 2 strips made 3×3 s1 C=32@112 96 → 79 GFLOP/s alone, unchanged in the
+//! whole network). Compare binaries on the same filter, alternating runs, and check
+//! `dsconv bench --model` before keeping a change.
 
 mod aligned;
 pub(crate) mod dense;
