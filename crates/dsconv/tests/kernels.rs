@@ -454,7 +454,7 @@ fn depthwise_kernel_leaves_pixel_stride_gaps() {
 #[test]
 fn depthwise_row_by_row_and_strip_modes_at_wide_channels() {
     // A pixel stride of 2 KiB (C = 512) crowds two L1 sets, so stride 1 sweeps rows one
-    // at a time; stride 2 always does (the others check both modes' channel tails).
+    // at a time; stride 2 does from C = 256 (the others check both modes' channel tails).
     let mut rng = SplitMix64::new(11);
     for (c, k) in [(512, 3), (512, 5), (260, 3), (200, 5)] {
         for stride in [1, 2] {
@@ -669,6 +669,32 @@ fn dense_fast_im2col_rows_bands_and_input_end() {
             [2, cin, h, w],
             500 + i as u64,
             &format!("dense fast im2col {cin}->{cout} {kh}x{kw} s{stride}"),
+        );
+    }
+}
+
+#[test]
+fn depthwise_stride2_strips_multi_tile_and_batch() {
+    // Stride 2 walks strips down the rows when a strip fits in half the L1 ways (C ≤ 128
+    // for 3×3): several channel tiles with a masked tail, batch 2 (strips cross the
+    // image boundary through the row table), odd sizes, padding on one side only.
+    let mut rng = SplitMix64::new(19);
+    for (i, (c, h, w)) in [(40, 23, 31), (100, 17, 12), (128, 9, 26), (24, 30, 11)]
+        .into_iter()
+        .enumerate()
+    {
+        let params = Conv2dParams::default()
+            .with_stride(2)
+            .with_padding(Padding::asymmetric(1, i % 2, 1 - i % 2, 1))
+            .with_groups(c);
+        let act = ACTIVATIONS[i % ACTIVATIONS.len()];
+        let (conv, wt) = random_conv(&mut rng, [c, 1, 3, 3], params, i != 2, act);
+        check_conv(
+            &conv,
+            &wt,
+            [2, c, h, w],
+            900 + i as u64,
+            &format!("depthwise s2 strips C={c} {h}x{w}"),
         );
     }
 }

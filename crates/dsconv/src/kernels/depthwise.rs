@@ -393,7 +393,12 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     // SAFETY: blocks stay inside the interior, edge pixels check every tap (see `strip`,
     // `edge`).
     unsafe {
-        if STRIDE == 1 && strip_fits_l1(a.channels, PB * STRIDE + K - 1, K) {
+        let ways = if STRIDE == 1 {
+            STRIP_WAYS
+        } else {
+            STRIP_WAYS_S2
+        };
+        if strip_fits_l1(a.channels, PB * STRIDE + K - 1, K, ways) {
             // Down the strips: all rows per channel tile.
             tiles::<S, K, STRIDE, PB>(a, table, x0, x1, 0..a.rows.len());
         } else {
@@ -518,14 +523,20 @@ impl<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> BlockRun
 /// output and weights need some.
 const STRIP_WAYS: usize = 8;
 
+/// The same bound at stride 2, where each step down brings two new input rows: half
+/// the ways. Stride 2 on Zen 5 (µs per layer, 6 runs each, strips vs row by row):
+/// C = 32 @ 112² 50 vs 60, C = 64 @ 112² 87 vs 97, C = 128 @ 56² 47 vs 49 (4 lines per
+/// set: strips); C = 256 @ 28² 30 vs 27, C = 512 @ 14² 20 vs 16, C = 1024 @ 14² 88 vs
+/// 60 (7, 14 and 27 lines per set: rows).
+const STRIP_WAYS_S2: usize = 4;
+
 /// Whether the `rows × pixels` lines one channel tile of a strip touches (`pixels`
 /// apart by `C·4` bytes; rows of these layers alias to the same sets) stay in L1 while
 /// the strip walks down, so each output row reuses K − 1 input rows. Pixel strides that
 /// are multiples of 1 KiB crowd a few sets: C = 512 @ 14² ran at 22 GFLOP/s down the
 /// strips against 38–51 row by row; C = 128 @ 56² (8 sets) gained 74 → 85–88. Stride 2
-/// always goes row by row: half the rows are new at each step and the downward walk
-/// defeated the prefetchers (50 → 39 at C = 128).
-fn strip_fits_l1(channels: usize, pixels: usize, rows: usize) -> bool {
+/// takes the strips only within [`STRIP_WAYS_S2`] ways (C ≤ 128).
+fn strip_fits_l1(channels: usize, pixels: usize, rows: usize, ways: usize) -> bool {
     const SET_PERIOD: usize = 4096;
     let step = (channels * 4) % SET_PERIOD;
     let sets = if step == 0 {
@@ -533,7 +544,7 @@ fn strip_fits_l1(channels: usize, pixels: usize, rows: usize) -> bool {
     } else {
         (SET_PERIOD / gcd(step, SET_PERIOD)).min(pixels)
     };
-    (pixels * rows).div_ceil(sets) <= STRIP_WAYS
+    (pixels * rows).div_ceil(sets) <= ways
 }
 
 fn gcd(mut a: usize, mut b: usize) -> usize {

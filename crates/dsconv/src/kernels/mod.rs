@@ -69,6 +69,7 @@
 //! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
 //! | depthwise pixel blocks | 8 (3×3 s1), 4 (s2, 5×5) | DESIGN.md §5: 7-pixel s2 tiles spilled; register counts in `depthwise` |
 //! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
+//! | `depthwise::STRIP_WAYS_S2` | 4 lines per L1 set | stride 2 down the strips vs row by row (µs): C=32@112² 50/60, C=64@112² 87/97, C=128@56² 47/49; C=256@28² 30/27, C=512@14² 20/16 stay row by row |
 //! | `depthwise::NARROW_ROW` | 48 columns | 3×3 s1 rows narrower than this use 4-pixel blocks: C=512@14² 43 → 56, C=128@28² 72 → 78 |
 //! | `depthwise::HEAD_MIN_TILES` | 8 tiles | a masked head tile aligns the input loads of a 16-byte-aligned `Vec` (stride 1, C·4 a multiple of the vector): C=128@56² 72 → 100; at C=32 the extra tile cost more (88 → 65) |
 //! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
@@ -92,6 +93,15 @@
 //! on one thread and 1.91 / 3.19 ms on two (dsconv 2.50 / 3.82: two threads scale
 //! 1.35×, ORT 1.9×; the second vCPU was shared with other jobs). Two-thread numbers on this
 //! shared 2-vCPU machine were not reproducible (other jobs held the second core).
+//!
+//! Caution when tuning depthwise: standalone rates move by ±20% with things the kernel
+//! does not control. `kernel_speed` runs every layer in one process, so the heap layout
+//! (where each tensor lands) changes with any allocation earlier in the run (3×3 s1
+//! C=128@28 ran 100 GFLOP/s alone and 83 after the other layers, in the same binary),
+//! and a change to one instantiation of the large `dw_avx512` body moved an untouched
+//! path (stride 2 strips made 3×3 s1 C=32@112 96 → 79 GFLOP/s alone, unchanged in the
+//! whole network). Compare binaries on the same filter, alternating runs, and check
+//! `dsconv bench --model` before keeping a change.
 
 mod aligned;
 pub(crate) mod dense;
