@@ -1,12 +1,13 @@
 //! Execution context: how many threads a forward pass may use.
 //!
-//! An [`Executor`] owns a persistent rayon pool (created once, reused by every call), so
-//! no thread is spawned per layer. Work is split statically into contiguous chunks of
+//! An [`Executor`] owns a persistent thread team (`kernels::team`: the calling thread plus
+//! `threads − 1` workers that spin briefly between regions), created once and reused by
+//! every call, so no thread is spawned or woken from sleep per layer. Work is split statically into contiguous chunks of
 //! output rows; every output element is computed by exactly one thread in a fixed order,
 //! so results are bitwise identical for every thread count.
 
 use crate::error::{Error, Result};
-use rayon::prelude::*;
+use crate::kernels::team::{self, Team};
 
 /// Below this many multiply-accumulates a layer runs on the calling thread: waking a
 /// worker costs a few microseconds, more than such a layer takes.
@@ -20,7 +21,7 @@ pub const MAX_THREADS: usize = 1024;
 #[derive(Debug)]
 pub struct Executor {
     threads: usize,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Team>,
     /// Instruction-set tier the kernels run at (default: the best available).
     isa: crate::kernels::Isa,
 }
@@ -58,11 +59,7 @@ impl Executor {
         if threads == 1 {
             return Ok(Executor::single());
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("dsconv-{i}"))
-            .build()
-            .map_err(|e| Error::Threads(e.to_string()))?;
+        let pool = Team::new(threads).map_err(|e| Error::Threads(e.to_string()))?;
         Ok(Executor {
             threads,
             pool: Some(pool),
@@ -103,17 +100,17 @@ impl Executor {
         let block_rows = block_rows.max(1);
         let blocks = rows.div_ceil(block_rows);
         let tasks = tasks.clamp(1, blocks.max(1));
-        match &self.pool {
-            Some(pool) if tasks > 1 => {
-                let rows_per_task = blocks.div_ceil(tasks) * block_rows;
-                pool.install(|| {
-                    out.par_chunks_mut(rows_per_task * row_len)
-                        .enumerate()
-                        .for_each(|(t, chunk)| f(t * rows_per_task, chunk));
-                });
-            }
-            _ => f(0, out),
+        if tasks == 1 || self.pool.is_none() {
+            return f(0, out);
         }
+        let rows_per_task = blocks.div_ceil(tasks) * block_rows;
+        team::for_each_chunk(
+            self.pool.as_ref(),
+            out,
+            rows_per_task * row_len,
+            tasks,
+            |t, chunk| f(t * rows_per_task, chunk),
+        );
     }
 
     /// How many parallel tasks a job of `macs` multiply-accumulates deserves.
@@ -131,24 +128,26 @@ impl Executor {
     {
         let rows = out.len().checked_div(row_len).unwrap_or(0);
         let tasks = tasks.clamp(1, rows.max(1));
-        match &self.pool {
-            Some(pool) if tasks > 1 => {
-                let rows_per_task = rows.div_ceil(tasks);
-                pool.install(|| {
-                    out.par_chunks_mut(rows_per_task * row_len)
-                        .enumerate()
-                        .for_each(|(t, chunk)| f(t * rows_per_task, chunk));
-                });
-            }
-            _ => f(0, out),
+        if tasks == 1 || self.pool.is_none() {
+            return f(0, out);
         }
+        let rows_per_task = rows.div_ceil(tasks);
+        team::for_each_chunk(
+            self.pool.as_ref(),
+            out,
+            rows_per_task * row_len,
+            tasks,
+            |t, chunk| f(t * rows_per_task, chunk),
+        );
     }
 
-    /// Runs `f` inside the pool (so nested rayon calls use it), or directly.
-    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+    /// Calls `f(0)`, ..., `f(tasks − 1)`, each once, spread over the threads (inline in
+    /// order with one thread, or when called from inside another task), and returns when
+    /// all have finished. A panic in any task is resumed on the caller.
+    pub fn run_tasks(&self, tasks: usize, f: impl Fn(usize) + Sync) {
         match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
+            Some(pool) => pool.run(tasks, &f),
+            None => (0..tasks).for_each(f),
         }
     }
 }

@@ -279,19 +279,16 @@ impl PackedGemm {
         let base = &base;
         let res = residual.map(|(r, ld)| (SharedIn(r.as_ptr()), ld));
         let res = &res;
-        exec.install(|| {
-            use rayon::prelude::*;
-            (0..tasks).into_par_iter().for_each(|t| {
-                let first = (t * panels / tasks) * PANEL;
-                let last = ((t + 1) * panels / tasks * PANEL).min(self.n);
-                if first < last {
-                    // SAFETY: extents checked above; the tasks' column ranges are disjoint
-                    // panel runs, so no element of `out` is written by two threads, and
-                    // `out` stays borrowed mutably until `install` returns.
-                    let res = res.as_ref().map(|(r, ld)| (r.0, *ld));
-                    unsafe { self.run_cols(isa, a, lda, m, base.0, ldc, act, res, first..last) };
-                }
-            });
+        exec.run_tasks(tasks, |t| {
+            let first = (t * panels / tasks) * PANEL;
+            let last = ((t + 1) * panels / tasks * PANEL).min(self.n);
+            if first < last {
+                // SAFETY: extents checked above; the tasks' column ranges are disjoint
+                // panel runs, so no element of `out` is written by two threads, and
+                // `out` stays borrowed mutably until `run_tasks` returns.
+                let res = res.as_ref().map(|(r, ld)| (r.0, *ld));
+                unsafe { self.run_cols(isa, a, lda, m, base.0, ldc, act, res, first..last) };
+            }
         });
         Ok(())
     }

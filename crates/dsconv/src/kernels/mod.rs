@@ -110,6 +110,7 @@ pub(crate) mod fused;
 pub(crate) mod gemm;
 pub mod peak;
 mod simd;
+pub(crate) mod team;
 
 pub use aligned::{with_scratch, AlignedVec};
 pub use depthwise::PackedDepthwise;
