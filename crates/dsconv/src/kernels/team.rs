@@ -253,7 +253,7 @@ fn worker(sh: &Shared) {
             } else {
                 std::thread::yield_now();
             }
-            if i % 64 == 0 && start.elapsed() > SPIN {
+            if i.is_multiple_of(64) && start.elapsed() > SPIN {
                 let guard = sh.lock.lock().unwrap_or_else(|p| p.into_inner());
                 sh.sleepers.fetch_add(1, Ordering::SeqCst);
                 let mut guard = guard;
