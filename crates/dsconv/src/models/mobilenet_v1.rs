@@ -522,6 +522,11 @@ impl MobileNetV1 {
     /// `[N, 1000]` matrix row-major in `data()`. Runs in NHWC inside (an NCHW input is
     /// converted once).
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        super::build::batch_parallel(input, exec, CLASSES, |x, exec| self.forward_batch(x, exec))
+    }
+
+    /// [`forward_with`](Self::forward_with) layer after layer over the whole batch.
+    fn forward_batch(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
         let [n, c, h, w] = input.logical_dims();
         if n == 0 || c != 3 || h != self.resolution || w != self.resolution {
             return Err(Error::shape(
