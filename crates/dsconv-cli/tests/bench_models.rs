@@ -72,6 +72,37 @@ fn mobilenet_v2_random_and_from_a_checkpoint() {
 }
 
 #[test]
+fn mobilenet_v1_from_a_classic_pytorch_checkpoint() {
+    let random = bench_json(
+        &[
+            "--model",
+            "mobilenet-v1",
+            "--width",
+            "0.125",
+            "--resolution",
+            "64",
+        ],
+        None,
+    );
+    let loaded = bench_json(
+        &[
+            "--model",
+            "mobilenet-v1",
+            "--width",
+            "0.125",
+            "--resolution",
+            "64",
+        ],
+        Some(fixture("mobilenet_v1_a0125.pth")),
+    );
+    // 10 classes instead of 1000 on 128 features.
+    assert_eq!(
+        random["macs"].as_u64().unwrap() - loaded["macs"].as_u64().unwrap(),
+        (1000 - 10) * 128
+    );
+}
+
+#[test]
 fn efficientnet_lite0_random_at_a_small_resolution() {
     let v = bench_json(
         &["--model", "efficientnet-lite0", "--resolution", "64"],

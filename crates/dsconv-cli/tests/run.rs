@@ -95,3 +95,51 @@ fn run_rejects_bad_model_rank_and_width_with_exit_2() {
         .stderr(predicate::function(|s: &str| s.lines().count() == 1));
     assert!(!y.exists());
 }
+
+/// The classic PyTorch MobileNetV1 naming through `dsconv run` (224×224 inputs: the fixture's
+/// logits are for 64×64, so this checks the shapes and that both thread counts agree).
+#[test]
+fn run_mobilenet_v1_checkpoint_at_224() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = dir.path().join("x.npy");
+    let data: Vec<f32> = (0..2 * 3 * 224 * 224u64)
+        .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+        .collect();
+    write_npy(&x, &[2, 3, 224, 224], &data).unwrap();
+    let mut outputs = Vec::new();
+    for threads in ["1", "2"] {
+        let y = dir.path().join(format!("y{threads}.npy"));
+        Command::cargo_bin("dsconv")
+            .unwrap()
+            .args(["run", "--model", "mobilenet-v1", "--alpha", "0.125"])
+            .args(["--threads", threads])
+            .arg("--weights")
+            .arg(fixture("mobilenet_v1_a0125.pth"))
+            .arg("--input")
+            .arg(&x)
+            .arg("--output")
+            .arg(&y)
+            .assert()
+            .success();
+        let got = read_npy(&y).unwrap();
+        assert_eq!(got.shape, [2, 10]);
+        assert!(got.data.iter().all(|v| v.is_finite()));
+        outputs.push(got.data);
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    // 64×64 is not what a mobilenet-v1 network is built for: one line, exit 2.
+    write_npy(&x, &[1, 3, 64, 64], &data[..3 * 64 * 64]).unwrap();
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["run", "--model", "mobilenet-v1", "--alpha", "0.125"])
+        .arg("--weights")
+        .arg(fixture("mobilenet_v1_a0125.pth"))
+        .arg("--input")
+        .arg(&x)
+        .arg("--output")
+        .arg(dir.path().join("z.npy"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("224").and(predicate::str::contains('\n').count(1)));
+    assert!(!dir.path().join("z.npy").exists());
+}

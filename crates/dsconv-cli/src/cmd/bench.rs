@@ -31,8 +31,9 @@ Examples:
   dsconv bench --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth --threads 2
   dsconv bench --model mobilenet-v2 --width 0.75 --batch 8
 
-Networks: mobilenet-v1 (--layers or --model, random weights), mobilenet-v2 and
-efficientnet-lite0 (--model; --weights loads a PyTorch or safetensors checkpoint).
+Networks: mobilenet-v1 (--layers or --model), mobilenet-v2 and efficientnet-lite0
+(--model). --model runs random weights unless --weights loads a PyTorch or safetensors
+checkpoint (mobilenet-v1: the classic PyTorch naming, see docs/models-and-weights.md).
 
 Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard op), blocks
 1..=13 the depthwise separable blocks. Operations (--ops): depthwise, pointwise, separable
@@ -774,12 +775,14 @@ fn bench_model(
     let timing;
     let cost;
     if network == Network::MobileNetV1 {
-        if args.weights.is_some() {
-            return Err(user_error(
-                "--weights: mobilenet-v1 has no checkpoint naming; it runs with random weights",
-            ));
-        }
-        let net = MobileNetV1::random(args.width, args.resolution, SEED)?;
+        let net = match &args.weights {
+            Some(path) => {
+                progress.now(&format!("loading {}...", path.display()));
+                let sd = dsconv::weights::StateDict::load(path)?;
+                MobileNetV1::from_state_dict(&sd, args.width, args.resolution)?
+            }
+            None => MobileNetV1::random(args.width, args.resolution, SEED)?,
+        };
         cost = net.cost(args.batch)?.total();
         progress.now(&format!(
             "timing {} (batch {})...",

@@ -13,7 +13,8 @@ const AFTER_HELP: &str = "\
 The input is already preprocessed (for EfficientNet-Lite0: resize 256, crop 224,
 (x/255 - 0.5)/0.5); the output holds raw logits, one row per image. Checkpoints are
 PyTorch state_dicts (.pth/.pt, zip or legacy) or .safetensors, in the names of
-lukemelas EfficientNet-PyTorch (efficientnet-lite0) or torchvision (mobilenet-v2).
+lukemelas EfficientNet-PyTorch (efficientnet-lite0), torchvision (mobilenet-v2) or the
+classic PyTorch MobileNetV1 (mobilenet-v1: model.N.M, fc; ReLU; 224x224 inputs only).
 
 Examples:
   dsconv run --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth \\
@@ -25,13 +26,13 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// Network: efficientnet-lite0 … efficientnet-lite4, or mobilenet-v2.
+    /// efficientnet-lite0 … efficientnet-lite4, mobilenet-v1, mobilenet-v2.
     #[arg(long)]
     model: String,
     /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.
     #[arg(long)]
     weights: PathBuf,
-    /// Width multiplier (mobilenet-v2 only).
+    /// Width multiplier (the MobileNets only).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
     /// Input batch, float32/float64 NCHW [N, 3, H, W], already normalised.

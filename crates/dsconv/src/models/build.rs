@@ -94,6 +94,22 @@ pub(crate) fn pointwise_bn(
         .with_activation(act))
 }
 
+/// The weight `[classes, features]` (row-major) and bias of `nn.Linear` `fc`.
+pub(crate) fn linear(
+    src: &mut dyn ParamSource,
+    fc: &str,
+    features: usize,
+    classes: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let w = src.param(
+        &format!("{fc}.weight"),
+        &[classes, features],
+        ParamKind::Weight { fan_in: features },
+    );
+    let b = src.param(&format!("{fc}.bias"), &[classes], ParamKind::Bias);
+    (w, b)
+}
+
 /// A `Linear(features → classes)` classifier head named `fc` (`{fc}.weight`, `{fc}.bias`).
 pub(crate) fn classifier(
     src: &mut dyn ParamSource,
@@ -101,12 +117,7 @@ pub(crate) fn classifier(
     features: usize,
     classes: usize,
 ) -> Result<crate::blocks::Classifier> {
-    let w = src.param(
-        &format!("{fc}.weight"),
-        &[classes, features],
-        ParamKind::Weight { fan_in: features },
-    );
-    let b = src.param(&format!("{fc}.bias"), &[classes], ParamKind::Bias);
+    let (w, b) = linear(src, fc, features, classes);
     crate::blocks::Classifier::new(w, b, classes, features)
 }
 

@@ -282,10 +282,14 @@ pub struct MobileNetV1Weights {
     pub stem: ConvBn,
     /// The thirteen blocks.
     pub blocks: Vec<BlockWeights>,
-    /// Classifier weight `[1000, 1024α, 1, 1]` (a 1×1 convolution on the pooled features).
+    /// Classifier weight `[classes, 1024α, 1, 1]` (a 1×1 convolution on the pooled
+    /// features; 1000 classes for ImageNet).
     pub fc_weight: Tensor,
-    /// Classifier bias, 1000 elements.
+    /// Classifier bias, one per class.
     pub fc_bias: Vec<f32>,
+    /// The activation after every BatchNorm: [`ACTIVATION`] (ReLU6) for random weights,
+    /// ReLU for checkpoints in the classic PyTorch naming.
+    pub activation: Activation,
 }
 
 /// He-uniform weights `U(−a, a)`, `a = sqrt(6 / fan_in)`: keeps the activations' scale
@@ -346,6 +350,79 @@ impl MobileNetV1Weights {
             blocks,
             fc_weight,
             fc_bias,
+            activation: ACTIVATION,
+        })
+    }
+
+    /// Reads a checkpoint in the classic PyTorch MobileNetV1 naming (an `nn.Sequential`
+    /// `model` of `conv_bn(3, 32α, 2)` and thirteen `conv_dw(inp, oup, stride)`, then
+    /// `nn.Linear` `fc`), at width `alpha`:
+    ///
+    /// | module | keys |
+    /// |---|---|
+    /// | stem conv, BN | `model.0.0.weight`, `model.0.1.{weight,bias,running_mean,running_var}` |
+    /// | block k = 1…13 depthwise, BN | `model.k.0.weight` `[C, 1, 3, 3]`, `model.k.1.*` |
+    /// | block k pointwise, BN | `model.k.3.weight` `[C', C, 1, 1]`, `model.k.4.*` |
+    /// | classifier | `fc.weight` `[classes, 1024α]`, `fc.bias` |
+    ///
+    /// That code uses `nn.ReLU` and PyTorch's BatchNorm eps 1e-5, so these weights do
+    /// too. Every missing, unexpected or mismatched key is reported at once
+    /// ([`Error::StateDict`]); the class count comes from `fc.weight`.
+    pub fn from_state_dict(sd: &crate::weights::StateDict, alpha: f64) -> Result<Self> {
+        let classes = sd
+            .get("fc.weight")
+            .and_then(|t| t.dims.first().copied())
+            .filter(|&c| c > 0)
+            .unwrap_or(CLASSES);
+        let mut loader = crate::weights::Loader::new(sd);
+        let weights = Self::from_source(&mut loader, alpha, classes);
+        loader.finish()?;
+        weights
+    }
+
+    fn from_source(
+        src: &mut dyn crate::weights::ParamSource,
+        alpha: f64,
+        classes: usize,
+    ) -> Result<Self> {
+        use super::build::{batchnorm, conv_weight};
+        const EPS: f32 = 1e-5;
+        let stages = stages(alpha, 224)?;
+        let mut conv_bn = |conv: &str, bn: &str, dims: [usize; 4]| -> Result<ConvBn> {
+            Ok(ConvBn {
+                weight: conv_weight(src, conv, dims)?,
+                batchnorm: batchnorm(src, bn, dims[0], EPS)?,
+            })
+        };
+        let stem = conv_bn("model.0.0", "model.0.1", [stages[0].out_channels, 3, 3, 3])?;
+        let mut blocks = Vec::with_capacity(BLOCKS.len());
+        for (k, s) in stages.iter().enumerate().skip(1) {
+            let (cin, cout) = (s.in_channels, s.out_channels);
+            let depthwise = conv_bn(
+                &format!("model.{k}.0"),
+                &format!("model.{k}.1"),
+                [cin, 1, 3, 3],
+            )?;
+            let pointwise = conv_bn(
+                &format!("model.{k}.3"),
+                &format!("model.{k}.4"),
+                [cout, cin, 1, 1],
+            )?;
+            blocks.push(BlockWeights::Separable {
+                depthwise,
+                pointwise,
+            });
+        }
+        let features = stages[stages.len() - 1].out_channels;
+        let fc = super::build::linear(src, "fc", features, classes);
+        let (fc_weight, fc_bias) = fc;
+        Ok(MobileNetV1Weights {
+            alpha,
+            stem,
+            blocks,
+            fc_weight: Tensor::from_nchw(fc_weight, [classes, features, 1, 1])?,
+            fc_bias,
+            activation: Activation::Relu,
         })
     }
 }
@@ -384,10 +461,10 @@ pub struct MobileNetV1 {
     workspace: crate::workspace::Workspace,
 }
 
-fn fused_conv(w: &ConvBn, params: Conv2dParams) -> Result<Conv2d> {
+fn fused_conv(w: &ConvBn, params: Conv2dParams, act: Activation) -> Result<Conv2d> {
     Ok(Conv2d::new(w.weight.clone(), None, params)?
         .with_batchnorm(&w.batchnorm)?
-        .with_activation(ACTIVATION))
+        .with_activation(act))
 }
 
 impl MobileNetV1 {
@@ -431,7 +508,8 @@ impl MobileNetV1 {
             weights.stem.weight.dims(),
             [s0.out_channels, 3, 3, 3],
         )?;
-        let stem = fused_conv(&weights.stem, conv3x3(2, 1))?;
+        let act = weights.activation;
+        let stem = fused_conv(&weights.stem, conv3x3(2, 1), act)?;
         let mut blocks = Vec::with_capacity(BLOCKS.len());
         // One form for all blocks: the first block's.
         let variant = match weights.blocks.first() {
@@ -461,10 +539,10 @@ impl MobileNetV1 {
                     let dw =
                         DepthwiseConv2d::new(depthwise.weight.clone(), None, conv3x3(s.stride, 1))?
                             .with_batchnorm(&depthwise.batchnorm)?
-                            .with_activation(ACTIVATION);
+                            .with_activation(act);
                     let pw = PointwiseConv2d::new(pointwise.weight.clone(), None)?
                         .with_batchnorm(&pointwise.batchnorm)?
-                        .with_activation(ACTIVATION);
+                        .with_activation(act);
                     Block::Separable(Box::new(DepthwiseSeparableConv2d::new(dw, pw)?))
                 }
                 BlockWeights::Standard(conv) => {
@@ -473,12 +551,19 @@ impl MobileNetV1 {
                         conv.weight.dims(),
                         [s.out_channels, s.in_channels, 3, 3],
                     )?;
-                    Block::Standard(Box::new(fused_conv(conv, conv3x3(s.stride, 1))?))
+                    Block::Standard(Box::new(fused_conv(conv, conv3x3(s.stride, 1), act)?))
                 }
             });
         }
         let features = stages[stages.len() - 1].out_channels;
-        expect("fc", weights.fc_weight.dims(), [CLASSES, features, 1, 1])?;
+        let classes = weights.fc_weight.dims()[0].max(1);
+        expect("fc", weights.fc_weight.dims(), [classes, features, 1, 1])?;
+        if weights.fc_bias.len() != classes {
+            return Err(Error::Checkpoint(format!(
+                "fc: bias of {} elements, expected {classes}",
+                weights.fc_bias.len()
+            )));
+        }
         let fc = PointwiseConv2d::new(weights.fc_weight.clone(), Some(weights.fc_bias.clone()))?;
         Ok(MobileNetV1 {
             alpha: weights.alpha,
@@ -490,6 +575,21 @@ impl MobileNetV1 {
             fc,
             workspace: crate::workspace::Workspace::default(),
         })
+    }
+
+    /// Number of classes (the classifier's outputs).
+    pub fn classes(&self) -> usize {
+        self.fc.out_channels()
+    }
+
+    /// From a checkpoint in the classic PyTorch naming
+    /// ([`MobileNetV1Weights::from_state_dict`]) for inputs `resolution`×`resolution`.
+    pub fn from_state_dict(
+        sd: &crate::weights::StateDict,
+        alpha: f64,
+        resolution: usize,
+    ) -> Result<Self> {
+        MobileNetV1::from_weights(&MobileNetV1Weights::from_state_dict(sd, alpha)?, resolution)
     }
 
     /// Width multiplier α.
@@ -506,10 +606,17 @@ impl MobileNetV1 {
     }
 
     /// The cost table for a batch of `batch` images ([`cost`] with this network's α,
-    /// resolution and variant). Its rows count convolutions without bias and BatchNorm
+    /// resolution, variant and class count). Its rows count convolutions without bias and BatchNorm
     /// apart, as the paper does; this network has folded each BatchNorm into a bias.
     pub fn cost(&self, batch: usize) -> Result<NetworkCost> {
-        cost(self.alpha, self.resolution, batch, self.variant)
+        let mut table = cost(self.alpha, self.resolution, batch, self.variant)?;
+        if self.classes() != CLASSES {
+            // A checkpoint with its own class count: the classifier row follows it.
+            if let Some(fc) = table.layers.last_mut() {
+                *fc = LayerCost::linear("fc", batch, self.fc.in_channels(), self.classes(), true);
+            }
+        }
+        Ok(table)
     }
 
     /// Forward pass on one thread.
@@ -522,7 +629,9 @@ impl MobileNetV1 {
     /// `[N, 1000]` matrix row-major in `data()`. Runs in NHWC inside (an NCHW input is
     /// converted once).
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
-        super::build::batch_parallel(input, exec, CLASSES, |x, exec| self.forward_batch(x, exec))
+        super::build::batch_parallel(input, exec, self.classes(), |x, exec| {
+            self.forward_batch(x, exec)
+        })
     }
 
     /// [`forward_with`](Self::forward_with) layer after layer over the whole batch.
@@ -568,7 +677,7 @@ impl MobileNetV1 {
         let pooled = self.pool.forward(&y)?;
         ws.give(y);
         let logits = self.fc.forward_with(&pooled, exec)?;
-        Tensor::from_nchw(logits.into_data(), [n, CLASSES, 1, 1])
+        Tensor::from_nchw(logits.into_data(), [n, self.classes(), 1, 1])
     }
 }
 

@@ -2,6 +2,7 @@
 //! `dsconv run`, `classify` and benchmarks need without matching on each type.
 
 use super::efficientnet_lite::EfficientNetLite;
+use super::mobilenet_v1::MobileNetV1;
 use super::mobilenet_v2::MobileNetV2;
 use crate::cost::{Cost, NetworkCost};
 use crate::error::{Error, Result};
@@ -28,15 +29,23 @@ pub enum Network {
     EfficientNetLite(Box<EfficientNetLite>),
     /// MobileNetV2 at some width (torchvision names).
     MobileNetV2(Box<MobileNetV2>),
+    /// MobileNetV1 at some width (classic PyTorch names, see
+    /// [`MobileNetV1Weights::from_state_dict`](super::mobilenet_v1::MobileNetV1Weights::from_state_dict)),
+    /// for 224×224 inputs.
+    MobileNetV1(Box<MobileNetV1>),
 }
 
+/// The input size of a [`Network::MobileNetV1`] (its layers are built for one size).
+pub const MOBILENET_V1_RESOLUTION: usize = 224;
+
 /// Names accepted by [`Network::from_state_dict`] and [`Network::random`].
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "efficientnet-lite0",
     "efficientnet-lite1",
     "efficientnet-lite2",
     "efficientnet-lite3",
     "efficientnet-lite4",
+    "mobilenet-v1",
     "mobilenet-v2",
 ];
 
@@ -49,9 +58,13 @@ fn unknown(name: &str) -> Error {
 
 impl Network {
     /// Builds network `name` (one of [`NAMES`]) from a state_dict; `alpha` is the width
-    /// multiplier of MobileNetV2 (ignored by EfficientNet-Lite, whose width is in its name).
+    /// multiplier of the MobileNets (ignored by EfficientNet-Lite, whose width is in its
+    /// name).
     pub fn from_state_dict(name: &str, sd: &StateDict, alpha: f64) -> Result<Self> {
         match name {
+            "mobilenet-v1" => Ok(Network::MobileNetV1(Box::new(
+                MobileNetV1::from_state_dict(sd, alpha, MOBILENET_V1_RESOLUTION)?,
+            ))),
             "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(
                 MobileNetV2::from_state_dict(sd, alpha)?,
             ))),
@@ -65,6 +78,11 @@ impl Network {
     /// Network `name` with seeded random weights and 1000 classes.
     pub fn random(name: &str, alpha: f64, seed: u64) -> Result<Self> {
         match name {
+            "mobilenet-v1" => Ok(Network::MobileNetV1(Box::new(MobileNetV1::random(
+                alpha,
+                MOBILENET_V1_RESOLUTION,
+                seed,
+            )?))),
             "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(MobileNetV2::random(
                 alpha, seed,
             )?))),
@@ -87,6 +105,7 @@ impl Network {
         match self {
             Network::EfficientNetLite(n) => n.forward_with(input, exec),
             Network::MobileNetV2(n) => n.forward_with(input, exec),
+            Network::MobileNetV1(n) => n.forward_with(input, exec),
         }
     }
 
@@ -95,6 +114,7 @@ impl Network {
         match self {
             Network::EfficientNetLite(n) => n.cost_table(input),
             Network::MobileNetV2(n) => n.cost_table(input),
+            Network::MobileNetV1(n) => v1_resolution(n, input).and_then(|()| n.cost(input[0])),
         }
     }
 
@@ -103,6 +123,23 @@ impl Network {
         match self {
             Network::EfficientNetLite(n) => n.cost(input),
             Network::MobileNetV2(n) => n.cost(input),
+            Network::MobileNetV1(n) => {
+                v1_resolution(n, input).and_then(|()| Ok(n.cost(input[0])?.total()))
+            }
         }
+    }
+}
+
+/// MobileNetV1's cost tables are for the resolution it was built for.
+fn v1_resolution(net: &MobileNetV1, [_, _, h, w]: [usize; 4]) -> Result<()> {
+    let r = net.resolution();
+    if h == r && w == r {
+        Ok(())
+    } else {
+        Err(Error::shape(
+            "mobilenet-v1 input",
+            format!("{r}×{r}"),
+            format!("{h}×{w}"),
+        ))
     }
 }
