@@ -45,11 +45,31 @@
 //!
 //! # Threads
 //! Work is split statically by the [`Executor`](crate::Executor): the GEMM by pixel rows
-//! in multiples of the register tile, depthwise and fused separable by output rows, the
-//! dense path by pixel bands; layers under `exec::MIN_MACS_PER_THREAD` stay on one
-//! thread. No reduction is ever split and every output element is computed by the same
-//! operation sequence whatever tile, band or thread it falls in, so results are bitwise
-//! identical for every thread count (tested).
+//! in multiples of the register tile (by 32-column panels when there are too few rows),
+//! depthwise and fused separable by output rows, the dense path by pixel runs of whole
+//! register tiles; layers under `exec::MIN_MACS_PER_THREAD` stay on one thread. No
+//! reduction is ever split and every output element is computed by the same operation
+//! sequence whatever tile, band or thread it falls in, so results are bitwise identical
+//! for every thread count (tested).
+//!
+//! The threads are `team::Team`'s: the caller plus `T − 1` workers that spin for
+//! `team::SPIN` (300 µs) between regions before sleeping, so a region costs ~0.5 µs
+//! (measured: 2 empty tasks per region, 200,000 regions) instead of a wake-up. Task `t`
+//! runs on thread `t mod T` unless that thread has not started it when another runs out,
+//! so consecutive layers split alike read what their own core wrote. Measured on the
+//! 2-vCPU Zen 5 dev machine (`dsconv bench --model M --threads 2`, median ms, the same
+//! minutes): rayon with a job injected per region V1 3.10–3.23 / V2 2.33–2.41 / Lite0
+//! 2.93–3.82; the whole pass inside the rayon pool 2.91–3.38 / 1.80–1.88 / 2.57–3.13; the
+//! team with first-come tasks 2.85–2.98 / 1.69–1.73 / 2.43–2.50; with owned tasks (and the
+//! stem split fixed, below) 2.65–2.76 / 1.58–1.63 / 2.27–2.37. Splitting each region into
+//! 2 or 4 tasks per thread for balance measured slower (V1 2.94–3.20 and 3.32–3.57 against
+//! 2.96–3.04 in the same minutes). The dense stem splits in register tiles: split in
+//! whole 4,844-pixel im2col bands, its 12,544 pixels went 9,688 / 2,856 over two threads
+//! (2 threads 0.150 → 0.097 ms).
+//!
+//! Known limit: on this VM one thread of a pair often runs the same work 1.3–1.9× slower
+//! than the other for a while (which one varies; measured per task inside fused blocks and
+//! standalone depthwise layers), so 2-thread scaling of short regions stays below 2×.
 //!
 //! # Tuning constants and the measurements that chose them
 //! The dev machine turned out to be AMD Zen 5 (`cpu family 26`, 2 vCPU, 48 KiB L1d,
