@@ -1,7 +1,9 @@
-//! Dense (groups = 1, zero padding) k×k convolution as im2col + the pointwise GEMM:
-//! a band of output pixels is unfolded into rows of `kH·kW·C_in` values (taps in the
-//! padding are zeros) in a scratch buffer, then multiplied by the weight packed as
-//! `B[(i·kW + j)·C_in + ci, co] = w[co, ci, i, j]`. Safe code over the kernels.
+//! Dense (groups = 1, zero padding) k×k convolution as the pointwise GEMM over the
+//! weight packed as `B[(i·kW + j)·C_in + ci, co] = w[co, ci, i, j]`: each output pixel's
+//! row of A is its `kH·kW·C_in` input values. Short kernel rows (the stem) are read in
+//! place, one run per kernel row; otherwise a band of output pixels is unfolded into such
+//! rows (taps in the padding are zeros) in a scratch buffer (im2col). Safe code over the
+//! kernels.
 
 use super::gemm::{self, PackedGemm};
 use super::{AlignedVec, Isa};
@@ -23,8 +25,9 @@ pub fn pack(weight: &[f32], dims: [usize; 4], bias: Option<&[f32]>) -> Result<Pa
     })
 }
 
-/// Longest contiguous run copied as one 16-float vector, and the scratch slack for it.
-const SPILL: usize = 16;
+/// Longest kernel row (`kW·C_in` floats) read in place by [`conv_pixels`]: the unfold of
+/// such short runs costs as much as the GEMM.
+const SHORT_RUN: usize = 16;
 
 /// Output pixels per band for a reduction of `k` floats, a multiple of the tier's tile.
 pub fn band_pixels(isa: Isa, k: usize) -> usize {
@@ -33,7 +36,8 @@ pub fn band_pixels(isa: Isa, k: usize) -> usize {
 }
 
 /// Computes output pixels `pixels` (global index `(n·out_H + y)·out_W + x`) into `out`
-/// (`pixels.len() · C_out` floats, NHWC order), on the calling thread.
+/// (`pixels.len() · C_out` floats, NHWC order), on the calling thread: short kernel rows
+/// read in place ([`conv_pixels_in_place`]), others unfolded band by band.
 pub fn conv_pixels(
     isa: Isa,
     g: &ConvGeometry,
@@ -44,88 +48,40 @@ pub fn conv_pixels(
     act: Activation,
     scratch: &mut AlignedVec,
 ) -> Result<()> {
+    debug_assert_eq!(packed.k(), g.in_channels * g.kernel_h * g.kernel_w);
+    if g.dilation_w == 1 && g.kernel_w * g.in_channels <= SHORT_RUN && packed.k() <= gemm::KC {
+        conv_pixels_in_place(isa, g, packed, input, pixels, out, act, scratch)
+    } else {
+        conv_pixels_unfolded(isa, g, packed, input, pixels, out, act, scratch)
+    }
+}
+
+/// [`conv_pixels`] through im2col: bands of output pixels unfolded into scratch rows of
+/// `kH·kW·C_in` values (padding taps zero), each band one GEMM.
+#[allow(clippy::too_many_arguments)]
+fn conv_pixels_unfolded(
+    isa: Isa,
+    g: &ConvGeometry,
+    packed: &PackedGemm,
+    input: &[f32],
+    pixels: std::ops::Range<usize>,
+    out: &mut [f32],
+    act: Activation,
+    scratch: &mut AlignedVec,
+) -> Result<()> {
     let k = packed.k();
-    let cin = g.in_channels;
     let cout = g.out_channels;
-    debug_assert_eq!(k, cin * g.kernel_h * g.kernel_w);
     let band = band_pixels(isa, k);
-    // SPILL floats of slack: short contiguous runs are copied as one whole vector (see
-    // below), which may write past the band's last row.
-    scratch.ensure_len(band * k + SPILL);
+    scratch.ensure_len(band * k);
     let plane = g.out_h * g.out_w;
-    let image_len = g.in_h * g.in_w * cin;
-    let row_len = g.in_w * cin;
-    let run_len = g.kernel_w * cin;
-    let interior = g.interior_cols();
+    let image_len = g.in_h * g.in_w * g.in_channels;
     let mut start = pixels.start;
     while start < pixels.end {
         let count = band.min(pixels.end - start);
-        let rows = &mut scratch[..count * k + SPILL];
-        // (n, oy, ox) of pixel `start`, then stepped row segment by row segment.
-        let (mut n, rest) = (start / plane, start % plane);
-        let (mut oy, mut ox) = (rest / g.out_w, rest % g.out_w);
-        let mut r = 0;
-        while r < count {
-            let seg = (count - r).min(g.out_w - ox);
-            let image_start = n * image_len;
-            // Interior pixels of a short-run geometry (the stem: 3×3 × 3 channels) copy
-            // each kernel row as one whole vector, with the source rows resolved once per
-            // output row segment (per-pixel bounds and row arithmetic made the stem's
-            // im2col cost as much as its GEMM).
-            let fast = g.dilation_w == 1 && run_len <= SPILL && g.kernel_h <= MAX_FAST_ROWS;
-            let mut srcs = [None; MAX_FAST_ROWS];
-            if fast {
-                for (i, src) in srcs.iter_mut().enumerate().take(g.kernel_h) {
-                    let iy = g.input_row(oy, i);
-                    if (0..g.in_h as isize).contains(&iy) {
-                        *src = Some(image_start + iy as usize * row_len);
-                    }
-                }
-            }
-            for p in 0..seg {
-                let x = ox + p;
-                let rr = r + p;
-                if fast && interior.contains(&x) {
-                    let col = (x * g.stride_w - g.pad_left) * cin;
-                    for (i, src) in srcs.iter().enumerate().take(g.kernel_h) {
-                        let dst = rr * k + i * run_len;
-                        match src {
-                            Some(row) if row + col + SPILL <= input.len() => {
-                                // One whole-vector copy; the extra floats land on
-                                // positions written later (this pixel's next kernel row,
-                                // the next pixel) or in the slack.
-                                let src = row + col;
-                                rows[dst..dst + SPILL].copy_from_slice(&input[src..src + SPILL]);
-                            }
-                            Some(row) => {
-                                let src = row + col;
-                                rows[dst..dst + run_len]
-                                    .copy_from_slice(&input[src..src + run_len]);
-                            }
-                            None => rows[dst..dst + run_len].fill(0.0),
-                        }
-                    }
-                    continue;
-                }
-                unfold_pixel(
-                    g,
-                    input,
-                    image_start,
-                    oy,
-                    x,
-                    &mut rows[rr * k..(rr + 1) * k],
-                );
-            }
-            r += seg;
-            ox += seg;
-            if ox == g.out_w {
-                ox = 0;
-                oy += 1;
-                if oy == g.out_h {
-                    oy = 0;
-                    n += 1;
-                }
-            }
+        for (r, p) in (start..start + count).enumerate() {
+            let (n, rest) = (p / plane, p % plane);
+            let row = &mut scratch[r * k..(r + 1) * k];
+            unfold_pixel(g, input, n * image_len, rest / g.out_w, rest % g.out_w, row);
         }
         let offset = (start - pixels.start) * cout;
         packed.run(
@@ -142,8 +98,87 @@ pub fn conv_pixels(
     Ok(())
 }
 
-/// Kernel heights up to this take the fast interior copy of [`conv_pixels`].
-const MAX_FAST_ROWS: usize = 8;
+/// [`conv_pixels`] for short-run geometries (the stem: 3×3 × 3 channels, K = 27): the
+/// interior pixels of each output row segment whose kernel rows all lie inside the image
+/// read the input in place as a segmented A (one run of `kW·C_in` floats per kernel row,
+/// [`PackedGemm::run_segmented`]), so only border pixels are unfolded. The unfold cost
+/// the stem as much as its GEMM: 3→32 s2 @ 224, one thread, 169 µs with the unfold
+/// against 92 µs for the GEMM alone on an unfolded input. Same operations per output
+/// element as the unfolded GEMM, so the same bits.
+#[allow(clippy::too_many_arguments)]
+fn conv_pixels_in_place(
+    isa: Isa,
+    g: &ConvGeometry,
+    packed: &PackedGemm,
+    input: &[f32],
+    pixels: std::ops::Range<usize>,
+    out: &mut [f32],
+    act: Activation,
+    scratch: &mut AlignedVec,
+) -> Result<()> {
+    let k = packed.k();
+    let (cin, cout) = (g.in_channels, g.out_channels);
+    let band = band_pixels(isa, k);
+    scratch.ensure_len(band * k);
+    let plane = g.out_h * g.out_w;
+    let image_len = g.in_h * g.in_w * cin;
+    let row_len = g.in_w * cin;
+    let interior = g.interior_cols();
+    // Unfolds output pixels `xs` of row `oy` of image `n` and multiplies them, a band at a
+    // time, into `dst` (`xs.len()` output rows).
+    let mut unfolded = |n: usize, oy: usize, xs: std::ops::Range<usize>, dst: &mut [f32]| {
+        let mut x0 = xs.start;
+        while x0 < xs.end {
+            let count = band.min(xs.end - x0);
+            for (r, x) in (x0..x0 + count).enumerate() {
+                let row = &mut scratch[r * k..(r + 1) * k];
+                unfold_pixel(g, input, n * image_len, oy, x, row);
+            }
+            let d = &mut dst[(x0 - xs.start) * cout..][..count * cout];
+            packed.run(isa, &scratch[..count * k], k, count, d, cout, act)?;
+            x0 += count;
+        }
+        Ok::<(), crate::Error>(())
+    };
+    let mut start = pixels.start;
+    while start < pixels.end {
+        let (n, rest) = (start / plane, start % plane);
+        let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+        let end = ox + (pixels.end - start).min(g.out_w - ox);
+        let seg = &mut out[(start - pixels.start) * cout..][..(end - ox) * cout];
+        let top = g.input_row(oy, 0);
+        let bottom = g.input_row(oy, g.kernel_h - 1);
+        let rows_inside = top >= 0 && (bottom as usize) < g.in_h;
+        // The interior part a..b of ox..end (empty when a kernel row is padding).
+        let (a, b) = if rows_inside {
+            let a = interior.start.clamp(ox, end);
+            (a, interior.end.clamp(a, end))
+        } else {
+            (end, end)
+        };
+        let (head, rest) = seg.split_at_mut((a - ox) * cout);
+        let (mid, tail) = rest.split_at_mut((b - a) * cout);
+        unfolded(n, oy, ox..a, head)?;
+        if a < b {
+            let first = n * image_len + top as usize * row_len;
+            let col = g.input_col(a, 0) as usize * cin;
+            packed.run_segmented(
+                isa,
+                &input[first + col..],
+                g.stride_w * cin,
+                g.kernel_h,
+                g.dilation_h * row_len,
+                b - a,
+                mid,
+                cout,
+                act,
+            )?;
+        }
+        unfolded(n, oy, b..end, tail)?;
+        start += end - ox;
+    }
+    Ok(())
+}
 
 /// Unfolds output pixel `(oy, ox)` of the image starting at `image_start` into `row`
 /// (`kH·kW·C_in` floats; taps in the padding are zeros).
@@ -185,5 +220,110 @@ fn unfold_pixel(
                 row[d..d + cin].fill(0.0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::{Conv2dParams, Padding};
+    use crate::rng::SplitMix64;
+
+    /// Reading short kernel rows in place gives bitwise the unfolded GEMM's output, at
+    /// every tier, for stems and other short-run shapes: asymmetric padding (rows and
+    /// columns of padding on each side), stride 1–3, row dilation, batch 2, pixel ranges
+    /// that start and end mid-row and cross images; and the output beyond the range is
+    /// left alone.
+    #[test]
+    fn in_place_is_bitwise_the_unfolded_gemm() {
+        let mut rng = SplitMix64::new(3);
+        let cases = [
+            // (cin, cout, kh, kw, stride, dilation_h, (t, b, l, r), h, w)
+            (3, 32, 3, 3, 2, 1, (1, 1, 1, 1), 30, 29),
+            (3, 32, 3, 3, 2, 1, (0, 1, 0, 1), 23, 24),
+            (3, 17, 3, 3, 1, 1, (2, 0, 0, 2), 9, 11),
+            (1, 8, 5, 16, 3, 1, (1, 1, 7, 8), 13, 40),
+            (2, 40, 3, 4, 1, 2, (2, 2, 1, 2), 12, 10),
+            (4, 8, 7, 1, 1, 1, (3, 3, 0, 0), 10, 6),
+        ];
+        for &isa in crate::kernels::available_isas() {
+            for &(cin, cout, kh, kw, stride, dh, (t, b, l, r), h, w) in &cases {
+                let params = Conv2dParams {
+                    dilation: [dh, 1],
+                    ..Conv2dParams::default()
+                        .with_stride(stride)
+                        .with_padding(Padding::asymmetric(t, b, l, r))
+                };
+                let g = ConvGeometry::new([2, cin, h, w], [cout, cin, kh, kw], &params).unwrap();
+                let wt = rng.vec(cout * cin * kh * kw, -1.0, 1.0);
+                let bias = rng.vec(cout, -1.0, 1.0);
+                let packed = pack(&wt, [cout, cin, kh, kw], Some(&bias)).unwrap();
+                let x = rng.vec(2 * h * w * cin, -1.0, 1.0);
+                let total = 2 * g.out_h * g.out_w;
+                let mut scratch = AlignedVec::default();
+                for pixels in [0..total, 3..total - 5, g.out_w + 1..2 * g.out_w + 2] {
+                    let len = pixels.len() * cout;
+                    let mut got = vec![f32::NAN; len + 8];
+                    let mut want = vec![f32::NAN; len];
+                    let act = Activation::Relu6;
+                    conv_pixels_in_place(
+                        isa,
+                        &g,
+                        &packed,
+                        &x,
+                        pixels.clone(),
+                        &mut got,
+                        act,
+                        &mut scratch,
+                    )
+                    .unwrap();
+                    conv_pixels_unfolded(
+                        isa,
+                        &g,
+                        &packed,
+                        &x,
+                        pixels.clone(),
+                        &mut want,
+                        act,
+                        &mut scratch,
+                    )
+                    .unwrap();
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&got[..len]), bits(&want), "{isa:?} {cin}x{kh}x{kw}");
+                    assert!(got[len..].iter().all(|v| v.is_nan()));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segmented_gemm_rejects_runs_outside_its_input() {
+        let packed = PackedGemm::from_fn(27, 8, None, |k, n| (k + n) as f32).unwrap();
+        let a = vec![1.0; 100];
+        let mut out = vec![0.0; 4 * 8];
+        let isa = crate::kernels::selected_isa();
+        let act = Activation::None;
+        // 4 rows at stride 6, 3 runs of 9 at stride 30: needs 3·6 + 2·30 + 9 = 87 floats.
+        assert!(packed
+            .run_segmented(isa, &a, 6, 3, 30, 4, &mut out, 8, act)
+            .is_ok());
+        assert!(packed
+            .run_segmented(isa, &a[..86], 6, 3, 30, 4, &mut out, 8, act)
+            .is_err());
+        assert!(packed
+            .run_segmented(isa, &a, 6, 4, 30, 4, &mut out, 8, act)
+            .is_err());
+        assert!(packed
+            .run_segmented(isa, &a, 6, 3, 8, 4, &mut out, 8, act)
+            .is_err());
+        assert!(packed
+            .run_segmented(isa, &a, 6, 0, 30, 4, &mut out, 8, act)
+            .is_err());
+        assert!(packed
+            .run_segmented(isa, &a, 6, 3, usize::MAX, 4, &mut out, 8, act)
+            .is_err());
+        assert!(packed
+            .run_segmented(isa, &a, 6, 3, 30, 4, &mut out[..31], 8, act)
+            .is_err());
     }
 }

@@ -194,6 +194,83 @@ impl PackedGemm {
         Ok(())
     }
 
+    /// [`run`](Self::run) with each row of A in `segs` equal runs: row `r` reads
+    /// `a[r·lda + s·seg_stride ..][..K / segs]` for `s < segs`, in order, as its K values.
+    /// This is a convolution read in place (implicit GEMM): with `lda = stride·C_in`, one
+    /// run per kernel row and `seg_stride` one input row, an output row segment needs no
+    /// im2col copy. Each element is computed by the same operations as `run` on the
+    /// unfolded matrix, so the bits are the same. Needs `K ≤ KC` (one reduction block),
+    /// `segs` dividing K and `seg_stride ≥ K / segs`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_segmented(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        lda: usize,
+        segs: usize,
+        seg_stride: usize,
+        m: usize,
+        out: &mut [f32],
+        ldc: usize,
+        act: Activation,
+    ) -> Result<()> {
+        if m == 0 {
+            return Ok(());
+        }
+        let seg_len = self.k.checked_div(segs).unwrap_or(0);
+        let need = (m - 1)
+            .checked_mul(lda)
+            .zip((segs.max(1) - 1).checked_mul(seg_stride))
+            .and_then(|(x, y)| x.checked_add(y))
+            .and_then(|x| x.checked_add(seg_len));
+        if segs == 0
+            || !self.k.is_multiple_of(segs)
+            || self.k > KC
+            || seg_stride < seg_len
+            || need.is_none_or(|n| n > a.len())
+        {
+            return Err(Error::shape(
+                "segmented gemm input",
+                format!(
+                    "{m} rows of {segs} runs of K / runs floats, K = {} ≤ {KC}",
+                    self.k
+                ),
+                format!(
+                    "{} elements, row stride {lda}, run stride {seg_stride}",
+                    a.len()
+                ),
+            ));
+        }
+        if ldc < self.n || !fits(out.len(), m, ldc, self.n) {
+            return Err(Error::shape(
+                "gemm output",
+                format!("{m} rows of {} with stride ≥ {}", self.n, self.n),
+                format!("{} elements with stride {ldc}", out.len()),
+            ));
+        }
+        let isa = super::runnable(isa);
+        PACKED_A.with(|cell| {
+            let mut packed_a = cell.borrow_mut();
+            // SAFETY: extents checked above (every run of every row inside `a`, m rows
+            // of N in `out`); segmented A is never packed, so the buffer is not read.
+            unsafe {
+                self.run_checked(
+                    isa,
+                    a,
+                    (lda, segs, seg_stride),
+                    m,
+                    out.as_mut_ptr(),
+                    ldc,
+                    act,
+                    None,
+                    packed_a.as_mut_ptr(),
+                    0..self.n,
+                )
+            };
+        });
+        Ok(())
+    }
+
     /// Checks that a residual holds `m` rows of N at its stride.
     fn check_residual(&self, m: usize, residual: Option<(&[f32], usize)>) -> Result<()> {
         match residual {
@@ -319,7 +396,7 @@ impl PackedGemm {
                 self.run_checked(
                     isa,
                     a,
-                    lda,
+                    (lda, 1, 0),
                     m,
                     out,
                     ldc,
@@ -339,7 +416,7 @@ impl PackedGemm {
         &self,
         isa: Isa,
         a: &[f32],
-        lda: usize,
+        (lda, segs, seg_stride): (usize, usize, usize),
         m: usize,
         out: *mut f32,
         ldc: usize,
@@ -350,11 +427,13 @@ impl PackedGemm {
     ) {
         let args = GemmArgs {
             packed_a,
-            pack: should_pack(lda, tile_rows(isa)),
+            pack: segs == 1 && should_pack(lda, tile_rows(isa)),
             m,
             k: self.k,
             a: a.as_ptr(),
             lda,
+            segs,
+            seg_stride,
             b: self.data.as_ptr(),
             bias: self.bias.as_ptr(),
             c: out,
@@ -401,6 +480,11 @@ struct GemmArgs {
     k: usize,
     a: *const f32,
     lda: usize,
+    /// Each row of A in `segs` runs of `k / segs` consecutive floats, run `s` starting
+    /// `s·seg_stride` floats after the row's start (1 and 0 for a plain matrix; see
+    /// [`PackedGemm::run_segmented`]).
+    segs: usize,
+    seg_stride: usize,
     b: *const f32,
     bias: *const f32,
     c: *mut f32,
@@ -484,6 +568,14 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                         let rows = mc - ir;
                         let t = Tile {
                             kc,
+                            // Segmented A is never packed and has one K block
+                            // (`run_segmented` checks k ≤ KC).
+                            seg_len: if g.segs > 1 { g.k / g.segs } else { kc },
+                            seg_jump: if g.segs > 1 {
+                                g.seg_stride - g.k / g.segs
+                            } else {
+                                0
+                            },
                             // Packed rows sit at stride kc + PACKED_ROW_PAD.
                             a: unsafe {
                                 if g.pack {
@@ -665,6 +757,10 @@ struct Tile {
     a: *const f32,
     row_stride: usize,
     k_stride: usize,
+    /// Reduction steps per run of A, and the floats skipped between runs (`kc` and 0
+    /// unless A is segmented).
+    seg_len: usize,
+    seg_jump: usize,
     b: *const f32,
     c: *mut f32,
     ldc: usize,
@@ -717,19 +813,28 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
         }
         let mut a = t.a;
         let mut b = t.b;
-        for _ in 0..t.kc {
-            let mut bv = [S::zero(); NV];
-            for (v, x) in bv.iter_mut().enumerate() {
-                *x = S::load(b.add(v * lanes));
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let av = S::splat(*a.add(r * t.row_stride));
-                for v in 0..NV {
-                    row[v] = S::mul_add(av, bv[v], row[v]);
+        let mut left = t.kc;
+        loop {
+            let run = t.seg_len.min(left);
+            for _ in 0..run {
+                let mut bv = [S::zero(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = S::load(b.add(v * lanes));
                 }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = S::splat(*a.add(r * t.row_stride));
+                    for v in 0..NV {
+                        row[v] = S::mul_add(av, bv[v], row[v]);
+                    }
+                }
+                a = a.add(t.k_stride);
+                b = b.add(PANEL);
             }
-            a = a.add(t.k_stride);
-            b = b.add(PANEL);
+            left -= run;
+            if left == 0 {
+                break;
+            }
+            a = a.add(t.seg_jump);
         }
         if t.last {
             activate_tile::<S, R, NV>(&mut acc, epi);
