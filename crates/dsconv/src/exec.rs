@@ -96,7 +96,12 @@ impl Executor {
     ) where
         F: Fn(usize, &mut [f32]) + Sync + Send,
     {
-        let rows = out.len().checked_div(row_len).unwrap_or(0);
+        // A trailing partial row (a tight strided buffer) counts as a row, so the
+        // chunks cover all of `out` (as rayon's par_chunks_mut did).
+        let rows = out
+            .len()
+            .checked_div(row_len)
+            .map_or(0, |_| out.len().div_ceil(row_len));
         let block_rows = block_rows.max(1);
         let blocks = rows.div_ceil(block_rows);
         let tasks = tasks.clamp(1, blocks.max(1));
@@ -126,7 +131,12 @@ impl Executor {
     where
         F: Fn(usize, &mut [f32]) + Sync + Send,
     {
-        let rows = out.len().checked_div(row_len).unwrap_or(0);
+        // A trailing partial row (a tight strided buffer) counts as a row, so the
+        // chunks cover all of `out` (as rayon's par_chunks_mut did).
+        let rows = out
+            .len()
+            .checked_div(row_len)
+            .map_or(0, |_| out.len().div_ceil(row_len));
         let tasks = tasks.clamp(1, rows.max(1));
         if tasks == 1 || self.pool.is_none() {
             return f(0, out);

@@ -698,3 +698,78 @@ fn depthwise_stride2_strips_multi_tile_and_batch() {
         );
     }
 }
+
+// Found by review: the parallel GEMM on tight strided buffers and short operands.
+
+/// run_parallel on a tight strided output ((m-1)*ldc + n elements, which `run` accepts)
+/// must write every row, like `run`.
+#[test]
+fn run_parallel_tight_strided_output_writes_the_last_row() {
+    let mut rng = dsconv::rng::SplitMix64::new(3);
+    for &isa in dsconv::kernels::available_isas() {
+        let two = dsconv::Executor::new(2).unwrap().with_isa(isa).unwrap();
+        // n < 32: one panel, so the row split is taken for any m.
+        for (m, k, n) in [
+            (9, 8, 8),
+            (13, 8, 9),
+            (25, 16, 20),
+            (57, 4, 3),
+            (200, 24, 16),
+        ] {
+            let (lda, ldc) = (k, n + 4);
+            let w = rng.vec(k * n, -1.0, 1.0);
+            let g =
+                dsconv::kernels::PackedGemm::from_fn(k, n, None, |kk, c| w[kk * n + c]).unwrap();
+            let a = rng.vec(m * lda, -1.0, 1.0);
+            let len = (m - 1) * ldc + n;
+            let mut serial = vec![f32::NAN; len];
+            g.run(isa, &a, lda, m, &mut serial, ldc, dsconv::Activation::None)
+                .unwrap();
+            let mut par = vec![f32::NAN; len];
+            g.run_parallel(&two, 2, &a, lda, m, &mut par, ldc, dsconv::Activation::None)
+                .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&par),
+                bits(&serial),
+                "[{}] m{m} k{k} n{n}: last row",
+                isa.name()
+            );
+        }
+    }
+}
+
+/// An output buffer too short for m rows is an error for `run`; run_parallel must not
+/// return Ok with rows left unwritten.
+#[test]
+fn run_parallel_short_output_is_an_error() {
+    let (m, k, n) = (100, 8, 8);
+    let isa = dsconv::kernels::available_isas()[0];
+    let two = dsconv::Executor::new(2).unwrap().with_isa(isa).unwrap();
+    let g = dsconv::kernels::PackedGemm::from_fn(k, n, None, |_, _| 1.0).unwrap();
+    let a = vec![1.0; m * k];
+    let mut out = vec![f32::NAN; 50 * n];
+    assert!(g
+        .run(isa, &a, k, m, &mut out, n, dsconv::Activation::None)
+        .is_err());
+    let r = g.run_parallel(&two, 2, &a, k, m, &mut out, n, dsconv::Activation::None);
+    assert!(r.is_err(), "returned Ok with rows 50..100 unwritten");
+}
+
+/// A too-short A must be an error, not a panic.
+#[test]
+fn run_parallel_short_input_is_an_error_not_a_panic() {
+    let (m, k, n) = (100, 8, 8);
+    let isa = dsconv::kernels::available_isas()[0];
+    let two = dsconv::Executor::new(2).unwrap().with_isa(isa).unwrap();
+    let g = dsconv::kernels::PackedGemm::from_fn(k, n, None, |_, _| 1.0).unwrap();
+    let a = vec![1.0; 10 * k];
+    let mut out = vec![0.0; m * n];
+    assert!(g
+        .run(isa, &a, k, m, &mut out, n, dsconv::Activation::None)
+        .is_err());
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        g.run_parallel(&two, 2, &a, k, m, &mut out, n, dsconv::Activation::None)
+    }));
+    assert!(matches!(r, Ok(Err(_))), "panicked: {}", r.is_err());
+}

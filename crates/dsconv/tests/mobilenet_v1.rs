@@ -81,3 +81,22 @@ fn network_by_name_loads_it_for_224_inputs() {
     ));
     assert!(net.cost([1, 3, 224, 224]).unwrap().macs > 0);
 }
+
+/// A checkpoint whose only fault is a negative running_var in block 3: the error should
+/// name it, not report every later key as unexpected.
+#[test]
+fn v1_bad_bn_is_reported_as_such() {
+    let mut sd = StateDict::load(fixture("mobilenet_v1_a0125.pth")).unwrap();
+    let mut t = sd.get("model.3.1.running_var").unwrap().clone();
+    t.data[0] = -1.0;
+    sd.insert("model.3.1.running_var".into(), t);
+    let e = MobileNetV1Weights::from_state_dict(&sd, 0.125).unwrap_err();
+    assert!(!matches!(e, Error::StateDict(_)), "{e:?}");
+}
+
+#[test]
+fn v1_bad_alpha_is_reported_as_such() {
+    let sd = StateDict::load(fixture("mobilenet_v1_a0125.pth")).unwrap();
+    let e = MobileNetV1Weights::from_state_dict(&sd, 5.0).unwrap_err();
+    assert!(!matches!(e, Error::StateDict(_)), "{e:?}");
+}

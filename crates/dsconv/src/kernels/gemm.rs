@@ -327,6 +327,14 @@ impl PackedGemm {
         if tasks == 1 || m == 0 {
             return self.run_add(isa, a, lda, m, out, ldc, act, residual);
         }
+        if lda < self.k
+            || !fits(a.len(), m, lda, self.k)
+            || ldc < self.n
+            || !fits(out.len(), m, ldc, self.n)
+        {
+            // The same errors as on one thread, before any split.
+            return self.run_add(isa, a, lda, m, out, ldc, act, residual);
+        }
         if m.div_ceil(tile) >= ROW_TILES_PER_TASK * tasks || panels < tasks {
             let errors = std::sync::Mutex::new(Ok(()));
             exec.for_each_row_blocks(out, ldc, tile, tasks, |first, chunk| {

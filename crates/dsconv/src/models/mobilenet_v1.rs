@@ -375,9 +375,12 @@ impl MobileNetV1Weights {
             .filter(|&c| c > 0)
             .unwrap_or(CLASSES);
         let mut loader = crate::weights::Loader::new(sd);
-        let weights = Self::from_source(&mut loader, alpha, classes);
+        // Missing or mismatched keys read as zeros and never fail `from_source`, so an
+        // error from it is real (bad α, negative variance): report it, not the keys it
+        // left unread.
+        let weights = Self::from_source(&mut loader, alpha, classes)?;
         loader.finish()?;
-        weights
+        Ok(weights)
     }
 
     fn from_source(
