@@ -773,3 +773,37 @@ fn run_parallel_short_input_is_an_error_not_a_panic() {
     }));
     assert!(matches!(r, Ok(Err(_))), "panicked: {}", r.is_err());
 }
+
+/// Streamed-weight depthwise blocks: 5×5 (and 3×3 rows of at most 8 columns) run whole
+/// rows in blocks with checked columns, in strip mode (C = 48, 240) and row by row
+/// (C = 1152), at stride 1 and 2, with TF-style asymmetric `same` padding and a batch of
+/// 2 (rows of two images in one call).
+#[test]
+fn depthwise_streamed_blocks_whole_rows_strip_and_row_modes() {
+    let mut rng = SplitMix64::new(77);
+    for (c, k, stride, h, w) in [
+        (48, 5, 1, 7, 7),
+        (240, 5, 1, 14, 14),
+        (1152, 5, 1, 7, 7),
+        (240, 5, 2, 9, 14),
+        (1152, 5, 2, 8, 6),
+        (48, 3, 1, 7, 7),
+        (1024, 3, 1, 7, 8),
+        (96, 3, 2, 11, 15),
+        (512, 3, 2, 14, 14),
+    ] {
+        let params = Conv2dParams::default()
+            .with_stride(stride)
+            .with_padding(Padding::Same)
+            .with_groups(c);
+        let act = ACTIVATIONS[(c + k) % ACTIVATIONS.len()];
+        let (conv, wt) = random_conv(&mut rng, [c, 1, k, k], params, true, act);
+        check_conv(
+            &conv,
+            &wt,
+            [2, c, h, w],
+            (c + h * w) as u64,
+            &format!("depthwise streamed {k}x{k} s{stride} C={c} {h}x{w}"),
+        );
+    }
+}

@@ -262,17 +262,28 @@ struct DwArgs<'a> {
 }
 
 // Output pixels per register block, per tier and kernel (DESIGN.md §5: 7–8 pixels at
-// stride 1, 3–4 at stride 2; a 7-pixel stride-2 tile spilled and ran 2× slower).
-// AVX-512 3×3: 9 weights + bias + 8 accumulators + 1 input = 19 of 32 zmm.
-// AVX-512 5×5: 25 weights + bias + 4 accumulators + 1 input = 31 of 32 zmm.
-// AVX2 3×3: 9 + 1 + 4 + 1 = 15 of 16 ymm; 5×5 weights are read from L1 (FMA memory operand).
+// stride 1, 3–4 at stride 2; a 7-pixel stride-2 tile spilled and ran 2× slower with the
+// weights in registers).
+// AVX-512 3×3 stride 1, weights in registers: 9 weights + bias + 8 accumulators + 1 input
+// = 19 of 32 zmm.
+// Streamed weights (`strip_streamed`: 5×5, and 3×3 at stride 2): 8 accumulators + the
+// block's (8 − 1)·stride + K inputs of one kernel row + 1 weight ≤ 28 zmm. Before, 5×5
+// held its 25 weights and only 4 accumulators (4 dependent FMA chains: half the FMA rate
+// at best) and border pixels went one at a time. Single thread, `Conv2d::forward_into`,
+// best of 7 (GFLOP/s, registers → streamed + checked whole rows): 5×5 s1 C240@28² 97 →
+// 120, C480@14² 74 → 133, C672@14² 75 → 127, C1152@7² 54 → 102; 5×5 s2 C144@56² 33 → 65,
+// C672@14² 25 → 59; 3×3 s2 C96@112² 35 → 43, C256@28² 37 → 40, C512@14² 33 → 42,
+// C144@56² 46 → 43; 3×3 s1 at 7 columns C960 70 → 91, C1024 35 → 64. 3×3 stride 1 at
+// 14+ columns stayed with the weights in registers (streamed: C144@56² 107 → 90,
+// C384@14² 90 → 71).
+// AVX2 3×3: 9 + 1 + 4 + 1 = 15 of 16 ymm; streamed 4-pixel blocks ≤ 16 ymm.
 // The const generics `PB3S1`, `PB3S2`, `PB5` of `dw_body` carry these per tier.
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn dw_avx512(args: &DwArgs) {
     // SAFETY: entry contract (extents checked, AVX-512 detected).
-    unsafe { dw_body::<super::simd::Avx512, 8, 4, 4>(args) }
+    unsafe { dw_body::<super::simd::Avx512, 8, 8, 8>(args) }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -398,7 +409,43 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         } else {
             STRIP_WAYS_S2
         };
-        if strip_fits_l1(a.channels, PB * STRIDE + K - 1, K, ways) {
+        let strips = strip_fits_l1(a.channels, PB * STRIDE + K - 1, K, ways);
+        if K >= 5 || g.out_w <= TINY_ROW {
+            // Streamed weights (see `strip_streamed`): whole rows in blocks whose input
+            // columns are checked, so border pixels get blocks of several independent
+            // accumulators too (one pixel at a time, 25 dependent FMAs each, was the
+            // slowest part of 5×5 layers at 7 and 14 columns).
+            let all = std::iter::once(None);
+            let tiles = Tiles::new::<S>(a).map(Some);
+            let rows = a.rows.len();
+            if strips {
+                for tile in tiles {
+                    let run = StreamRun::<S, K, STRIDE> {
+                        a,
+                        table,
+                        tile,
+                        rows: 0..rows,
+                        _s: PhantomData,
+                    };
+                    cover::<PB>(0, g.out_w, &run);
+                }
+            } else {
+                for r in 0..rows {
+                    for tile in all.clone() {
+                        let run = StreamRun::<S, K, STRIDE> {
+                            a,
+                            table,
+                            tile,
+                            rows: r..r + 1,
+                            _s: PhantomData,
+                        };
+                        cover::<PB>(0, g.out_w, &run);
+                    }
+                }
+            }
+            return;
+        }
+        if strips {
             // Down the strips: all rows per channel tile.
             tiles::<S, K, STRIDE, PB>(a, table, x0, x1, 0..a.rows.len());
         } else {
@@ -422,6 +469,10 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         }
     }
 }
+
+/// Output rows at most this wide run whole in streamed blocks with checked columns (see
+/// `band`) for every kernel: at 7 columns two of seven pixels are borders.
+const TINY_ROW: usize = 8;
 
 /// Interior widths below this use 4-pixel blocks for 3×3 stride 1 (see `dw_body`).
 const NARROW_ROW: usize = 48;
@@ -484,6 +535,42 @@ impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for RowRun<'_, S, K,
     unsafe fn run<const P: usize>(&self, x: usize) {
         // SAFETY: interior block (cover's contract).
         unsafe { row_tiles::<S, K, STRIDE, P, false>(self.a, self.table, x, self.r) }
+    }
+}
+
+/// Streamed-weight blocks with checked columns ([`strip_streamed`]) over rows `rows`: of
+/// one channel tile, or of every tile in turn when `tile` is `None`.
+struct StreamRun<'a, S, const K: usize, const STRIDE: usize> {
+    a: &'a DwArgs<'a>,
+    table: &'a [*const f32],
+    tile: Option<(usize, usize)>,
+    rows: std::ops::Range<usize>,
+    _s: PhantomData<S>,
+}
+
+impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for StreamRun<'_, S, K, STRIDE> {
+    #[inline(always)]
+    unsafe fn run<const P: usize>(&self, x: usize) {
+        let one = self.tile.into_iter();
+        let all = self
+            .tile
+            .is_none()
+            .then(|| Tiles::new::<S>(self.a))
+            .into_iter()
+            .flatten();
+        for (c0, valid) in one.chain(all) {
+            // SAFETY: x + P ≤ out_w (cover's contract); columns are checked; bias padded.
+            unsafe {
+                let bias = S::load(self.a.bias.add(c0));
+                let rows = self.rows.clone();
+                let (a, t) = (self.a, self.table);
+                if valid < S::LANES {
+                    strip_streamed::<S, K, STRIDE, P, true, true>(a, t, c0, valid, x, bias, rows);
+                } else {
+                    strip_streamed::<S, K, STRIDE, P, false, true>(a, t, c0, valid, x, bias, rows);
+                }
+            }
+        }
     }
 }
 
@@ -718,6 +805,12 @@ unsafe fn strip<
     bias: S::V,
     rows: std::ops::Range<usize>,
 ) {
+    if K >= 5 || STRIDE == 2 {
+        // SAFETY: the same contract.
+        return unsafe {
+            strip_streamed::<S, K, STRIDE, PB, MASKED, false>(a, table, c0, valid, x, bias, rows)
+        };
+    }
     let c = a.channels;
     let left = a.g.pad_left;
     // SAFETY: the interior guarantees 0 ≤ (x + p)·STRIDE + j − pad_left < in_w for every
@@ -733,6 +826,69 @@ unsafe fn strip<
                         let ix = (x + p) * STRIDE + j - left;
                         let v = load_in::<S, MASKED>(row.add(ix * c), valid);
                         *acc_p = S::mul_add(v, w[i][j], *acc_p);
+                    }
+                }
+            }
+            let out = out_row(a, r);
+            for (p, &acc_p) in acc.iter().enumerate() {
+                let y = activate::<S>(acc_p, &a.epi);
+                store_out::<S, MASKED>(out.add((x + p) * a.px_stride + c0), y, valid);
+            }
+        }
+    }
+}
+
+/// Most input vectors one kernel row of a [`strip_streamed`] block holds in registers:
+/// `(PB − 1)·STRIDE + K` for the blocks used (8 pixels at 5×5 stride 2: 19).
+const STREAM_INPUTS: usize = 24;
+
+/// [`strip`] for large kernels (5×5): the K×K weights do not fit in registers beside
+/// enough accumulators (25 weights left room for 4 pixels, 4 dependent FMA chains: at
+/// most half the FMA rate), so per kernel row the block's input vectors are loaded into
+/// registers once and each weight is loaded once per block and applied to every pixel:
+/// PB accumulators + (PB − 1)·STRIDE + K inputs + 1 weight. Each output still
+/// accumulates its taps in `(i, j)` order from the bias, so the bits are [`edge`]'s.
+/// `CHECKED`: input columns outside the row are zero vectors (border pixels; a padded
+/// tap then adds `0·w`, as [`edge`] does with its zero row).
+#[inline(always)]
+unsafe fn strip_streamed<
+    S: Simd,
+    const K: usize,
+    const STRIDE: usize,
+    const PB: usize,
+    const MASKED: bool,
+    const CHECKED: bool,
+>(
+    a: &DwArgs,
+    table: &[*const f32],
+    c0: usize,
+    valid: usize,
+    x: usize,
+    bias: S::V,
+    rows: std::ops::Range<usize>,
+) {
+    let c = a.channels;
+    let left = a.g.pad_left;
+    let span = (PB - 1) * STRIDE + K;
+    debug_assert!(span <= STREAM_INPUTS);
+    // SAFETY: as in `strip` (interior columns, rows inside the call); weights hold
+    // K·K·padded + HEAD_SLACK floats, so every tap's vector at c0 is inside.
+    unsafe {
+        for r in rows {
+            let mut acc = [bias; PB];
+            for i in 0..K {
+                let row = table[r * K + i].add(c0);
+                let mut input = [S::zero(); STREAM_INPUTS];
+                for (m, v) in input.iter_mut().enumerate().take(span) {
+                    let ix = (x * STRIDE + m) as isize - left as isize;
+                    if !CHECKED || (0..a.g.in_w as isize).contains(&ix) {
+                        *v = load_in::<S, MASKED>(row.offset(ix * c as isize), valid);
+                    }
+                }
+                for j in 0..K {
+                    let wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
+                    for (p, acc_p) in acc.iter_mut().enumerate() {
+                        *acc_p = S::mul_add(input[p * STRIDE + j], wv, *acc_p);
                     }
                 }
             }

@@ -22,10 +22,12 @@
 //!   through an im2col band in per-thread scratch. Stem 3→32 s2 @ 224, one thread: 169 µs
 //!   with the im2col copy, 106 µs in place (the GEMM alone on a pre-unfolded input: 91).
 //! - `depthwise`: NHWC depthwise, channel tiles of one vector (masked tail), blocks of
-//!   several output pixels with the k×k weights in registers, specialised 3×3 and 5×5 at
-//!   strides 1 and 2, a general per-pixel path for borders and every other shape;
-//!   padded rows read a zero row, padded columns are the border path; the input is
-//!   never copied.
+//!   several output pixels, specialised 3×3 and 5×5 at strides 1 and 2: 3×3 stride 1
+//!   with the 9 weights in registers, 5×5 and stride 2 with each block's input row in
+//!   registers and the weights streamed (5×5 and rows of ≤ 8 columns also cover the
+//!   borders in blocks, padded columns reading as zero vectors); a per-pixel path for
+//!   the other borders and a general path for every other shape; padded rows read a
+//!   zero row; the input is never copied.
 //! - `fused`: depthwise output in row bands (L2-sized scratch) consumed by the GEMM; and
 //!   the whole inverted residual block (`inverted_residual_rows`) in bands of output rows:
 //!   the expand GEMM computes the input rows a band reads (its depthwise halo included;
@@ -91,7 +93,8 @@
 //! | `gemm::KC` | 512 | 128/256/512: 1024→1024@14 77/88/89%, 512→512@14 91/92/95% |
 //! | `gemm::MC_TILES` | 12 | 12/24/48: 1024→1024@14 92/89/90%, 256→256@28 98/96/96% |
 //! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
-//! | depthwise pixel blocks | 8 (3×3 s1), 4 (s2, 5×5) | DESIGN.md §5: 7-pixel s2 tiles spilled; register counts in `depthwise` |
+//! | depthwise pixel blocks | 8 (3×3 s1, weights in registers; 3×3 s2 and 5×5 with streamed weights) | register counts and measurements in `depthwise` |
+//! | `depthwise::TINY_ROW` | 8 columns | rows this narrow (7×7 maps) run whole in streamed blocks with checked columns: 3×3 C1024@7² 35 → 64 GFLOP/s |
 //! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
 //! | `depthwise::STRIP_WAYS_S2` | 4 lines per L1 set | stride 2 down the strips vs row by row (µs): C=32@112² 50/60, C=64@112² 87/97, C=128@56² 47/49; C=256@28² 30/27, C=512@14² 20/16 stay row by row |
 //! | `depthwise::NARROW_ROW` | 48 columns | 3×3 s1 rows narrower than this use 4-pixel blocks: C=512@14² 43 → 56, C=128@28² 72 → 78 |
