@@ -131,24 +131,7 @@ impl Executor {
     where
         F: Fn(usize, &mut [f32]) + Sync + Send,
     {
-        // A trailing partial row (a tight strided buffer) counts as a row, so the
-        // chunks cover all of `out` (as rayon's par_chunks_mut did).
-        let rows = out
-            .len()
-            .checked_div(row_len)
-            .map_or(0, |_| out.len().div_ceil(row_len));
-        let tasks = tasks.clamp(1, rows.max(1));
-        if tasks == 1 || self.pool.is_none() {
-            return f(0, out);
-        }
-        let rows_per_task = rows.div_ceil(tasks);
-        team::for_each_chunk(
-            self.pool.as_ref(),
-            out,
-            rows_per_task * row_len,
-            tasks,
-            |t, chunk| f(t * rows_per_task, chunk),
-        );
+        self.for_each_row_blocks(out, row_len, 1, tasks, f);
     }
 
     /// Calls `f(0)`, ..., `f(tasks − 1)`, each once, spread over the threads (inline in

@@ -180,13 +180,7 @@ impl PackedGemm {
                 format!("{} elements with stride {lda}", a.len()),
             ));
         }
-        if ldc < self.n || !fits(out.len(), m, ldc, self.n) {
-            return Err(Error::shape(
-                "gemm output",
-                format!("{m} rows of {} with stride ≥ {}", self.n, self.n),
-                format!("{} elements with stride {ldc}", out.len()),
-            ));
-        }
+        self.check_out(m, out.len(), ldc)?;
         let isa = super::runnable(isa);
         let res = residual.map(|(r, ld)| (r.as_ptr(), ld));
         // SAFETY: extents checked above; all columns.
@@ -241,13 +235,7 @@ impl PackedGemm {
                 ),
             ));
         }
-        if ldc < self.n || !fits(out.len(), m, ldc, self.n) {
-            return Err(Error::shape(
-                "gemm output",
-                format!("{m} rows of {} with stride ≥ {}", self.n, self.n),
-                format!("{} elements with stride {ldc}", out.len()),
-            ));
-        }
+        self.check_out(m, out.len(), ldc)?;
         let isa = super::runnable(isa);
         PACKED_A.with(|cell| {
             let mut packed_a = cell.borrow_mut();
@@ -268,6 +256,18 @@ impl PackedGemm {
                 )
             };
         });
+        Ok(())
+    }
+
+    /// Checks that an output of `len` floats holds `m` rows of N at stride `ldc`.
+    fn check_out(&self, m: usize, len: usize, ldc: usize) -> Result<()> {
+        if ldc < self.n || !fits(len, m, ldc, self.n) {
+            return Err(Error::shape(
+                "gemm output",
+                format!("{m} rows of {} with stride ≥ {}", self.n, self.n),
+                format!("{len} elements with stride {ldc}"),
+            ));
+        }
         Ok(())
     }
 
@@ -352,13 +352,7 @@ impl PackedGemm {
             });
             return errors.into_inner().unwrap_or(Ok(()));
         }
-        if lda < self.k
-            || !fits(a.len(), m, lda, self.k)
-            || ldc < self.n
-            || !fits(out.len(), m, ldc, self.n)
-        {
-            return self.run_add(isa, a, lda, m, out, ldc, act, residual);
-        }
+        // Extents checked above, before any split.
         let isa = super::runnable(isa);
         let base = SharedOut(out.as_mut_ptr());
         let base = &base;

@@ -194,44 +194,32 @@ pub(crate) fn mbconv_forward(
     input: &Tensor,
     exec: &crate::Executor,
 ) -> Result<Tensor> {
-    batch_parallel(input, exec, classifier.classes(), |x, exec| {
-        mbconv_forward_batch(stem, blocks, head, classifier, ws, x, exec)
-    })
-}
-
-fn mbconv_forward_batch(
-    stem: &Conv2d,
-    blocks: &[crate::blocks::InvertedResidual],
-    head: &PointwiseConv2d,
-    classifier: &crate::blocks::Classifier,
-    ws: &crate::workspace::Workspace,
-    input: &Tensor,
-    exec: &crate::Executor,
-) -> Result<Tensor> {
     use crate::tensor::Layout;
-    let converted;
-    let x = match input.layout() {
-        Layout::Nhwc => input,
-        Layout::Nchw => {
-            converted = input.to_layout(Layout::Nhwc);
-            &converted
-        }
-    };
     let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
-    let mut y = ws.take(nhwc(stem.geometry(x.logical_dims())?.output_dims()))?;
-    stem.forward_into(x, &mut y, exec)?;
-    for b in blocks {
-        let mut next = ws.take(nhwc(b.output_dims(y.logical_dims())?))?;
-        b.forward_into(&y, &mut next, exec, ws)?;
-        ws.give(std::mem::replace(&mut y, next));
-    }
-    let g = head.as_conv2d().geometry(y.logical_dims())?;
-    let mut features = ws.take(nhwc(g.output_dims()))?;
-    head.forward_into(&y, &mut features, exec)?;
-    ws.give(y);
-    let logits = classifier.forward_with(&features, exec);
-    ws.give(features);
-    logits
+    batch_parallel(input, exec, classifier.classes(), |input, exec| {
+        let converted;
+        let x = match input.layout() {
+            Layout::Nhwc => input,
+            Layout::Nchw => {
+                converted = input.to_layout(Layout::Nhwc);
+                &converted
+            }
+        };
+        let mut y = ws.take(nhwc(stem.geometry(x.logical_dims())?.output_dims()))?;
+        stem.forward_into(x, &mut y, exec)?;
+        for b in blocks {
+            let mut next = ws.take(nhwc(b.output_dims(y.logical_dims())?))?;
+            b.forward_into(&y, &mut next, exec, ws)?;
+            ws.give(std::mem::replace(&mut y, next));
+        }
+        let g = head.as_conv2d().geometry(y.logical_dims())?;
+        let mut features = ws.take(nhwc(g.output_dims()))?;
+        head.forward_into(&y, &mut features, exec)?;
+        ws.give(y);
+        let logits = classifier.forward_with(&features, exec);
+        ws.give(features);
+        logits
+    })
 }
 
 #[cfg(test)]
