@@ -173,6 +173,14 @@ impl Tensor {
         self.data[self.offset(n, c, h, w)]
     }
 
+    /// This tensor in NHWC: borrowed when it already is, else converted (a copy).
+    pub fn as_nhwc(&self) -> std::borrow::Cow<'_, Tensor> {
+        match self.layout {
+            Layout::Nhwc => std::borrow::Cow::Borrowed(self),
+            Layout::Nchw => std::borrow::Cow::Owned(self.to_layout(Layout::Nhwc)),
+        }
+    }
+
     /// The same values in another layout (a copy; a clone if the layout is unchanged).
     pub fn to_layout(&self, layout: Layout) -> Tensor {
         if layout == self.layout {

@@ -160,14 +160,7 @@ impl InvertedResidual {
     /// [`forward_into`](Self::forward_into) (fused, bitwise equal to
     /// [`forward_unfused_with`](Self::forward_unfused_with)).
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
-        let converted;
-        let x = match input.layout() {
-            Layout::Nhwc => input,
-            Layout::Nchw => {
-                converted = input.to_layout(Layout::Nhwc);
-                &converted
-            }
-        };
+        let x = &*input.as_nhwc();
         let [n, c, h, w] = self.output_dims(x.logical_dims())?;
         let len = crate::error::f32_elements(&[n, h, w, c], "inverted residual output")?;
         let buffer = crate::error::try_filled(len, UNWRITTEN, "inverted residual output")?;

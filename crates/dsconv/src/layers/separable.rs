@@ -67,14 +67,7 @@ impl DepthwiseSeparableConv2d {
         if !self.is_fused(&g, &pg) {
             return self.forward_unfused_with(input, exec);
         }
-        let converted;
-        let x = match input.layout() {
-            Layout::Nhwc => input,
-            Layout::Nchw => {
-                converted = input.to_layout(Layout::Nhwc);
-                &converted
-            }
-        };
+        let x = &*input.as_nhwc();
         let [n, c, h, w] = pg.output_dims();
         let len = crate::error::f32_elements(&[n, h, w, c], "separable output")?;
         let buffer = crate::error::try_filled(len, super::conv2d::UNWRITTEN, "separable output")?;

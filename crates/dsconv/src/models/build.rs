@@ -194,17 +194,9 @@ pub(crate) fn mbconv_forward(
     input: &Tensor,
     exec: &crate::Executor,
 ) -> Result<Tensor> {
-    use crate::tensor::Layout;
     let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
     batch_parallel(input, exec, classifier.classes(), |input, exec| {
-        let converted;
-        let x = match input.layout() {
-            Layout::Nhwc => input,
-            Layout::Nchw => {
-                converted = input.to_layout(Layout::Nhwc);
-                &converted
-            }
-        };
+        let x = &*input.as_nhwc();
         let mut y = ws.take(nhwc(stem.geometry(x.logical_dims())?.output_dims()))?;
         stem.forward_into(x, &mut y, exec)?;
         for b in blocks {

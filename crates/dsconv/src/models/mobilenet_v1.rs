@@ -30,7 +30,7 @@ use crate::layers::{
 };
 use crate::ops::{Activation, BatchNorm};
 use crate::rng::SplitMix64;
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::Tensor;
 
 /// Output channels and stride of the thirteen depthwise separable blocks at α = 1.
 pub const BLOCKS: [(usize, usize); 13] = [
@@ -647,14 +647,7 @@ impl MobileNetV1 {
                 format!("{:?}", input.logical_dims()),
             ));
         }
-        let converted;
-        let x = match input.layout() {
-            Layout::Nhwc => input,
-            Layout::Nchw => {
-                converted = input.to_layout(Layout::Nhwc);
-                &converted
-            }
-        };
+        let x = &*input.as_nhwc();
         // Intermediate tensors come from the workspace and go back to it: no allocation
         // or page fault in steady state.
         let ws = &self.workspace;
@@ -688,6 +681,7 @@ impl MobileNetV1 {
 mod tests {
     use super::*;
     use crate::cost::LayerKind;
+    use crate::Layout;
 
     #[test]
     fn alpha_1_224_shapes_follow_table_1() {
