@@ -42,8 +42,12 @@ impl Executor {
         }
     }
 
-    /// Uses `threads` threads (the caller's plus `threads − 1` pool workers); 0 means one per
-    /// available core.
+    /// Uses `threads` threads (the caller's plus `threads − 1` workers, started here and
+    /// joined when the executor is dropped); 0 means one per available core. After each
+    /// parallel region an idle worker spins for up to 300 µs (`kernels::team::SPIN`)
+    /// waiting for the next one, then sleeps: back-to-back layers cost no wake-up, and an
+    /// idle executor costs no CPU. Share one executor rather than creating many: a region
+    /// started while another thread's region runs on the same executor runs inline.
     pub fn new(threads: usize) -> Result<Self> {
         let threads = if threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
