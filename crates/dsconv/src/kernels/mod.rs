@@ -73,9 +73,10 @@
 //! whole 4,844-pixel im2col bands, its 12,544 pixels went 9,688 / 2,856 over two threads
 //! (2 threads 0.150 → 0.097 ms).
 //!
-//! Known limit: on this VM one thread of a pair often runs the same work 1.3–1.9× slower
-//! than the other for a while (which one varies; measured per task inside fused blocks and
-//! standalone depthwise layers), so 2-thread scaling of short regions stays below 2×.
+//! Observed on this shared VM: for stretches of time one thread of a pair runs the same
+//! work 1.3–1.9× slower than the other (which one varies; per-task timings inside fused
+//! blocks and standalone depthwise layers), at other times both run alike; static
+//! partitioning cannot hide that, and finer dynamic splitting cost more than it saved.
 //!
 //! # Tuning constants and the measurements that chose them
 //! The dev machine turned out to be AMD Zen 5 (`cpu family 26`, 2 vCPU, 48 KiB L1d,
