@@ -204,21 +204,30 @@ pub fn kernel_names(isa: Isa) -> Vec<(&'static str, String)> {
         Isa::Avx512 => gemm::PANEL,
         _ => 2 * lanes,
     };
-    let (pb_3s1, pb_s2) = match isa {
-        Isa::Avx512 => (8, 4),
-        Isa::Avx2 => (4, 4),
-        Isa::Scalar => (4, 2),
+    // Pixels per depthwise block (`depthwise::dw_*`'s const generics): 3×3 stride 1,
+    // 3×3 stride 2, 5×5.
+    let (pb_3s1, pb_3s2, pb_5) = match isa {
+        Isa::Avx512 => (8, 8, 8),
+        Isa::Avx2 => (4, 4, 4),
+        Isa::Scalar => (4, 2, 2),
     };
     vec![
         ("pointwise", format!("f32_gemm_{mr}x{nr}__{name}")),
         (
             "depthwise",
             format!(
-                "f32_dwconv_3x3s1_{pb_3s1}px{lanes}c__{name}, f32_dwconv_3x3s2_{pb_s2}px{lanes}c__{name}, \
-                 f32_dwconv_5x5_{pb_s2}px{lanes}c__{name}, f32_dwconv_general_1px{lanes}c__{name}"
+                "f32_dwconv_3x3s1_{pb_3s1}px{lanes}c__{name}, f32_dwconv_3x3s2_{pb_3s2}px{lanes}c_sw__{name}, \
+                 f32_dwconv_5x5_{pb_5}px{lanes}c_sw__{name}, f32_dwconv_general_1px{lanes}c__{name} \
+                 (sw: streamed weights)"
             ),
         ),
-        ("dense", format!("f32_im2col + f32_gemm_{mr}x{nr}__{name}")),
+        (
+            "dense",
+            format!(
+                "f32_gemm_{mr}x{nr}__{name} on the input in place (kernel rows ≤ 16 floats), \
+                 else f32_im2col + f32_gemm_{mr}x{nr}__{name}"
+            ),
+        ),
         (
             "separable",
             format!("f32_dwconv band → f32_gemm_{mr}x{nr}__{name} (fused)"),
