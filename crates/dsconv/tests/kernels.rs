@@ -807,3 +807,89 @@ fn depthwise_streamed_blocks_whole_rows_strip_and_row_modes() {
         );
     }
 }
+
+/// Found by review: a dense convolution with one kernel row, short rows and a large stride
+/// reads its input in place as a single-run A whose row stride crowds one L1 set, so the
+/// GEMM packs it; on a thread that had run no other GEMM the packing buffer was empty
+/// (heap write out of bounds, SIGSEGV). Fresh threads, every tier.
+#[test]
+fn dense_single_kernel_row_large_stride_on_a_fresh_thread() {
+    for (cin, kw, stride, w) in [(4, 3, 256, 259), (16, 1, 32, 97)] {
+        std::thread::spawn(move || {
+            let mut rng = SplitMix64::new(cin as u64);
+            let params = Conv2dParams::default().with_stride(stride);
+            let act = Activation::None;
+            let (conv, wt) = random_conv(&mut rng, [8, cin, 1, kw], params, true, act);
+            check_conv(
+                &conv,
+                &wt,
+                [1, cin, 1, w],
+                9,
+                &format!("1x{kw} s{stride} C={cin}"),
+            );
+        })
+        .join()
+        .unwrap();
+    }
+    std::thread::spawn(|| {
+        let k = 16;
+        let packed = PackedGemm::from_fn(k, 32, None, |a, b| (a + b) as f32).unwrap();
+        let (lda, m) = (1024, 30);
+        let a = vec![1.0f32; (m - 1) * lda + k];
+        for &isa in available_isas() {
+            let mut got = vec![f32::NAN; m * 32];
+            let mut want = vec![f32::NAN; m * 32];
+            packed
+                .run_segmented(isa, &a, lda, 1, k, m, &mut got, 32, Activation::None)
+                .unwrap();
+            packed
+                .run(isa, &a, lda, m, &mut want, 32, Activation::None)
+                .unwrap();
+            assert_eq!(got, want, "{}", isa.name());
+        }
+    })
+    .join()
+    .unwrap();
+}
+
+/// The dense path that reads short kernel rows in place (kW·C_in ≤ 16), from a review:
+/// runs of exactly 16 floats, stride 3, row dilation 2–4, padding wider than the kernel,
+/// 1×1 / 1×9 / 9×1 inputs, batch 1 and 3.
+#[test]
+fn dense_in_place_geometry_sweep() {
+    let mut rng = SplitMix64::new(5);
+    // (cin, kh, kw, stride, dilation_h, (t, b, l, r), h, w)
+    let cases = [
+        (1, 1, 16, 3, 1, (0, 0, 0, 0), 5, 40),
+        (16, 1, 1, 3, 1, (0, 0, 0, 0), 7, 7),
+        (8, 2, 2, 3, 3, (4, 5, 3, 6), 9, 8),
+        (4, 3, 4, 3, 2, (0, 0, 0, 0), 7, 4),
+        (2, 4, 8, 1, 3, (1, 0, 2, 3), 10, 8),
+        (3, 3, 3, 2, 2, (5, 5, 5, 5), 1, 1),
+        (3, 3, 3, 1, 1, (1, 1, 1, 1), 1, 9),
+        (3, 3, 3, 1, 1, (1, 1, 1, 1), 9, 1),
+        (3, 3, 3, 3, 1, (0, 2, 0, 2), 3, 3),
+        (1, 5, 2, 2, 2, (0, 0, 0, 0), 9, 2),
+        (16, 3, 1, 1, 4, (0, 1, 0, 0), 12, 5),
+        (5, 2, 3, 2, 1, (3, 0, 0, 3), 6, 11),
+    ];
+    for (i, &(cin, kh, kw, s, dh, (t, b, l, r), h, w)) in cases.iter().enumerate() {
+        for batch in [1, 3] {
+            let params = Conv2dParams {
+                dilation: [dh, 1],
+                ..Conv2dParams::default()
+                    .with_stride(s)
+                    .with_padding(Padding::asymmetric(t, b, l, r))
+            };
+            let act = ACTIVATIONS[i % ACTIVATIONS.len()];
+            let (conv, wt) = random_conv(&mut rng, [19, cin, kh, kw], params, i % 2 == 0, act);
+            check_conv(
+                &conv,
+                &wt,
+                [batch, cin, h, w],
+                (i * 10 + batch) as u64,
+                &format!("dense in place {cin} {kh}x{kw} s{s} dh{dh} n{batch} {h}x{w}"),
+            );
+        }
+    }
+}

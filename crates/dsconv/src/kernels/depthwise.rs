@@ -870,7 +870,7 @@ unsafe fn strip_streamed<
     let c = a.channels;
     let left = a.g.pad_left;
     let span = (PB - 1) * STRIDE + K;
-    debug_assert!(span <= STREAM_INPUTS);
+    const { assert!((PB - 1) * STRIDE + K <= STREAM_INPUTS) };
     // SAFETY: as in `strip` (interior columns, rows inside the call); weights hold
     // K·K·padded + HEAD_SLACK floats, so every tap's vector at c0 is inside.
     unsafe {

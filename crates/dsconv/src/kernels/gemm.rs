@@ -239,8 +239,13 @@ impl PackedGemm {
         let isa = super::runnable(isa);
         PACKED_A.with(|cell| {
             let mut packed_a = cell.borrow_mut();
+            // One run per row (`segs == 1`) is a plain GEMM and may pack A (a row stride
+            // crowding one L1 set): the packing buffer must be sized. (It was not, and a
+            // 1×k kernel at a large stride wrote past an empty buffer.)
+            packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
             // SAFETY: extents checked above (every run of every row inside `a`, m rows
-            // of N in `out`); segmented A is never packed, so the buffer is not read.
+            // of N in `out`); the packing buffer holds a whole A block (segmented A with
+            // more than one run is never packed).
             unsafe {
                 self.run_checked(
                     isa,
