@@ -112,12 +112,6 @@ pub(crate) fn f32_elements(dims: &[usize], what: &'static str) -> Result<usize> 
     }
 }
 
-/// A zero-filled buffer of `len` f32, or [`Error::Allocation`] instead of aborting the
-/// process when the memory cannot be had.
-pub(crate) fn try_zeroed(len: usize, what: &'static str) -> Result<Vec<f32>> {
-    try_filled(len, 0.0, what)
-}
-
 /// A buffer of `len` copies of `value`, or [`Error::Allocation`] instead of aborting.
 pub(crate) fn try_filled(len: usize, value: f32, what: &'static str) -> Result<Vec<f32>> {
     let bytes = mul(len, std::mem::size_of::<f32>(), what)?;

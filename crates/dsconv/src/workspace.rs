@@ -44,7 +44,7 @@ impl Workspace {
                 .map(|(i, _)| i);
             pick.map(|i| free.swap_remove(i))
         });
-        Tensor::aligned_in(reused.unwrap_or_default(), dims, Layout::Nhwc)
+        Tensor::aligned_in(reused.unwrap_or_default(), dims, Layout::Nhwc, 0.0)
     }
 
     /// Returns a tensor's buffer to the pool.

@@ -37,9 +37,10 @@ checkpoint (mobilenet-v1: the classic PyTorch naming, see docs/models-and-weight
 
 Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard op), blocks
 1..=13 the depthwise separable blocks. Operations (--ops): depthwise, pointwise, separable
-(fused, DepthwiseSeparableConv2d), separable_unfused (forward_unfused_with: depthwise then
-pointwise, the intermediate tensor written out), standard (dense 3x3 conv of the
-block's shape). Every layer runs on NHWC input with random weights, bias and ReLU6 fused.
+(fused, DepthwiseSeparableConv2d), separable_unfused (depthwise then pointwise, the
+intermediate tensor written out), standard (dense 3x3 conv of the block's shape). Every
+layer runs with forward_into on 64-byte-aligned NHWC tensors allocated once, random
+weights, bias and ReLU6 fused.
 
 Timing rule: one warm-up call (more until 20 ms), then timed runs until there are --runs of
 them adding up to --min-time, or they add up to --max-time with at least 3; the median is
@@ -453,7 +454,10 @@ fn random_nhwc(rng: &mut SplitMix64, [n, c, h, w]: [usize; 4]) -> Result<Tensor>
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .context("input size overflows")?;
-    Ok(Tensor::from_nhwc(rng.vec(len, -1.0, 1.0), [n, h, w, c])?)
+    // 64-byte aligned, as a network's activations are (`Tensor::filled`).
+    let mut t = Tensor::filled([n, h, w, c], dsconv::Layout::Nhwc, 0.0)?;
+    t.data_mut().copy_from_slice(&rng.vec(len, -1.0, 1.0));
+    Ok(t)
 }
 
 /// What `run` was asked to measure.
@@ -552,7 +556,9 @@ fn bench_layers(
                 progress.now(&format!("[{}/{}] stem {name}", done + 1, selected.len()));
                 let conv = standard_conv(st, &mut rng)?;
                 let x = random_nhwc(&mut rng, [batch, c, hi, hi])?;
-                let timing = time(budget, || conv.forward_with(&x, exec).map(drop))?;
+                let ho = st.out_size;
+                let mut out = Tensor::zeros([batch, ho, ho, co], dsconv::Layout::Nhwc)?;
+                let timing = time(budget, || conv.forward_into(&x, &mut out, exec))?;
                 rows.push(Row {
                     block: b,
                     name,
@@ -585,6 +591,11 @@ fn bench_layers(
         let x = random_nhwc(&mut rng, [batch, c, hi, hi])?;
         let mid = random_nhwc(&mut rng, [batch, c, ho, ho])?;
         let block_input = [batch, c, hi, hi];
+        // Outputs allocated once (64-byte aligned, as a network's workspace tensors), so
+        // the timings are the layers', not the allocator's or the page faults'.
+        let nhwc = dsconv::Layout::Nhwc;
+        let mut dw_out = Tensor::zeros([batch, ho, ho, c], nhwc)?;
+        let mut out = Tensor::zeros([batch, ho, ho, co], nhwc)?;
         for &op in ops {
             let (name, input_hw, cin, cout, stride) = match op {
                 Op::Depthwise => (format!("dw_k3s{s}_c{c}_{hi}x{hi}"), hi, c, c, s),
@@ -601,22 +612,24 @@ fn bench_layers(
             let (cost, timing) = match op {
                 Op::Depthwise => (
                     layers.depthwise.cost(block_input)?,
-                    time(budget, || layers.depthwise.forward_with(&x, exec).map(drop))?,
+                    time(budget, || {
+                        layers.depthwise.forward_into(&x, &mut dw_out, exec)
+                    })?,
                 ),
                 Op::Pointwise => (
                     layers.pointwise.cost(mid.logical_dims())?,
-                    time(budget, || {
-                        layers.pointwise.forward_with(&mid, exec).map(drop)
-                    })?,
+                    time(budget, || layers.pointwise.forward_into(&mid, &mut out, exec))?,
                 ),
                 Op::Separable => (
                     layers.separable.cost(block_input)?,
-                    time(budget, || layers.separable.forward_with(&x, exec).map(drop))?,
+                    time(budget, || layers.separable.forward_into(&x, &mut out, exec))?,
                 ),
                 Op::SeparableUnfused => (
                     layers.separable.cost(block_input)?,
+                    // Depthwise into a whole intermediate tensor, then pointwise.
                     time(budget, || {
-                        layers.separable.forward_unfused_with(&x, exec).map(drop)
+                        layers.depthwise.forward_into(&x, &mut dw_out, exec)?;
+                        layers.pointwise.forward_into(&dw_out, &mut out, exec)
                     })?,
                 ),
                 Op::Standard => {
@@ -626,7 +639,7 @@ fn bench_layers(
                         .context("standard layer not built")?;
                     (
                         conv.cost(block_input)?,
-                        time(budget, || conv.forward_with(&x, exec).map(drop))?,
+                        time(budget, || conv.forward_into(&x, &mut out, exec))?,
                     )
                 }
             };

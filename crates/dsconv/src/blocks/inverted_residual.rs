@@ -162,9 +162,7 @@ impl InvertedResidual {
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
         let x = &*input.as_nhwc();
         let [n, c, h, w] = self.output_dims(x.logical_dims())?;
-        let len = crate::error::f32_elements(&[n, h, w, c], "inverted residual output")?;
-        let buffer = crate::error::try_filled(len, UNWRITTEN, "inverted residual output")?;
-        let mut out = Tensor::from_nhwc(buffer, [n, h, w, c])?;
+        let mut out = Tensor::filled([n, h, w, c], Layout::Nhwc, UNWRITTEN)?;
         self.forward_into(x, &mut out, exec, &Workspace::default())?;
         Ok(match input.layout() {
             Layout::Nhwc => out,

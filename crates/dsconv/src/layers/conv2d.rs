@@ -254,10 +254,9 @@ impl Conv2d {
             }
         };
         // Sizes checked by the geometry; the allocation itself may still fail.
-        let len = g.batch * g.out_h * g.out_w * g.out_channels;
-        let mut out = crate::error::try_filled(len, UNWRITTEN, "conv2d output")?;
-        self.run_nhwc(&g, x, &mut out, exec)?;
-        let y = Tensor::from_nhwc(out, [g.batch, g.out_h, g.out_w, g.out_channels])?;
+        let dims = [g.batch, g.out_h, g.out_w, g.out_channels];
+        let mut y = Tensor::filled(dims, Layout::Nhwc, UNWRITTEN)?;
+        self.run_nhwc(&g, x, y.data_mut(), exec)?;
         Ok(match input.layout() {
             Layout::Nhwc => y,
             Layout::Nchw => y.to_layout(Layout::Nchw),

@@ -69,9 +69,7 @@ impl DepthwiseSeparableConv2d {
         }
         let x = &*input.as_nhwc();
         let [n, c, h, w] = pg.output_dims();
-        let len = crate::error::f32_elements(&[n, h, w, c], "separable output")?;
-        let buffer = crate::error::try_filled(len, super::conv2d::UNWRITTEN, "separable output")?;
-        let mut out = Tensor::from_nhwc(buffer, [n, h, w, c])?;
+        let mut out = Tensor::filled([n, h, w, c], Layout::Nhwc, super::conv2d::UNWRITTEN)?;
         self.forward_into(x, &mut out, exec)?;
         Ok(match input.layout() {
             Layout::Nhwc => out,
