@@ -618,7 +618,9 @@ fn bench_layers(
                 ),
                 Op::Pointwise => (
                     layers.pointwise.cost(mid.logical_dims())?,
-                    time(budget, || layers.pointwise.forward_into(&mid, &mut out, exec))?,
+                    time(budget, || {
+                        layers.pointwise.forward_into(&mid, &mut out, exec)
+                    })?,
                 ),
                 Op::Separable => (
                     layers.separable.cost(block_input)?,
