@@ -181,37 +181,110 @@ pub(crate) fn batch_parallel(
     Tensor::from_nchw(logits, [n, classes, 1, 1])
 }
 
-/// The forward pass shared by MobileNetV2 and EfficientNet-Lite: stem, inverted residual
-/// blocks, 1×1 head, classifier, in NHWC, every intermediate tensor taken from `ws` and
-/// given back (steady-state passes allocate no activation buffer). Returns the logits
-/// `[N, classes, 1, 1]` (NCHW); batches run through [`batch_parallel`].
-pub(crate) fn mbconv_forward(
-    stem: &Conv2d,
-    blocks: &[crate::blocks::InvertedResidual],
-    head: &PointwiseConv2d,
-    classifier: &crate::blocks::Classifier,
-    ws: &crate::workspace::Workspace,
-    input: &Tensor,
-    exec: &crate::Executor,
-) -> Result<Tensor> {
-    let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
-    batch_parallel(input, exec, classifier.classes(), |input, exec| {
-        let x = &*input.as_nhwc();
-        let mut y = ws.take(nhwc(stem.geometry(x.logical_dims())?.output_dims()))?;
-        stem.forward_into(x, &mut y, exec)?;
-        for b in blocks {
-            let mut next = ws.take(nhwc(b.output_dims(y.logical_dims())?))?;
-            b.forward_into(&y, &mut next, exec, ws)?;
-            ws.give(std::mem::replace(&mut y, next));
+/// The body MobileNetV2 and EfficientNet-Lite share: stem, inverted residual blocks, 1×1
+/// head, classifier, and the workspace their forward passes take buffers from.
+#[derive(Debug, Clone)]
+pub(crate) struct MbConvNet {
+    pub(crate) stem: Conv2d,
+    pub(crate) blocks: Vec<crate::blocks::InvertedResidual>,
+    pub(crate) head: PointwiseConv2d,
+    pub(crate) classifier: crate::blocks::Classifier,
+    /// Activation buffers reused by every forward pass.
+    workspace: crate::workspace::Workspace,
+}
+
+/// PyTorch module names for [`MbConvNet::cost_table`].
+pub(crate) struct MbConvNames<'a> {
+    /// The table's title.
+    pub(crate) title: String,
+    pub(crate) stem: &'a str,
+    /// Names of block `i`'s expand, depthwise and project convolutions.
+    pub(crate) block: &'a dyn Fn(usize, &crate::blocks::InvertedResidual) -> [String; 3],
+    pub(crate) head: String,
+    pub(crate) fc: &'a str,
+}
+
+impl MbConvNet {
+    pub(crate) fn new(
+        stem: Conv2d,
+        blocks: Vec<crate::blocks::InvertedResidual>,
+        head: PointwiseConv2d,
+        classifier: crate::blocks::Classifier,
+    ) -> Self {
+        MbConvNet {
+            stem,
+            blocks,
+            head,
+            classifier,
+            workspace: crate::workspace::Workspace::default(),
         }
-        let g = head.as_conv2d().geometry(y.logical_dims())?;
-        let mut features = ws.take(nhwc(g.output_dims()))?;
-        head.forward_into(&y, &mut features, exec)?;
-        ws.give(y);
-        let logits = classifier.forward_with(&features, exec);
-        ws.give(features);
-        logits
-    })
+    }
+
+    /// The forward pass in NHWC, every intermediate tensor taken from the workspace and
+    /// given back (steady-state passes allocate no activation buffer). Returns the logits
+    /// `[N, classes, 1, 1]` (NCHW); batches run through [`batch_parallel`].
+    pub(crate) fn forward_with(&self, input: &Tensor, exec: &crate::Executor) -> Result<Tensor> {
+        let ws = &self.workspace;
+        let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
+        batch_parallel(input, exec, self.classifier.classes(), |input, exec| {
+            let x = &*input.as_nhwc();
+            let mut y = ws.take(nhwc(self.stem.geometry(x.logical_dims())?.output_dims()))?;
+            self.stem.forward_into(x, &mut y, exec)?;
+            for b in &self.blocks {
+                let mut next = ws.take(nhwc(b.output_dims(y.logical_dims())?))?;
+                b.forward_into(&y, &mut next, exec, ws)?;
+                ws.give(std::mem::replace(&mut y, next));
+            }
+            let g = self.head.as_conv2d().geometry(y.logical_dims())?;
+            let mut features = ws.take(nhwc(g.output_dims()))?;
+            self.head.forward_into(&y, &mut features, exec)?;
+            ws.give(y);
+            let logits = self.classifier.forward_with(&features, exec);
+            ws.give(features);
+            logits
+        })
+    }
+
+    /// Total cost on an input of logical dims `[N, 3, H, W]`.
+    pub(crate) fn cost(&self, input: [usize; 4]) -> Result<crate::cost::Cost> {
+        let mut cost = self.stem.cost(input)?;
+        let mut dims = self.stem.geometry(input)?.output_dims();
+        for b in &self.blocks {
+            cost += b.cost(dims)?;
+            dims = b.output_dims(dims)?;
+        }
+        cost += self.head.cost(dims)?;
+        dims = self.head.as_conv2d().geometry(dims)?.output_dims();
+        Ok(cost + self.classifier.cost(dims)?)
+    }
+
+    /// Per-layer cost table (every convolution counted bias-free with its BatchNorm's γ, β
+    /// apart) for an input of logical dims `[N, 3, H, W]`, under `names`.
+    pub(crate) fn cost_table(
+        &self,
+        input: [usize; 4],
+        names: &MbConvNames<'_>,
+    ) -> Result<crate::cost::NetworkCost> {
+        use crate::cost::LayerCost;
+        let g = self.stem.geometry(input)?;
+        let mut layers = vec![LayerCost::conv(names.stem, &g, false).with_batchnorm()];
+        let mut dims = g.output_dims();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let [e, d, p] = (names.block)(i, b);
+            layers.extend(b.layer_costs([&e, &d, &p], dims)?);
+            dims = b.output_dims(dims)?;
+        }
+        let g = self.head.as_conv2d().geometry(dims)?;
+        layers.push(LayerCost::conv(names.head.clone(), &g, false).with_batchnorm());
+        layers.extend(
+            self.classifier
+                .layer_costs("avgpool", names.fc, g.output_dims()),
+        );
+        Ok(crate::cost::NetworkCost {
+            name: names.title.clone(),
+            layers,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -10,13 +10,12 @@
 //! Input: `[N, 3, H, W]` normalised as `(x/255 − 0.5) / 0.5`; any H, W ≥ 1 (224 for the
 //! ImageNet weights). Output: logits `[N, 1000]` as an NCHW tensor `[N, 1000, 1, 1]`.
 
-use super::build::{classifier, conv_bn, depthwise_bn, pointwise_bn};
-use crate::blocks::{Classifier, InvertedResidual};
-use crate::cost::{Cost, LayerCost, NetworkCost};
+use super::build::{classifier, conv_bn, depthwise_bn, pointwise_bn, MbConvNames, MbConvNet};
+use crate::blocks::InvertedResidual;
+use crate::cost::{Cost, NetworkCost};
 use crate::error::Result;
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, Padding};
-use crate::layers::{Conv2d, PointwiseConv2d};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 use crate::weights::{Loader, ParamSource, RandomParams, StateDict};
@@ -144,12 +143,7 @@ impl LiteScaling {
 /// A runnable EfficientNet-Lite with BatchNorm folded into every convolution.
 #[derive(Debug, Clone)]
 pub struct EfficientNetLite {
-    stem: Conv2d,
-    blocks: Vec<InvertedResidual>,
-    head: PointwiseConv2d,
-    classifier: Classifier,
-    /// Activation buffers reused by every forward pass.
-    workspace: crate::workspace::Workspace,
+    net: MbConvNet,
 }
 
 impl EfficientNetLite {
@@ -222,11 +216,7 @@ impl EfficientNetLite {
         let head = pointwise_bn(src, "_conv_head", "_bn1", last, HEAD_CHANNELS, BN_EPS, act)?;
         let classifier = classifier(src, "_fc", HEAD_CHANNELS, CLASSES)?;
         Ok(EfficientNetLite {
-            stem,
-            blocks,
-            head,
-            classifier,
-            workspace: crate::workspace::Workspace::default(),
+            net: MbConvNet::new(stem, blocks, head, classifier),
         })
     }
 
@@ -270,59 +260,36 @@ impl EfficientNetLite {
 
     /// The MBConv blocks.
     pub fn blocks(&self) -> &[InvertedResidual] {
-        &self.blocks
+        &self.net.blocks
     }
 
     /// Total cost on an input of logical dims `[N, 3, H, W]`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let mut cost = self.stem.cost(input)?;
-        let mut dims = self.stem.geometry(input)?.output_dims();
-        for b in &self.blocks {
-            cost += b.cost(dims)?;
-            dims = b.output_dims(dims)?;
-        }
-        cost += self.head.cost(dims)?;
-        dims = self.head.as_conv2d().geometry(dims)?.output_dims();
-        Ok(cost + self.classifier.cost(dims)?)
+        self.net.cost(input)
     }
 
     /// Per-layer cost table (PyTorch module names; every convolution counted bias-free
     /// with its BatchNorm's γ, β apart) for an input of logical dims `[N, 3, H, W]`.
     pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
-        let g = self.stem.geometry(input)?;
-        let mut layers = vec![LayerCost::conv("_conv_stem", &g, false).with_batchnorm()];
-        let mut dims = g.output_dims();
-        for (i, b) in self.blocks.iter().enumerate() {
+        let block = |i: usize, _: &InvertedResidual| {
             let n = |s: &str| format!("_blocks.{i}.{s}");
-            let names = [n("_expand_conv"), n("_depthwise_conv"), n("_project_conv")];
-            layers.extend(b.layer_costs([&names[0], &names[1], &names[2]], dims)?);
-            dims = b.output_dims(dims)?;
-        }
-        let g = self.head.as_conv2d().geometry(dims)?;
-        layers.push(LayerCost::conv("_conv_head", &g, false).with_batchnorm());
-        layers.extend(
-            self.classifier
-                .layer_costs("avgpool", "_fc", g.output_dims()),
-        );
-        Ok(NetworkCost {
-            name: format!("efficientnet-lite0 ({}×{})", input[2], input[3]),
-            layers,
-        })
+            [n("_expand_conv"), n("_depthwise_conv"), n("_project_conv")]
+        };
+        let names = MbConvNames {
+            title: format!("efficientnet-lite0 ({}×{})", input[2], input[3]),
+            stem: "_conv_stem",
+            block: &block,
+            head: "_conv_head".into(),
+            fc: "_fc",
+        };
+        self.net.cost_table(input, &names)
     }
 
     /// Logits `[N, 1000, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]` in
     /// either layout; runs in NHWC with `exec`'s threads.
     /// Intermediate tensors come from the network's workspace and go back to it.
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
-        super::build::mbconv_forward(
-            &self.stem,
-            &self.blocks,
-            &self.head,
-            &self.classifier,
-            &self.workspace,
-            input,
-            exec,
-        )
+        self.net.forward_with(input, exec)
     }
 
     /// Forward pass on one thread.
@@ -391,14 +358,15 @@ mod tests {
         let one = Executor::single();
         let two = Executor::new(2).unwrap();
         let mut y = net
+            .net
             .stem
             .forward_with(&x.to_layout(Layout::Nhwc), &one)
             .unwrap();
-        for b in &net.blocks {
+        for b in &net.net.blocks {
             y = b.forward_unfused_with(&y, &one).unwrap();
         }
-        let y = net.head.forward_with(&y, &one).unwrap();
-        let want = net.classifier.forward_with(&y, &one).unwrap();
+        let y = net.net.head.forward_with(&y, &one).unwrap();
+        let want = net.net.classifier.forward_with(&y, &one).unwrap();
         assert!(want.data().iter().all(|v| v.is_finite()));
         for exec in [&one, &two, &one] {
             let got = net.forward_with(&x, exec).unwrap();

@@ -9,13 +9,12 @@
 //! without (`t = 1`) `conv.0.{0,1}` (depthwise), `conv.1`, `conv.2`; `features.18.{0,1}`
 //! (head); `classifier.1` (linear).
 
-use super::build::{classifier, conv_bn, depthwise_bn, pointwise_bn};
-use crate::blocks::{Classifier, InvertedResidual};
-use crate::cost::{Cost, LayerCost, NetworkCost};
+use super::build::{classifier, conv_bn, depthwise_bn, pointwise_bn, MbConvNames, MbConvNet};
+use crate::blocks::InvertedResidual;
+use crate::cost::{Cost, NetworkCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, Padding};
-use crate::layers::{Conv2d, PointwiseConv2d};
 use crate::ops::Activation;
 use crate::tensor::Tensor;
 use crate::weights::{Loader, ParamSource, RandomParams, StateDict};
@@ -52,12 +51,7 @@ pub fn make_divisible(v: f64, divisor: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct MobileNetV2 {
     alpha: f64,
-    stem: Conv2d,
-    blocks: Vec<InvertedResidual>,
-    head: PointwiseConv2d,
-    classifier: Classifier,
-    /// Activation buffers reused by every forward pass.
-    workspace: crate::workspace::Workspace,
+    net: MbConvNet,
 }
 
 impl MobileNetV2 {
@@ -144,11 +138,7 @@ impl MobileNetV2 {
         let classifier = classifier(src, "classifier.1", last, classes)?;
         Ok(MobileNetV2 {
             alpha,
-            stem,
-            blocks,
-            head,
-            classifier,
-            workspace: crate::workspace::Workspace::default(),
+            net: MbConvNet::new(stem, blocks, head, classifier),
         })
     }
 
@@ -177,71 +167,47 @@ impl MobileNetV2 {
     }
     /// The inverted residual blocks.
     pub fn blocks(&self) -> &[InvertedResidual] {
-        &self.blocks
+        &self.net.blocks
     }
     /// Number of classes.
     pub fn classes(&self) -> usize {
-        self.classifier.classes()
+        self.net.classifier.classes()
     }
 
     /// Total cost on an input of logical dims `[N, 3, H, W]`.
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
-        let mut cost = self.stem.cost(input)?;
-        let mut dims = self.stem.geometry(input)?.output_dims();
-        for b in &self.blocks {
-            cost += b.cost(dims)?;
-            dims = b.output_dims(dims)?;
-        }
-        cost += self.head.cost(dims)?;
-        dims = self.head.as_conv2d().geometry(dims)?.output_dims();
-        Ok(cost + self.classifier.cost(dims)?)
+        self.net.cost(input)
     }
 
     /// Per-layer cost table (torchvision module names; every convolution counted bias-free
     /// with its BatchNorm's γ, β apart) for an input of logical dims `[N, 3, H, W]`.
     pub fn cost_table(&self, input: [usize; 4]) -> Result<NetworkCost> {
-        let g = self.stem.geometry(input)?;
-        let mut layers = vec![LayerCost::conv("features.0.0", &g, false).with_batchnorm()];
-        let mut dims = g.output_dims();
-        for (i, b) in self.blocks.iter().enumerate() {
+        let block = |i: usize, b: &InvertedResidual| {
             let p = format!("features.{}.conv", i + 1);
-            let names = if b.expand().is_some() {
+            if b.expand().is_some() {
                 [format!("{p}.0.0"), format!("{p}.1.0"), format!("{p}.2")]
             } else {
                 [String::new(), format!("{p}.0.0"), format!("{p}.1")]
-            };
-            layers.extend(b.layer_costs([&names[0], &names[1], &names[2]], dims)?);
-            dims = b.output_dims(dims)?;
-        }
-        let g = self.head.as_conv2d().geometry(dims)?;
-        let head = format!("features.{}.0", self.blocks.len() + 1);
-        layers.push(LayerCost::conv(head, &g, false).with_batchnorm());
-        layers.extend(
-            self.classifier
-                .layer_costs("avgpool", "classifier.1", g.output_dims()),
-        );
-        Ok(NetworkCost {
-            name: format!(
+            }
+        };
+        let names = MbConvNames {
+            title: format!(
                 "mobilenet-v2 (α = {}, {}×{})",
                 self.alpha, input[2], input[3]
             ),
-            layers,
-        })
+            stem: "features.0.0",
+            block: &block,
+            head: format!("features.{}.0", self.net.blocks.len() + 1),
+            fc: "classifier.1",
+        };
+        self.net.cost_table(input, &names)
     }
 
     /// Logits `[N, classes, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]` in
     /// either layout; runs in NHWC with `exec`'s threads.
     /// Intermediate tensors come from the network's workspace and go back to it.
     pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
-        super::build::mbconv_forward(
-            &self.stem,
-            &self.blocks,
-            &self.head,
-            &self.classifier,
-            &self.workspace,
-            input,
-            exec,
-        )
+        self.net.forward_with(input, exec)
     }
 
     /// Forward pass on one thread.
@@ -301,14 +267,15 @@ mod tests {
         let one = Executor::single();
         let two = Executor::new(2).unwrap();
         let mut y = net
+            .net
             .stem
             .forward_with(&x.to_layout(Layout::Nhwc), &one)
             .unwrap();
-        for b in &net.blocks {
+        for b in &net.net.blocks {
             y = b.forward_unfused_with(&y, &one).unwrap();
         }
-        let y = net.head.forward_with(&y, &one).unwrap();
-        let want = net.classifier.forward_with(&y, &one).unwrap();
+        let y = net.net.head.forward_with(&y, &one).unwrap();
+        let want = net.net.classifier.forward_with(&y, &one).unwrap();
         assert!(want.data().iter().all(|v| v.is_finite()));
         for exec in [&one, &two, &one] {
             let got = net.forward_with(&x, exec).unwrap();
