@@ -184,7 +184,19 @@ impl PackedGemm {
         let isa = super::runnable(isa);
         let res = residual.map(|(r, ld)| (r.as_ptr(), ld));
         // SAFETY: extents checked above; all columns.
-        unsafe { self.run_cols(isa, a, lda, m, out.as_mut_ptr(), ldc, act, res, 0..self.n) };
+        unsafe {
+            self.run_cols(
+                isa,
+                a,
+                (lda, 1, 0),
+                m,
+                out.as_mut_ptr(),
+                ldc,
+                act,
+                res,
+                0..self.n,
+            )
+        };
         Ok(())
     }
 
@@ -237,30 +249,21 @@ impl PackedGemm {
         }
         self.check_out(m, out.len(), ldc)?;
         let isa = super::runnable(isa);
-        PACKED_A.with(|cell| {
-            let mut packed_a = cell.borrow_mut();
-            // One run per row (`segs == 1`) is a plain GEMM and may pack A (a row stride
-            // crowding one L1 set): the packing buffer must be sized. (It was not, and a
-            // 1×k kernel at a large stride wrote past an empty buffer.)
-            packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
-            // SAFETY: extents checked above (every run of every row inside `a`, m rows
-            // of N in `out`); the packing buffer holds a whole A block (segmented A with
-            // more than one run is never packed).
-            unsafe {
-                self.run_checked(
-                    isa,
-                    a,
-                    (lda, segs, seg_stride),
-                    m,
-                    out.as_mut_ptr(),
-                    ldc,
-                    act,
-                    None,
-                    packed_a.as_mut_ptr(),
-                    0..self.n,
-                )
-            };
-        });
+        // SAFETY: extents checked above (every run of every row inside `a`, m rows of N
+        // in `out`); all columns.
+        unsafe {
+            self.run_cols(
+                isa,
+                a,
+                (lda, segs, seg_stride),
+                m,
+                out.as_mut_ptr(),
+                ldc,
+                act,
+                None,
+                0..self.n,
+            )
+        };
         Ok(())
     }
 
@@ -371,7 +374,9 @@ impl PackedGemm {
                 // panel runs, so no element of `out` is written by two threads, and
                 // `out` stays borrowed mutably until `run_tasks` returns.
                 let res = res.as_ref().map(|(r, ld)| (r.0, *ld));
-                unsafe { self.run_cols(isa, a, lda, m, base.0, ldc, act, res, first..last) };
+                unsafe {
+                    self.run_cols(isa, a, (lda, 1, 0), m, base.0, ldc, act, res, first..last)
+                };
             }
         });
         Ok(())
@@ -379,15 +384,18 @@ impl PackedGemm {
 
     /// Columns `cols` (starting on a panel boundary) of `run`, on the calling thread.
     ///
+    /// `a_layout = (lda, segs, seg_stride)`: A as in [`run_segmented`](Self::run_segmented)
+    /// (`(lda, 1, 0)` for a plain matrix).
+    ///
     /// # Safety
-    /// `a` and `out` hold `m` rows at strides `lda ≥ K` and `ldc ≥ N`, and so does the
-    /// residual, if any, at its stride `≥ N`; `isa` is runnable; no other thread writes
-    /// these columns of `out` meanwhile.
+    /// `a` holds `m` rows of K at that layout (segmented: `K ≤ KC`) and `out` `m` rows at
+    /// stride `ldc ≥ N`, and so does the residual, if any, at its stride `≥ N`; `isa` is
+    /// runnable; no other thread writes these columns of `out` meanwhile.
     unsafe fn run_cols(
         &self,
         isa: Isa,
         a: &[f32],
-        lda: usize,
+        a_layout: (usize, usize, usize),
         m: usize,
         out: *mut f32,
         ldc: usize,
@@ -397,13 +405,15 @@ impl PackedGemm {
     ) {
         PACKED_A.with(|cell| {
             let mut packed_a = cell.borrow_mut();
+            // Every call sizes the buffer: a plain A (one run per row) may be packed. (A
+            // segmented call once skipped this and wrote past an empty buffer.)
             packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
             // SAFETY: the caller's contract.
             unsafe {
                 self.run_checked(
                     isa,
                     a,
-                    (lda, 1, 0),
+                    a_layout,
                     m,
                     out,
                     ldc,
