@@ -672,12 +672,7 @@ unsafe fn row_tiles<
         // SAFETY: as in `tile_strips` (weights and bias padded; interior columns or
         // checked edge taps).
         unsafe {
-            let mut w = [[S::zero(); K]; K];
-            for (i, wr) in w.iter_mut().enumerate() {
-                for (j, wv) in wr.iter_mut().enumerate() {
-                    *wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
-                }
-            }
+            let w = tile_weights::<S, K>(a, c0);
             let bias = S::load(a.bias.add(c0));
             match (EDGE, valid < S::LANES) {
                 (true, true) => edge::<S, K, STRIDE, true>(a, table, c0, valid, x, &w, bias, r),
@@ -754,6 +749,22 @@ unsafe fn tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     }
 }
 
+/// The K×K weight vectors of the channel tile starting at `c0`.
+///
+/// # Safety
+/// Weights hold K·K·padded + HEAD_SLACK floats; `c0` is a tile of this call (see `Tiles`).
+#[inline(always)]
+unsafe fn tile_weights<S: Simd, const K: usize>(a: &DwArgs, c0: usize) -> [[S::V; K]; K] {
+    let mut w = [[S::zero(); K]; K];
+    for (i, wr) in w.iter_mut().enumerate() {
+        for (j, wv) in wr.iter_mut().enumerate() {
+            // SAFETY: the function's contract: (i·K + j)·padded + c0 + LANES is inside.
+            *wv = unsafe { S::load(a.weights.add((i * K + j) * a.padded + c0)) };
+        }
+    }
+    w
+}
+
 /// Every interior strip of one channel tile.
 #[inline(always)]
 unsafe fn tile_strips<
@@ -774,12 +785,7 @@ unsafe fn tile_strips<
     // SAFETY: weights hold K·K·padded + HEAD_SLACK floats and bias padded + HEAD_SLACK;
     // c0 + LANES ≤ padded + HEAD_SLACK for every tile (see `Tiles`).
     unsafe {
-        let mut w = [[S::zero(); K]; K];
-        for (i, wr) in w.iter_mut().enumerate() {
-            for (j, wv) in wr.iter_mut().enumerate() {
-                *wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
-            }
-        }
+        let w = tile_weights::<S, K>(a, c0);
         let bias = S::load(a.bias.add(c0));
         for r in rows.clone() {
             for x in (0..x0).chain(x1..a.g.out_w) {
