@@ -243,6 +243,38 @@ fn depthwise_each_padding_side_asymmetric() {
     }
 }
 
+/// Rows wider than a register block: `cover_row` splits them into near-equal blocks
+/// (28 → 7 + 7 + 7 + 7, 57 → 8 × 6 + 9 ...), and checks only blocks that reach a padded
+/// column, including padding wider than the kernel's reach (whole pixels of zeros) on
+/// one side only.
+#[test]
+fn depthwise_wide_rows_blocks_and_checked_borders() {
+    let mut rng = SplitMix64::new(15);
+    let pads = [(1, 1, 1, 1), (0, 0, 2, 0), (0, 1, 0, 3), (2, 0, 3, 3)];
+    for (p, &(top, bottom, left, right)) in pads.iter().enumerate() {
+        for (k, stride) in [(3, 1), (3, 2), (5, 1), (5, 2)] {
+            for width in [18, 23, 28, 29, 41, 56, 57, 64] {
+                let c = [16, 17, 40][(width + p) % 3];
+                let params = Conv2dParams::default()
+                    .with_stride(stride)
+                    .with_padding(Padding::asymmetric(top, bottom, left, right))
+                    .with_groups(c);
+                let act = ACTIVATIONS[(width + k + p) % ACTIVATIONS.len()];
+                let (conv, wt) = random_conv(&mut rng, [c, 1, k, k], params, true, act);
+                check_conv(
+                    &conv,
+                    &wt,
+                    [1, c, 5 + width % 4, width],
+                    (p * 1000 + width * 10 + k) as u64,
+                    &format!(
+                        "depthwise {k}x{k} s{stride} pads {top},{bottom},{left},{right} C={c} width {width}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn depthwise_general_path_7x7_dilation_odd_strides() {
     let mut rng = SplitMix64::new(6);

@@ -6,11 +6,12 @@
 //! # Structure
 //! Channels go in tiles of one vector (16 for AVX-512, 8 for AVX2); the last tile is
 //! masked. For each output row, the kernel rows that fall in the padding point at a row
-//! of zeros, so rows never branch; columns are split into the interior (every tap
-//! inside the input, from [`ConvGeometry::interior_cols`]) and the borders. The interior
-//! of 3×3 and 5×5 kernels at stride 1 or 2 (dilation 1) runs a register block of `PB`
-//! output pixels × one channel tile with the k×k weights and the bias held in registers;
-//! the borders and every other shape run a general per-pixel loop that checks each tap.
+//! of zeros, so rows never branch. 3×3 and 5×5 kernels at stride 1 or 2 (dilation 1)
+//! cover each output row with register blocks of up to `PB` output pixels × one channel
+//! tile (see `cover_row`); blocks that reach a border column (some tap outside the input,
+//! from [`ConvGeometry::interior_cols`]) load those columns as zeros with masked-off
+//! loads, the others read every tap unchecked. Every other shape runs a general
+//! per-pixel loop that checks each tap.
 //! The input is never copied.
 
 use super::simd::{activate, Epilogue, Portable, Simd};
@@ -277,31 +278,79 @@ struct DwArgs<'a> {
 // 14+ columns stayed with the weights in registers (streamed: C144@56² 107 → 90,
 // C384@14² 90 → 71).
 // AVX2 3×3: 9 + 1 + 4 + 1 = 15 of 16 ymm; streamed 4-pixel blocks ≤ 16 ymm.
-// The const generics `PB3S1`, `PB3S2`, `PB5` of `dw_body` carry these per tier.
+// The block widths (3×3 stride 1, 3×3 stride 2, 5×5) are the last arguments of `tier!`.
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn dw_avx512(args: &DwArgs) {
-    // SAFETY: entry contract (extents checked, AVX-512 detected).
-    unsafe { dw_body::<super::simd::Avx512, 8, 8, 8>(args) }
+/// One tier's entry point: the row table, then the kernel shape's band function. Each
+/// shape is its own (non-inlined) function: inlined together into one body per tier,
+/// adding the 3×3 stride-1 row blocks made the untouched stride-2 paths a third slower
+/// (C = 128 @ 56²: 61 → 37 GFLOP/s), the compiler's register allocation of the one
+/// huge function degrading as a whole.
+macro_rules! tier {
+    ($entry:ident, $S:ty, [$($feat:literal)?], $pb3s1:literal, $pb3s2:literal, $pb5:literal) => {
+        unsafe fn $entry(a: &DwArgs) {
+            $(#[target_feature(enable = $feat)])?
+            #[inline(never)]
+            unsafe fn b31(a: &DwArgs, t: &[*const f32]) {
+                // SAFETY: the entry contract; the table comes from `row_table`.
+                unsafe { band::<$S, 3, 1, $pb3s1>(a, t) }
+            }
+            $(#[target_feature(enable = $feat)])?
+            #[inline(never)]
+            unsafe fn b32(a: &DwArgs, t: &[*const f32]) {
+                // SAFETY: as `b31`.
+                unsafe { band::<$S, 3, 2, $pb3s2>(a, t) }
+            }
+            $(#[target_feature(enable = $feat)])?
+            #[inline(never)]
+            unsafe fn b51(a: &DwArgs, t: &[*const f32]) {
+                // SAFETY: as `b31`.
+                unsafe { band::<$S, 5, 1, $pb5>(a, t) }
+            }
+            $(#[target_feature(enable = $feat)])?
+            #[inline(never)]
+            unsafe fn b52(a: &DwArgs, t: &[*const f32]) {
+                // SAFETY: as `b31`.
+                unsafe { band::<$S, 5, 2, $pb5>(a, t) }
+            }
+            $(#[target_feature(enable = $feat)])?
+            #[inline(never)]
+            unsafe fn general(a: &DwArgs, t: &[*const f32]) {
+                // SAFETY: as `b31`; `borders` checks every tap.
+                unsafe { borders::<$S>(a, t, 0..a.g.out_w, 0..0) }
+            }
+            let (shape, table) = row_table(a);
+            // SAFETY: the entry contract (extents checked, the tier detected); the
+            // table's pointers and the output rows stay within the checked buffers.
+            unsafe {
+                match shape {
+                    (3, 1) => b31(a, &table),
+                    (3, 2) => b32(a, &table),
+                    (5, 1) => b51(a, &table),
+                    (5, 2) => b52(a, &table),
+                    _ => general(a, &table),
+                }
+            }
+        }
+    };
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dw_avx2(args: &DwArgs) {
-    // SAFETY: entry contract (extents checked, AVX2+FMA detected).
-    unsafe { dw_body::<super::simd::Avx2, 4, 4, 4>(args) }
-}
+tier!(
+    dw_avx512,
+    super::simd::Avx512,
+    ["avx512f,avx512bw,avx512vl,avx2,fma"],
+    8,
+    8,
+    8
+);
+#[cfg(target_arch = "x86_64")]
+tier!(dw_avx2, super::simd::Avx2, ["avx2,fma"], 4, 4, 4);
+tier!(dw_portable, Portable, [], 4, 2, 2);
 
-unsafe fn dw_portable(args: &DwArgs) {
-    // SAFETY: entry contract (extents checked).
-    unsafe { dw_body::<Portable, 4, 2, 2>(args) }
-}
-
-/// Per-row driver: resolves the kernel-row pointers (zero row in the padding), then runs
-/// every channel tile across the row.
-#[inline(always)]
-unsafe fn dw_body<S: Simd, const PB3S1: usize, const PB3S2: usize, const PB5: usize>(a: &DwArgs) {
+/// The specialised shape `(K, stride)` of a square, dilation-1 kernel (`(0, 0)` for any
+/// other), and the input row read by kernel row i for the r-th output row of the call:
+/// `table[r·kH + i]` (the zero row in the padding).
+fn row_table(a: &DwArgs) -> ((usize, usize), Vec<*const f32>) {
     let g = a.g;
     let c = a.channels;
     let square = g.kernel_h == g.kernel_w && g.stride_h == g.stride_w;
@@ -311,8 +360,6 @@ unsafe fn dw_body<S: Simd, const PB3S1: usize, const PB3S2: usize, const PB5: us
     } else {
         (0, 0)
     };
-    // Input row read by kernel row i for the r-th output row: table[r·kH + i] (the zero
-    // row in the padding).
     let kh = g.kernel_h;
     let mut table = vec![std::ptr::null::<f32>(); a.rows.len() * kh];
     for (r, row) in a.rows.clone().enumerate() {
@@ -320,30 +367,16 @@ unsafe fn dw_body<S: Simd, const PB3S1: usize, const PB3S2: usize, const PB5: us
         for i in 0..kh {
             let iy = g.input_row(oy, i);
             table[r * kh + i] = if (0..g.in_h as isize).contains(&iy) {
-                // SAFETY: iy < in_h and n < batch: the row lies inside the input.
-                unsafe { a.input.add(((n * g.in_h + iy as usize) * g.in_w) * c) }
+                // The row lies inside the input (iy < in_h, n < batch); wrapping_add
+                // keeps this safe code (the kernels dereference it under their contract).
+                a.input
+                    .wrapping_add(((n * g.in_h + iy as usize) * g.in_w) * c)
             } else {
                 a.zero_row
             };
         }
     }
-    // SAFETY: the table's pointers and the output rows stay within the checked buffers
-    // (see each body).
-    unsafe {
-        match shape {
-            // Narrow rows waste less on the overlapping last block with 4-pixel blocks:
-            // 8 vs 4 measured 72 vs 82 GFLOP/s at C = 128 @ 28², 43 vs 57 at C = 512 @ 14²,
-            // but 92 vs 85 at C = 128 @ 56² and 102 vs 94 at C = 32 @ 112².
-            (3, 1) if a.interior.1 - a.interior.0 >= NARROW_ROW => {
-                band::<S, 3, 1, PB3S1>(a, &table)
-            }
-            (3, 1) => band::<S, 3, 1, 4>(a, &table),
-            (3, 2) => band::<S, 3, 2, PB3S2>(a, &table),
-            (5, 1) => band::<S, 5, 1, PB5>(a, &table),
-            (5, 2) => band::<S, 5, 2, PB5>(a, &table),
-            _ => borders::<S>(a, &table, 0..g.out_w, 0..0),
-        }
-    }
+    (shape, table)
 }
 
 /// The output row `r` of this call.
@@ -401,8 +434,8 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     let g = a.g;
     let (x0, x1) = a.interior;
     let (x0, x1) = (x0.min(g.out_w), x1.max(x0).min(g.out_w));
-    // SAFETY: blocks stay inside the interior, edge pixels check every tap (see `strip`,
-    // `edge`).
+    // SAFETY: blocks stay inside the row; blocks reaching a border column are checked
+    // (see `cover_row`, `column`).
     unsafe {
         let ways = if STRIDE == 1 {
             STRIP_WAYS
@@ -435,7 +468,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                         rows: 0..rows,
                         _s: PhantomData,
                     };
-                    cover::<PB>(0, g.out_w, &run);
+                    tiny_or::<PB>(g.out_w, (x0, x1), &run);
                 }
             } else {
                 for r in 0..rows {
@@ -447,7 +480,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                             rows: r..r + 1,
                             _s: PhantomData,
                         };
-                        cover::<PB>(0, g.out_w, &run);
+                        tiny_or::<PB>(g.out_w, (x0, x1), &run);
                     }
                 }
             }
@@ -460,12 +493,9 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
             // Row by row, block by block, every channel tile of a block in turn: the
             // block's input streams through L1 in address order.
             for r in 0..a.rows.len() {
-                for x in (0..x0).chain(x1..g.out_w) {
-                    row_tiles::<S, K, STRIDE, 1, true>(a, table, x, r);
-                }
-                cover::<PB>(
-                    x0,
-                    x1,
+                cover_row::<PB>(
+                    g.out_w,
+                    (x0, x1),
                     &RowRun::<S, K, STRIDE> {
                         a,
                         table,
@@ -486,50 +516,81 @@ const STRIP_L2_BYTES: usize = 768 * 1024;
 /// `band`) for every kernel: at 7 columns two of seven pixels are borders.
 const TINY_ROW: usize = 8;
 
-/// Interior widths below this use 4-pixel blocks for 3×3 stride 1 (see `dw_body`).
-const NARROW_ROW: usize = 48;
-
 /// Something that computes a block of `P` output pixels starting at column `x`.
 trait BlockRun {
-    /// Computes pixels `x .. x + P`.
-    unsafe fn run<const P: usize>(&self, x: usize);
+    /// Computes pixels `x .. x + P` (`x + P ≤ out_w`). `CHECKED`: some tap of the block
+    /// may fall outside the input columns (it reads a zero vector); otherwise every tap
+    /// of every pixel is inside the input row.
+    unsafe fn run<const P: usize, const CHECKED: bool>(&self, x: usize);
 }
 
-/// Covers the interior columns `x0..x1` with register blocks: full `PB` blocks, then, if
-/// the span is at least `PB` wide, one more `PB` block ending at `x1` (its first pixels
-/// are computed again by exactly the same operations and rewritten with the same bits;
-/// single-pixel blocks for the ragged end cost 25% at 56 columns); narrower spans (7×7
-/// and 14×14 layers) go by 4, an overlapping 4, then 2 and 1.
+/// Covers a whole output row `0..w` with register blocks of at most `PB` pixels:
+/// `⌈w / PB⌉` blocks of near-equal width (MobileNet's 112/56/28/14 columns go in blocks
+/// of 8/8/7/7, none computed twice), each checked only if it reaches a border column
+/// outside `interior`. Border pixels thus run in blocks of independent accumulators too:
+/// one pixel at a time (9 dependent FMAs, a branch per tap) took 20% of a 3×3 layer at
+/// 28 columns, where the two border columns are 7% of the pixels.
 #[inline(always)]
-unsafe fn cover<const PB: usize>(x0: usize, x1: usize, run: &impl BlockRun) {
-    // SAFETY: every block lies inside x0..x1 (the caller's contract for `run`).
+unsafe fn cover_row<const PB: usize>(w: usize, interior: (usize, usize), run: &impl BlockRun) {
+    if w == 0 {
+        return;
+    }
+    let blocks = w.div_ceil(PB);
+    let (base, wider) = (w / blocks, w % blocks);
+    let mut x = 0;
+    for b in 0..blocks {
+        let p = base + usize::from(b < wider);
+        // SAFETY: x + p ≤ w; a block reaching outside the interior is checked.
+        unsafe {
+            if x < interior.0 || x + p > interior.1 {
+                block::<PB, true>(p, x, run);
+            } else {
+                block::<PB, false>(p, x, run);
+            }
+        }
+        x += p;
+    }
+}
+
+/// [`cover_row`] in blocks of at most 4 pixels for rows of at most [`TINY_ROW`] columns.
+#[inline(always)]
+unsafe fn tiny_or<const PB: usize>(w: usize, interior: (usize, usize), run: &impl BlockRun) {
+    // SAFETY: cover_row's contract.
     unsafe {
-        let mut x = x0;
-        while x + PB <= x1 {
-            run.run::<PB>(x);
-            x += PB;
+        if w <= TINY_ROW {
+            // Two 4-pixel blocks, overlapping for 5–7 columns (the shared pixels are
+            // computed twice by the same operations, so written with the same bits): a
+            // 3-pixel block has 3 dependent FMA chains, and 5×5 at C = 1152 @ 7² ran at
+            // 86–100 GFLOP/s in blocks of 4 + 3 against 124–127 in two blocks of 4.
+            if w < 4 {
+                block::<4, true>(w, 0, run);
+            } else {
+                block::<4, true>(4, 0, run);
+                if w > 4 {
+                    block::<4, true>(4, w - 4, run);
+                }
+            }
+        } else {
+            cover_row::<PB>(w, interior, run)
         }
-        if x == x1 {
-            return;
-        }
-        if x1 - x0 >= PB {
-            run.run::<PB>(x1 - PB);
-            return;
-        }
-        while x + 4 <= x1 {
-            run.run::<4>(x);
-            x += 4;
-        }
-        if x < x1 && x1 - x0 >= 4 {
-            run.run::<4>(x1 - 4);
-            return;
-        }
-        while x + 2 <= x1 {
-            run.run::<2>(x);
-            x += 2;
-        }
-        if x < x1 {
-            run.run::<1>(x);
+    }
+}
+
+/// Runs the `p`-pixel block at `x` (`1 ≤ p ≤ PB ≤ 8`).
+#[inline(always)]
+unsafe fn block<const PB: usize, const CHECKED: bool>(p: usize, x: usize, run: &impl BlockRun) {
+    const { assert!(PB <= 8) };
+    // SAFETY: the caller's contract for `run`.
+    unsafe {
+        match p {
+            8 => run.run::<8, CHECKED>(x),
+            7 => run.run::<7, CHECKED>(x),
+            6 => run.run::<6, CHECKED>(x),
+            5 => run.run::<5, CHECKED>(x),
+            4 => run.run::<4, CHECKED>(x),
+            3 => run.run::<3, CHECKED>(x),
+            2 => run.run::<2, CHECKED>(x),
+            _ => run.run::<1, CHECKED>(x),
         }
     }
 }
@@ -544,9 +605,9 @@ struct RowRun<'a, S, const K: usize, const STRIDE: usize> {
 
 impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for RowRun<'_, S, K, STRIDE> {
     #[inline(always)]
-    unsafe fn run<const P: usize>(&self, x: usize) {
-        // SAFETY: interior block (cover's contract).
-        unsafe { row_tiles::<S, K, STRIDE, P, false>(self.a, self.table, x, self.r) }
+    unsafe fn run<const P: usize, const CHECKED: bool>(&self, x: usize) {
+        // SAFETY: cover_row's contract.
+        unsafe { row_tiles::<S, K, STRIDE, P, CHECKED>(self.a, self.table, x, self.r) }
     }
 }
 
@@ -562,7 +623,7 @@ struct StreamRun<'a, S, const K: usize, const STRIDE: usize> {
 
 impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for StreamRun<'_, S, K, STRIDE> {
     #[inline(always)]
-    unsafe fn run<const P: usize>(&self, x: usize) {
+    unsafe fn run<const P: usize, const CHECKED: bool>(&self, x: usize) {
         let one = self.tile.into_iter();
         let all = self
             .tile
@@ -571,15 +632,20 @@ impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for StreamRun<'_, S,
             .into_iter()
             .flatten();
         for (c0, valid) in one.chain(all) {
-            // SAFETY: x + P ≤ out_w (cover's contract); columns are checked; bias padded.
+            // SAFETY: x + P ≤ out_w (cover_row's contract); columns checked unless interior;
+            // bias padded.
             unsafe {
                 let bias = S::load(self.a.bias.add(c0));
                 let rows = self.rows.clone();
                 let (a, t) = (self.a, self.table);
                 if valid < S::LANES {
-                    strip_streamed::<S, K, STRIDE, P, true, true>(a, t, c0, valid, x, bias, rows);
+                    strip_streamed::<S, K, STRIDE, P, true, CHECKED>(
+                        a, t, c0, valid, x, bias, rows,
+                    );
                 } else {
-                    strip_streamed::<S, K, STRIDE, P, false, true>(a, t, c0, valid, x, bias, rows);
+                    strip_streamed::<S, K, STRIDE, P, false, CHECKED>(
+                        a, t, c0, valid, x, bias, rows,
+                    );
                 }
             }
         }
@@ -601,10 +667,10 @@ impl<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> BlockRun
     for StripRun<'_, S, K, STRIDE, MASKED>
 {
     #[inline(always)]
-    unsafe fn run<const P: usize>(&self, x: usize) {
-        // SAFETY: interior block (cover's contract).
+    unsafe fn run<const P: usize, const CHECKED: bool>(&self, x: usize) {
+        // SAFETY: cover_row's contract.
         unsafe {
-            strip::<S, K, STRIDE, P, MASKED>(
+            strip::<S, K, STRIDE, P, MASKED, CHECKED>(
                 self.a,
                 self.table,
                 self.c0,
@@ -654,14 +720,14 @@ fn gcd(mut a: usize, mut b: usize) -> usize {
 }
 
 /// Every channel tile of output pixels `x .. x + PB` of row `r`, weights loaded per tile;
-/// `EDGE`: a single border pixel whose taps are checked (see [`edge`]).
+/// `CHECKED`: taps outside the input columns read zeros (see [`strip`]).
 #[inline(always)]
 unsafe fn row_tiles<
     S: Simd,
     const K: usize,
     const STRIDE: usize,
     const PB: usize,
-    const EDGE: bool,
+    const CHECKED: bool,
 >(
     a: &DwArgs,
     table: &[*const f32],
@@ -669,62 +735,26 @@ unsafe fn row_tiles<
     r: usize,
 ) {
     for (c0, valid) in Tiles::new::<S>(a) {
-        // SAFETY: as in `tile_strips` (weights and bias padded; interior columns or
-        // checked edge taps).
+        // SAFETY: as in `tile_strips` (weights and bias padded; columns checked unless
+        // the block is interior).
         unsafe {
             let w = tile_weights::<S, K>(a, c0);
             let bias = S::load(a.bias.add(c0));
-            match (EDGE, valid < S::LANES) {
-                (true, true) => edge::<S, K, STRIDE, true>(a, table, c0, valid, x, &w, bias, r),
-                (true, false) => edge::<S, K, STRIDE, false>(a, table, c0, valid, x, &w, bias, r),
-                (false, true) => {
-                    strip::<S, K, STRIDE, PB, true>(a, table, c0, valid, x, &w, bias, r..r + 1)
-                }
-                (false, false) => {
-                    strip::<S, K, STRIDE, PB, false>(a, table, c0, valid, x, &w, bias, r..r + 1)
-                }
+            if valid < S::LANES {
+                strip::<S, K, STRIDE, PB, true, CHECKED>(a, table, c0, valid, x, &w, bias, r..r + 1)
+            } else {
+                strip::<S, K, STRIDE, PB, false, CHECKED>(
+                    a,
+                    table,
+                    c0,
+                    valid,
+                    x,
+                    &w,
+                    bias,
+                    r..r + 1,
+                )
             }
         }
-    }
-}
-
-/// One border output pixel `x` of row `r` (some column taps fall in the padding): the
-/// same unrolled K×K loop as the blocks with the weights in registers, a padded tap
-/// reading zeros from the zero row. (The general per-pixel loop here cost as much as
-/// 8 interior pixels per border pixel: +50% at 14 columns.)
-#[inline(always)]
-unsafe fn edge<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool>(
-    a: &DwArgs,
-    table: &[*const f32],
-    c0: usize,
-    valid: usize,
-    x: usize,
-    w: &[[S::V; K]; K],
-    bias: S::V,
-    r: usize,
-) {
-    let c = a.channels;
-    let g = a.g;
-    // SAFETY: a tap inside the input reads its row at column ix < in_w; a padded tap
-    // reads the first `padded` floats of the zero row, which exist whenever columns are
-    // padded; x < out_w and r < rows.len() for the store.
-    unsafe {
-        let zero = a.zero_row.add(c0);
-        let mut acc = bias;
-        for i in 0..K {
-            let row = table[r * K + i].add(c0);
-            for j in 0..K {
-                let ix = (x * STRIDE + j) as isize - g.pad_left as isize;
-                let p = if ix >= 0 && (ix as usize) < g.in_w {
-                    row.add(ix as usize * c)
-                } else {
-                    zero
-                };
-                acc = S::mul_add(load_in::<S, MASKED>(p, valid), w[i][j], acc);
-            }
-        }
-        let y = activate::<S>(acc, &a.epi);
-        store_out::<S, MASKED>(out_row(a, r).add(x * a.px_stride + c0), y, valid);
     }
 }
 
@@ -787,11 +817,6 @@ unsafe fn tile_strips<
     unsafe {
         let w = tile_weights::<S, K>(a, c0);
         let bias = S::load(a.bias.add(c0));
-        for r in rows.clone() {
-            for x in (0..x0).chain(x1..a.g.out_w) {
-                edge::<S, K, STRIDE, MASKED>(a, table, c0, valid, x, &w, bias, r);
-            }
-        }
         let run = StripRun::<S, K, STRIDE, MASKED> {
             a,
             table,
@@ -801,18 +826,22 @@ unsafe fn tile_strips<
             bias,
             rows,
         };
-        cover::<PB>(x0, x1, &run);
+        cover_row::<PB>(a.g.out_w, (x0, x1), &run);
     }
 }
 
 /// Output pixels `x .. x + PB` of channels `c0 .. c0 + valid` in rows `rows` of the band.
+/// Each output accumulates its taps in `(i, j)` order from the bias; `CHECKED`: a tap
+/// outside the input columns adds `0·w` (the zero padding, as every path does).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 unsafe fn strip<
     S: Simd,
     const K: usize,
     const STRIDE: usize,
     const PB: usize,
     const MASKED: bool,
+    const CHECKED: bool,
 >(
     a: &DwArgs,
     table: &[*const f32],
@@ -826,23 +855,21 @@ unsafe fn strip<
     if K >= 5 || STRIDE == 2 {
         // SAFETY: the same contract.
         return unsafe {
-            strip_streamed::<S, K, STRIDE, PB, MASKED, false>(a, table, c0, valid, x, bias, rows)
+            strip_streamed::<S, K, STRIDE, PB, MASKED, CHECKED>(a, table, c0, valid, x, bias, rows)
         };
     }
-    let c = a.channels;
-    let left = a.g.pad_left;
-    // SAFETY: the interior guarantees 0 ≤ (x + p)·STRIDE + j − pad_left < in_w for every
-    // tap, so every input address is inside its row (or the zero row); x + PB ≤ out_w
-    // and r < rows.len() for the stores.
+    let cols = Columns::of(a);
+    // SAFETY: `column` reads every tap inside its row, or nothing (see there);
+    // r < rows.len() = table.len() / K, and x + PB ≤ out_w, for the stores.
     unsafe {
         for r in rows {
             let mut acc = [bias; PB];
             for i in 0..K {
-                let row = table[r * K + i].add(c0);
+                let row = table.get_unchecked(r * K + i).add(c0);
                 for j in 0..K {
                     for (p, acc_p) in acc.iter_mut().enumerate() {
-                        let ix = (x + p) * STRIDE + j - left;
-                        let v = load_in::<S, MASKED>(row.add(ix * c), valid);
+                        let m = (x + p) * STRIDE + j;
+                        let v = column::<S, MASKED, CHECKED>(cols, row, m, valid);
                         *acc_p = S::mul_add(v, w[i][j], *acc_p);
                     }
                 }
@@ -856,6 +883,63 @@ unsafe fn strip<
     }
 }
 
+/// The input vector at padded column `m` (input column `m − pad_left`) of `row` (a row
+/// pointer already offset to the tile's first channel `c0`), channels `c0 .. c0 + valid`.
+/// `CHECKED`: a column outside the input reads as zeros through a load with every lane
+/// masked off, aimed at a column inside the row (the nearest one), so the load never
+/// needs the CPU's fault suppression. The lane count and the clamped column depend only
+/// on `m`, so a block computes them once, not per row, and no branch or pointer select
+/// sits between its vector loads. Measured alternatives (GFLOP/s, 1 thread): a branch per
+/// column let the compiler spill the weights (3×3 C = 128 @ 28²: 69 against 175); a
+/// select of the zero row cost a chain of selects per row (3×3 C = 32 @ 56²: 134 against
+/// 180); masked-off loads aimed outside the row (the row before the tensor or the zero
+/// row) took a microcode assist each (5×5 C = 1152 @ 7²: 23 against 144).
+///
+/// # Safety
+/// Unchecked: `0 ≤ m − pad_left < in_w`. Either way `row` is a row of the input (or the
+/// zero row, as wide) offset by `c0`, and `valid` channels from `c0` exist.
+#[inline(always)]
+unsafe fn column<S: Simd, const MASKED: bool, const CHECKED: bool>(
+    cols: Columns,
+    row: *const f32,
+    m: usize,
+    valid: usize,
+) -> S::V {
+    let ix = m.wrapping_sub(cols.left);
+    // SAFETY: the function's contract; a checked load reads `n` lanes of an in-row
+    // column, or none.
+    unsafe {
+        if CHECKED {
+            let lanes = if MASKED { valid } else { S::LANES };
+            let n = if ix < cols.in_w { lanes } else { 0 };
+            S::load_partial(row.add(ix.min(cols.in_w - 1) * cols.channels), n)
+        } else {
+            load_in::<S, MASKED>(row.add(ix * cols.channels), valid)
+        }
+    }
+}
+
+/// The column geometry [`column`] needs, read once per block into locals: read through
+/// `a.g` (a reference inside `DwArgs`), the compiler reloaded them after every output
+/// store and recomputed each row's addresses (3×3 C = 32 @ 56²: 130 against 189 GFLOP/s).
+#[derive(Clone, Copy)]
+struct Columns {
+    left: usize,
+    in_w: usize,
+    channels: usize,
+}
+
+impl Columns {
+    #[inline(always)]
+    fn of(a: &DwArgs) -> Self {
+        Columns {
+            left: a.g.pad_left,
+            in_w: a.g.in_w,
+            channels: a.channels,
+        }
+    }
+}
+
 /// Most input vectors one kernel row of a [`strip_streamed`] block holds in registers:
 /// `(PB − 1)·STRIDE + K` for the blocks used (8 pixels at 5×5 stride 2: 19).
 const STREAM_INPUTS: usize = 24;
@@ -865,9 +949,9 @@ const STREAM_INPUTS: usize = 24;
 /// most half the FMA rate), so per kernel row the block's input vectors are loaded into
 /// registers once and each weight is loaded once per block and applied to every pixel:
 /// PB accumulators + (PB − 1)·STRIDE + K inputs + 1 weight. Each output still
-/// accumulates its taps in `(i, j)` order from the bias, so the bits are [`edge`]'s.
+/// accumulates its taps in `(i, j)` order from the bias, as [`strip`] does.
 /// `CHECKED`: input columns outside the row are zero vectors (border pixels; a padded
-/// tap then adds `0·w`, as [`edge`] does with its zero row).
+/// tap then adds `0·w`, as a zero from the padding would).
 #[inline(always)]
 unsafe fn strip_streamed<
     S: Simd,
@@ -885,9 +969,8 @@ unsafe fn strip_streamed<
     bias: S::V,
     rows: std::ops::Range<usize>,
 ) {
-    let c = a.channels;
-    let left = a.g.pad_left;
     let span = (PB - 1) * STRIDE + K;
+    let cols = Columns::of(a);
     const { assert!((PB - 1) * STRIDE + K <= STREAM_INPUTS) };
     // SAFETY: as in `strip` (interior columns, rows inside the call); weights hold
     // K·K·padded + HEAD_SLACK floats, so every tap's vector at c0 is inside.
@@ -895,13 +978,10 @@ unsafe fn strip_streamed<
         for r in rows {
             let mut acc = [bias; PB];
             for i in 0..K {
-                let row = table[r * K + i].add(c0);
+                let row = table.get_unchecked(r * K + i).add(c0);
                 let mut input = [S::zero(); STREAM_INPUTS];
                 for (m, v) in input.iter_mut().enumerate().take(span) {
-                    let ix = (x * STRIDE + m) as isize - left as isize;
-                    if !CHECKED || (0..a.g.in_w as isize).contains(&ix) {
-                        *v = load_in::<S, MASKED>(row.offset(ix * c as isize), valid);
-                    }
+                    *v = column::<S, MASKED, CHECKED>(cols, row, x * STRIDE + m, valid);
                 }
                 for j in 0..K {
                     let wv = S::load(a.weights.add((i * K + j) * a.padded + c0));

@@ -95,10 +95,10 @@
 //! | `gemm::MC_TILES` | 12 | 12/24/48: 1024→1024@14 92/89/90%, 256→256@28 98/96/96% |
 //! | `should_pack` | >4 rows per L1 set | 1024 channels in place (4 KiB stride): 44 GFLOP/s; padded copy: 232 |
 //! | depthwise pixel blocks | 8 (3×3 s1, weights in registers; 3×3 s2 and 5×5 with streamed weights) | register counts and measurements in `depthwise` |
+//! | `depthwise::cover_row` | ⌈W/8⌉ near-equal blocks per row; border blocks checked by masked-off loads aimed inside the row | replaced single border pixels + an overlapping last block; 1 thread, GFLOP/s, `dw_probe`-style runs of `Conv2d::forward_into` (3 each, old → new): 3×3 s1 C128@28² 129–139 → 170–181, C64@28² 141–148 → 186–191, C128@14² 124–131 → 161–170, C256@14² 125 → 148–153, C512@14² 64–66 → 85–98, C32@56² 160–163 → 178–187; 5×5 s1 C240@28² 165 → 186–193, C1152@7² 124–127 → 136–147; s2 C128@56² 51–61 → 63–64 |
 //! | `depthwise::TINY_ROW` | 8 columns | rows this narrow (7×7 maps) run whole in streamed blocks with checked columns: 3×3 C1024@7² 35 → 64 GFLOP/s |
 //! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
 //! | `depthwise::STRIP_WAYS_S2` | 4 lines per L1 set | stride 2 down the strips vs row by row (µs): C=32@112² 50/60, C=64@112² 87/97, C=128@56² 47/49; C=256@28² 30/27, C=512@14² 20/16 stay row by row |
-//! | `depthwise::NARROW_ROW` | 48 columns | 3×3 s1 rows narrower than this use 4-pixel blocks: C=512@14² 43 → 56, C=128@28² 72 → 78 |
 //! | `depthwise::HEAD_MIN_TILES` | 8 tiles | a masked head tile aligns the input loads of a 16-byte-aligned `Vec` (stride 1, C·4 a multiple of the vector): C=128@56² 72 → 100; at C=32 the extra tile cost more (88 → 65) |
 //! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
 //! | `fused::BAND_BYTES` | 256 KiB | a quarter of L2 for the depthwise band |
