@@ -151,12 +151,10 @@ impl PackedDepthwise {
                 format!("{} elements with stride {px_stride}", out.len()),
             ));
         }
-        // Padded rows point at a zero row; padded columns of the edge pixels read its first
-        // vector.
+        // Padded rows point at a zero row (as wide as an input row: a checked block may
+        // load any of its columns). Padded columns read nothing (masked-off loads).
         let zero_len = if g.pad_top > 0 || g.pad_bottom > 0 {
             (g.in_w * c).max(self.padded)
-        } else if g.pad_left > 0 || g.pad_right > 0 {
-            self.padded
         } else {
             0
         };
@@ -250,8 +248,7 @@ struct DwArgs<'a> {
     channels: usize,
     padded: usize,
     input: *const f32,
-    /// Zeros: `max(in_w · C, C_pad)` when the geometry pads rows, `C_pad` when it pads only
-    /// columns.
+    /// Zeros, `max(in_w · C, C_pad) + HEAD_SLACK` of them when the geometry pads rows.
     zero_row: *const f32,
     weights: *const f32,
     bias: *const f32,
@@ -288,48 +285,30 @@ struct DwArgs<'a> {
 macro_rules! tier {
     ($entry:ident, $S:ty, [$($feat:literal)?], $pb3s1:literal, $pb3s2:literal, $pb5:literal) => {
         unsafe fn $entry(a: &DwArgs) {
-            $(#[target_feature(enable = $feat)])?
-            #[inline(never)]
-            unsafe fn b31(a: &DwArgs, t: &[*const f32]) {
-                // SAFETY: the entry contract; the table comes from `row_table`.
-                unsafe { band::<$S, 3, 1, $pb3s1>(a, t) }
+            /// A non-inlined function of this tier running `$call` on `($a, $t)`.
+            macro_rules! shape {
+                ($a:ident, $t:ident, $call:expr) => {{
+                    $(#[target_feature(enable = $feat)])?
+                    #[inline(never)]
+                    unsafe fn shape($a: &DwArgs, $t: &[*const f32]) {
+                        // SAFETY: the entry contract; the table comes from `row_table`
+                        // (`borders` checks every tap).
+                        unsafe { $call }
+                    }
+                    shape
+                }};
             }
-            $(#[target_feature(enable = $feat)])?
-            #[inline(never)]
-            unsafe fn b32(a: &DwArgs, t: &[*const f32]) {
-                // SAFETY: as `b31`.
-                unsafe { band::<$S, 3, 2, $pb3s2>(a, t) }
-            }
-            $(#[target_feature(enable = $feat)])?
-            #[inline(never)]
-            unsafe fn b51(a: &DwArgs, t: &[*const f32]) {
-                // SAFETY: as `b31`.
-                unsafe { band::<$S, 5, 1, $pb5>(a, t) }
-            }
-            $(#[target_feature(enable = $feat)])?
-            #[inline(never)]
-            unsafe fn b52(a: &DwArgs, t: &[*const f32]) {
-                // SAFETY: as `b31`.
-                unsafe { band::<$S, 5, 2, $pb5>(a, t) }
-            }
-            $(#[target_feature(enable = $feat)])?
-            #[inline(never)]
-            unsafe fn general(a: &DwArgs, t: &[*const f32]) {
-                // SAFETY: as `b31`; `borders` checks every tap.
-                unsafe { borders::<$S>(a, t, 0..a.g.out_w, 0..0) }
-            }
-            let (shape, table) = row_table(a);
+            let run = match row_table_shape(a) {
+                (3, 1) => shape!(a, t, band::<$S, 3, 1, $pb3s1>(a, t)),
+                (3, 2) => shape!(a, t, band::<$S, 3, 2, $pb3s2>(a, t)),
+                (5, 1) => shape!(a, t, band::<$S, 5, 1, $pb5>(a, t)),
+                (5, 2) => shape!(a, t, band::<$S, 5, 2, $pb5>(a, t)),
+                _ => shape!(a, t, borders::<$S>(a, t, 0..a.g.out_w, 0..0)),
+            };
+            let table = row_table(a);
             // SAFETY: the entry contract (extents checked, the tier detected); the
             // table's pointers and the output rows stay within the checked buffers.
-            unsafe {
-                match shape {
-                    (3, 1) => b31(a, &table),
-                    (3, 2) => b32(a, &table),
-                    (5, 1) => b51(a, &table),
-                    (5, 2) => b52(a, &table),
-                    _ => general(a, &table),
-                }
-            }
+            unsafe { run(a, &table) }
         }
     };
 }
@@ -348,18 +327,22 @@ tier!(dw_avx2, super::simd::Avx2, ["avx2,fma"], 4, 4, 4);
 tier!(dw_portable, Portable, [], 4, 2, 2);
 
 /// The specialised shape `(K, stride)` of a square, dilation-1 kernel (`(0, 0)` for any
-/// other), and the input row read by kernel row i for the r-th output row of the call:
-/// `table[r·kH + i]` (the zero row in the padding).
-fn row_table(a: &DwArgs) -> ((usize, usize), Vec<*const f32>) {
+/// other).
+fn row_table_shape(a: &DwArgs) -> (usize, usize) {
     let g = a.g;
-    let c = a.channels;
     let square = g.kernel_h == g.kernel_w && g.stride_h == g.stride_w;
-    let unit_dilation = g.dilation_h == 1 && g.dilation_w == 1;
-    let shape = if square && unit_dilation {
+    if square && g.dilation_h == 1 && g.dilation_w == 1 {
         (g.kernel_h, g.stride_h)
     } else {
         (0, 0)
-    };
+    }
+}
+
+/// The input row read by kernel row i for the r-th output row of the call:
+/// `table[r·kH + i]` (the zero row in the padding).
+fn row_table(a: &DwArgs) -> Vec<*const f32> {
+    let g = a.g;
+    let c = a.channels;
     let kh = g.kernel_h;
     let mut table = vec![std::ptr::null::<f32>(); a.rows.len() * kh];
     for (r, row) in a.rows.clone().enumerate() {
@@ -376,7 +359,7 @@ fn row_table(a: &DwArgs) -> ((usize, usize), Vec<*const f32>) {
             };
         }
     }
-    (shape, table)
+    table
 }
 
 /// The output row `r` of this call.
