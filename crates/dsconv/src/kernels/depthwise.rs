@@ -417,8 +417,20 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     let g = a.g;
     let (x0, x1) = a.interior;
     let (x0, x1) = (x0.min(g.out_w), x1.max(x0).min(g.out_w));
+    // Checked blocks check only their first and last K − 1 input columns (`load_span`):
+    // enough when at most K − 1 padded columns lie on each side. Wider padding (rare:
+    // some outputs see padding only) takes the general loop outside the interior.
+    let right = ((g.out_w.max(1) - 1) * STRIDE + K).saturating_sub(g.pad_left + g.in_w);
+    let narrow = g.pad_left < K && right < K;
+    let cols = if narrow {
+        0..g.out_w
+    } else {
+        // SAFETY: the general loop checks every tap.
+        unsafe { borders::<S>(a, table, 0..x0, x1..g.out_w) };
+        x0..x1
+    };
     // SAFETY: blocks stay inside the row; blocks reaching a border column are checked
-    // (see `cover_row`, `column`).
+    // (see `cover_row`, `load_span`).
     unsafe {
         let ways = if STRIDE == 1 {
             STRIP_WAYS
@@ -451,7 +463,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                         rows: 0..rows,
                         _s: PhantomData,
                     };
-                    tiny_or::<PB>(g.out_w, (x0, x1), &run);
+                    tiny_or::<PB>(narrow, cols.clone(), (x0, x1), &run);
                 }
             } else {
                 for r in 0..rows {
@@ -463,7 +475,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                             rows: r..r + 1,
                             _s: PhantomData,
                         };
-                        tiny_or::<PB>(g.out_w, (x0, x1), &run);
+                        tiny_or::<PB>(narrow, cols.clone(), (x0, x1), &run);
                     }
                 }
             }
@@ -471,13 +483,13 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         }
         if strips {
             // Down the strips: all rows per channel tile.
-            tiles::<S, K, STRIDE, PB>(a, table, x0, x1, 0..a.rows.len());
+            tiles::<S, K, STRIDE, PB>(a, table, &cols, x0, x1, 0..a.rows.len());
         } else {
             // Row by row, block by block, every channel tile of a block in turn: the
             // block's input streams through L1 in address order.
             for r in 0..a.rows.len() {
                 cover_row::<PB>(
-                    g.out_w,
+                    cols.clone(),
                     (x0, x1),
                     &RowRun::<S, K, STRIDE> {
                         a,
@@ -507,20 +519,25 @@ trait BlockRun {
     unsafe fn run<const P: usize, const CHECKED: bool>(&self, x: usize);
 }
 
-/// Covers a whole output row `0..w` with register blocks of at most `PB` pixels:
+/// Covers output columns `cols` of a row with register blocks of at most `PB` pixels:
 /// `⌈w / PB⌉` blocks of near-equal width (MobileNet's 112/56/28/14 columns go in blocks
 /// of 8/8/7/7, none computed twice), each checked only if it reaches a border column
 /// outside `interior`. Border pixels thus run in blocks of independent accumulators too:
 /// one pixel at a time (9 dependent FMAs, a branch per tap) took 20% of a 3×3 layer at
 /// 28 columns, where the two border columns are 7% of the pixels.
 #[inline(always)]
-unsafe fn cover_row<const PB: usize>(w: usize, interior: (usize, usize), run: &impl BlockRun) {
+unsafe fn cover_row<const PB: usize>(
+    cols: std::ops::Range<usize>,
+    interior: (usize, usize),
+    run: &impl BlockRun,
+) {
+    let w = cols.len();
     if w == 0 {
         return;
     }
     let blocks = w.div_ceil(PB);
     let (base, wider) = (w / blocks, w % blocks);
-    let mut x = 0;
+    let mut x = cols.start;
     for b in 0..blocks {
         let p = base + usize::from(b < wider);
         // SAFETY: x + p ≤ w; a block reaching outside the interior is checked.
@@ -535,12 +552,19 @@ unsafe fn cover_row<const PB: usize>(w: usize, interior: (usize, usize), run: &i
     }
 }
 
-/// [`cover_row`] in blocks of at most 4 pixels for rows of at most [`TINY_ROW`] columns.
+/// [`cover_row`] in blocks of at most 4 pixels when `cols` is a whole row (`0..out_w`, the
+/// padding narrow: see `band`) of at most [`TINY_ROW`] columns.
 #[inline(always)]
-unsafe fn tiny_or<const PB: usize>(w: usize, interior: (usize, usize), run: &impl BlockRun) {
+unsafe fn tiny_or<const PB: usize>(
+    whole: bool,
+    cols: std::ops::Range<usize>,
+    interior: (usize, usize),
+    run: &impl BlockRun,
+) {
+    let w = cols.len();
     // SAFETY: cover_row's contract.
     unsafe {
-        if w <= TINY_ROW {
+        if w <= TINY_ROW && whole {
             // Two 4-pixel blocks, overlapping for 5–7 columns (the shared pixels are
             // computed twice by the same operations, so written with the same bits): a
             // 3-pixel block has 3 dependent FMA chains, and 5×5 at C = 1152 @ 7² ran at
@@ -554,7 +578,7 @@ unsafe fn tiny_or<const PB: usize>(w: usize, interior: (usize, usize), run: &imp
                 }
             }
         } else {
-            cover_row::<PB>(w, interior, run)
+            cover_row::<PB>(cols, interior, run)
         }
     }
 }
@@ -741,22 +765,24 @@ unsafe fn row_tiles<
     }
 }
 
-/// Every channel tile of the interior columns `x0..x1` of rows `rows`.
+/// Every channel tile of columns `cols` of rows `rows` (interior `x0..x1`).
 #[inline(always)]
 unsafe fn tiles<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     a: &DwArgs,
     table: &[*const f32],
+    cols: &std::ops::Range<usize>,
     x0: usize,
     x1: usize,
     rows: std::ops::Range<usize>,
 ) {
     for (c0, valid) in Tiles::new::<S>(a) {
+        let (cols, rows) = (cols.clone(), rows.clone());
         // SAFETY: as in `band`.
         unsafe {
             if valid < S::LANES {
-                tile_strips::<S, K, STRIDE, PB, true>(a, table, c0, valid, x0, x1, rows.clone());
+                tile_strips::<S, K, STRIDE, PB, true>(a, table, c0, valid, cols, x0, x1, rows);
             } else {
-                tile_strips::<S, K, STRIDE, PB, false>(a, table, c0, valid, x0, x1, rows.clone());
+                tile_strips::<S, K, STRIDE, PB, false>(a, table, c0, valid, cols, x0, x1, rows);
             }
         }
     }
@@ -778,7 +804,7 @@ unsafe fn tile_weights<S: Simd, const K: usize>(a: &DwArgs, c0: usize) -> [[S::V
     w
 }
 
-/// Every interior strip of one channel tile.
+/// Every strip of columns `cols` of one channel tile.
 #[inline(always)]
 unsafe fn tile_strips<
     S: Simd,
@@ -791,6 +817,7 @@ unsafe fn tile_strips<
     table: &[*const f32],
     c0: usize,
     valid: usize,
+    cols: std::ops::Range<usize>,
     x0: usize,
     x1: usize,
     rows: std::ops::Range<usize>,
@@ -809,7 +836,7 @@ unsafe fn tile_strips<
             bias,
             rows,
         };
-        cover_row::<PB>(a.g.out_w, (x0, x1), &run);
+        cover_row::<PB>(cols, (x0, x1), &run);
     }
 }
 
@@ -842,7 +869,8 @@ unsafe fn strip<
         };
     }
     let cols = Columns::of(a);
-    // SAFETY: `column` reads every tap inside its row, or nothing (see there);
+    let span = PB + K - 1;
+    // SAFETY: `load_span` reads every tap inside its row, or nothing (see there);
     // r < rows.len() = table.len() / K, and x + PB ≤ out_w, for the stores.
     unsafe {
         for r in rows {
@@ -851,8 +879,15 @@ unsafe fn strip<
                 let row = table.get_unchecked(r * K + i).add(c0);
                 for j in 0..K {
                     for (p, acc_p) in acc.iter_mut().enumerate() {
-                        let m = (x + p) * STRIDE + j;
-                        let v = column::<S, MASKED, CHECKED>(cols, row, m, valid);
+                        // Only the first and last K − 1 columns of a checked block may
+                        // lie outside the row (see `load_span`).
+                        let m = p + j;
+                        let edge = m + 1 < K || m + K > span;
+                        let v = if edge {
+                            column::<S, MASKED, CHECKED>(cols, row, x + m, valid)
+                        } else {
+                            column::<S, MASKED, false>(cols, row, x + m, valid)
+                        };
                         *acc_p = S::mul_add(v, w[i][j], *acc_p);
                     }
                 }
@@ -899,6 +934,64 @@ unsafe fn column<S: Simd, const MASKED: bool, const CHECKED: bool>(
         } else {
             load_in::<S, MASKED>(row.add(ix * cols.channels), valid)
         }
+    }
+}
+
+/// The input vectors of padded columns `m0 .. m0 + out.len()` of `row` (as [`column`]),
+/// for a block of a K-wide kernel. `CHECKED`, only the first and last K − 1 columns of
+/// the span are checked (a masked load each): with at most K − 1 padded columns on each
+/// side (`band` sends wider padding elsewhere), every other column of a block is inside
+/// the row. Checking all of them cost a mask register per column, and the 7-pixel
+/// blocks of a 14-column row are all border blocks.
+/// A pointer walks the row one pixel at a time behind [`opaque`]: computed from the
+/// first column, each column's offset `m·C` took a register of its own, and a stride-2
+/// block's 17 of them spilled.
+///
+/// # Safety
+/// As [`column`] for every column of the span; `CHECKED`: the columns from the K-th to
+/// the K-th last are inside the row.
+#[inline(always)]
+unsafe fn load_span<S: Simd, const K: usize, const MASKED: bool, const CHECKED: bool>(
+    cols: Columns,
+    row: *const f32,
+    m0: usize,
+    valid: usize,
+    out: &mut [S::V],
+) {
+    let span = out.len();
+    let first = if CHECKED { K - 1 } else { 0 };
+    // SAFETY: the function's contract; the walk starts at column `first`, inside the row.
+    unsafe {
+        let mut p = row.wrapping_add((m0 + first - cols.left) * cols.channels);
+        for (m, v) in out.iter_mut().enumerate() {
+            if CHECKED && (m < first || m + first >= span) {
+                *v = column::<S, MASKED, true>(cols, row, m0 + m, valid);
+            } else {
+                *v = load_in::<S, MASKED>(p, valid);
+            }
+            if m >= first {
+                p = opaque(p.wrapping_add(cols.channels));
+            }
+        }
+    }
+}
+
+/// `p`, hidden from the optimiser (an empty asm comment, no instruction): keeps a walking pointer a walking
+/// pointer instead of one offset register per step (see [`load_span`]).
+#[inline(always)]
+fn opaque(p: *const f32) -> *const f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut p = p;
+        // SAFETY: an empty instruction string; `p` stays in its register.
+        unsafe {
+            std::arch::asm!("/* {p} */", p = inout(reg) p, options(pure, nomem, nostack, preserves_flags))
+        };
+        p
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::hint::black_box(p)
     }
 }
 
@@ -963,9 +1056,13 @@ unsafe fn strip_streamed<
             for i in 0..K {
                 let row = table.get_unchecked(r * K + i).add(c0);
                 let mut input = [S::zero(); STREAM_INPUTS];
-                for (m, v) in input.iter_mut().enumerate().take(span) {
-                    *v = column::<S, MASKED, CHECKED>(cols, row, x * STRIDE + m, valid);
-                }
+                load_span::<S, K, MASKED, CHECKED>(
+                    cols,
+                    row,
+                    x * STRIDE,
+                    valid,
+                    &mut input[..span],
+                );
                 for j in 0..K {
                     let wv = S::load(a.weights.add((i * K + j) * a.padded + c0));
                     for (p, acc_p) in acc.iter_mut().enumerate() {
