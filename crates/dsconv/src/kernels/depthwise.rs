@@ -970,28 +970,29 @@ unsafe fn load_span<S: Simd, const K: usize, const MASKED: bool, const CHECKED: 
                 *v = load_in::<S, MASKED>(p, valid);
             }
             if m >= first {
-                p = opaque(p.wrapping_add(cols.channels));
+                p = p.wrapping_add(opaque(cols.channels));
             }
         }
     }
 }
 
-/// `p`, hidden from the optimiser (an empty asm comment, no instruction): keeps a walking pointer a walking
-/// pointer instead of one offset register per step (see [`load_span`]).
+/// `n`, hidden from the optimiser (an empty asm comment, no instruction; not `pure`, so
+/// two calls are two unknown values): a pointer advanced by one step at a time then stays
+/// a walking pointer instead of one offset register per step (see [`load_span`]).
 #[inline(always)]
-fn opaque(p: *const f32) -> *const f32 {
+fn opaque(n: usize) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
-        let mut p = p;
-        // SAFETY: an empty instruction string; `p` stays in its register.
+        let mut n = n;
+        // SAFETY: an empty instruction string; `n` stays in its register.
         unsafe {
-            std::arch::asm!("/* {p} */", p = inout(reg) p, options(pure, nomem, nostack, preserves_flags))
+            std::arch::asm!("/* {n} */", n = inout(reg) n, options(nomem, nostack, preserves_flags))
         };
-        p
+        n
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        std::hint::black_box(p)
+        std::hint::black_box(n)
     }
 }
 
