@@ -446,11 +446,8 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         let crowded = (a.channels * 4).is_multiple_of(1024);
         let strips = strip_fits_l1(a.channels, PB * STRIDE + K - 1, K, ways)
             && !(crowded && call_bytes > STRIP_L2_BYTES);
-        if K >= 5 || g.out_w <= TINY_ROW {
-            // Streamed weights (see `strip_streamed`): whole rows in blocks whose input
-            // columns are checked, so border pixels get blocks of several independent
-            // accumulators too (one pixel at a time, 25 dependent FMAs each, was the
-            // slowest part of 5×5 layers at 7 and 14 columns).
+        if K >= 5 {
+            // Streamed weights (see `strip_streamed`).
             let all = std::iter::once(None);
             let tiles = Tiles::new::<S>(a).map(Some);
             let rows = a.rows.len();
@@ -463,7 +460,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                         rows: 0..rows,
                         _s: PhantomData,
                     };
-                    tiny_or::<PB>(narrow, cols.clone(), (x0, x1), &run);
+                    cover_row::<PB>(cols.clone(), (x0, x1), &run);
                 }
             } else {
                 for r in 0..rows {
@@ -475,7 +472,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                             rows: r..r + 1,
                             _s: PhantomData,
                         };
-                        tiny_or::<PB>(narrow, cols.clone(), (x0, x1), &run);
+                        cover_row::<PB>(cols.clone(), (x0, x1), &run);
                     }
                 }
             }
@@ -506,10 +503,6 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
 /// Most bytes of input and output rows one call may touch for the strip walk (see `band`):
 /// three quarters of a 1 MiB L2.
 const STRIP_L2_BYTES: usize = 768 * 1024;
-
-/// Output rows at most this wide run whole in streamed blocks with checked columns (see
-/// `band`) for every kernel: at 7 columns two of seven pixels are borders.
-const TINY_ROW: usize = 8;
 
 /// Something that computes a block of `P` output pixels starting at column `x`.
 trait BlockRun {
@@ -549,37 +542,6 @@ unsafe fn cover_row<const PB: usize>(
             }
         }
         x += p;
-    }
-}
-
-/// [`cover_row`] in blocks of at most 4 pixels when `cols` is a whole row (`0..out_w`, the
-/// padding narrow: see `band`) of at most [`TINY_ROW`] columns.
-#[inline(always)]
-unsafe fn tiny_or<const PB: usize>(
-    whole: bool,
-    cols: std::ops::Range<usize>,
-    interior: (usize, usize),
-    run: &impl BlockRun,
-) {
-    let w = cols.len();
-    // SAFETY: cover_row's contract.
-    unsafe {
-        if w <= TINY_ROW && whole {
-            // Two 4-pixel blocks, overlapping for 5–7 columns (the shared pixels are
-            // computed twice by the same operations, so written with the same bits): a
-            // 3-pixel block has 3 dependent FMA chains, and 5×5 at C = 1152 @ 7² ran at
-            // 86–100 GFLOP/s in blocks of 4 + 3 against 124–127 in two blocks of 4.
-            if w < 4 {
-                block::<4, true>(w, 0, run);
-            } else {
-                block::<4, true>(4, 0, run);
-                if w > 4 {
-                    block::<4, true>(4, w - 4, run);
-                }
-            }
-        } else {
-            cover_row::<PB>(cols, interior, run)
-        }
     }
 }
 
