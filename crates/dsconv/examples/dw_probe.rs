@@ -34,12 +34,26 @@ fn main() {
     let mut out = Tensor::zeros([n, h, w, oc], dsconv::Layout::Nhwc).unwrap();
     let exec = Executor::new(threads).unwrap();
     let flops = 2.0 * conv.cost(dims).unwrap().macs as f64;
+    // Optional 7th argument: run the packed kernel directly, writing pixels this many
+    // floats apart (≥ C): the effect of the output's pixel stride alone.
+    let direct = args.get(6).map(|&px| {
+        let wv = rng.vec(c * k * k, -1.0, 1.0);
+        let dw = dsconv::kernels::PackedDepthwise::new(&wv, [c, 1, k, k], None).unwrap();
+        (dw, px, vec![0.0f32; h * w * px])
+    });
+    let mut direct = direct;
     let mut best = f64::MAX;
     let mut times = vec![];
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < secs as f64 {
         let t = Instant::now();
-        conv.forward_into(&x, &mut out, &exec).unwrap();
+        if let Some((dw, px, buf)) = direct.as_mut() {
+            let isa = dsconv::kernels::selected_isa();
+            dw.run_rows(isa, &g, x.data(), 0..h, buf, *px, Activation::Relu6)
+                .unwrap();
+        } else {
+            conv.forward_into(&x, &mut out, &exec).unwrap();
+        }
         let e = t.elapsed().as_secs_f64();
         best = best.min(e);
         times.push(e);

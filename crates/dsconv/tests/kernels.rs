@@ -484,6 +484,63 @@ fn depthwise_kernel_leaves_pixel_stride_gaps() {
 }
 
 #[test]
+fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
+    // C·4 a multiple of 1 KiB at stride 1 into an output whose pixels are not (here C + 16
+    // floats apart): the kernel copies the input rows the call reads to a padded buffer
+    // first. Row ranges that start past the first input row and cross an image, both
+    // padding sides, a 5×5 kernel, and the output gaps left untouched.
+    let mut rng = SplitMix64::new(12);
+    for &isa in available_isas() {
+        for (c, k, h, w) in [(256, 3, 5, 9), (512, 5, 6, 7), (256, 5, 3, 3)] {
+            let params = Conv2dParams::default()
+                .with_padding(Padding::asymmetric(k / 2, 0, k / 2 + 1, 1))
+                .with_groups(c);
+            let g = ConvGeometry::new([2, c, h, w], [c, 1, k, k], &params).unwrap();
+            let (oh, ow) = (g.out_h, g.out_w);
+            let wv = rng.vec(c * k * k, -1.0, 1.0);
+            let bias = rng.vec(c, -1.0, 1.0);
+            let packed = PackedDepthwise::new(&wv, [c, 1, k, k], Some(&bias)).unwrap();
+            let x = rng.vec(2 * h * w * c, -1.0, 1.0);
+            let xt = Tensor::from_nhwc(x.clone(), [2, h, w, c]).unwrap();
+            let wt = Tensor::from_nchw(wv.clone(), [c, 1, k, k]).unwrap();
+            let want = expected(&xt, &wt, Some(&bias), &params, Activation::Relu6);
+            let stride = c + 16;
+            let ranges = [0..2 * oh, 1..oh + 2, oh - 1..oh, 2..3];
+            for rows in ranges.into_iter().filter(|r| r.end <= 2 * oh) {
+                let mut out = vec![f32::NAN; rows.len() * ow * stride];
+                packed
+                    .run_rows(
+                        isa,
+                        &g,
+                        &x,
+                        rows.clone(),
+                        &mut out,
+                        stride,
+                        Activation::Relu6,
+                    )
+                    .unwrap();
+                for (p, px) in out.chunks_exact(stride).enumerate() {
+                    let row = rows.start + p / ow;
+                    let (n, oy, ox) = (row / oh, row % oh, p % ow);
+                    for (ch, &v) in px.iter().enumerate() {
+                        if ch < c {
+                            let r = want.at(n, ch, oy, ox);
+                            assert!(
+                                (v - r).abs() <= 1e-5 * (k * k) as f32,
+                                "[{}] C={c} {k}x{k} rows {rows:?}: ({n},{oy},{ox},{ch}) {v} vs {r}",
+                                isa.name()
+                            );
+                        } else {
+                            assert!(v.is_nan(), "[{}] wrote a gap", isa.name());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn depthwise_row_by_row_and_strip_modes_at_wide_channels() {
     // A pixel stride of 2 KiB (C = 512) crowds two L1 sets, so stride 1 sweeps rows one
     // at a time; stride 2 does from C = 256 (the others check both modes' channel tails).

@@ -151,10 +151,16 @@ impl PackedDepthwise {
                 format!("{} elements with stride {px_stride}", out.len()),
             ));
         }
-        // Padded rows point at a zero row (as wide as an input row: a checked block may
-        // load any of its columns). Padded columns read nothing (masked-off loads).
+        // Padded rows point at a zero row (as wide as an input row, copied or not: a
+        // checked block may load any of its columns). Padded columns read nothing
+        // (masked-off loads).
+        let in_px = if copies_input(c, px_stride, g) {
+            c + CROWD_PAD
+        } else {
+            c
+        };
         let zero_len = if g.pad_top > 0 || g.pad_bottom > 0 {
-            (g.in_w * c).max(self.padded)
+            (g.in_w * in_px).max(self.padded)
         } else {
             0
         };
@@ -192,26 +198,120 @@ impl PackedDepthwise {
             head_bytes: input.as_ptr() as usize,
             g,
             channels: c,
+            in_px: c,
             padded: self.padded,
             input: input.as_ptr(),
             zero_row,
             weights: self.weights.as_ptr(),
             bias: self.bias.as_ptr(),
-            rows,
+            rows: rows.clone(),
             out: out.as_mut_ptr(),
             px_stride,
             interior: (interior.start, interior.end),
             epi: Epilogue::new(act),
         };
-        // SAFETY: extents checked above; `runnable` returns a tier this CPU has.
-        unsafe {
-            match super::runnable(isa) {
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx512 => dw_avx512(&args),
-                #[cfg(target_arch = "x86_64")]
-                Isa::Avx2 => dw_avx2(&args),
-                _ => dw_portable(&args),
+        if !copies_input(c, px_stride, g) {
+            // SAFETY: extents checked by `run_rows`.
+            return unsafe { dispatch(isa, &args) };
+        }
+        // A pixel stride of a multiple of 1 KiB puts one channel tile of every pixel in
+        // the same few L1 sets (C = 512: two), so a block's own input lines evict each
+        // other. At stride 1, into an output whose pixels are not crowded too, the rows
+        // the call reads are first copied with a pixel stride off that grid (C + 16
+        // floats). Crowded outputs gain nothing from it, and stride 2 (four times the
+        // input per output) loses.
+        let (lo, hi) = input_row_span(g, &rows);
+        let px = c + CROWD_PAD;
+        with_crowd_scratch((hi - lo) * g.in_w * px, |scratch| {
+            for row in lo..hi {
+                for x in 0..g.in_w {
+                    let from = (row * g.in_w + x) * c;
+                    let to = ((row - lo) * g.in_w + x) * px;
+                    scratch[to..to + c].copy_from_slice(&input[from..from + c]);
+                }
             }
+            let copy = DwArgs {
+                head_bytes: scratch.as_ptr() as usize,
+                in_px: px,
+                // Global input row `lo` is the buffer's first row (`row_table` only
+                // points at rows lo..hi).
+                input: scratch.as_ptr().wrapping_sub(lo * g.in_w * px),
+                ..args
+            };
+            // SAFETY: as above, the input rows now in the buffer.
+            unsafe { dispatch(isa, &copy) };
+        });
+    }
+}
+
+/// Extra floats per pixel in a crowded layer's copy (see `run_with_zeros`). One thread,
+/// 3×3 stride 1 into an output of C + 16 floats per pixel, GFLOP/s without → with the
+/// copy: C = 512 @ 14² 83 → 96, @ 7² 92 → 119, C = 1024 @ 7² 69 → 90; a dense C = 528
+/// layer runs at 170.
+pub(crate) const CROWD_PAD: usize = 16;
+
+/// Whether a call copies its input rows first (see `run_with_zeros`).
+fn copies_input(c: usize, px_stride: usize, g: &ConvGeometry) -> bool {
+    crowded(c) && !crowded(px_stride) && g.stride_w == 1
+}
+
+/// Whether pixels `px` floats apart crowd a few L1 sets (a multiple of 1 KiB).
+pub(crate) fn crowded(px: usize) -> bool {
+    (px * 4).is_multiple_of(1024)
+}
+
+/// The global input rows `lo..hi` (`n·in_H + y`) that output rows `rows` read.
+fn input_row_span(g: &ConvGeometry, rows: &std::ops::Range<usize>) -> (usize, usize) {
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for row in rows.clone() {
+        let (n, oy) = (row / g.out_h, row % g.out_h);
+        for i in 0..g.kernel_h {
+            let iy = g.input_row(oy, i);
+            if (0..g.in_h as isize).contains(&iy) {
+                let global = n * g.in_h + iy as usize;
+                lo = lo.min(global);
+                hi = hi.max(global + 1);
+            }
+        }
+    }
+    if lo > hi {
+        (0, 0)
+    } else {
+        (lo, hi)
+    }
+}
+
+thread_local! {
+    /// The copy of a crowded layer's input rows, kept between calls.
+    static CROWD: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
+}
+
+/// Runs `f` with this thread's crowded-layer buffer of at least `len` floats (a fresh one
+/// if it is borrowed).
+fn with_crowd_scratch<R>(len: usize, f: impl FnOnce(&mut AlignedVec) -> R) -> R {
+    CROWD.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.ensure_len(len);
+            f(&mut buf)
+        }
+        Err(_) => f(&mut AlignedVec::zeros(len)),
+    })
+}
+
+/// Runs the call on tier `isa` (or the best one below it this CPU has).
+///
+/// # Safety
+/// `a` describes buffers as `run_rows` checks them (`in_px ≥ channels` floats per input
+/// pixel).
+unsafe fn dispatch(isa: Isa, a: &DwArgs) {
+    // SAFETY: the function's contract; `runnable` returns a tier this CPU has.
+    unsafe {
+        match super::runnable(isa) {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => dw_avx512(a),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => dw_avx2(a),
+            _ => dw_portable(a),
         }
     }
 }
@@ -246,6 +346,8 @@ struct DwArgs<'a> {
     head_bytes: usize,
     g: &'a ConvGeometry,
     channels: usize,
+    /// Floats per input pixel (≥ channels).
+    in_px: usize,
     padded: usize,
     input: *const f32,
     /// Zeros, `max(in_w · C, C_pad) + HEAD_SLACK` of them when the geometry pads rows.
@@ -342,7 +444,7 @@ fn row_table_shape(a: &DwArgs) -> (usize, usize) {
 /// `table[r·kH + i]` (the zero row in the padding).
 fn row_table(a: &DwArgs) -> Vec<*const f32> {
     let g = a.g;
-    let c = a.channels;
+    let c = a.in_px;
     let kh = g.kernel_h;
     let mut table = vec![std::ptr::null::<f32>(); a.rows.len() * kh];
     for (r, row) in a.rows.clone().enumerate() {
@@ -442,9 +544,9 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         // (1.6 MiB) on one thread ran 46 GFLOP/s down the strips, 89 row by row. Other
         // strides keep the strips even from L3 (C = 128 @ 56²: 141 strips, 105 rows).
         let in_rows = (a.rows.len() * STRIDE + K).min(g.in_h * g.batch);
-        let call_bytes = (in_rows * g.in_w + a.rows.len() * g.out_w) * a.channels * 4;
-        let crowded = (a.channels * 4).is_multiple_of(1024);
-        let strips = strip_fits_l1(a.channels, PB * STRIDE + K - 1, K, ways)
+        let call_bytes = (in_rows * g.in_w + a.rows.len() * g.out_w) * a.in_px * 4;
+        let crowded = crowded(a.in_px) || crowded(a.px_stride);
+        let strips = strip_fits_l1(a.in_px, PB * STRIDE + K - 1, K, ways)
             && !(crowded && call_bytes > STRIP_L2_BYTES);
         if K >= 5 {
             // Streamed weights (see `strip_streamed`).
@@ -965,6 +1067,7 @@ fn opaque(n: usize) -> usize {
 struct Columns {
     left: usize,
     in_w: usize,
+    /// Floats per input pixel.
     channels: usize,
 }
 
@@ -974,7 +1077,7 @@ impl Columns {
         Columns {
             left: a.g.pad_left,
             in_w: a.g.in_w,
-            channels: a.channels,
+            channels: a.in_px,
         }
     }
 }
@@ -1070,7 +1173,7 @@ impl Tiles {
         let vector_bytes = S::LANES * 4;
         let misaligned = a.head_bytes % vector_bytes;
         let head = if misaligned != 0
-            && (a.channels * 4).is_multiple_of(vector_bytes)
+            && (a.in_px * 4).is_multiple_of(vector_bytes)
             && a.channels >= HEAD_MIN_TILES * S::LANES
             && a.g.stride_w == 1
         {
@@ -1148,7 +1251,7 @@ unsafe fn general_span<S: Simd, const MASKED: bool>(
     xs: std::ops::Range<usize>,
 ) {
     let g = a.g;
-    let c = a.channels;
+    let c = a.in_px;
     // SAFETY: taps are used only when 0 ≤ ix < in_w, so reads stay in the row; weights
     // and bias are padded (see `row_tile`); x < out_w keeps the store in the output row.
     unsafe {

@@ -18,6 +18,18 @@ pub fn band_rows(g: &ConvGeometry) -> usize {
     (BAND_BYTES / (4 * g.out_w * g.out_channels).max(1)).max(1)
 }
 
+/// Floats per pixel of a band of `c` channels: `c`, or `c + 16` when `c` floats are a
+/// multiple of 1 KiB, which would put a channel tile of every pixel in the same few L1
+/// sets for both the depthwise stores and the GEMM's reads (the GEMM would copy such A
+/// panels first).
+fn band_px(c: usize) -> usize {
+    if super::depthwise::crowded(c) {
+        c + super::depthwise::CROWD_PAD
+    } else {
+        c
+    }
+}
+
 /// Runs output rows `rows` (global `n·out_H + y`) of `pointwise(depthwise(input))` into
 /// `out` (`rows.len() · out_W · C_out` floats, NHWC), on the calling thread; `scratch`
 /// holds one band of the intermediate.
@@ -34,20 +46,21 @@ pub fn separable_rows(
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let mid = g.out_channels;
+    let mid_px = band_px(mid);
     let band = band_rows(g);
-    scratch.ensure_len(band * g.out_w * mid);
+    scratch.ensure_len(band * g.out_w * mid_px);
     let out_row = g.out_w * pw.n();
     let mut start = rows.start;
     while start < rows.end {
         let count = band.min(rows.end - start);
         let pixels = count * g.out_w;
-        let tmp = &mut scratch[..pixels * mid];
-        dw.run_rows(isa, g, input, start..start + count, tmp, mid, dw_act)?;
+        let tmp = &mut scratch[..pixels * mid_px];
+        dw.run_rows(isa, g, input, start..start + count, tmp, mid_px, dw_act)?;
         let offset = (start - rows.start) * out_row;
         pw.run(
             isa,
             tmp,
-            mid,
+            mid_px,
             pixels,
             &mut out[offset..offset + count * out_row],
             pw.n(),
