@@ -586,14 +586,22 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         } else {
             // Row by row, block by block, every channel tile of a block in turn: the
             // block's input streams through L1 in address order.
-            for r in 0..a.rows.len() {
+            let n = a.rows.len();
+            // At stride 1, a few output rows per block and tile in turn: each reads K − 1
+            // of the previous one's input lines while they are still in L1.
+            let group = match STRIDE {
+                1 if (a.in_px * 4).is_multiple_of(4096) => 2,
+                1 => ROW_GROUP,
+                _ => 1,
+            };
+            for r in (0..n).step_by(group) {
                 cover_row::<PB>(
                     cols.clone(),
                     (x0, x1),
                     &RowRun::<S, K, STRIDE> {
                         a,
                         table,
-                        r,
+                        rows: r..(r + group).min(n),
                         _s: PhantomData,
                     },
                 );
@@ -601,6 +609,12 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         }
     }
 }
+
+/// Output rows per block in row mode at stride 1 (see `band`); two when every pixel
+/// falls in one L1 set (C = 1024). One thread, GFLOP/s, 1 / 2 / 4 / 8 rows (`dw_probe`):
+/// 3×3 C = 512 @ 14² 84 / 106 / 115 / 85, C = 256 @ 28² 105 / 107–112 / 123–125 / 120,
+/// C = 1024 @ 7² 71 / 78 / 67 / 52. Stride 2 gained nothing (C = 128 @ 28²: 92 / 79).
+const ROW_GROUP: usize = 4;
 
 /// Most bytes of input and output rows one call may touch for the strip walk (see `band`):
 /// three quarters of a 1 MiB L2.
@@ -670,7 +684,7 @@ unsafe fn block<const PB: usize, const CHECKED: bool>(p: usize, x: usize, run: &
 struct RowRun<'a, S, const K: usize, const STRIDE: usize> {
     a: &'a DwArgs<'a>,
     table: &'a [*const f32],
-    r: usize,
+    rows: std::ops::Range<usize>,
     _s: PhantomData<S>,
 }
 
@@ -678,7 +692,7 @@ impl<S: Simd, const K: usize, const STRIDE: usize> BlockRun for RowRun<'_, S, K,
     #[inline(always)]
     unsafe fn run<const P: usize, const CHECKED: bool>(&self, x: usize) {
         // SAFETY: cover_row's contract.
-        unsafe { row_tiles::<S, K, STRIDE, P, CHECKED>(self.a, self.table, x, self.r) }
+        unsafe { row_tiles::<S, K, STRIDE, P, CHECKED>(self.a, self.table, x, self.rows.clone()) }
     }
 }
 
@@ -803,27 +817,19 @@ unsafe fn row_tiles<
     a: &DwArgs,
     table: &[*const f32],
     x: usize,
-    r: usize,
+    rows: std::ops::Range<usize>,
 ) {
     for (c0, valid) in Tiles::new::<S>(a) {
+        let rows = rows.clone();
         // SAFETY: as in `tile_strips` (weights and bias padded; columns checked unless
         // the block is interior).
         unsafe {
             let w = tile_weights::<S, K>(a, c0);
             let bias = S::load(a.bias.add(c0));
             if valid < S::LANES {
-                strip::<S, K, STRIDE, PB, true, CHECKED>(a, table, c0, valid, x, &w, bias, r..r + 1)
+                strip::<S, K, STRIDE, PB, true, CHECKED>(a, table, c0, valid, x, &w, bias, rows)
             } else {
-                strip::<S, K, STRIDE, PB, false, CHECKED>(
-                    a,
-                    table,
-                    c0,
-                    valid,
-                    x,
-                    &w,
-                    bias,
-                    r..r + 1,
-                )
+                strip::<S, K, STRIDE, PB, false, CHECKED>(a, table, c0, valid, x, &w, bias, rows)
             }
         }
     }
