@@ -534,7 +534,9 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     // SAFETY: blocks stay inside the row; blocks reaching a border column are checked
     // (see `cover_row`, `load_span`).
     unsafe {
-        let ways = if STRIDE == 1 {
+        // 5×5 at stride 2 reuses three of its five input rows per step down a strip: it
+        // takes the stride-1 bound (see STRIP_WAYS_S2).
+        let ways = if STRIDE == 1 || K >= 5 {
             STRIP_WAYS
         } else {
             STRIP_WAYS_S2
@@ -777,7 +779,9 @@ const STRIP_WAYS: usize = 8;
 /// the ways. Stride 2 on Zen 5 (µs per layer, 6 runs each, strips vs row by row):
 /// C = 32 @ 112² 50 vs 60, C = 64 @ 112² 87 vs 97, C = 128 @ 56² 47 vs 49 (4 lines per
 /// set: strips); C = 256 @ 28² 30 vs 27, C = 512 @ 14² 20 vs 16, C = 1024 @ 14² 88 vs
-/// 60 (7, 14 and 27 lines per set: rows).
+/// 60 (7, 14 and 27 lines per set: rows). 3×3 only: 5×5 at stride 2 walks the strips
+/// within [`STRIP_WAYS`] (1 thread, GFLOP/s, rows → strips: C = 144 @ 56² 92 → 138,
+/// C = 240 @ 28² 94 → 164, C = 672 @ 14² 100 → 165; 3×3 C = 128 @ 56² lost, 56 → 49).
 const STRIP_WAYS_S2: usize = 4;
 
 /// Whether the `rows × pixels` lines one channel tile of a strip touches (`pixels`
