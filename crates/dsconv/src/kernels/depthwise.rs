@@ -567,13 +567,14 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                     cover_row::<PB>(cols.clone(), (x0, x1), &run);
                 }
             } else {
-                for r in 0..rows {
+                let group = row_group::<STRIDE>(a);
+                for r in (0..rows).step_by(group) {
                     for tile in all.clone() {
                         let run = StreamRun::<S, K, STRIDE> {
                             a,
                             table,
                             tile,
-                            rows: r..r + 1,
+                            rows: r..(r + group).min(rows),
                             _s: PhantomData,
                         };
                         cover_row::<PB>(cols.clone(), (x0, x1), &run);
@@ -589,13 +590,7 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
             // Row by row, block by block, every channel tile of a block in turn: the
             // block's input streams through L1 in address order.
             let n = a.rows.len();
-            // At stride 1, a few output rows per block and tile in turn: each reads K − 1
-            // of the previous one's input lines while they are still in L1.
-            let group = match STRIDE {
-                1 if (a.in_px * 4).is_multiple_of(4096) => 2,
-                1 => ROW_GROUP,
-                _ => 1,
-            };
+            let group = row_group::<STRIDE>(a);
             for r in (0..n).step_by(group) {
                 cover_row::<PB>(
                     cols.clone(),
@@ -609,6 +604,16 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
                 );
             }
         }
+    }
+}
+
+/// Output rows per block and tile in row mode: at stride 1 a few rows in turn, each
+/// reading K − 1 of the previous one's input lines while they are still in L1.
+fn row_group<const STRIDE: usize>(a: &DwArgs) -> usize {
+    match STRIDE {
+        1 if (a.in_px * 4).is_multiple_of(4096) => 2,
+        1 => ROW_GROUP,
+        _ => 1,
     }
 }
 
