@@ -540,6 +540,53 @@ fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
     }
 }
 
+/// Found by review: `ConvGeometry`'s fields are public, and a hand-built geometry whose
+/// vertical padding fields are zero while its output rows still reach past the input sent
+/// those rows to a zero row sized from the padding fields (none). On a fresh thread (empty
+/// shared zeros) the rows past the input must read as zeros.
+#[test]
+fn depthwise_zero_rows_sized_whatever_the_padding_fields_say() {
+    let c = 32;
+    let (h, w) = (5, 6);
+    let mut rng = SplitMix64::new(14);
+    let wv = rng.vec(c * 9, -1.0, 1.0);
+    let x = rng.vec(h * w * c, -1.0, 1.0);
+    // Rows 0..h of the output read input rows oy .. oy + 2: the last two reach past the
+    // input, as `asymmetric(0, 2, 1, 1)` padding says, but the fields claim none.
+    let honest = Conv2dParams::default()
+        .with_padding(Padding::asymmetric(0, 2, 1, 1))
+        .with_groups(c);
+    let mut g = ConvGeometry::new([1, c, h, w], [c, 1, 3, 3], &honest).unwrap();
+    assert_eq!(g.out_h, h);
+    let xt = Tensor::from_nhwc(x.clone(), [1, h, w, c]).unwrap();
+    let wt = Tensor::from_nchw(wv.clone(), [c, 1, 3, 3]).unwrap();
+    let want = expected(&xt, &wt, None, &honest, Activation::None);
+    g.pad_bottom = 0;
+    for &isa in available_isas() {
+        let (g, wv, x) = (g.clone(), wv.clone(), x.clone());
+        let out = std::thread::spawn(move || {
+            let packed = PackedDepthwise::new(&wv, [c, 1, 3, 3], None).unwrap();
+            let mut out = vec![f32::NAN; h * w * c];
+            packed
+                .run_rows(isa, &g, &x, 0..h, &mut out, c, Activation::None)
+                .unwrap();
+            out
+        })
+        .join()
+        .unwrap();
+        for (p, px) in out.chunks_exact(c).enumerate() {
+            for (ch, &v) in px.iter().enumerate() {
+                let r = want.at(0, ch, p / w, p % w);
+                assert!(
+                    (v - r).abs() <= 1e-5 * 9.0,
+                    "[{}] {p} {ch}: {v} vs {r}",
+                    isa.name()
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn depthwise_row_by_row_and_strip_modes_at_wide_channels() {
     // A pixel stride of 2 KiB (C = 512) crowds two L1 sets, so stride 1 sweeps rows one

@@ -159,16 +159,10 @@ impl PackedDepthwise {
         } else {
             c
         };
-        let zero_len = if g.pad_top > 0 || g.pad_bottom > 0 {
-            (g.in_w * in_px).max(self.padded)
-        } else {
-            0
-        };
-        let zero_len = if zero_len > 0 {
-            zero_len + HEAD_SLACK
-        } else {
-            0
-        };
+        // Sized whatever the padding fields say: `ConvGeometry`'s fields are public, and a
+        // hand-built geometry whose padding disagrees with its output size still sends the
+        // rows outside the input here (`row_table`). The buffer is this thread's, kept.
+        let zero_len = (g.in_w * in_px).max(self.padded) + HEAD_SLACK;
         with_zeros(zero_len, |zero_row| {
             // SAFETY: extents checked above; `zero_row` holds `zero_len` zeros.
             unsafe { self.run_with_zeros(isa, g, input, rows, out, px_stride, act, zero_row) }
