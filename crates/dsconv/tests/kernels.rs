@@ -563,7 +563,7 @@ fn depthwise_zero_rows_sized_whatever_the_padding_fields_say() {
     let want = expected(&xt, &wt, None, &honest, Activation::None);
     g.pad_bottom = 0;
     for &isa in available_isas() {
-        let (g, wv, x) = (g.clone(), wv.clone(), x.clone());
+        let (wv, x) = (wv.clone(), x.clone());
         let out = std::thread::spawn(move || {
             let packed = PackedDepthwise::new(&wv, [c, 1, 3, 3], None).unwrap();
             let mut out = vec![f32::NAN; h * w * c];
