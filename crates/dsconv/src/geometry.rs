@@ -390,6 +390,32 @@ impl ConvGeometry {
         Ok(geometry)
     }
 
+    /// Whether this geometry is exactly what [`ConvGeometry::new`] builds from its own
+    /// sizes, stride, dilation, groups, padding and mode. The fields are public, so a
+    /// geometry can be built or changed by hand; the kernels that take one check this
+    /// first (sizes that disagree, or whose products overflow, would take them outside
+    /// their buffers).
+    pub fn is_consistent(&self) -> bool {
+        if self.groups == 0 {
+            return false;
+        }
+        let params = Conv2dParams {
+            stride: [self.stride_h, self.stride_w],
+            dilation: [self.dilation_h, self.dilation_w],
+            padding: Padding::asymmetric(
+                self.pad_top,
+                self.pad_bottom,
+                self.pad_left,
+                self.pad_right,
+            ),
+            padding_mode: self.padding_mode,
+            groups: self.groups,
+        };
+        matches!(
+            ConvGeometry::new(self.input_dims(), self.weight_dims(), &params),
+            Ok(g) if g == *self
+        )
+    }
     /// Input channels per group.
     pub fn in_channels_per_group(&self) -> usize {
         self.in_channels / self.groups

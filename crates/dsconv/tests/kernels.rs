@@ -540,49 +540,62 @@ fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
     }
 }
 
-/// Found by review: `ConvGeometry`'s fields are public, and a hand-built geometry whose
-/// vertical padding fields are zero while its output rows still reach past the input sent
-/// those rows to a zero row sized from the padding fields (none). On a fresh thread (empty
-/// shared zeros) the rows past the input must read as zeros.
+/// Found by review: `ConvGeometry`'s fields are public, so `run_rows` (safe, public) can
+/// be handed a geometry whose fields disagree: vertical padding fields of zero while the
+/// output rows still reach past the input (they read past an empty zero row), an input
+/// height whose size product wraps (rows past the input), a zero input width (every
+/// column read unchecked from an empty input), an output width whose product wraps
+/// (stores past the output). Each is now an error, on every tier, on a fresh thread.
 #[test]
-fn depthwise_zero_rows_sized_whatever_the_padding_fields_say() {
-    let c = 32;
-    let (h, w) = (5, 6);
+fn depthwise_rejects_hand_built_inconsistent_geometries() {
+    let c = 16;
+    let params = |p: Padding, s: usize| {
+        Conv2dParams::default()
+            .with_padding(p)
+            .with_stride(s)
+            .with_groups(c)
+    };
+    let base = ConvGeometry::new(
+        [1, c, 5, 6],
+        [c, 1, 3, 3],
+        &params(Padding::asymmetric(0, 2, 1, 1), 1),
+    )
+    .unwrap();
+    let mut no_pad_fields = base;
+    no_pad_fields.pad_bottom = 0;
+    let valid = ConvGeometry::new([1, c, 3, 3], [c, 1, 3, 3], &params(Padding::Valid, 1)).unwrap();
+    let mut tall = valid;
+    tall.in_h = (1usize << 60) + 1;
+    tall.in_w = 1;
+    tall.out_w = 1;
+    let strided =
+        ConvGeometry::new([1, c, 3, 7], [c, 1, 3, 3], &params(Padding::Valid, 2)).unwrap();
+    let mut empty_rows = strided;
+    empty_rows.in_w = 0;
+    let mut wide = valid;
+    wide.out_w = (1usize << 63) + 1;
+    let cases = [
+        (no_pad_fields, 5 * 6 * c, 5 * 6 * c),
+        (tall, c, 3 * c),
+        (empty_rows, 0, 4 * c),
+        (wide, 9 * c, 32),
+    ];
     let mut rng = SplitMix64::new(14);
-    let wv = rng.vec(c * 9, -1.0, 1.0);
-    let x = rng.vec(h * w * c, -1.0, 1.0);
-    // Rows 0..h of the output read input rows oy .. oy + 2: the last two reach past the
-    // input, as `asymmetric(0, 2, 1, 1)` padding says, but the fields claim none.
-    let honest = Conv2dParams::default()
-        .with_padding(Padding::asymmetric(0, 2, 1, 1))
-        .with_groups(c);
-    let mut g = ConvGeometry::new([1, c, h, w], [c, 1, 3, 3], &honest).unwrap();
-    assert_eq!(g.out_h, h);
-    let xt = Tensor::from_nhwc(x.clone(), [1, h, w, c]).unwrap();
-    let wt = Tensor::from_nchw(wv.clone(), [c, 1, 3, 3]).unwrap();
-    let want = expected(&xt, &wt, None, &honest, Activation::None);
-    g.pad_bottom = 0;
+    let w = rng.vec(c * 9, -1.0, 1.0);
     for &isa in available_isas() {
-        let (wv, x) = (wv.clone(), x.clone());
-        let out = std::thread::spawn(move || {
-            let packed = PackedDepthwise::new(&wv, [c, 1, 3, 3], None).unwrap();
-            let mut out = vec![f32::NAN; h * w * c];
-            packed
-                .run_rows(isa, &g, &x, 0..h, &mut out, c, Activation::None)
-                .unwrap();
-            out
-        })
-        .join()
-        .unwrap();
-        for (p, px) in out.chunks_exact(c).enumerate() {
-            for (ch, &v) in px.iter().enumerate() {
-                let r = want.at(0, ch, p / w, p % w);
-                assert!(
-                    (v - r).abs() <= 1e-5 * 9.0,
-                    "[{}] {p} {ch}: {v} vs {r}",
-                    isa.name()
-                );
-            }
+        for (k, &(g, in_len, out_len)) in cases.iter().enumerate() {
+            let w = w.clone();
+            let rejected = std::thread::spawn(move || {
+                let packed = PackedDepthwise::new(&w, [c, 1, 3, 3], None).unwrap();
+                let x = vec![1.0; in_len];
+                let mut out = vec![f32::NAN; out_len];
+                packed
+                    .run_rows(isa, &g, &x, 0..1, &mut out, c, Activation::None)
+                    .is_err()
+            })
+            .join()
+            .unwrap();
+            assert!(rejected, "[{}] case {k} accepted: {g:?}", isa.name());
         }
     }
 }

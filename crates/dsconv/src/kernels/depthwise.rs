@@ -97,7 +97,34 @@ impl PackedDepthwise {
     /// described by `g` on the whole NHWC `input`, writing pixel `(row, x)` at
     /// `out[(row − rows.start)·out_W·px_stride + x·px_stride ..][..C]`
     /// (`px_stride ≥ C`; the gaps are not touched). Single-threaded, tier `isa`.
+    /// A geometry that [`ConvGeometry::new`] would not build from its own fields (they are
+    /// public) is an error, as are buffers of the wrong size.
     pub fn run_rows(
+        &self,
+        isa: Isa,
+        g: &ConvGeometry,
+        input: &[f32],
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+        px_stride: usize,
+        act: Activation,
+    ) -> Result<()> {
+        if !g.is_consistent() {
+            return Err(Error::shape(
+                "depthwise geometry",
+                "one built by ConvGeometry::new (consistent sizes)",
+                format!("{g:?}"),
+            ));
+        }
+        self.run_rows_trusted(isa, g, input, rows, out, px_stride, act)
+    }
+
+    /// [`run_rows`](Self::run_rows) for a geometry the crate built: by
+    /// [`ConvGeometry::new`], or cut from one to a band of rows as `fused` does (a
+    /// consistent geometry too; the consistency check costs 30–90 ns, up to 10% of a
+    /// 7×7 layer).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_rows_trusted(
         &self,
         isa: Isa,
         g: &ConvGeometry,

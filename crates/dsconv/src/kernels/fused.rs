@@ -55,7 +55,7 @@ pub fn separable_rows(
         let count = band.min(rows.end - start);
         let pixels = count * g.out_w;
         let tmp = &mut scratch[..pixels * mid_px];
-        dw.run_rows(isa, g, input, start..start + count, tmp, mid_px, dw_act)?;
+        dw.run_rows_trusted(isa, g, input, start..start + count, tmp, mid_px, dw_act)?;
         let offset = (start - rows.start) * out_row;
         pw.run(
             isa,
@@ -199,7 +199,7 @@ pub fn inverted_residual_rows(
             let count = band.min(rows.end - start);
             let pixels = count * g.out_w;
             let tmp = &mut scratch[..pixels * hidden];
-            k.dw.run_rows(isa, g, input, start..start + count, tmp, hidden, k.dw_act)?;
+            k.dw.run_rows_trusted(isa, g, input, start..start + count, tmp, hidden, k.dw_act)?;
             let o = (start - rows.start) * out_row;
             let res = residual.map(|r| (&r[start * out_row..], cout));
             let dst = &mut out[o..o + count * out_row];
@@ -273,7 +273,7 @@ pub fn inverted_residual_rows(
         };
         let pixels = count * g.out_w;
         let tmp = &mut dw_out[..pixels * hidden];
-        k.dw.run_rows(
+        k.dw.run_rows_trusted(
             isa,
             &sub,
             &exp[..(r1 - r0) * in_row],
