@@ -36,12 +36,11 @@ fn main() {
     let flops = 2.0 * conv.cost(dims).unwrap().macs as f64;
     // Optional 7th argument: run the packed kernel directly, writing pixels this many
     // floats apart (≥ C): the effect of the output's pixel stride alone.
-    let direct = args.get(6).map(|&px| {
+    let mut direct = args.get(6).map(|&px| {
         let wv = rng.vec(c * k * k, -1.0, 1.0);
         let dw = dsconv::kernels::PackedDepthwise::new(&wv, [c, 1, k, k], None).unwrap();
         (dw, px, vec![0.0f32; h * w * px])
     });
-    let mut direct = direct;
     let mut best = f64::MAX;
     let mut times = vec![];
     let start = Instant::now();

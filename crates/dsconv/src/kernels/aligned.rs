@@ -52,7 +52,17 @@ thread_local! {
 /// Runs `f` with this thread's scratch buffer, at least `len` floats long (contents
 /// unspecified). Re-entrant calls get a fresh buffer.
 pub fn with_scratch<R>(len: usize, f: impl FnOnce(&mut AlignedVec) -> R) -> R {
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+    with_local(&SCRATCH, len, f)
+}
+
+/// Runs `f` with the thread-local buffer `key`, grown to at least `len` floats (contents
+/// unspecified); a fresh buffer if it is borrowed (a re-entrant call).
+pub(crate) fn with_local<R>(
+    key: &'static std::thread::LocalKey<std::cell::RefCell<AlignedVec>>,
+    len: usize,
+    f: impl FnOnce(&mut AlignedVec) -> R,
+) -> R {
+    key.with(|cell| match cell.try_borrow_mut() {
         Ok(mut buf) => {
             buf.ensure_len(len);
             f(&mut buf)

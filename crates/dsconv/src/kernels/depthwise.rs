@@ -243,7 +243,7 @@ impl PackedDepthwise {
         // input per output) loses.
         let (lo, hi) = input_row_span(g, &rows);
         let px = c + CROWD_PAD;
-        with_crowd_scratch((hi - lo) * g.in_w * px, |scratch| {
+        super::aligned::with_local(&CROWD, (hi - lo) * g.in_w * px, |scratch| {
             for row in lo..hi {
                 for x in 0..g.in_w {
                     let from = (row * g.in_w + x) * c;
@@ -305,18 +305,6 @@ fn input_row_span(g: &ConvGeometry, rows: &std::ops::Range<usize>) -> (usize, us
 thread_local! {
     /// The copy of a crowded layer's input rows, kept between calls.
     static CROWD: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
-}
-
-/// Runs `f` with this thread's crowded-layer buffer of at least `len` floats (a fresh one
-/// if it is borrowed).
-fn with_crowd_scratch<R>(len: usize, f: impl FnOnce(&mut AlignedVec) -> R) -> R {
-    CROWD.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            buf.ensure_len(len);
-            f(&mut buf)
-        }
-        Err(_) => f(&mut AlignedVec::zeros(len)),
-    })
 }
 
 /// Runs the call on tier `isa` (or the best one below it this CPU has).
@@ -1030,9 +1018,9 @@ unsafe fn column<S: Simd, const MASKED: bool, const CHECKED: bool>(
         if CHECKED {
             let lanes = if MASKED { valid } else { S::LANES };
             let n = if ix < cols.in_w { lanes } else { 0 };
-            S::load_partial(row.add(ix.min(cols.in_w - 1) * cols.channels), n)
+            S::load_partial(row.add(ix.min(cols.in_w - 1) * cols.px), n)
         } else {
-            load_in::<S, MASKED>(row.add(ix * cols.channels), valid)
+            load_in::<S, MASKED>(row.add(ix * cols.px), valid)
         }
     }
 }
@@ -1062,7 +1050,7 @@ unsafe fn load_span<S: Simd, const K: usize, const MASKED: bool, const CHECKED: 
     let first = if CHECKED { K - 1 } else { 0 };
     // SAFETY: the function's contract; the walk starts at column `first`, inside the row.
     unsafe {
-        let mut p = row.wrapping_add((m0 + first - cols.left) * cols.channels);
+        let mut p = row.wrapping_add((m0 + first - cols.left) * cols.px);
         for (m, v) in out.iter_mut().enumerate() {
             if CHECKED && (m < first || m + first >= span) {
                 *v = column::<S, MASKED, true>(cols, row, m0 + m, valid);
@@ -1070,7 +1058,7 @@ unsafe fn load_span<S: Simd, const K: usize, const MASKED: bool, const CHECKED: 
                 *v = load_in::<S, MASKED>(p, valid);
             }
             if m >= first {
-                p = p.wrapping_add(opaque(cols.channels));
+                p = p.wrapping_add(opaque(cols.px));
             }
         }
     }
@@ -1104,7 +1092,7 @@ struct Columns {
     left: usize,
     in_w: usize,
     /// Floats per input pixel.
-    channels: usize,
+    px: usize,
 }
 
 impl Columns {
@@ -1113,7 +1101,7 @@ impl Columns {
         Columns {
             left: a.g.pad_left,
             in_w: a.g.in_w,
-            channels: a.in_px,
+            px: a.in_px,
         }
     }
 }
