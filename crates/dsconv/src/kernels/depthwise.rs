@@ -121,7 +121,7 @@ impl PackedDepthwise {
 
     /// [`run_rows`](Self::run_rows) for a geometry the crate built: by
     /// [`ConvGeometry::new`], or cut from one to a band of rows as `fused` does (a
-    /// consistent geometry too; the consistency check costs 30–90 ns, up to 10% of a
+    /// consistent geometry too; the consistency check costs 30–90 ns, up to 12% of a
     /// 7×7 layer).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_rows_trusted(
