@@ -340,6 +340,24 @@ fn dense_im2col_shapes() {
 }
 
 #[test]
+fn dense_weight_larger_than_a_band() {
+    // 128 → 136 channels, 3×3: K·N·4 = 627 KB of weights, so the im2col bands grow to the
+    // GEMM's row block (168 pixels with AVX-512): batch 2 at 12×12 outputs is 288 pixels, one
+    // full band crossing the image boundary and a shorter one; 136 channels end in a
+    // partial panel.
+    let mut rng = SplitMix64::new(41);
+    let params = Conv2dParams::default().with_padding(Padding::asymmetric(1, 0, 2, 1));
+    let (conv, wt) = random_conv(&mut rng, [136, 128, 3, 3], params, true, Activation::Relu6);
+    check_conv(
+        &conv,
+        &wt,
+        [2, 128, 13, 11],
+        600,
+        "dense 128->136 3x3 large weight",
+    );
+}
+
+#[test]
 fn fused_separable_matches_reference_and_unfused_bitwise() {
     let mut rng = SplitMix64::new(8);
     for (c, cout, stride, size) in [

@@ -29,10 +29,21 @@ pub fn pack(weight: &[f32], dims: [usize; 4], bias: Option<&[f32]>) -> Result<Pa
 /// such short runs costs as much as the GEMM.
 const SHORT_RUN: usize = 16;
 
-/// Output pixels per band for a reduction of `k` floats, a multiple of the tier's tile.
-pub fn band_pixels(isa: Isa, k: usize) -> usize {
+/// Output pixels per band for a reduction of `k` floats into `n` channels, a multiple of
+/// the tier's tile. Each band's GEMM streams the whole packed weight (`k·n` floats) once,
+/// so when that is larger than the band the band grows to the GEMM's own row block
+/// (`MC_TILES` tiles, whose A block the GEMM keeps in L2 per reduction block anyway) and
+/// the unfolded rows spill to L3 instead of the weight being read band after band: the
+/// last MobileNetV1 layer, 1024→1024 3×3 at 7² (K = 9,216, a 38 MB weight, more than the
+/// L3), read it four times from DRAM in bands of 14 pixels.
+pub fn band_pixels(isa: Isa, k: usize, n: usize) -> usize {
     let tile = gemm::tile_rows(isa);
-    (BAND_BYTES / (4 * k.max(1)) / tile).max(1) * tile
+    let by_l2 = (BAND_BYTES / (4 * k.max(1)) / tile).max(1) * tile;
+    if k.saturating_mul(n).saturating_mul(4) > BAND_BYTES {
+        by_l2.max(tile * gemm::MC_TILES)
+    } else {
+        by_l2
+    }
 }
 
 /// Computes output pixels `pixels` (global index `(n·out_H + y)·out_W + x`) into `out`
@@ -71,7 +82,7 @@ fn conv_pixels_unfolded(
 ) -> Result<()> {
     let k = packed.k();
     let cout = g.out_channels;
-    let band = band_pixels(isa, k);
+    let band = band_pixels(isa, k, packed.n());
     scratch.ensure_len(band * k);
     let plane = g.out_h * g.out_w;
     let image_len = g.in_h * g.in_w * g.in_channels;
@@ -118,7 +129,7 @@ fn conv_pixels_in_place(
 ) -> Result<()> {
     let k = packed.k();
     let (cin, cout) = (g.in_channels, g.out_channels);
-    let band = band_pixels(isa, k);
+    let band = band_pixels(isa, k, packed.n());
     scratch.ensure_len(band * k);
     let plane = g.out_h * g.out_w;
     let image_len = g.in_h * g.in_w * cin;
@@ -228,6 +239,27 @@ mod tests {
     use super::*;
     use crate::geometry::{Conv2dParams, Padding};
     use crate::rng::SplitMix64;
+
+    /// Bands are whole register tiles; a weight larger than a band makes the band at least
+    /// the GEMM's row block (the 1024→1024 3×3 layer: K = 9,216), a small one leaves the
+    /// L2 bound alone.
+    #[test]
+    fn bands_grow_to_the_gemm_block_for_large_weights() {
+        for &isa in crate::kernels::available_isas() {
+            let tile = gemm::tile_rows(isa);
+            for (k, n) in [(27, 32), (288, 64), (1152, 128), (4608, 512), (9216, 1024)] {
+                let band = band_pixels(isa, k, n);
+                assert!(band >= tile && band % tile == 0, "{k}x{n}: {band}");
+                let by_l2 = (BAND_BYTES / (4 * k) / tile).max(1) * tile;
+                if k * n * 4 > BAND_BYTES {
+                    assert_eq!(band, by_l2.max(tile * gemm::MC_TILES), "{k}x{n}");
+                } else {
+                    assert_eq!(band, by_l2, "{k}x{n}");
+                }
+            }
+            assert_eq!(band_pixels(isa, 9216, 1024), tile * gemm::MC_TILES);
+        }
+    }
 
     /// Reading short kernel rows in place gives bitwise the unfolded GEMM's output, at
     /// every tier, for stems and other short-run shapes: asymmetric padding (rows and
