@@ -463,6 +463,54 @@ fn gemm_kernel_writes_only_its_rows_and_columns() {
 }
 
 #[test]
+fn gemm_every_ragged_tile_height() {
+    // Every row count from 1 to two tiles and more (AVX-512 tiles are 14 rows, AVX2 6):
+    // each ragged last tile runs its own exact-height microkernel (5–13 rows) or the
+    // 4/2/1 pieces; 80 columns end in a one-vector chunk. Odd row counts add a residual.
+    let mut rng = SplitMix64::new(12);
+    let (k, n) = (19, 80);
+    let w = rng.vec(k * n, -1.0, 1.0);
+    let bias = rng.vec(n, -1.0, 1.0);
+    let packed = PackedGemm::from_fn(k, n, Some(&bias), |kk, col| w[kk * n + col]).unwrap();
+    for &isa in available_isas() {
+        for m in 1..=31 {
+            let (lda, ldc, ldr) = (k + 1, n + 3, n + 2);
+            let a = rng.vec((m - 1) * lda + k, -1.0, 1.0);
+            let res = rng.vec((m - 1) * ldr + n, -1.0, 1.0);
+            let residual = (m % 2 == 1).then_some((&res[..], ldr));
+            let mut c = vec![f32::NAN; m * ldc];
+            packed
+                .run_add(isa, &a, lda, m, &mut c, ldc, Activation::Relu6, residual)
+                .unwrap();
+            for r in 0..m {
+                for col in 0..ldc {
+                    let got = c[r * ldc + col];
+                    if col >= n {
+                        assert!(
+                            got.is_nan(),
+                            "[{}] m{m}: gap ({r},{col}) written",
+                            isa.name()
+                        );
+                        continue;
+                    }
+                    let sum: f64 = bias[col] as f64
+                        + (0..k)
+                            .map(|kk| a[r * lda + kk] as f64 * w[kk * n + col] as f64)
+                            .sum::<f64>();
+                    let skip = residual.map_or(0.0, |(x, ld)| x[r * ld + col] as f64);
+                    let want = sum.clamp(0.0, 6.0) + skip;
+                    assert!(
+                        (got as f64 - want).abs() <= 1e-5 * k as f64,
+                        "[{}] m{m} ({r},{col}): {got} vs {want}",
+                        isa.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn depthwise_kernel_leaves_pixel_stride_gaps() {
     let mut rng = SplitMix64::new(10);
     for &isa in available_isas() {
