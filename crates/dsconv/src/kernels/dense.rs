@@ -249,7 +249,7 @@ mod tests {
             let tile = gemm::tile_rows(isa);
             for (k, n) in [(27, 32), (288, 64), (1152, 128), (4608, 512), (9216, 1024)] {
                 let band = band_pixels(isa, k, n);
-                assert!(band >= tile && band % tile == 0, "{k}x{n}: {band}");
+                assert!(band >= tile && band.is_multiple_of(tile), "{k}x{n}: {band}");
                 let by_l2 = (BAND_BYTES / (4 * k) / tile).max(1) * tile;
                 if k * n * 4 > BAND_BYTES {
                     assert_eq!(band, by_l2.max(tile * gemm::MC_TILES), "{k}x{n}");
