@@ -116,19 +116,29 @@ impl PackedDepthwise {
                 format!("{g:?}"),
             ));
         }
-        self.run_rows_trusted(isa, g, input, rows, out, px_stride, act)
+        let c = self.channels;
+        if input.len() != g.batch * g.in_h * g.in_w * c {
+            return Err(Error::shape(
+                "depthwise input",
+                format!("{} elements", g.batch * g.in_h * g.in_w * c),
+                format!("{}", input.len()),
+            ));
+        }
+        self.run_rows_trusted(isa, g, input, c, rows, out, px_stride, act)
     }
 
     /// [`run_rows`](Self::run_rows) for a geometry the crate built: by
     /// [`ConvGeometry::new`], or cut from one to a band of rows as `fused` does (a
     /// consistent geometry too; the consistency check costs 30–90 ns, up to 12% of a
-    /// 7×7 layer).
+    /// 7×7 layer), on an input whose pixels lie `in_px ≥ C` floats apart (a network's
+    /// padded activations; `C` for a plain NHWC tensor).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_rows_trusted(
         &self,
         isa: Isa,
         g: &ConvGeometry,
         input: &[f32],
+        in_px: usize,
         rows: std::ops::Range<usize>,
         out: &mut [f32],
         px_stride: usize,
@@ -163,11 +173,12 @@ impl PackedDepthwise {
         if rows.is_empty() {
             return Ok(());
         }
-        if input.len() != g.batch * g.in_h * g.in_w * c {
+        let in_pixels = g.batch * g.in_h * g.in_w;
+        if in_px < c || !super::gemm::fits(input.len(), in_pixels, in_px, c) {
             return Err(Error::shape(
                 "depthwise input",
-                format!("{} elements", g.batch * g.in_h * g.in_w * c),
-                format!("{}", input.len()),
+                format!("{in_pixels} pixels of {c} with stride ≥ {c}"),
+                format!("{} elements with stride {in_px}", input.len()),
             ));
         }
         let out_rows = rows.end - rows.start;
@@ -181,18 +192,20 @@ impl PackedDepthwise {
         // Padded rows point at a zero row (as wide as an input row, copied or not: a
         // checked block may load any of its columns). Padded columns read nothing
         // (masked-off loads).
-        let in_px = if copies_input(c, px_stride, g) {
+        let row_px = if copies_input(in_px, px_stride, g) {
             c + CROWD_PAD
         } else {
-            c
+            in_px
         };
         // Sized whatever the padding fields say: `ConvGeometry`'s fields are public, and a
         // hand-built geometry whose padding disagrees with its output size still sends the
         // rows outside the input here (`row_table`). The buffer is this thread's, kept.
-        let zero_len = (g.in_w * in_px).max(self.padded) + HEAD_SLACK;
+        let zero_len = (g.in_w * row_px).max(self.padded) + HEAD_SLACK;
         with_zeros(zero_len, |zero_row| {
             // SAFETY: extents checked above; `zero_row` holds `zero_len` zeros.
-            unsafe { self.run_with_zeros(isa, g, input, rows, out, px_stride, act, zero_row) }
+            unsafe {
+                self.run_with_zeros(isa, g, input, in_px, rows, out, px_stride, act, zero_row)
+            }
         });
         Ok(())
     }
@@ -207,6 +220,7 @@ impl PackedDepthwise {
         isa: Isa,
         g: &ConvGeometry,
         input: &[f32],
+        in_px: usize,
         rows: std::ops::Range<usize>,
         out: &mut [f32],
         px_stride: usize,
@@ -219,7 +233,7 @@ impl PackedDepthwise {
             head_bytes: input.as_ptr() as usize,
             g,
             channels: c,
-            in_px: c,
+            in_px,
             padded: self.padded,
             input: input.as_ptr(),
             zero_row,
@@ -231,7 +245,7 @@ impl PackedDepthwise {
             interior: (interior.start, interior.end),
             epi: Epilogue::new(act),
         };
-        if !copies_input(c, px_stride, g) {
+        if !copies_input(in_px, px_stride, g) {
             // SAFETY: extents checked by `run_rows`.
             return unsafe { dispatch(isa, &args) };
         }
@@ -246,7 +260,7 @@ impl PackedDepthwise {
         super::aligned::with_local(&CROWD, (hi - lo) * g.in_w * px, |scratch| {
             for row in lo..hi {
                 for x in 0..g.in_w {
-                    let from = (row * g.in_w + x) * c;
+                    let from = (row * g.in_w + x) * in_px;
                     let to = ((row - lo) * g.in_w + x) * px;
                     scratch[to..to + c].copy_from_slice(&input[from..from + c]);
                 }
@@ -271,9 +285,10 @@ impl PackedDepthwise {
 /// layer runs at 170.
 pub(crate) const CROWD_PAD: usize = 16;
 
-/// Whether a call copies its input rows first (see `run_with_zeros`).
-fn copies_input(c: usize, px_stride: usize, g: &ConvGeometry) -> bool {
-    crowded(c) && !crowded(px_stride) && g.stride_w == 1
+/// Whether a call on input pixels `in_px` floats apart copies its input rows first (see
+/// `run_with_zeros`).
+fn copies_input(in_px: usize, px_stride: usize, g: &ConvGeometry) -> bool {
+    crowded(in_px) && !crowded(px_stride) && g.stride_w == 1
 }
 
 /// Whether pixels `px` floats apart crowd a few L1 sets (a multiple of 1 KiB).

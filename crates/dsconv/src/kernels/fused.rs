@@ -18,21 +18,10 @@ pub fn band_rows(g: &ConvGeometry) -> usize {
     (BAND_BYTES / (4 * g.out_w * g.out_channels).max(1)).max(1)
 }
 
-/// Floats per pixel of a band of `c` channels: `c`, or `c + 16` when `c` floats are a
-/// multiple of 1 KiB, which would put a channel tile of every pixel in the same few L1
-/// sets for both the depthwise stores and the GEMM's reads (the GEMM would copy such A
-/// panels first).
-fn band_px(c: usize) -> usize {
-    if super::depthwise::crowded(c) {
-        c + super::depthwise::CROWD_PAD
-    } else {
-        c
-    }
-}
-
 /// Runs output rows `rows` (global `n·out_H + y`) of `pointwise(depthwise(input))` into
-/// `out` (`rows.len() · out_W · C_out` floats, NHWC), on the calling thread; `scratch`
-/// holds one band of the intermediate.
+/// `out` (`rows.len() · out_W` pixels `out_px ≥ C_out` floats apart, NHWC; the gaps are
+/// not written), on the calling thread, from input pixels `in_px ≥ C_in` floats apart;
+/// `scratch` holds one band of the intermediate.
 pub fn separable_rows(
     isa: Isa,
     g: &ConvGeometry,
@@ -40,22 +29,31 @@ pub fn separable_rows(
     dw_act: Activation,
     pw: &PackedGemm,
     pw_act: Activation,
-    input: &[f32],
+    (input, in_px): (&[f32], usize),
     rows: std::ops::Range<usize>,
-    out: &mut [f32],
+    (out, out_px): (&mut [f32], usize),
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let mid = g.out_channels;
-    let mid_px = band_px(mid);
+    let mid_px = super::activation_px(mid);
     let band = band_rows(g);
     scratch.ensure_len(band * g.out_w * mid_px);
-    let out_row = g.out_w * pw.n();
+    let out_row = g.out_w * out_px;
     let mut start = rows.start;
     while start < rows.end {
         let count = band.min(rows.end - start);
         let pixels = count * g.out_w;
         let tmp = &mut scratch[..pixels * mid_px];
-        dw.run_rows_trusted(isa, g, input, start..start + count, tmp, mid_px, dw_act)?;
+        dw.run_rows_trusted(
+            isa,
+            g,
+            input,
+            in_px,
+            start..start + count,
+            tmp,
+            mid_px,
+            dw_act,
+        )?;
         let offset = (start - rows.start) * out_row;
         pw.run(
             isa,
@@ -63,7 +61,7 @@ pub fn separable_rows(
             mid_px,
             pixels,
             &mut out[offset..offset + count * out_row],
-            pw.n(),
+            out_px,
             pw_act,
         )?;
         start += count;
@@ -199,7 +197,16 @@ pub fn inverted_residual_rows(
             let count = band.min(rows.end - start);
             let pixels = count * g.out_w;
             let tmp = &mut scratch[..pixels * hidden];
-            k.dw.run_rows_trusted(isa, g, input, start..start + count, tmp, hidden, k.dw_act)?;
+            k.dw.run_rows_trusted(
+                isa,
+                g,
+                input,
+                hidden,
+                start..start + count,
+                tmp,
+                hidden,
+                k.dw_act,
+            )?;
             let o = (start - rows.start) * out_row;
             let res = residual.map(|r| (&r[start * out_row..], cout));
             let dst = &mut out[o..o + count * out_row];
@@ -277,6 +284,7 @@ pub fn inverted_residual_rows(
             isa,
             &sub,
             &exp[..(r1 - r0) * in_row],
+            hidden,
             0..count,
             tmp,
             hidden,

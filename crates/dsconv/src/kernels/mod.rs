@@ -136,6 +136,18 @@
 mod aligned;
 pub(crate) mod dense;
 pub(crate) mod depthwise;
+
+/// Floats per pixel of an activation of `c` channels that dsconv lays out itself (fused
+/// depthwise bands, a network's intermediate tensors): `c`, or `c + 16` when `c` floats
+/// are a multiple of 1 KiB, which would put one channel tile of every pixel in the same few
+/// L1 sets for the depthwise kernel and the GEMM alike (DESIGN.md §4).
+pub(crate) fn activation_px(c: usize) -> usize {
+    if depthwise::crowded(c) {
+        c + depthwise::CROWD_PAD
+    } else {
+        c
+    }
+}
 pub(crate) mod fused;
 pub(crate) mod gemm;
 pub mod peak;

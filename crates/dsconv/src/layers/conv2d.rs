@@ -323,7 +323,16 @@ impl Conv2d {
                 let row_len = g.out_w * g.out_channels;
                 exec.for_each_rows(out, row_len, tasks, |first, chunk| {
                     let rows = first..first + chunk.len() / row_len;
-                    errors.keep(p.run_rows_trusted(isa, g, x, rows, chunk, g.out_channels, act));
+                    errors.keep(p.run_rows_trusted(
+                        isa,
+                        g,
+                        x,
+                        g.in_channels,
+                        rows,
+                        chunk,
+                        g.out_channels,
+                        act,
+                    ));
                 });
             }
             _ => crate::direct::conv2d_nhwc(

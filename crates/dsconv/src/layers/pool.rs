@@ -26,38 +26,68 @@ impl GlobalAvgPool {
             ));
         }
         let pixels = h * w;
-        let mut out = vec![0.0f32; n * c];
-        match input.layout() {
-            Layout::Nhwc => {
-                for (image, sums) in input
-                    .data()
-                    .chunks_exact(pixels * c)
-                    .zip(out.chunks_exact_mut(c))
-                {
-                    for px in image.chunks_exact(c) {
-                        for (s, v) in sums.iter_mut().zip(px) {
-                            *s += v;
-                        }
-                    }
-                }
-            }
+        let out = match input.layout() {
+            Layout::Nhwc => return pool_nhwc(input.data(), [n, c, h, w], c),
             Layout::Nchw => {
+                let mut out = vec![0.0f32; n * c];
                 for (plane, s) in input.data().chunks_exact(pixels).zip(out.iter_mut()) {
                     *s = plane.iter().fold(0.0f32, |acc, v| acc + v);
                 }
+                out
+            }
+        };
+        mean_tensor(out, [n, c], pixels, Layout::Nchw)
+    }
+}
+
+impl GlobalAvgPool {
+    /// [`forward`](Self::forward) on NHWC `data` of logical dims `[N, C, H, W]` whose pixels
+    /// lie `px ≥ C` floats apart (a network's padded activations): an NHWC `[N, 1, 1, C]`
+    /// tensor, the same sums in the same order.
+    pub(crate) fn forward_nhwc_strided(
+        &self,
+        data: &[f32],
+        dims: [usize; 4],
+        px: usize,
+    ) -> Result<Tensor> {
+        pool_nhwc(data, dims, px)
+    }
+}
+
+/// See [`GlobalAvgPool::forward_nhwc_strided`].
+fn pool_nhwc(data: &[f32], [n, c, h, w]: [usize; 4], px: usize) -> Result<Tensor> {
+    let pixels = h * w;
+    if n * c * pixels == 0 || px < c || data.len() != n * pixels * px {
+        return Err(Error::shape(
+            "global average pool input",
+            format!("{n}·{h}·{w} pixels of {c} channels, stride {px} ≥ {c}, all dims ≥ 1"),
+            format!("{} elements", data.len()),
+        ));
+    }
+    let mut out = vec![0.0f32; n * c];
+    for (image, sums) in data.chunks_exact(pixels * px).zip(out.chunks_exact_mut(c)) {
+        for p in image.chunks_exact(px) {
+            for (s, v) in sums.iter_mut().zip(&p[..c]) {
+                *s += v;
             }
         }
-        let scale = pixels as f32;
-        for s in &mut out {
-            *s /= scale;
-        }
-        // With H = W = 1 both layouts store [N, C] identically.
-        Tensor::new(
-            out,
-            input.layout().dims_from_logical([n, c, 1, 1]),
-            input.layout(),
-        )
     }
+    mean_tensor(out, [n, c], pixels, Layout::Nhwc)
+}
+
+/// `sums / pixels` as a `[N, C, 1, 1]` tensor in `layout` (with H = W = 1 both layouts
+/// store `[N, C]` identically).
+fn mean_tensor(
+    mut sums: Vec<f32>,
+    [n, c]: [usize; 2],
+    pixels: usize,
+    layout: Layout,
+) -> Result<Tensor> {
+    let scale = pixels as f32;
+    for s in &mut sums {
+        *s /= scale;
+    }
+    Tensor::new(sums, layout.dims_from_logical([n, c, 1, 1]), layout)
 }
 
 #[cfg(test)]

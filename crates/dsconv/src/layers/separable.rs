@@ -91,42 +91,84 @@ impl DepthwiseSeparableConv2d {
         let g = dw.geometry(input.logical_dims())?;
         let pg = pw.geometry(g.output_dims())?;
         super::conv2d::check_nhwc_pair(&pg, input, out)?;
-        let (Some(dk), Some(pk)) = (dw.depthwise_kernel(&g), pw.pointwise_kernel(&pg)) else {
+        if !self.is_fused(&g, &pg) {
             let mut mid = Tensor::zeros([g.batch, g.out_h, g.out_w, g.out_channels], Layout::Nhwc)?;
             dw.forward_into(input, &mut mid, exec)?;
             return pw.forward_into(&mid, out, exec);
+        }
+        let (c, cout) = (g.in_channels, pg.out_channels);
+        self.forward_fused(&g, (input.data(), c), (out.data_mut(), cout), exec)
+    }
+
+    /// Whether [`forward_fused`](Self::forward_fused) runs on an input of logical dims
+    /// `dims` (`[N, C, H, W]`): both stages have fast kernels for it.
+    pub(crate) fn fuses(&self, dims: [usize; 4]) -> bool {
+        let dw = self.depthwise.as_conv2d();
+        let pw = self.pointwise.as_conv2d();
+        match dw.geometry(dims) {
+            Ok(g) => pw
+                .geometry(g.output_dims())
+                .is_ok_and(|pg| self.is_fused(&g, &pg)),
+            Err(_) => false,
+        }
+    }
+
+    /// The fused forward pass of geometry `g` on NHWC buffers whose pixels lie `in_px` and
+    /// `out_px` floats apart (≥ the channel counts; a network's padded activations, see
+    /// `models::mobilenet_v1`). The output's gaps are not written. Errors if the stages do
+    /// not fuse for `g` (see [`fuses`](Self::fuses)) or a buffer is too short.
+    pub(crate) fn forward_fused(
+        &self,
+        g: &ConvGeometry,
+        (x, in_px): (&[f32], usize),
+        (out, out_px): (&mut [f32], usize),
+        exec: &Executor,
+    ) -> Result<()> {
+        let dw = self.depthwise.as_conv2d();
+        let pw = self.pointwise.as_conv2d();
+        let pg = pw.geometry(g.output_dims())?;
+        let (Some(dk), Some(pk)) = (dw.depthwise_kernel(g), pw.pointwise_kernel(&pg)) else {
+            return Err(Error::shape(
+                "fused separable geometry",
+                "a depthwise and a pointwise stage with fast kernels",
+                format!("{g:?}"),
+            ));
         };
-        let x = input.data();
-        let cout = pk.n();
-        let row_len = g.out_w * cout;
+        let row_len = g.out_w * out_px;
+        let rows = g.batch * g.out_h;
+        if out_px < pk.n() || out.len() != rows * row_len {
+            return Err(Error::shape(
+                "fused separable output",
+                format!(
+                    "{rows} rows of {row_len} (pixel stride {out_px} ≥ {})",
+                    pk.n()
+                ),
+                format!("{} elements", out.len()),
+            ));
+        }
         let isa = exec.isa();
-        let macs = crate::cost::conv_macs(&g).saturating_add(crate::cost::conv_macs(&pg));
+        let macs = crate::cost::conv_macs(g).saturating_add(crate::cost::conv_macs(&pg));
         let errors = std::sync::Mutex::new(None);
-        exec.for_each_rows(
-            out.data_mut(),
-            row_len,
-            exec.tasks_for(macs),
-            |first, chunk| {
-                let rows = first..first + chunk.len() / row_len;
-                let r = crate::kernels::with_scratch(0, |scratch| {
-                    crate::kernels::fused::separable_rows(
-                        isa,
-                        &g,
-                        dk,
-                        dw.activation(),
-                        pk,
-                        pw.activation(),
-                        x,
-                        rows,
-                        chunk,
-                        scratch,
-                    )
-                });
-                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
-                    slot.get_or_insert(e);
-                }
-            },
-        );
+        exec.for_each_rows(out, row_len, exec.tasks_for(macs), |first, chunk| {
+            let rows = first..first + chunk.len() / row_len;
+            let r = crate::kernels::with_scratch(0, |scratch| {
+                crate::kernels::fused::separable_rows(
+                    isa,
+                    g,
+                    dk,
+                    dw.activation(),
+                    pk,
+                    pw.activation(),
+                    (x, in_px),
+                    rows,
+                    (chunk, out_px),
+                    scratch,
+                )
+            });
+            if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
+                slot.get_or_insert(e);
+            }
+        });
         match errors.into_inner() {
             Ok(Some(e)) => Err(e),
             _ => Ok(()),

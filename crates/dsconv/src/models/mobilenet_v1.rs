@@ -654,14 +654,42 @@ impl MobileNetV1 {
         let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
         let mut y = ws.take(nhwc(self.stem.geometry(x.logical_dims())?.output_dims()))?;
         self.stem.forward_into(x, &mut y, exec)?;
-        for block in &self.blocks {
+        // `y` holds logical dims `dims` with pixels `px` floats apart: from a fused
+        // separable block into another (or into the pool) the pixels leave the 1 KiB grid
+        // (`kernels::activation_px`: C = 256, 512, 1024 get 16 floats more), so the
+        // depthwise kernel needs no copy of crowded rows and the GEMM writes and reads
+        // uncrowded rows. Every other block reads and writes plain tensors.
+        let mut dims = y.logical_dims();
+        let mut px = dims[1];
+        for (i, block) in self.blocks.iter().enumerate() {
+            if let Block::Separable(b) = block {
+                if b.fuses(dims) {
+                    let g = b.depthwise().as_conv2d().geometry(dims)?;
+                    let cout = b.pointwise().out_channels();
+                    let out = [g.batch, cout, g.out_h, g.out_w];
+                    let out_px = match self.blocks.get(i + 1) {
+                        None => crate::kernels::activation_px(cout),
+                        Some(Block::Separable(next)) if next.fuses(out) => {
+                            crate::kernels::activation_px(cout)
+                        }
+                        Some(_) => cout,
+                    };
+                    let mut next = ws.take([g.batch, g.out_h, g.out_w, out_px])?;
+                    b.forward_fused(&g, (y.data(), px), (next.data_mut(), out_px), exec)?;
+                    ws.give(std::mem::replace(&mut y, next));
+                    (dims, px) = (out, out_px);
+                    continue;
+                }
+            }
+            // Only a fused separable block is given padded pixels (above).
+            debug_assert_eq!(px, dims[1]);
             let out_dims = match block {
                 Block::Separable(b) => {
-                    let g = b.depthwise().as_conv2d().geometry(y.logical_dims())?;
+                    let g = b.depthwise().as_conv2d().geometry(dims)?;
                     let [n, _, h, w] = g.output_dims();
                     [n, h, w, b.pointwise().out_channels()]
                 }
-                Block::Standard(b) => nhwc(b.geometry(y.logical_dims())?.output_dims()),
+                Block::Standard(b) => nhwc(b.geometry(dims)?.output_dims()),
             };
             let mut next = ws.take(out_dims)?;
             match block {
@@ -669,8 +697,10 @@ impl MobileNetV1 {
                 Block::Standard(b) => b.forward_into(&y, &mut next, exec)?,
             }
             ws.give(std::mem::replace(&mut y, next));
+            dims = y.logical_dims();
+            px = dims[1];
         }
-        let pooled = self.pool.forward(&y)?;
+        let pooled = self.pool.forward_nhwc_strided(y.data(), dims, px)?;
         ws.give(y);
         let logits = self.fc.forward_with(&pooled, exec)?;
         Tensor::from_nchw(logits.into_data(), [n, self.classes(), 1, 1])
@@ -969,6 +999,40 @@ mod tests {
             .clone();
         assert!(MobileNetV1::from_weights(&s, 32).is_err());
         assert!(MobileNetV1::random(0.25, 8, 1).is_err());
+    }
+
+    /// At α = 0.5 the 256- and 512-channel activations are laid out with pixels of C + 16
+    /// floats between fused blocks and into the pool: the logits are bitwise those of the
+    /// layers run one by one on plain tensors, for both variants, batch 1 and 2 (whole
+    /// images per thread), 1 and 2 threads.
+    #[test]
+    fn padded_activations_give_the_layer_by_layer_bits() {
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for variant in [Variant::Separable, Variant::Standard] {
+            let w = MobileNetV1Weights::random(0.5, variant, 3).unwrap();
+            let net = MobileNetV1::from_weights(&w, 32).unwrap();
+            let mut rng = SplitMix64::new(5);
+            for n in [1, 2] {
+                let x =
+                    Tensor::from_nchw(rng.vec(n * 3 * 32 * 32, -1.0, 1.0), [n, 3, 32, 32]).unwrap();
+                for threads in [1, 2] {
+                    let exec = Executor::new(threads).unwrap();
+                    let got = net.forward_with(&x, &exec).unwrap();
+                    let x = x.to_layout(crate::Layout::Nhwc);
+                    let mut y = net.stem.forward_with(&x, &exec).unwrap();
+                    for block in &net.blocks {
+                        y = match block {
+                            Block::Separable(b) => b.forward_with(&y, &exec).unwrap(),
+                            Block::Standard(b) => b.forward_with(&y, &exec).unwrap(),
+                        };
+                    }
+                    let logits = net.fc.forward_with(&net.pool.forward(&y).unwrap(), &exec);
+                    let want = logits.unwrap();
+                    assert_eq!(got.data().len(), n * 1000);
+                    assert!(bits(&got) == bits(&want), "{variant:?} N={n} T={threads}");
+                }
+            }
+        }
     }
 
     #[test]
