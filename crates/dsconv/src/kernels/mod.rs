@@ -27,7 +27,8 @@
 //!   registers and the weights streamed (5×5 and rows of ≤ 8 columns also cover the
 //!   borders in blocks, padded columns reading as zero vectors); a per-pixel path for
 //!   the other borders and a general path for every other shape; padded rows read a
-//!   zero row; the input is never copied.
+//!   zero row; the input is read in place (pixels any stride ≥ C apart) except the rows of
+//!   a crowded layer (below).
 //! - `fused`: depthwise output in row bands (L2-sized scratch) consumed by the GEMM; and
 //!   the whole inverted residual block (`inverted_residual_rows`) in bands of output rows:
 //!   the expand GEMM computes the input rows a band reads (its depthwise halo included;
@@ -102,7 +103,9 @@
 //! | `depthwise::STRIP_WAYS` | 8 lines per L1 set | C=128@56² s1: 74 → 85–88 down the strips; C=512@14² (2 KiB pixel stride, 2 sets): 51 → 22 down the strips, so it goes row by row |
 //! | `depthwise::STRIP_WAYS_S2` | 4 lines per L1 set (3×3 only; 5×5 s2 takes `STRIP_WAYS`: C144@56² 92 → 138, C240@28² 94 → 164, C672@14² 100 → 165) | stride 2 down the strips vs row by row (µs): C=32@112² 50/60, C=64@112² 87/97, C=128@56² 47/49; C=256@28² 30/27, C=512@14² 20/16 stay row by row |
 //! | `depthwise::HEAD_MIN_TILES` | 8 tiles | a masked head tile aligns the input loads of a 16-byte-aligned `Vec` (stride 1, C·4 a multiple of the vector): C=128@56² 72 → 100; at C=32 the extra tile cost more (88 → 65) |
-//! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows |
+//! | `dense::BAND_BYTES` | 512 KiB | half of L2 for the unfolded rows; bands grow to the GEMM's row block (168 pixels) when the weight is larger: 1024→1024 3×3 @ 7² read its 38 MB weight from DRAM once per 14-pixel band, 45% → 68% of peak on 1 thread, 54% → 64% on 2 (`dsconv bench --layers mobilenet-v1 --ops standard`) |
+//! | GEMM ragged tiles | exact-height microkernel for 5–13 rows | the 8/4/2/1 pieces re-streamed B and the 2- and 1-row ones waited on FMA latency: 7×7 pointwise (49 = 3·14 + 7 rows) 1 thread 512→1024 85–89% → 93%, 1024→1024 85–88% → 92–93%; 2 threads 451 → 495–501 GFLOP/s |
+//! | `activation_px` (MobileNetV1 activations) | C + 16 floats per pixel for C = 256/512/1024 between fused separable blocks and into the pool | no crowded-row copy per depthwise call, uncrowded GEMM rows; whole MobileNetV1, 2 threads, 6 alternating runs: median 2.79 → 2.68 ms; 1 thread 5.89–6.21 → 5.73–6.08 ms (3 runs) |
 //! | `fused::BAND_BYTES` | 256 KiB | a quarter of L2 for the depthwise band |
 //! | `fused::IR_BAND_BYTES` | 512 KiB | expanded rows + depthwise rows of one inverted-residual band; smaller expanded tensors run unbanded. On-CPU ms of all blocks, 1 thread, V2 / Lite0 (`ir_speed blocks`, `IR_BAND_KIB`): 128 KiB 3.10 / 4.75, 256 2.75 / 4.06, 512 2.63 / 3.85, 768 2.68 / 3.88; unfused 2.97 / 4.22 |
 //!
