@@ -38,13 +38,19 @@ const SHORT_RUN: usize = 16;
 /// L3), read it four times from DRAM in bands of 14 pixels.
 pub fn band_pixels(isa: Isa, k: usize, n: usize) -> usize {
     let tile = gemm::tile_rows(isa);
-    let by_l2 = (BAND_BYTES / (4 * k.max(1)) / tile).max(1) * tile;
+    let tiles_in = |bytes: usize| bytes / (4 * k.max(1)) / tile;
+    let by_l2 = tiles_in(BAND_BYTES).max(1) * tile;
     if k.saturating_mul(n).saturating_mul(4) > BAND_BYTES {
-        by_l2.max(tile * gemm::MC_TILES)
+        let grown = tiles_in(GROWN_BAND_BYTES).min(gemm::MC_TILES) * tile;
+        by_l2.max(grown)
     } else {
         by_l2
     }
 }
+
+/// Most bytes of unfolded rows a grown band (see [`band_pixels`]) may take: 8 MiB, a
+/// quarter of the L3 (the 1024→1024 3×3 layer's 168 pixels of K = 9,216 take 6 MiB).
+const GROWN_BAND_BYTES: usize = 8 << 20;
 
 /// Computes output pixels `pixels` (global index `(n·out_H + y)·out_W + x`) into `out`
 /// (`pixels.len() · C_out` floats, NHWC order), on the calling thread: short kernel rows
@@ -82,7 +88,8 @@ fn conv_pixels_unfolded(
 ) -> Result<()> {
     let k = packed.k();
     let cout = g.out_channels;
-    let band = band_pixels(isa, k, packed.n());
+    // No more scratch than the call's pixels need (a grown band is 168 pixels of K).
+    let band = band_pixels(isa, k, packed.n()).min(pixels.len().max(1));
     scratch.ensure_len(band * k);
     let plane = g.out_h * g.out_w;
     let image_len = g.in_h * g.in_w * g.in_channels;
@@ -129,7 +136,8 @@ fn conv_pixels_in_place(
 ) -> Result<()> {
     let k = packed.k();
     let (cin, cout) = (g.in_channels, g.out_channels);
-    let band = band_pixels(isa, k, packed.n());
+    // No more scratch than the call's pixels need (a grown band is 168 pixels of K).
+    let band = band_pixels(isa, k, packed.n()).min(pixels.len().max(1));
     scratch.ensure_len(band * k);
     let plane = g.out_h * g.out_w;
     let image_len = g.in_h * g.in_w * cin;
@@ -240,9 +248,9 @@ mod tests {
     use crate::geometry::{Conv2dParams, Padding};
     use crate::rng::SplitMix64;
 
-    /// Bands are whole register tiles; a weight larger than a band makes the band at least
-    /// the GEMM's row block (the 1024→1024 3×3 layer: K = 9,216), a small one leaves the
-    /// L2 bound alone.
+    /// Bands are whole register tiles; a weight larger than a band makes the band the
+    /// GEMM's row block (the 1024→1024 3×3 layer: K = 9,216) within `GROWN_BAND_BYTES`, a
+    /// small one leaves the L2 bound alone.
     #[test]
     fn bands_grow_to_the_gemm_block_for_large_weights() {
         for &isa in crate::kernels::available_isas() {
@@ -252,12 +260,20 @@ mod tests {
                 assert!(band >= tile && band.is_multiple_of(tile), "{k}x{n}: {band}");
                 let by_l2 = (BAND_BYTES / (4 * k) / tile).max(1) * tile;
                 if k * n * 4 > BAND_BYTES {
-                    assert_eq!(band, by_l2.max(tile * gemm::MC_TILES), "{k}x{n}");
+                    let grown = (GROWN_BAND_BYTES / (4 * k) / tile).min(gemm::MC_TILES) * tile;
+                    assert_eq!(band, by_l2.max(grown), "{k}x{n}");
                 } else {
                     assert_eq!(band, by_l2, "{k}x{n}");
                 }
             }
             assert_eq!(band_pixels(isa, 9216, 1024), tile * gemm::MC_TILES);
+            // A huge reduction grows at most to GROWN_BAND_BYTES (168 rows of it: 135 MB).
+            let huge = 7 * 7 * 4096;
+            let band = band_pixels(isa, huge, 32);
+            assert!(
+                band * huge * 4 <= GROWN_BAND_BYTES.max(tile * huge * 4),
+                "{band}"
+            );
         }
     }
 
