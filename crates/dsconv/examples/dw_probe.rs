@@ -48,7 +48,7 @@ fn main() {
         let t = Instant::now();
         if let Some((dw, px, buf)) = direct.as_mut() {
             let isa = dsconv::kernels::selected_isa();
-            dw.run_rows(isa, &g, x.data(), 0..h, buf, *px, Activation::Relu6)
+            dw.run_rows(isa, &g, x.data(), c, 0..h, buf, *px, Activation::Relu6)
                 .unwrap();
         } else {
             conv.forward_into(&x, &mut out, &exec).unwrap();

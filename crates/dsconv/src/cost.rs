@@ -24,13 +24,13 @@ use std::ops::{Add, AddAssign};
 /// Multiply-accumulates of one convolution: `N · C_out · out_H · out_W · (C_in/g) · kH · kW`.
 pub fn conv_macs(g: &ConvGeometry) -> u64 {
     [
-        g.batch,
-        g.out_channels,
-        g.out_h,
-        g.out_w,
+        g.batch(),
+        g.out_channels(),
+        g.out_h(),
+        g.out_w(),
         g.in_channels_per_group(),
-        g.kernel_h,
-        g.kernel_w,
+        g.kernel_h(),
+        g.kernel_w(),
     ]
     .iter()
     .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
@@ -63,7 +63,7 @@ impl Cost {
     /// Cost of one convolution with the given geometry, with or without a bias.
     pub fn conv(g: &ConvGeometry, bias: bool) -> Cost {
         let weights = count(&g.weight_dims());
-        let params = weights.saturating_add(if bias { g.out_channels as u64 } else { 0 });
+        let params = weights.saturating_add(if bias { g.out_channels() as u64 } else { 0 });
         let input = count(&g.input_dims());
         let output = count(&g.output_dims());
         Cost {
@@ -186,9 +186,9 @@ impl LayerKind {
     pub fn of(g: &ConvGeometry) -> LayerKind {
         if g.is_pointwise() {
             LayerKind::Pointwise
-        } else if g.is_depthwise() && g.groups > 1 {
+        } else if g.is_depthwise() && g.groups() > 1 {
             LayerKind::Depthwise
-        } else if g.groups == 1 {
+        } else if g.groups() == 1 {
             LayerKind::Standard
         } else {
             LayerKind::Grouped
@@ -239,8 +239,8 @@ impl LayerCost {
             kind: LayerKind::of(g),
             input: g.input_dims(),
             output: g.output_dims(),
-            kernel: [g.kernel_h, g.kernel_w],
-            stride: [g.stride_h, g.stride_w],
+            kernel: [g.kernel_h(), g.kernel_w()],
+            stride: [g.stride_h(), g.stride_w()],
             cost: Cost::conv(g, bias),
             batchnorm_params: 0,
         }

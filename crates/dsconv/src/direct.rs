@@ -41,14 +41,17 @@ pub fn conv2d_nhwc(
     out: &mut [f32],
     exec: &Executor,
 ) {
-    let row_len = g.out_w * g.out_channels;
-    debug_assert_eq!(out.len(), g.batch * g.out_h * row_len);
-    debug_assert_eq!(input.len(), g.batch * g.in_h * g.in_w * g.in_channels);
+    let row_len = g.out_w() * g.out_channels();
+    debug_assert_eq!(out.len(), g.batch() * g.out_h() * row_len);
+    debug_assert_eq!(
+        input.len(),
+        g.batch() * g.in_h() * g.in_w() * g.in_channels()
+    );
     let macs = crate::cost::conv_macs(g);
     exec.for_each_rows(out, row_len, exec.tasks_for(macs), |first_row, chunk| {
         for (r, out_row) in chunk.chunks_exact_mut(row_len).enumerate() {
             let row = first_row + r;
-            let (n, oy) = (row / g.out_h, row % g.out_h);
+            let (n, oy) = (row / g.out_h(), row % g.out_h());
             conv_row(g, input, packed, bias, activation, n, oy, out_row);
         }
     });
@@ -64,27 +67,27 @@ fn conv_row(
     oy: usize,
     out_row: &mut [f32],
 ) {
-    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (cin, cout) = (g.in_channels(), g.out_channels());
     let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
-    let image = &input[n * g.in_h * g.in_w * cin..(n + 1) * g.in_h * g.in_w * cin];
+    let image = &input[n * g.in_h() * g.in_w() * cin..(n + 1) * g.in_h() * g.in_w() * cin];
     for (ox, out_px) in out_row.chunks_exact_mut(cout).enumerate() {
         match bias {
             Some(b) => out_px.copy_from_slice(b),
             None => out_px.fill(0.0),
         }
-        for i in 0..g.kernel_h {
-            let Some(iy) = g.padding_mode.source_index(g.input_row(oy, i), g.in_h) else {
+        for i in 0..g.kernel_h() {
+            let Some(iy) = g.padding_mode().source_index(g.input_row(oy, i), g.in_h()) else {
                 continue;
             };
-            for j in 0..g.kernel_w {
-                let Some(ix) = g.padding_mode.source_index(g.input_col(ox, j), g.in_w) else {
+            for j in 0..g.kernel_w() {
+                let Some(ix) = g.padding_mode().source_index(g.input_col(ox, j), g.in_w()) else {
                     continue;
                 };
-                let px = &image[(iy * g.in_w + ix) * cin..(iy * g.in_w + ix + 1) * cin];
-                for grp in 0..g.groups {
+                let px = &image[(iy * g.in_w() + ix) * cin..(iy * g.in_w() + ix + 1) * cin];
+                for grp in 0..g.groups() {
                     let acc = &mut out_px[grp * cout_g..(grp + 1) * cout_g];
                     let taps = &packed
-                        [((grp * g.kernel_h + i) * g.kernel_w + j) * cin_g * cout_g..]
+                        [((grp * g.kernel_h() + i) * g.kernel_w() + j) * cin_g * cout_g..]
                         [..cin_g * cout_g];
                     for (ci, w_row) in taps.chunks_exact(cout_g).enumerate() {
                         let x = px[grp * cin_g + ci];

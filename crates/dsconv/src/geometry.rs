@@ -196,47 +196,49 @@ impl Conv2dParams {
 
 /// Everything about one convolution once input and weight shapes are known:
 /// sizes, resolved padding and output size. Built only through [`ConvGeometry::new`],
-/// which checks every constraint with checked arithmetic.
+/// which checks every constraint with checked arithmetic, so a geometry that exists is
+/// consistent: its fields are private and read through accessors, and the kernels that
+/// take one trust its sizes (they still check the buffers they are given against it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvGeometry {
     /// Batch size N.
-    pub batch: usize,
+    batch: usize,
     /// Input channels C_in.
-    pub in_channels: usize,
+    in_channels: usize,
     /// Input height.
-    pub in_h: usize,
+    in_h: usize,
     /// Input width.
-    pub in_w: usize,
+    in_w: usize,
     /// Output channels C_out.
-    pub out_channels: usize,
+    out_channels: usize,
     /// Kernel height.
-    pub kernel_h: usize,
+    kernel_h: usize,
     /// Kernel width.
-    pub kernel_w: usize,
+    kernel_w: usize,
     /// Vertical stride.
-    pub stride_h: usize,
+    stride_h: usize,
     /// Horizontal stride.
-    pub stride_w: usize,
+    stride_w: usize,
     /// Vertical dilation.
-    pub dilation_h: usize,
+    dilation_h: usize,
     /// Horizontal dilation.
-    pub dilation_w: usize,
+    dilation_w: usize,
     /// Groups.
-    pub groups: usize,
+    groups: usize,
     /// Resolved padding above.
-    pub pad_top: usize,
+    pad_top: usize,
     /// Resolved padding below.
-    pub pad_bottom: usize,
+    pad_bottom: usize,
     /// Resolved padding on the left.
-    pub pad_left: usize,
+    pad_left: usize,
     /// Resolved padding on the right.
-    pub pad_right: usize,
+    pad_right: usize,
     /// Padding mode.
-    pub padding_mode: PaddingMode,
+    padding_mode: PaddingMode,
     /// Output height.
-    pub out_h: usize,
+    out_h: usize,
     /// Output width.
-    pub out_w: usize,
+    out_w: usize,
 }
 
 /// Resolves one axis: returns (pad_before, pad_after, out).
@@ -390,31 +392,155 @@ impl ConvGeometry {
         Ok(geometry)
     }
 
-    /// Whether this geometry is exactly what [`ConvGeometry::new`] builds from its own
-    /// sizes, stride, dilation, groups, padding and mode. The fields are public, so a
-    /// geometry can be built or changed by hand; the kernels that take one check this
-    /// first (sizes that disagree, or whose products overflow, would take them outside
-    /// their buffers).
-    pub fn is_consistent(&self) -> bool {
-        if self.groups == 0 {
-            return false;
-        }
+    /// Batch size N.
+    #[inline]
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    /// Input channels C_in.
+    #[inline]
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+    /// Input height.
+    #[inline]
+    pub fn in_h(&self) -> usize {
+        self.in_h
+    }
+    /// Input width.
+    #[inline]
+    pub fn in_w(&self) -> usize {
+        self.in_w
+    }
+    /// Output channels C_out.
+    #[inline]
+    pub fn out_channels(&self) -> usize {
+        self.out_channels
+    }
+    /// Kernel height.
+    #[inline]
+    pub fn kernel_h(&self) -> usize {
+        self.kernel_h
+    }
+    /// Kernel width.
+    #[inline]
+    pub fn kernel_w(&self) -> usize {
+        self.kernel_w
+    }
+    /// Vertical stride.
+    #[inline]
+    pub fn stride_h(&self) -> usize {
+        self.stride_h
+    }
+    /// Horizontal stride.
+    #[inline]
+    pub fn stride_w(&self) -> usize {
+        self.stride_w
+    }
+    /// Vertical dilation.
+    #[inline]
+    pub fn dilation_h(&self) -> usize {
+        self.dilation_h
+    }
+    /// Horizontal dilation.
+    #[inline]
+    pub fn dilation_w(&self) -> usize {
+        self.dilation_w
+    }
+    /// Groups.
+    #[inline]
+    pub fn groups(&self) -> usize {
+        self.groups
+    }
+    /// Resolved padding above.
+    #[inline]
+    pub fn pad_top(&self) -> usize {
+        self.pad_top
+    }
+    /// Resolved padding below.
+    #[inline]
+    pub fn pad_bottom(&self) -> usize {
+        self.pad_bottom
+    }
+    /// Resolved padding on the left.
+    #[inline]
+    pub fn pad_left(&self) -> usize {
+        self.pad_left
+    }
+    /// Resolved padding on the right.
+    #[inline]
+    pub fn pad_right(&self) -> usize {
+        self.pad_right
+    }
+    /// Padding mode.
+    #[inline]
+    pub fn padding_mode(&self) -> PaddingMode {
+        self.padding_mode
+    }
+    /// Output height.
+    #[inline]
+    pub fn out_h(&self) -> usize {
+        self.out_h
+    }
+    /// Output width.
+    #[inline]
+    pub fn out_w(&self) -> usize {
+        self.out_w
+    }
+    /// The input rows `[top, bottom)` that output rows `y0..y1` of one image read (kernel
+    /// extent included), before clipping to the image: `top` is negative and `bottom`
+    /// beyond `in_h` where the window reaches into the padding. Requires `y0 < y1`.
+    pub(crate) fn input_window(&self, y0: usize, y1: usize) -> (isize, isize) {
+        let extent = ((self.kernel_h - 1) * self.dilation_h + 1) as isize;
+        let top = (y0 * self.stride_h) as isize - self.pad_top as isize;
+        let bottom = ((y1 - 1) * self.stride_h) as isize - self.pad_top as isize + extent;
+        (top, bottom)
+    }
+
+    /// Output rows `y0..y0 + count` of one image as a convolution of their own: the input
+    /// rows `r0..r1` they read (clipped to the image) and the geometry of batch 1 whose
+    /// input is those rows and whose vertical padding is the part of the window outside
+    /// the image. Built through [`ConvGeometry::new`], so the band is as consistent as any
+    /// geometry; an error if the rows are not inside the output or read no input row.
+    pub(crate) fn row_band(
+        &self,
+        y0: usize,
+        count: usize,
+    ) -> Result<(std::ops::Range<usize>, ConvGeometry)> {
+        let y1 = y0
+            .checked_add(count)
+            .filter(|&y1| count > 0 && y1 <= self.out_h);
+        let Some(y1) = y1 else {
+            return Err(Error::Geometry(format!(
+                "row band {y0}..{y0}+{count} is not inside the {} output rows",
+                self.out_h
+            )));
+        };
+        let (top, bottom) = self.input_window(y0, y1);
+        let in_h = self.in_h as isize;
+        let r0 = top.clamp(0, in_h);
+        let r1 = bottom.clamp(r0, in_h);
         let params = Conv2dParams {
             stride: [self.stride_h, self.stride_w],
             dilation: [self.dilation_h, self.dilation_w],
             padding: Padding::asymmetric(
-                self.pad_top,
-                self.pad_bottom,
+                (r0 - top) as usize,
+                (bottom - r1) as usize,
                 self.pad_left,
                 self.pad_right,
             ),
             padding_mode: self.padding_mode,
             groups: self.groups,
         };
-        matches!(
-            ConvGeometry::new(self.input_dims(), self.weight_dims(), &params),
-            Ok(g) if g == *self
-        )
+        let input = [1, self.in_channels, (r1 - r0) as usize, self.in_w];
+        let band = ConvGeometry::new(input, self.weight_dims(), &params)?;
+        if band.out_h != count {
+            return Err(Error::Geometry(format!(
+                "row band {y0}..{y1} cut to input rows {r0}..{r1} gives {} output rows",
+                band.out_h
+            )));
+        }
+        Ok((r0 as usize..r1 as usize, band))
     }
     /// Input channels per group.
     pub fn in_channels_per_group(&self) -> usize {

@@ -20,27 +20,28 @@ pub fn conv2d(
 ) -> Result<Tensor> {
     let g = ConvGeometry::new(input.logical_dims(), weight.dims(), params)?;
     if let Some(b) = bias {
-        if b.len() != g.out_channels {
+        if b.len() != g.out_channels() {
             return Err(Error::shape(
                 "conv2d bias",
-                format!("{} elements (C_out)", g.out_channels),
+                format!("{} elements (C_out)", g.out_channels()),
                 format!("{} elements", b.len()),
             ));
         }
     }
     let w = weight.data();
     let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
-    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let (kh, kw) = (g.kernel_h(), g.kernel_w());
     Tensor::from_fn(g.output_dims(), input.layout(), |n, co, y, x| {
         let group = co / cout_g;
         let mut acc = bias.map_or(0.0, |b| b[co] as f64);
         for ci in 0..cin_g {
             for i in 0..kh {
-                let Some(iy) = g.padding_mode.source_index(g.input_row(y, i), g.in_h) else {
+                let Some(iy) = g.padding_mode().source_index(g.input_row(y, i), g.in_h()) else {
                     continue;
                 };
                 for j in 0..kw {
-                    let Some(ix) = g.padding_mode.source_index(g.input_col(x, j), g.in_w) else {
+                    let Some(ix) = g.padding_mode().source_index(g.input_col(x, j), g.in_w())
+                    else {
                         continue;
                     };
                     let v = input.at(n, group * cin_g + ci, iy, ix) as f64;

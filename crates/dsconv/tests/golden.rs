@@ -378,7 +378,7 @@ fn check_case(case: &Case, two_threads: &Executor, worst: &mut Worst) -> Vec<Str
     let params = case.params();
     let x = case.tensor("x");
     let g = ConvGeometry::new(x.logical_dims(), case.tensor("w").dims(), &params).unwrap();
-    let pads = [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right];
+    let pads = [g.pad_top(), g.pad_bottom(), g.pad_left(), g.pad_right()];
     if pads != case.numbers::<4>("resolved_pads") {
         failures.push(format!(
             "{name}: resolved pads {pads:?}, torch used {:?}",

@@ -525,7 +525,7 @@ fn depthwise_kernel_leaves_pixel_stride_gaps() {
             let stride = c + 3;
             let mut out = vec![f32::NAN; 2 * 9 * stride];
             packed
-                .run_rows(isa, &g, &x, 2..4, &mut out, stride, Activation::None)
+                .run_rows(isa, &g, &x, c, 2..4, &mut out, stride, Activation::None)
                 .unwrap();
             let xt = Tensor::from_nhwc(x.clone(), [1, 6, 9, c]).unwrap();
             let wt = Tensor::from_nchw(w.clone(), [c, 1, 3, 3]).unwrap();
@@ -562,7 +562,7 @@ fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
                 .with_padding(Padding::asymmetric(k / 2, 0, k / 2 + 1, 1))
                 .with_groups(c);
             let g = ConvGeometry::new([2, c, h, w], [c, 1, k, k], &params).unwrap();
-            let (oh, ow) = (g.out_h, g.out_w);
+            let (oh, ow) = (g.out_h(), g.out_w());
             let wv = rng.vec(c * k * k, -1.0, 1.0);
             let bias = rng.vec(c, -1.0, 1.0);
             let packed = PackedDepthwise::new(&wv, [c, 1, k, k], Some(&bias)).unwrap();
@@ -579,6 +579,7 @@ fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
                         isa,
                         &g,
                         &x,
+                        c,
                         rows.clone(),
                         &mut out,
                         stride,
@@ -606,14 +607,14 @@ fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
     }
 }
 
-/// Found by review: `ConvGeometry`'s fields are public, so `run_rows` (safe, public) can
-/// be handed a geometry whose fields disagree: vertical padding fields of zero while the
-/// output rows still reach past the input (they read past an empty zero row), an input
-/// height whose size product wraps (rows past the input), a zero input width (every
-/// column read unchecked from an empty input), an output width whose product wraps
-/// (stores past the output). Each is now an error, on every tier, on a fresh thread.
+/// Found by review when `ConvGeometry`'s fields were public: a hand-built geometry with
+/// vertical padding fields of zero while its output rows reached past the input, an input
+/// height whose size product wraps, a zero input width, an output width whose product
+/// wraps. Now a geometry exists only through `ConvGeometry::new`, which refuses the
+/// sizes, and `run_rows` (safe, public) still refuses buffers too small for a geometry,
+/// a row range past its output and a pixel stride below C, on every tier.
 #[test]
-fn depthwise_rejects_hand_built_inconsistent_geometries() {
+fn depthwise_rejects_impossible_geometries_and_short_buffers() {
     let c = 16;
     let params = |p: Padding, s: usize| {
         Conv2dParams::default()
@@ -621,48 +622,41 @@ fn depthwise_rejects_hand_built_inconsistent_geometries() {
             .with_stride(s)
             .with_groups(c)
     };
-    let base = ConvGeometry::new(
+    let valid = params(Padding::Valid, 1);
+    assert!(ConvGeometry::new([1, c, (1 << 60) + 1, 1], [c, 1, 3, 3], &valid).is_err());
+    assert!(ConvGeometry::new([1, c, 3, 0], [c, 1, 3, 3], &params(Padding::Valid, 2)).is_err());
+    assert!(ConvGeometry::new([1, c, 3, 1 << 62], [c, 1, 3, 3], &valid).is_err());
+    let g = ConvGeometry::new(
         [1, c, 5, 6],
         [c, 1, 3, 3],
         &params(Padding::asymmetric(0, 2, 1, 1), 1),
     )
     .unwrap();
-    let mut no_pad_fields = base;
-    no_pad_fields.pad_bottom = 0;
-    let valid = ConvGeometry::new([1, c, 3, 3], [c, 1, 3, 3], &params(Padding::Valid, 1)).unwrap();
-    let mut tall = valid;
-    tall.in_h = (1usize << 60) + 1;
-    tall.in_w = 1;
-    tall.out_w = 1;
-    let strided =
-        ConvGeometry::new([1, c, 3, 7], [c, 1, 3, 3], &params(Padding::Valid, 2)).unwrap();
-    let mut empty_rows = strided;
-    empty_rows.in_w = 0;
-    let mut wide = valid;
-    wide.out_w = (1usize << 63) + 1;
+    let (in_len, out_len) = (5 * 6 * c, g.out_w() * c);
+    // (input length, output length, rows, input pixel stride, output pixel stride)
     let cases = [
-        (no_pad_fields, 5 * 6 * c, 5 * 6 * c),
-        (tall, c, 3 * c),
-        (empty_rows, 0, 4 * c),
-        (wide, 9 * c, 32),
+        (in_len - 1, out_len, 0..1, c, c),
+        (in_len, out_len - 1, 0..1, c, c),
+        (in_len, out_len, g.out_h()..g.out_h() + 1, c, c),
+        (in_len, out_len, 0..1, c - 1, c),
+        (in_len, out_len, 0..1, c, c - 1),
+        (in_len, out_len, 0..2, c, c),
     ];
     let mut rng = SplitMix64::new(14);
     let w = rng.vec(c * 9, -1.0, 1.0);
+    let packed = PackedDepthwise::new(&w, [c, 1, 3, 3], None).unwrap();
     for &isa in available_isas() {
-        for (k, &(g, in_len, out_len)) in cases.iter().enumerate() {
-            let w = w.clone();
-            let rejected = std::thread::spawn(move || {
-                let packed = PackedDepthwise::new(&w, [c, 1, 3, 3], None).unwrap();
-                let x = vec![1.0; in_len];
-                let mut out = vec![f32::NAN; out_len];
-                packed
-                    .run_rows(isa, &g, &x, 0..1, &mut out, c, Activation::None)
-                    .is_err()
-            })
-            .join()
-            .unwrap();
-            assert!(rejected, "[{}] case {k} accepted: {g:?}", isa.name());
+        for (k, (in_len, out_len, rows, in_px, out_px)) in cases.iter().cloned().enumerate() {
+            let x = vec![1.0; in_len];
+            let mut out = vec![f32::NAN; out_len];
+            let r = packed.run_rows(isa, &g, &x, in_px, rows, &mut out, out_px, Activation::None);
+            assert!(r.is_err(), "[{}] case {k} accepted", isa.name());
         }
+        let x = vec![1.0; in_len];
+        let mut out = vec![f32::NAN; out_len];
+        packed
+            .run_rows(isa, &g, &x, c, 0..1, &mut out, c, Activation::None)
+            .unwrap();
     }
 }
 
@@ -736,11 +730,11 @@ fn depthwise_head_tile_for_every_input_alignment() {
         let xt = Tensor::from_nhwc(x.to_vec(), [1, h, w, c]).unwrap();
         let want = expected(&xt, &wt, Some(&bias), &params, Activation::Relu6);
         for &isa in available_isas() {
-            let mut out = vec![f32::NAN; g.out_h * g.out_w * c];
+            let mut out = vec![f32::NAN; g.out_h() * g.out_w() * c];
             packed
-                .run_rows(isa, &g, x, 0..g.out_h, &mut out, c, Activation::Relu6)
+                .run_rows(isa, &g, x, c, 0..g.out_h(), &mut out, c, Activation::Relu6)
                 .unwrap();
-            let got = Tensor::from_nhwc(out, [1, g.out_h, g.out_w, c]).unwrap();
+            let got = Tensor::from_nhwc(out, [1, g.out_h(), g.out_w(), c]).unwrap();
             assert_close(&got, &want, &format!("offset {offset} [{}]", isa.name()));
         }
     }

@@ -263,7 +263,7 @@ proptest! {
         params in params_strategy(),
     ) {
         if let Ok(g) = ConvGeometry::new(input, weight, &params) {
-            prop_assert!(g.out_h >= 1 && g.out_w >= 1);
+            prop_assert!(g.out_h() >= 1 && g.out_w() >= 1);
             let _ = (g.interior_rows(), g.interior_cols());
         }
     }

@@ -329,7 +329,7 @@ fn layer_json(cmp: &SeparableComparison, params: &Conv2dParams) -> Result<Value>
         "kernel": cmp.standard.kernel,
         "stride": params.stride,
         "dilation": params.dilation,
-        "padding": [g.pad_top, g.pad_bottom, g.pad_left, g.pad_right],
+        "padding": [g.pad_top(), g.pad_bottom(), g.pad_left(), g.pad_right()],
         "standard": layer_cost_json(&cmp.standard),
         "depthwise": layer_cost_json(&cmp.depthwise),
         "pointwise": layer_cost_json(&cmp.pointwise),

@@ -248,15 +248,15 @@ impl InvertedResidual {
         let mut macs = crate::cost::conv_macs(&g).saturating_add(crate::cost::conv_macs(&pg));
         let mut mid = None;
         if let Some((p, act, eg)) = expand {
-            let m = eg.batch * eg.out_h * eg.out_w;
-            let bytes = m.saturating_mul(eg.out_channels).saturating_mul(4);
+            let m = eg.batch() * eg.out_h() * eg.out_w();
+            let bytes = m.saturating_mul(eg.out_channels()).saturating_mul(4);
             if bytes > self.band_bytes && fused::banded(&g) {
                 kernels.expand = Some((p, act));
                 macs = macs.saturating_add(crate::cost::conv_macs(&eg));
             } else {
-                let mut t = ws.take([eg.batch, eg.out_h, eg.out_w, eg.out_channels])?;
+                let mut t = ws.take([eg.batch(), eg.out_h(), eg.out_w(), eg.out_channels()])?;
                 let tasks = exec.tasks_for(crate::cost::conv_macs(&eg));
-                let (cin, hidden) = (eg.in_channels, eg.out_channels);
+                let (cin, hidden) = (eg.in_channels(), eg.out_channels());
                 let r =
                     p.run_parallel(exec, tasks, input.data(), cin, m, t.data_mut(), hidden, act);
                 mid = Some(t);
@@ -283,7 +283,7 @@ impl InvertedResidual {
         out: &mut Tensor,
         macs: u64,
     ) -> Result<()> {
-        let row_len = g.out_w * kernels.project.n();
+        let row_len = g.out_w() * kernels.project.n();
         let isa = exec.isa();
         let errors = std::sync::Mutex::new(None);
         exec.for_each_rows(

@@ -65,8 +65,9 @@ pub fn conv_pixels(
     act: Activation,
     scratch: &mut AlignedVec,
 ) -> Result<()> {
-    debug_assert_eq!(packed.k(), g.in_channels * g.kernel_h * g.kernel_w);
-    if g.dilation_w == 1 && g.kernel_w * g.in_channels <= SHORT_RUN && packed.k() <= gemm::KC {
+    debug_assert_eq!(packed.k(), g.in_channels() * g.kernel_h() * g.kernel_w());
+    if g.dilation_w() == 1 && g.kernel_w() * g.in_channels() <= SHORT_RUN && packed.k() <= gemm::KC
+    {
         conv_pixels_in_place(isa, g, packed, input, pixels, out, act, scratch)
     } else {
         conv_pixels_unfolded(isa, g, packed, input, pixels, out, act, scratch)
@@ -87,19 +88,26 @@ fn conv_pixels_unfolded(
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let k = packed.k();
-    let cout = g.out_channels;
+    let cout = g.out_channels();
     // No more scratch than the call's pixels need (a grown band is 168 pixels of K).
     let band = band_pixels(isa, k, packed.n()).min(pixels.len().max(1));
     scratch.ensure_len(band * k);
-    let plane = g.out_h * g.out_w;
-    let image_len = g.in_h * g.in_w * g.in_channels;
+    let plane = g.out_h() * g.out_w();
+    let image_len = g.in_h() * g.in_w() * g.in_channels();
     let mut start = pixels.start;
     while start < pixels.end {
         let count = band.min(pixels.end - start);
         for (r, p) in (start..start + count).enumerate() {
             let (n, rest) = (p / plane, p % plane);
             let row = &mut scratch[r * k..(r + 1) * k];
-            unfold_pixel(g, input, n * image_len, rest / g.out_w, rest % g.out_w, row);
+            unfold_pixel(
+                g,
+                input,
+                n * image_len,
+                rest / g.out_w(),
+                rest % g.out_w(),
+                row,
+            );
         }
         let offset = (start - pixels.start) * cout;
         packed.run(
@@ -135,13 +143,13 @@ fn conv_pixels_in_place(
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let k = packed.k();
-    let (cin, cout) = (g.in_channels, g.out_channels);
+    let (cin, cout) = (g.in_channels(), g.out_channels());
     // No more scratch than the call's pixels need (a grown band is 168 pixels of K).
     let band = band_pixels(isa, k, packed.n()).min(pixels.len().max(1));
     scratch.ensure_len(band * k);
-    let plane = g.out_h * g.out_w;
-    let image_len = g.in_h * g.in_w * cin;
-    let row_len = g.in_w * cin;
+    let plane = g.out_h() * g.out_w();
+    let image_len = g.in_h() * g.in_w() * cin;
+    let row_len = g.in_w() * cin;
     let interior = g.interior_cols();
     // Unfolds output pixels `xs` of row `oy` of image `n` and multiplies them, a band at a
     // time, into `dst` (`xs.len()` output rows).
@@ -162,12 +170,12 @@ fn conv_pixels_in_place(
     let mut start = pixels.start;
     while start < pixels.end {
         let (n, rest) = (start / plane, start % plane);
-        let (oy, ox) = (rest / g.out_w, rest % g.out_w);
-        let end = ox + (pixels.end - start).min(g.out_w - ox);
+        let (oy, ox) = (rest / g.out_w(), rest % g.out_w());
+        let end = ox + (pixels.end - start).min(g.out_w() - ox);
         let seg = &mut out[(start - pixels.start) * cout..][..(end - ox) * cout];
         let top = g.input_row(oy, 0);
-        let bottom = g.input_row(oy, g.kernel_h - 1);
-        let rows_inside = top >= 0 && (bottom as usize) < g.in_h;
+        let bottom = g.input_row(oy, g.kernel_h() - 1);
+        let rows_inside = top >= 0 && (bottom as usize) < g.in_h();
         // The interior part a..b of ox..end (empty when a kernel row is padding).
         let (a, b) = if rows_inside {
             let a = interior.start.clamp(ox, end);
@@ -184,9 +192,9 @@ fn conv_pixels_in_place(
             packed.run_segmented(
                 isa,
                 &input[first + col..],
-                g.stride_w * cin,
-                g.kernel_h,
-                g.dilation_h * row_len,
+                g.stride_w() * cin,
+                g.kernel_h(),
+                g.dilation_h() * row_len,
                 b - a,
                 mid,
                 cout,
@@ -209,16 +217,16 @@ fn unfold_pixel(
     ox: usize,
     row: &mut [f32],
 ) {
-    let cin = g.in_channels;
-    let row_len = g.in_w * cin;
-    let run_len = g.kernel_w * cin;
+    let cin = g.in_channels();
+    let row_len = g.in_w() * cin;
+    let run_len = g.kernel_w() * cin;
     let first = g.input_col(ox, 0);
-    let last = g.input_col(ox, g.kernel_w - 1);
-    let contiguous = g.dilation_w == 1 && first >= 0 && (last as usize) < g.in_w;
-    for i in 0..g.kernel_h {
+    let last = g.input_col(ox, g.kernel_w() - 1);
+    let contiguous = g.dilation_w() == 1 && first >= 0 && (last as usize) < g.in_w();
+    for i in 0..g.kernel_h() {
         let iy = g.input_row(oy, i);
         let dst = i * run_len;
-        if !(0..g.in_h as isize).contains(&iy) {
+        if !(0..g.in_h() as isize).contains(&iy) {
             row[dst..dst + run_len].fill(0.0);
             continue;
         }
@@ -229,10 +237,10 @@ fn unfold_pixel(
             row[dst..dst + run_len].copy_from_slice(&input[src..src + run_len]);
             continue;
         }
-        for j in 0..g.kernel_w {
+        for j in 0..g.kernel_w() {
             let ix = g.input_col(ox, j);
             let d = dst + j * cin;
-            if (0..g.in_w as isize).contains(&ix) {
+            if (0..g.in_w() as isize).contains(&ix) {
                 let src = src_row + ix as usize * cin;
                 row[d..d + cin].copy_from_slice(&input[src..src + cin]);
             } else {
@@ -307,9 +315,9 @@ mod tests {
                 let bias = rng.vec(cout, -1.0, 1.0);
                 let packed = pack(&wt, [cout, cin, kh, kw], Some(&bias)).unwrap();
                 let x = rng.vec(2 * h * w * cin, -1.0, 1.0);
-                let total = 2 * g.out_h * g.out_w;
+                let total = 2 * g.out_h() * g.out_w();
                 let mut scratch = AlignedVec::default();
-                for pixels in [0..total, 3..total - 5, g.out_w + 1..2 * g.out_w + 2] {
+                for pixels in [0..total, 3..total - 5, g.out_w() + 1..2 * g.out_w() + 2] {
                     let len = pixels.len() * cout;
                     let mut got = vec![f32::NAN; len + 8];
                     let mut want = vec![f32::NAN; len];

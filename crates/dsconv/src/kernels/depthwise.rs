@@ -94,46 +94,14 @@ impl PackedDepthwise {
     }
 
     /// Computes output rows `rows` (global row index `n·out_H + y`) of the convolution
-    /// described by `g` on the whole NHWC `input`, writing pixel `(row, x)` at
-    /// `out[(row − rows.start)·out_W·px_stride + x·px_stride ..][..C]`
-    /// (`px_stride ≥ C`; the gaps are not touched). Single-threaded, tier `isa`.
-    /// A geometry that [`ConvGeometry::new`] would not build from its own fields (they are
-    /// public) is an error, as are buffers of the wrong size.
-    pub fn run_rows(
-        &self,
-        isa: Isa,
-        g: &ConvGeometry,
-        input: &[f32],
-        rows: std::ops::Range<usize>,
-        out: &mut [f32],
-        px_stride: usize,
-        act: Activation,
-    ) -> Result<()> {
-        if !g.is_consistent() {
-            return Err(Error::shape(
-                "depthwise geometry",
-                "one built by ConvGeometry::new (consistent sizes)",
-                format!("{g:?}"),
-            ));
-        }
-        let c = self.channels;
-        if input.len() != g.batch * g.in_h * g.in_w * c {
-            return Err(Error::shape(
-                "depthwise input",
-                format!("{} elements", g.batch * g.in_h * g.in_w * c),
-                format!("{}", input.len()),
-            ));
-        }
-        self.run_rows_trusted(isa, g, input, c, rows, out, px_stride, act)
-    }
-
-    /// [`run_rows`](Self::run_rows) for a geometry the crate built: by
-    /// [`ConvGeometry::new`], or cut from one to a band of rows as `fused` does (a
-    /// consistent geometry too; the consistency check costs 30–90 ns, up to 12% of a
-    /// 7×7 layer), on an input whose pixels lie `in_px ≥ C` floats apart (a network's
-    /// padded activations; `C` for a plain NHWC tensor).
+    /// described by `g` on the NHWC `input`, whose pixels lie `in_px ≥ C` floats apart
+    /// (`C` for a plain tensor, more for a network's padded activations), writing pixel
+    /// `(row, x)` at `out[(row − rows.start)·out_W·px_stride + x·px_stride ..][..C]`
+    /// (`px_stride ≥ C`; the gaps are not touched). Single-threaded, tier `isa`. A geometry
+    /// that is not this kernel's (channels, kernel size, multiplier 1, zero padding), a row
+    /// range outside the output and buffers too small for the geometry are errors.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn run_rows_trusted(
+    pub fn run_rows(
         &self,
         isa: Isa,
         g: &ConvGeometry,
@@ -145,13 +113,13 @@ impl PackedDepthwise {
         act: Activation,
     ) -> Result<()> {
         let c = self.channels;
-        let matches = g.in_channels == c
-            && g.out_channels == c
-            && g.groups == c
-            && g.kernel_h == self.kernel_h
-            && g.kernel_w == self.kernel_w
-            && (g.padding_mode == crate::PaddingMode::Zeros
-                || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0);
+        let matches = g.in_channels() == c
+            && g.out_channels() == c
+            && g.groups() == c
+            && g.kernel_h() == self.kernel_h
+            && g.kernel_w() == self.kernel_w
+            && (g.padding_mode() == crate::PaddingMode::Zeros
+                || g.pad_top() + g.pad_bottom() + g.pad_left() + g.pad_right() == 0);
         if !matches {
             return Err(Error::shape(
                 "depthwise kernel geometry",
@@ -162,7 +130,7 @@ impl PackedDepthwise {
                 format!("{g:?}"),
             ));
         }
-        let total_rows = g.batch * g.out_h;
+        let total_rows = g.batch() * g.out_h();
         if rows.start > rows.end || rows.end > total_rows {
             return Err(Error::shape(
                 "depthwise rows",
@@ -173,7 +141,7 @@ impl PackedDepthwise {
         if rows.is_empty() {
             return Ok(());
         }
-        let in_pixels = g.batch * g.in_h * g.in_w;
+        let in_pixels = g.batch() * g.in_h() * g.in_w();
         if in_px < c || !super::gemm::fits(input.len(), in_pixels, in_px, c) {
             return Err(Error::shape(
                 "depthwise input",
@@ -182,10 +150,10 @@ impl PackedDepthwise {
             ));
         }
         let out_rows = rows.end - rows.start;
-        if px_stride < c || !super::gemm::fits(out.len(), out_rows * g.out_w, px_stride, c) {
+        if px_stride < c || !super::gemm::fits(out.len(), out_rows * g.out_w(), px_stride, c) {
             return Err(Error::shape(
                 "depthwise output",
-                format!("{} pixels of {c} with stride ≥ {c}", out_rows * g.out_w),
+                format!("{} pixels of {c} with stride ≥ {c}", out_rows * g.out_w()),
                 format!("{} elements with stride {px_stride}", out.len()),
             ));
         }
@@ -197,10 +165,8 @@ impl PackedDepthwise {
         } else {
             in_px
         };
-        // Sized whatever the padding fields say: `ConvGeometry`'s fields are public, and a
-        // hand-built geometry whose padding disagrees with its output size still sends the
-        // rows outside the input here (`row_table`). The buffer is this thread's, kept.
-        let zero_len = (g.in_w * row_px).max(self.padded) + HEAD_SLACK;
+        // The buffer is this thread's, kept between calls.
+        let zero_len = (g.in_w() * row_px).max(self.padded) + HEAD_SLACK;
         with_zeros(zero_len, |zero_row| {
             // SAFETY: extents checked above; `zero_row` holds `zero_len` zeros.
             unsafe {
@@ -257,11 +223,11 @@ impl PackedDepthwise {
         // input per output) loses.
         let (lo, hi) = input_row_span(g, &rows);
         let px = c + CROWD_PAD;
-        super::aligned::with_local(&CROWD, (hi - lo) * g.in_w * px, |scratch| {
+        super::aligned::with_local(&CROWD, (hi - lo) * g.in_w() * px, |scratch| {
             for row in lo..hi {
-                for x in 0..g.in_w {
-                    let from = (row * g.in_w + x) * in_px;
-                    let to = ((row - lo) * g.in_w + x) * px;
+                for x in 0..g.in_w() {
+                    let from = (row * g.in_w() + x) * in_px;
+                    let to = ((row - lo) * g.in_w() + x) * px;
                     scratch[to..to + c].copy_from_slice(&input[from..from + c]);
                 }
             }
@@ -270,7 +236,7 @@ impl PackedDepthwise {
                 in_px: px,
                 // Global input row `lo` is the buffer's first row (`row_table` only
                 // points at rows lo..hi).
-                input: scratch.as_ptr().wrapping_sub(lo * g.in_w * px),
+                input: scratch.as_ptr().wrapping_sub(lo * g.in_w() * px),
                 ..args
             };
             // SAFETY: as above, the input rows now in the buffer.
@@ -288,7 +254,7 @@ pub(crate) const CROWD_PAD: usize = 16;
 /// Whether a call on input pixels `in_px` floats apart copies its input rows first (see
 /// `run_with_zeros`).
 fn copies_input(in_px: usize, px_stride: usize, g: &ConvGeometry) -> bool {
-    crowded(in_px) && !crowded(px_stride) && g.stride_w == 1
+    crowded(in_px) && !crowded(px_stride) && g.stride_w() == 1
 }
 
 /// Whether pixels `px` floats apart crowd a few L1 sets (a multiple of 1 KiB).
@@ -300,11 +266,11 @@ pub(crate) fn crowded(px: usize) -> bool {
 fn input_row_span(g: &ConvGeometry, rows: &std::ops::Range<usize>) -> (usize, usize) {
     let (mut lo, mut hi) = (usize::MAX, 0);
     for row in rows.clone() {
-        let (n, oy) = (row / g.out_h, row % g.out_h);
-        for i in 0..g.kernel_h {
+        let (n, oy) = (row / g.out_h(), row % g.out_h());
+        for i in 0..g.kernel_h() {
             let iy = g.input_row(oy, i);
-            if (0..g.in_h as isize).contains(&iy) {
-                let global = n * g.in_h + iy as usize;
+            if (0..g.in_h() as isize).contains(&iy) {
+                let global = n * g.in_h() + iy as usize;
                 lo = lo.min(global);
                 hi = hi.max(global + 1);
             }
@@ -429,7 +395,7 @@ macro_rules! tier {
                 (3, 2) => shape!(a, t, band::<$S, 3, 2, $pb3s2>(a, t)),
                 (5, 1) => shape!(a, t, band::<$S, 5, 1, $pb5>(a, t)),
                 (5, 2) => shape!(a, t, band::<$S, 5, 2, $pb5>(a, t)),
-                _ => shape!(a, t, borders::<$S>(a, t, 0..a.g.out_w, 0..0)),
+                _ => shape!(a, t, borders::<$S>(a, t, 0..a.g.out_w(), 0..0)),
             };
             let table = row_table(a);
             // SAFETY: the entry contract (extents checked, the tier detected); the
@@ -456,9 +422,9 @@ tier!(dw_portable, Portable, [], 4, 2, 2);
 /// other).
 fn row_table_shape(a: &DwArgs) -> (usize, usize) {
     let g = a.g;
-    let square = g.kernel_h == g.kernel_w && g.stride_h == g.stride_w;
-    if square && g.dilation_h == 1 && g.dilation_w == 1 {
-        (g.kernel_h, g.stride_h)
+    let square = g.kernel_h() == g.kernel_w() && g.stride_h() == g.stride_w();
+    if square && g.dilation_h() == 1 && g.dilation_w() == 1 {
+        (g.kernel_h(), g.stride_h())
     } else {
         (0, 0)
     }
@@ -469,17 +435,17 @@ fn row_table_shape(a: &DwArgs) -> (usize, usize) {
 fn row_table(a: &DwArgs) -> Vec<*const f32> {
     let g = a.g;
     let c = a.in_px;
-    let kh = g.kernel_h;
+    let kh = g.kernel_h();
     let mut table = vec![std::ptr::null::<f32>(); a.rows.len() * kh];
     for (r, row) in a.rows.clone().enumerate() {
-        let (n, oy) = (row / g.out_h, row % g.out_h);
+        let (n, oy) = (row / g.out_h(), row % g.out_h());
         for i in 0..kh {
             let iy = g.input_row(oy, i);
-            table[r * kh + i] = if (0..g.in_h as isize).contains(&iy) {
+            table[r * kh + i] = if (0..g.in_h() as isize).contains(&iy) {
                 // The row lies inside the input (iy < in_h, n < batch); wrapping_add
                 // keeps this safe code (the kernels dereference it under their contract).
                 a.input
-                    .wrapping_add(((n * g.in_h + iy as usize) * g.in_w) * c)
+                    .wrapping_add(((n * g.in_h() + iy as usize) * g.in_w()) * c)
             } else {
                 a.zero_row
             };
@@ -492,7 +458,7 @@ fn row_table(a: &DwArgs) -> Vec<*const f32> {
 #[inline(always)]
 unsafe fn out_row(a: &DwArgs, r: usize) -> *mut f32 {
     // SAFETY: r < rows.len(): inside the checked output.
-    unsafe { a.out.add(r * a.g.out_w * a.px_stride) }
+    unsafe { a.out.add(r * a.g.out_w() * a.px_stride) }
 }
 
 /// Columns `left` and `right` of every row and channel tile by the general loop.
@@ -503,7 +469,7 @@ unsafe fn borders<S: Simd>(
     left: std::ops::Range<usize>,
     right: std::ops::Range<usize>,
 ) {
-    let kh = a.g.kernel_h;
+    let kh = a.g.kernel_h();
     for r in 0..a.rows.len() {
         for (c0, valid) in Tiles::new::<S>(a) {
             let t = ChannelTile {
@@ -542,17 +508,17 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
 ) {
     let g = a.g;
     let (x0, x1) = a.interior;
-    let (x0, x1) = (x0.min(g.out_w), x1.max(x0).min(g.out_w));
+    let (x0, x1) = (x0.min(g.out_w()), x1.max(x0).min(g.out_w()));
     // Checked blocks check only their first and last K − 1 input columns (`load_span`):
     // enough when at most K − 1 padded columns lie on each side. Wider padding (rare:
     // some outputs see padding only) takes the general loop outside the interior.
-    let right = ((g.out_w.max(1) - 1) * STRIDE + K).saturating_sub(g.pad_left + g.in_w);
-    let narrow = g.pad_left < K && right < K;
+    let right = ((g.out_w().max(1) - 1) * STRIDE + K).saturating_sub(g.pad_left() + g.in_w());
+    let narrow = g.pad_left() < K && right < K;
     let cols = if narrow {
-        0..g.out_w
+        0..g.out_w()
     } else {
         // SAFETY: the general loop checks every tap.
-        unsafe { borders::<S>(a, table, 0..x0, x1..g.out_w) };
+        unsafe { borders::<S>(a, table, 0..x0, x1..g.out_w()) };
         x0..x1
     };
     // SAFETY: blocks stay inside the row; blocks reaching a border column are checked
@@ -569,8 +535,8 @@ unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
         // pays only while the call's input and output rows stay in L2: C = 256 @ 28²
         // (1.6 MiB) on one thread ran 46 GFLOP/s down the strips, 89 row by row. Other
         // strides keep the strips even from L3 (C = 128 @ 56²: 141 strips, 105 rows).
-        let in_rows = (a.rows.len() * STRIDE + K).min(g.in_h * g.batch);
-        let call_bytes = (in_rows * g.in_w + a.rows.len() * g.out_w) * a.in_px * 4;
+        let in_rows = (a.rows.len() * STRIDE + K).min(g.in_h() * g.batch());
+        let call_bytes = (in_rows * g.in_w() + a.rows.len() * g.out_w()) * a.in_px * 4;
         let crowded = crowded(a.in_px) || crowded(a.px_stride);
         let strips = strip_fits_l1(a.in_px, PB * STRIDE + K - 1, K, ways)
             && !(crowded && call_bytes > STRIP_L2_BYTES);
@@ -1114,8 +1080,8 @@ impl Columns {
     #[inline(always)]
     fn of(a: &DwArgs) -> Self {
         Columns {
-            left: a.g.pad_left,
-            in_w: a.g.in_w,
+            left: a.g.pad_left(),
+            in_w: a.g.in_w(),
             px: a.in_px,
         }
     }
@@ -1214,7 +1180,7 @@ impl Tiles {
         let head = if misaligned != 0
             && (a.in_px * 4).is_multiple_of(vector_bytes)
             && a.channels >= HEAD_MIN_TILES * S::LANES
-            && a.g.stride_w == 1
+            && a.g.stride_w() == 1
         {
             (vector_bytes - misaligned) / 4
         } else {
@@ -1297,15 +1263,15 @@ unsafe fn general_span<S: Simd, const MASKED: bool>(
         let bias = S::load(a.bias.add(t.c0));
         for x in xs {
             let mut acc = bias;
-            for i in 0..g.kernel_h {
+            for i in 0..g.kernel_h() {
                 let row = t.rows[i];
-                for j in 0..g.kernel_w {
+                for j in 0..g.kernel_w() {
                     let ix = g.input_col(x, j);
-                    if !(0..g.in_w as isize).contains(&ix) {
+                    if !(0..g.in_w() as isize).contains(&ix) {
                         continue;
                     }
                     let v = load_in::<S, MASKED>(row.add(ix as usize * c + t.c0), t.valid);
-                    let w = S::load(a.weights.add((i * g.kernel_w + j) * a.padded + t.c0));
+                    let w = S::load(a.weights.add((i * g.kernel_w() + j) * a.padded + t.c0));
                     acc = S::mul_add(v, w, acc);
                 }
             }

@@ -15,7 +15,7 @@ const BAND_BYTES: usize = 256 * 1024;
 
 /// Depthwise output rows per band for geometry `g`.
 pub fn band_rows(g: &ConvGeometry) -> usize {
-    (BAND_BYTES / (4 * g.out_w * g.out_channels).max(1)).max(1)
+    (BAND_BYTES / (4 * g.out_w() * g.out_channels()).max(1)).max(1)
 }
 
 /// Runs output rows `rows` (global `n·out_H + y`) of `pointwise(depthwise(input))` into
@@ -34,17 +34,17 @@ pub fn separable_rows(
     (out, out_px): (&mut [f32], usize),
     scratch: &mut AlignedVec,
 ) -> Result<()> {
-    let mid = g.out_channels;
+    let mid = g.out_channels();
     let mid_px = super::activation_px(mid);
     let band = band_rows(g);
-    scratch.ensure_len(band * g.out_w * mid_px);
-    let out_row = g.out_w * out_px;
+    scratch.ensure_len(band * g.out_w() * mid_px);
+    let out_row = g.out_w() * out_px;
     let mut start = rows.start;
     while start < rows.end {
         let count = band.min(rows.end - start);
-        let pixels = count * g.out_w;
+        let pixels = count * g.out_w();
         let tmp = &mut scratch[..pixels * mid_px];
-        dw.run_rows_trusted(
+        dw.run_rows(
             isa,
             g,
             input,
@@ -92,40 +92,31 @@ pub struct InvertedResidualKernels<'a> {
     pub band_bytes: usize,
 }
 
-/// Input rows `[top, bottom)` (may reach outside the image) that output rows `y0..y1` of
-/// the depthwise geometry `g` read.
-fn input_window(g: &ConvGeometry, y0: usize, y1: usize) -> (isize, isize) {
-    let eff = ((g.kernel_h - 1) * g.dilation_h + 1) as isize;
-    let top = (y0 * g.stride_h) as isize - g.pad_top as isize;
-    let bottom = ((y1 - 1) * g.stride_h) as isize - g.pad_top as isize + eff;
-    (top, bottom)
-}
-
 /// Whether the depthwise geometry `g` can run in row bands of its input: every output row
 /// reads at least one real input row (padding smaller than the kernel), so each band's
 /// input is a non-empty run of rows.
 pub fn banded(g: &ConvGeometry) -> bool {
-    if g.out_h == 0 || g.in_h == 0 {
+    if g.out_h() == 0 || g.in_h() == 0 {
         return false;
     }
-    let (top, _) = input_window(g, 0, 1);
-    let (last_top, _) = input_window(g, g.out_h - 1, g.out_h);
-    let eff = ((g.kernel_h - 1) * g.dilation_h + 1) as isize;
-    top + eff > 0 && last_top < g.in_h as isize
+    let (top, _) = g.input_window(0, 1);
+    let (last_top, _) = g.input_window(g.out_h() - 1, g.out_h());
+    let eff = ((g.kernel_h() - 1) * g.dilation_h() + 1) as isize;
+    top + eff > 0 && last_top < g.in_h() as isize
 }
 
 /// Output rows per band of the fused inverted residual on depthwise geometry `g`: as many
 /// as keep the expanded input rows (halo included) and the depthwise output rows within
 /// `bytes` ([`IR_BAND_BYTES`] in the networks); at least one.
 pub fn ir_band_rows(g: &ConvGeometry, bytes: usize) -> usize {
-    let hidden = g.in_channels.max(1);
-    let in_row = 4 * g.in_w * hidden;
-    let out_row = 4 * g.out_w * hidden;
-    let eff = (g.kernel_h - 1) * g.dilation_h + 1;
+    let hidden = g.in_channels().max(1);
+    let in_row = 4 * g.in_w() * hidden;
+    let out_row = 4 * g.out_w() * hidden;
+    let eff = (g.kernel_h() - 1) * g.dilation_h() + 1;
     let mut rows = 1;
-    while rows < g.out_h {
+    while rows < g.out_h() {
         let next = rows + 1;
-        let in_rows = ((next - 1) * g.stride_h + eff).min(g.in_h);
+        let in_rows = ((next - 1) * g.stride_h() + eff).min(g.in_h());
         if in_rows * in_row + next * out_row > bytes {
             break;
         }
@@ -158,10 +149,10 @@ pub fn inverted_residual_rows(
     out: &mut [f32],
     scratch: &mut AlignedVec,
 ) -> Result<()> {
-    let hidden = g.in_channels;
+    let hidden = g.in_channels();
     let cout = k.project.n();
-    let out_row = g.out_w * cout;
-    let total_rows = g.batch * g.out_h;
+    let out_row = g.out_w() * cout;
+    let total_rows = g.batch() * g.out_h();
     if rows.start > rows.end || rows.end > total_rows {
         return Err(Error::shape(
             "inverted residual rows",
@@ -188,16 +179,16 @@ pub fn inverted_residual_rows(
         }
     }
     let band = ir_band_rows(g, k.band_bytes);
-    let in_row = g.in_w * hidden;
+    let in_row = g.in_w() * hidden;
     let Some((expand, expand_act)) = k.expand else {
         // No expansion: the depthwise reads the input in place, band by band.
-        scratch.ensure_len(band * g.out_w * hidden);
+        scratch.ensure_len(band * g.out_w() * hidden);
         let mut start = rows.start;
         while start < rows.end {
             let count = band.min(rows.end - start);
-            let pixels = count * g.out_w;
+            let pixels = count * g.out_w();
             let tmp = &mut scratch[..pixels * hidden];
-            k.dw.run_rows_trusted(
+            k.dw.run_rows(
                 isa,
                 g,
                 input,
@@ -224,28 +215,29 @@ pub fn inverted_residual_rows(
         ));
     }
     let cin = expand.k();
-    let in_image = g.in_h * g.in_w * cin;
-    if input.len() != g.batch * in_image {
+    let in_image = g.in_h() * g.in_w() * cin;
+    if input.len() != g.batch() * in_image {
         return Err(Error::shape(
             "inverted residual input",
-            format!("{} elements", g.batch * in_image),
+            format!("{} elements", g.batch() * in_image),
             format!("{}", input.len()),
         ));
     }
-    let eff = (g.kernel_h - 1) * g.dilation_h + 1;
-    let max_in_rows = ((band - 1) * g.stride_h + eff).min(g.in_h);
+    let eff = (g.kernel_h() - 1) * g.dilation_h() + 1;
+    let max_in_rows = ((band - 1) * g.stride_h() + eff).min(g.in_h());
     let exp_len = max_in_rows * in_row;
-    scratch.ensure_len(exp_len + band * g.out_w * hidden);
+    scratch.ensure_len(exp_len + band * g.out_w() * hidden);
     let (exp, dw_out) = scratch.split_at_mut(exp_len);
     // Expanded rows [c0, c1) of image `cn` held at the start of `exp`.
     let mut held: Option<(usize, usize, usize)> = None;
     let mut start = rows.start;
     while start < rows.end {
-        let (n, y0) = (start / g.out_h, start % g.out_h);
-        let count = band.min(rows.end - start).min(g.out_h - y0);
-        let (top, bottom) = input_window(g, y0, y0 + count);
-        let r0 = top.clamp(0, g.in_h as isize) as usize;
-        let r1 = bottom.clamp(r0 as isize, g.in_h as isize) as usize;
+        let (n, y0) = (start / g.out_h(), start % g.out_h());
+        let count = band.min(rows.end - start).min(g.out_h() - y0);
+        // The depthwise geometry cut to this band: its input is rows r0..r1 of image n,
+        // and the rows of the window outside the image are its padding.
+        let (band_rows, sub) = g.row_band(y0, count)?;
+        let (r0, r1) = (band_rows.start, band_rows.end);
         // Reuse the halo rows the previous band expanded.
         let mut have = 0;
         if let Some((cn, c0, c1)) = held {
@@ -255,8 +247,8 @@ pub fn inverted_residual_rows(
             }
         }
         if r0 + have < r1 {
-            let from = n * in_image + (r0 + have) * g.in_w * cin;
-            let pixels = (r1 - r0 - have) * g.in_w;
+            let from = n * in_image + (r0 + have) * g.in_w() * cin;
+            let pixels = (r1 - r0 - have) * g.in_w();
             expand.run(
                 isa,
                 &input[from..from + pixels * cin],
@@ -268,19 +260,9 @@ pub fn inverted_residual_rows(
             )?;
         }
         held = Some((n, r0, r1));
-        // The depthwise geometry cut to this band: its input is rows r0..r1, and the
-        // rows of the window outside the image are its padding.
-        let sub = ConvGeometry {
-            batch: 1,
-            in_h: r1 - r0,
-            pad_top: (r0 as isize - top) as usize,
-            pad_bottom: (bottom - r1 as isize) as usize,
-            out_h: count,
-            ..*g
-        };
-        let pixels = count * g.out_w;
+        let pixels = count * g.out_w();
         let tmp = &mut dw_out[..pixels * hidden];
-        k.dw.run_rows_trusted(
+        k.dw.run_rows(
             isa,
             &sub,
             &exp[..(r1 - r0) * in_row],

@@ -254,7 +254,7 @@ impl Conv2d {
             }
         };
         // Sizes checked by the geometry; the allocation itself may still fail.
-        let dims = [g.batch, g.out_h, g.out_w, g.out_channels];
+        let dims = [g.batch(), g.out_h(), g.out_w(), g.out_channels()];
         let mut y = Tensor::filled(dims, Layout::Nhwc, UNWRITTEN)?;
         self.run_nhwc(&g, x, y.data_mut(), exec)?;
         Ok(match input.layout() {
@@ -303,12 +303,12 @@ impl Conv2d {
         let errors = FirstError::new();
         match &self.fast {
             Fast::Gemm(p) if g.is_pointwise() => {
-                let (cin, cout) = (g.in_channels, g.out_channels);
-                let m = g.batch * g.out_h * g.out_w;
+                let (cin, cout) = (g.in_channels(), g.out_channels());
+                let m = g.batch() * g.out_h() * g.out_w();
                 errors.keep(p.run_parallel(exec, tasks, x, cin, m, out, cout, act));
             }
             Fast::Gemm(p) if zero_padding(g) => {
-                let cout = g.out_channels;
+                let cout = g.out_channels();
                 // Split in whole register tiles, not whole bands: with bands of 4,844
                 // pixels the stem's 12,544 split 9,688 / 2,856 over two threads.
                 let block = kernels::gemm::tile_rows(isa);
@@ -320,17 +320,17 @@ impl Conv2d {
                 });
             }
             Fast::Depthwise(p) if zero_padding(g) => {
-                let row_len = g.out_w * g.out_channels;
+                let row_len = g.out_w() * g.out_channels();
                 exec.for_each_rows(out, row_len, tasks, |first, chunk| {
                     let rows = first..first + chunk.len() / row_len;
-                    errors.keep(p.run_rows_trusted(
+                    errors.keep(p.run_rows(
                         isa,
                         g,
                         x,
-                        g.in_channels,
+                        g.in_channels(),
                         rows,
                         chunk,
-                        g.out_channels,
+                        g.out_channels(),
                         act,
                     ));
                 });
@@ -374,5 +374,6 @@ pub(crate) fn check_nhwc_pair(g: &ConvGeometry, input: &Tensor, out: &Tensor) ->
 
 /// True when the padded border reads as zeros (zero mode, or no padding at all).
 fn zero_padding(g: &ConvGeometry) -> bool {
-    g.padding_mode == PaddingMode::Zeros || g.pad_top + g.pad_bottom + g.pad_left + g.pad_right == 0
+    g.padding_mode() == PaddingMode::Zeros
+        || g.pad_top() + g.pad_bottom() + g.pad_left() + g.pad_right() == 0
 }

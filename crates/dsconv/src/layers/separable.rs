@@ -92,11 +92,14 @@ impl DepthwiseSeparableConv2d {
         let pg = pw.geometry(g.output_dims())?;
         super::conv2d::check_nhwc_pair(&pg, input, out)?;
         if !self.is_fused(&g, &pg) {
-            let mut mid = Tensor::zeros([g.batch, g.out_h, g.out_w, g.out_channels], Layout::Nhwc)?;
+            let mut mid = Tensor::zeros(
+                [g.batch(), g.out_h(), g.out_w(), g.out_channels()],
+                Layout::Nhwc,
+            )?;
             dw.forward_into(input, &mut mid, exec)?;
             return pw.forward_into(&mid, out, exec);
         }
-        let (c, cout) = (g.in_channels, pg.out_channels);
+        let (c, cout) = (g.in_channels(), pg.out_channels());
         self.forward_fused(&g, (input.data(), c), (out.data_mut(), cout), exec)
     }
 
@@ -134,8 +137,8 @@ impl DepthwiseSeparableConv2d {
                 format!("{g:?}"),
             ));
         };
-        let row_len = g.out_w * out_px;
-        let rows = g.batch * g.out_h;
+        let row_len = g.out_w() * out_px;
+        let rows = g.batch() * g.out_h();
         if out_px < pk.n() || out.len() != rows * row_len {
             return Err(Error::shape(
                 "fused separable output",

@@ -666,7 +666,7 @@ impl MobileNetV1 {
                 if b.fuses(dims) {
                     let g = b.depthwise().as_conv2d().geometry(dims)?;
                     let cout = b.pointwise().out_channels();
-                    let out = [g.batch, cout, g.out_h, g.out_w];
+                    let out = [g.batch(), cout, g.out_h(), g.out_w()];
                     let out_px = match self.blocks.get(i + 1) {
                         None => crate::kernels::activation_px(cout),
                         Some(Block::Separable(next)) if next.fuses(out) => {
@@ -674,7 +674,7 @@ impl MobileNetV1 {
                         }
                         Some(_) => cout,
                     };
-                    let mut next = ws.take([g.batch, g.out_h, g.out_w, out_px])?;
+                    let mut next = ws.take([g.batch(), g.out_h(), g.out_w(), out_px])?;
                     b.forward_fused(&g, (y.data(), px), (next.data_mut(), out_px), exec)?;
                     ws.give(std::mem::replace(&mut y, next));
                     (dims, px) = (out, out_px);
@@ -959,7 +959,7 @@ mod tests {
                         let g = b.depthwise().as_conv2d().geometry(dims).unwrap();
                         (
                             b.cost(dims).unwrap(),
-                            [1, b.pointwise().out_channels(), g.out_h, g.out_w],
+                            [1, b.pointwise().out_channels(), g.out_h(), g.out_w()],
                         )
                     }
                     Block::Standard(b) => (
