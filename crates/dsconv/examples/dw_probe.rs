@@ -47,7 +47,7 @@ fn main() {
     while start.elapsed().as_secs_f64() < secs as f64 {
         let t = Instant::now();
         if let Some((dw, px, buf)) = direct.as_mut() {
-            let isa = dsconv::kernels::selected_isa();
+            let isa = dsconv::kernels::Tier::best();
             dw.run_rows(isa, &g, x.data(), c, 0..h, buf, *px, Activation::Relu6)
                 .unwrap();
         } else {

@@ -206,7 +206,7 @@ fn main() {
         ),
     ];
     let execs = [Executor::new(1).unwrap(), Executor::new(2).unwrap()];
-    let isa = execs[0].isa();
+    let isa = execs[0].tier();
     let peak = dsconv::kernels::peak::fma_peak_gflops(isa, 20);
     println!(
         "tier: {}, measured single-thread FMA peak {peak:.1} GFLOP/s",

@@ -8,6 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::team::{self, Team};
+use crate::kernels::{Isa, Tier};
 
 /// Below this many multiply-accumulates a layer runs on the calling thread: waking a
 /// worker costs a few microseconds, more than such a layer takes.
@@ -23,7 +24,7 @@ pub struct Executor {
     threads: usize,
     pool: Option<Team>,
     /// Instruction-set tier the kernels run at (default: the best available).
-    isa: crate::kernels::Isa,
+    tier: Tier,
 }
 
 impl Default for Executor {
@@ -38,7 +39,7 @@ impl Executor {
         Executor {
             threads: 1,
             pool: None,
-            isa: crate::kernels::selected_isa(),
+            tier: Tier::best(),
         }
     }
 
@@ -67,7 +68,7 @@ impl Executor {
         Ok(Executor {
             threads,
             pool: Some(pool),
-            isa: crate::kernels::selected_isa(),
+            tier: Tier::best(),
         })
     }
 
@@ -78,14 +79,19 @@ impl Executor {
 
     /// Runs the kernels at tier `isa` instead of the best available one (for tests and
     /// tier comparisons); an error if this CPU (or `DSCONV_MAX_ISA`) does not allow it.
-    pub fn with_isa(mut self, isa: crate::kernels::Isa) -> Result<Self> {
-        self.isa = crate::kernels::check_isa(isa)?;
+    pub fn with_isa(mut self, isa: Isa) -> Result<Self> {
+        self.tier = Tier::new(isa)?;
         Ok(self)
     }
 
     /// The instruction-set tier the kernels run at.
-    pub fn isa(&self) -> crate::kernels::Isa {
-        self.isa
+    pub fn isa(&self) -> Isa {
+        self.tier.isa()
+    }
+
+    /// The token of that tier, for calling kernels directly.
+    pub fn tier(&self) -> Tier {
+        self.tier
     }
 
     /// Like [`Executor::for_each_rows`], but every chunk except the last holds a multiple

@@ -109,14 +109,14 @@ fn timed_parallel<F: Fn(usize) + Sync>(threads: usize, work: F) -> Duration {
 /// [`fma_loop`] on the best ISA this CPU has.
 pub fn fma_peak_gflops(threads: usize) -> f64 {
     let threads = resolve_threads(threads);
-    let isa = selected_isa();
+    let isa = crate::kernels::Tier::best();
     // Calibrate: iterations per repetition from a short run on one thread.
     let probe = 100_000u64;
     let t = Instant::now();
     std::hint::black_box(fma_loop(isa, probe));
     let per_iteration = t.elapsed().as_secs_f64().max(1e-9) / probe as f64;
     let iterations = ((PEAK_REPETITION.as_secs_f64() / per_iteration) as u64).max(probe);
-    let flops = iterations.saturating_mul(flops_per_round(isa)) as f64 * threads as f64;
+    let flops = iterations.saturating_mul(flops_per_round(isa.isa())) as f64 * threads as f64;
     (0..PEAK_REPETITIONS)
         .map(|_| {
             let elapsed = timed_parallel(threads, |_| {

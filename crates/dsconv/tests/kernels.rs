@@ -4,7 +4,7 @@
 //! 7×7, dilation 2, every activation, and thread counts 1 and 2 (bitwise equal).
 //! Kernel-level calls write into NaN-filled buffers with gaps that must stay NaN.
 
-use dsconv::kernels::{available_isas, Isa, PackedDepthwise, PackedGemm};
+use dsconv::kernels::{available_isas, available_tiers, Isa, PackedDepthwise, PackedGemm};
 use dsconv::rng::SplitMix64;
 use dsconv::{
     reference, Activation, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
@@ -56,8 +56,8 @@ fn check_conv(conv: &Conv2d, w: &Tensor, input: [usize; 4], seed: u64, what: &st
     let x = Tensor::from_fn(input, dsconv::Layout::Nhwc, |_, _, _, _| 0.0).unwrap();
     let x = Tensor::from_nhwc(rng.vec(n, -1.0, 1.0), x.dims()).unwrap();
     let want = expected(&x, w, conv.bias(), conv.params(), conv.activation());
-    for &isa in available_isas() {
-        let (one, two) = executors(isa);
+    for isa in available_tiers() {
+        let (one, two) = executors(isa.isa());
         let y1 = conv.forward_with(&x, &one).unwrap();
         let y2 = conv.forward_with(&x, &two).unwrap();
         assert_close(&y1, &want, &format!("{what} [{}]", isa.name()));
@@ -396,8 +396,8 @@ fn fused_separable_matches_reference_and_unfused_bitwise() {
             &Conv2dParams::default(),
             Activation::Relu,
         );
-        for &isa in available_isas() {
-            let (one, two) = executors(isa);
+        for isa in available_tiers() {
+            let (one, two) = executors(isa.isa());
             let fused = block.forward_with(&x, &one).unwrap();
             assert_close(&fused, &want, &format!("fused C={c} [{}]", isa.name()));
             let fused2 = block.forward_with(&x, &two).unwrap();
@@ -416,7 +416,7 @@ fn fused_separable_matches_reference_and_unfused_bitwise() {
 #[test]
 fn gemm_kernel_writes_only_its_rows_and_columns() {
     let mut rng = SplitMix64::new(9);
-    for &isa in available_isas() {
+    for isa in available_tiers() {
         for (m, k, n) in [
             (1, 1, 1),
             (13, 7, 9),
@@ -472,7 +472,7 @@ fn gemm_every_ragged_tile_height() {
     let w = rng.vec(k * n, -1.0, 1.0);
     let bias = rng.vec(n, -1.0, 1.0);
     let packed = PackedGemm::from_fn(k, n, Some(&bias), |kk, col| w[kk * n + col]).unwrap();
-    for &isa in available_isas() {
+    for isa in available_tiers() {
         for m in 1..=31 {
             let (lda, ldc, ldr) = (k + 1, n + 3, n + 2);
             let a = rng.vec((m - 1) * lda + k, -1.0, 1.0);
@@ -513,7 +513,7 @@ fn gemm_every_ragged_tile_height() {
 #[test]
 fn depthwise_kernel_leaves_pixel_stride_gaps() {
     let mut rng = SplitMix64::new(10);
-    for &isa in available_isas() {
+    for isa in available_tiers() {
         for c in [7, 16, 17] {
             let params = Conv2dParams::default()
                 .with_padding(Padding::symmetric(1))
@@ -556,7 +556,7 @@ fn depthwise_crowded_input_copied_rows_batches_and_gaps() {
     // first. Row ranges that start past the first input row and cross an image, both
     // padding sides, a 5×5 kernel, and the output gaps left untouched.
     let mut rng = SplitMix64::new(12);
-    for &isa in available_isas() {
+    for isa in available_tiers() {
         for (c, k, h, w) in [(256, 3, 5, 9), (512, 5, 6, 7), (256, 5, 3, 3)] {
             let params = Conv2dParams::default()
                 .with_padding(Padding::asymmetric(k / 2, 0, k / 2 + 1, 1))
@@ -645,7 +645,7 @@ fn depthwise_rejects_impossible_geometries_and_short_buffers() {
     let mut rng = SplitMix64::new(14);
     let w = rng.vec(c * 9, -1.0, 1.0);
     let packed = PackedDepthwise::new(&w, [c, 1, 3, 3], None).unwrap();
-    for &isa in available_isas() {
+    for isa in available_tiers() {
         for (k, (in_len, out_len, rows, in_px, out_px)) in cases.iter().cloned().enumerate() {
             let x = vec![1.0; in_len];
             let mut out = vec![f32::NAN; out_len];
@@ -729,7 +729,7 @@ fn depthwise_head_tile_for_every_input_alignment() {
         let x = &big[offset..offset + n];
         let xt = Tensor::from_nhwc(x.to_vec(), [1, h, w, c]).unwrap();
         let want = expected(&xt, &wt, Some(&bias), &params, Activation::Relu6);
-        for &isa in available_isas() {
+        for isa in available_tiers() {
             let mut out = vec![f32::NAN; g.out_h() * g.out_w() * c];
             packed
                 .run_rows(isa, &g, x, c, 0..g.out_h(), &mut out, c, Activation::Relu6)
@@ -748,8 +748,8 @@ fn depthwise_head_tile_for_every_input_alignment() {
 #[test]
 fn gemm_residual_epilogue_matches_reference_and_run_then_add() {
     let mut rng = SplitMix64::new(21);
-    for &isa in available_isas() {
-        let (_, two) = executors(isa);
+    for isa in available_tiers() {
+        let (_, two) = executors(isa.isa());
         for (i, (m, k, n)) in [
             (1, 1, 1),
             (13, 7, 9),
@@ -915,8 +915,11 @@ fn depthwise_stride2_strips_multi_tile_and_batch() {
 #[test]
 fn run_parallel_tight_strided_output_writes_the_last_row() {
     let mut rng = dsconv::rng::SplitMix64::new(3);
-    for &isa in dsconv::kernels::available_isas() {
-        let two = dsconv::Executor::new(2).unwrap().with_isa(isa).unwrap();
+    for isa in dsconv::kernels::available_tiers() {
+        let two = dsconv::Executor::new(2)
+            .unwrap()
+            .with_isa(isa.isa())
+            .unwrap();
         // n < 32: one panel, so the row split is taken for any m.
         for (m, k, n) in [
             (9, 8, 8),
@@ -953,8 +956,11 @@ fn run_parallel_tight_strided_output_writes_the_last_row() {
 #[test]
 fn run_parallel_short_output_is_an_error() {
     let (m, k, n) = (100, 8, 8);
-    let isa = dsconv::kernels::available_isas()[0];
-    let two = dsconv::Executor::new(2).unwrap().with_isa(isa).unwrap();
+    let isa = dsconv::kernels::available_tiers().next().unwrap();
+    let two = dsconv::Executor::new(2)
+        .unwrap()
+        .with_isa(isa.isa())
+        .unwrap();
     let g = dsconv::kernels::PackedGemm::from_fn(k, n, None, |_, _| 1.0).unwrap();
     let a = vec![1.0; m * k];
     let mut out = vec![f32::NAN; 50 * n];
@@ -969,8 +975,11 @@ fn run_parallel_short_output_is_an_error() {
 #[test]
 fn run_parallel_short_input_is_an_error_not_a_panic() {
     let (m, k, n) = (100, 8, 8);
-    let isa = dsconv::kernels::available_isas()[0];
-    let two = dsconv::Executor::new(2).unwrap().with_isa(isa).unwrap();
+    let isa = dsconv::kernels::available_tiers().next().unwrap();
+    let two = dsconv::Executor::new(2)
+        .unwrap()
+        .with_isa(isa.isa())
+        .unwrap();
     let g = dsconv::kernels::PackedGemm::from_fn(k, n, None, |_, _| 1.0).unwrap();
     let a = vec![1.0; 10 * k];
     let mut out = vec![0.0; m * n];
@@ -1046,7 +1055,7 @@ fn dense_single_kernel_row_large_stride_on_a_fresh_thread() {
         let packed = PackedGemm::from_fn(k, 32, None, |a, b| (a + b) as f32).unwrap();
         let (lda, m) = (1024, 30);
         let a = vec![1.0f32; (m - 1) * lda + k];
-        for &isa in available_isas() {
+        for isa in available_tiers() {
             let mut got = vec![f32::NAN; m * 32];
             let mut want = vec![f32::NAN; m * 32];
             packed

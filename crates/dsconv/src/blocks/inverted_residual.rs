@@ -284,7 +284,7 @@ impl InvertedResidual {
         macs: u64,
     ) -> Result<()> {
         let row_len = g.out_w() * kernels.project.n();
-        let isa = exec.isa();
+        let isa = exec.tier();
         let errors = std::sync::Mutex::new(None);
         exec.for_each_rows(
             out.data_mut(),
@@ -476,9 +476,9 @@ mod tests {
             // 1 byte: one output row per band; a few rows; whole images (no banding).
             for bytes in [1, 3 * row, 7 * row, usize::MAX] {
                 let b = base.clone().with_band_bytes(bytes);
-                for &isa in crate::kernels::available_isas() {
-                    let one = Executor::single().with_isa(isa).unwrap();
-                    let two = Executor::new(2).unwrap().with_isa(isa).unwrap();
+                for isa in crate::kernels::available_tiers() {
+                    let one = Executor::single().with_isa(isa.isa()).unwrap();
+                    let two = Executor::new(2).unwrap().with_isa(isa.isa()).unwrap();
                     let unfused = b.forward_unfused_with(&x, &one).unwrap();
                     let ws = Workspace::default();
                     for exec in [&one, &two] {

@@ -6,7 +6,7 @@
 //! kernels.
 
 use super::gemm::{self, PackedGemm};
-use super::{AlignedVec, Isa};
+use super::{AlignedVec, Isa, Tier};
 use crate::error::Result;
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
@@ -56,7 +56,7 @@ const GROWN_BAND_BYTES: usize = 8 << 20;
 /// (`pixels.len() · C_out` floats, NHWC order), on the calling thread: short kernel rows
 /// read in place ([`conv_pixels_in_place`]), others unfolded band by band.
 pub fn conv_pixels(
-    isa: Isa,
+    isa: Tier,
     g: &ConvGeometry,
     packed: &PackedGemm,
     input: &[f32],
@@ -78,7 +78,7 @@ pub fn conv_pixels(
 /// `kH·kW·C_in` values (padding taps zero), each band one GEMM.
 #[allow(clippy::too_many_arguments)]
 fn conv_pixels_unfolded(
-    isa: Isa,
+    isa: Tier,
     g: &ConvGeometry,
     packed: &PackedGemm,
     input: &[f32],
@@ -90,7 +90,7 @@ fn conv_pixels_unfolded(
     let k = packed.k();
     let cout = g.out_channels();
     // No more scratch than the call's pixels need (a grown band is 168 pixels of K).
-    let band = band_pixels(isa, k, packed.n()).min(pixels.len().max(1));
+    let band = band_pixels(isa.isa(), k, packed.n()).min(pixels.len().max(1));
     scratch.ensure_len(band * k);
     let plane = g.out_h() * g.out_w();
     let image_len = g.in_h() * g.in_w() * g.in_channels();
@@ -133,7 +133,7 @@ fn conv_pixels_unfolded(
 /// element as the unfolded GEMM, so the same bits.
 #[allow(clippy::too_many_arguments)]
 fn conv_pixels_in_place(
-    isa: Isa,
+    isa: Tier,
     g: &ConvGeometry,
     packed: &PackedGemm,
     input: &[f32],
@@ -145,7 +145,7 @@ fn conv_pixels_in_place(
     let k = packed.k();
     let (cin, cout) = (g.in_channels(), g.out_channels());
     // No more scratch than the call's pixels need (a grown band is 168 pixels of K).
-    let band = band_pixels(isa, k, packed.n()).min(pixels.len().max(1));
+    let band = band_pixels(isa.isa(), k, packed.n()).min(pixels.len().max(1));
     scratch.ensure_len(band * k);
     let plane = g.out_h() * g.out_w();
     let image_len = g.in_h() * g.in_w() * cin;
@@ -261,10 +261,10 @@ mod tests {
     /// small one leaves the L2 bound alone.
     #[test]
     fn bands_grow_to_the_gemm_block_for_large_weights() {
-        for &isa in crate::kernels::available_isas() {
-            let tile = gemm::tile_rows(isa);
+        for isa in crate::kernels::available_tiers() {
+            let tile = gemm::tile_rows(isa.isa());
             for (k, n) in [(27, 32), (288, 64), (1152, 128), (4608, 512), (9216, 1024)] {
-                let band = band_pixels(isa, k, n);
+                let band = band_pixels(isa.isa(), k, n);
                 assert!(band >= tile && band.is_multiple_of(tile), "{k}x{n}: {band}");
                 let by_l2 = (BAND_BYTES / (4 * k) / tile).max(1) * tile;
                 if k * n * 4 > BAND_BYTES {
@@ -274,10 +274,10 @@ mod tests {
                     assert_eq!(band, by_l2, "{k}x{n}");
                 }
             }
-            assert_eq!(band_pixels(isa, 9216, 1024), tile * gemm::MC_TILES);
+            assert_eq!(band_pixels(isa.isa(), 9216, 1024), tile * gemm::MC_TILES);
             // A huge reduction grows at most to GROWN_BAND_BYTES (168 rows of it: 135 MB).
             let huge = 7 * 7 * 4096;
-            let band = band_pixels(isa, huge, 32);
+            let band = band_pixels(isa.isa(), huge, 32);
             assert!(
                 band * huge * 4 <= GROWN_BAND_BYTES.max(tile * huge * 4),
                 "{band}"
@@ -302,7 +302,7 @@ mod tests {
             (2, 40, 3, 4, 1, 2, (2, 2, 1, 2), 12, 10),
             (4, 8, 7, 1, 1, 1, (3, 3, 0, 0), 10, 6),
         ];
-        for &isa in crate::kernels::available_isas() {
+        for isa in crate::kernels::available_tiers() {
             for &(cin, cout, kh, kw, stride, dh, (t, b, l, r), h, w) in &cases {
                 let params = Conv2dParams {
                     dilation: [dh, 1],
@@ -357,7 +357,7 @@ mod tests {
         let packed = PackedGemm::from_fn(27, 8, None, |k, n| (k + n) as f32).unwrap();
         let a = vec![1.0; 100];
         let mut out = vec![0.0; 4 * 8];
-        let isa = crate::kernels::selected_isa();
+        let isa = crate::kernels::Tier::best();
         let act = Activation::None;
         // 4 rows at stride 6, 3 runs of 9 at stride 30: needs 3·6 + 2·30 + 9 = 87 floats.
         assert!(packed

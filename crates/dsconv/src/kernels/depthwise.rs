@@ -15,7 +15,7 @@
 //! The input is never copied.
 
 use super::simd::{activate, Epilogue, Portable, Simd};
-use super::{AlignedVec, Isa};
+use super::{AlignedVec, Isa, Tier};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
@@ -103,7 +103,7 @@ impl PackedDepthwise {
     #[allow(clippy::too_many_arguments)]
     pub fn run_rows(
         &self,
-        isa: Isa,
+        isa: Tier,
         g: &ConvGeometry,
         input: &[f32],
         in_px: usize,
@@ -183,7 +183,7 @@ impl PackedDepthwise {
     #[allow(clippy::too_many_arguments)]
     unsafe fn run_with_zeros(
         &self,
-        isa: Isa,
+        isa: Tier,
         g: &ConvGeometry,
         input: &[f32],
         in_px: usize,
@@ -288,15 +288,15 @@ thread_local! {
     static CROWD: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
 }
 
-/// Runs the call on tier `isa` (or the best one below it this CPU has).
+/// Runs the call on tier `isa`.
 ///
 /// # Safety
 /// `a` describes buffers as `run_rows` checks them (`in_px ≥ channels` floats per input
 /// pixel).
-unsafe fn dispatch(isa: Isa, a: &DwArgs) {
-    // SAFETY: the function's contract; `runnable` returns a tier this CPU has.
+unsafe fn dispatch(isa: Tier, a: &DwArgs) {
+    // SAFETY: the function's contract; a `Tier` exists only for a tier this CPU has.
     unsafe {
-        match super::runnable(isa) {
+        match isa.isa() {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => dw_avx512(a),
             #[cfg(target_arch = "x86_64")]

@@ -4,7 +4,7 @@
 //! depthwise → project + skip) the same way, band by band of the expanded tensor. Safe
 //! code over the kernels.
 
-use super::{AlignedVec, Isa, PackedDepthwise, PackedGemm};
+use super::{AlignedVec, PackedDepthwise, PackedGemm, Tier};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
@@ -23,7 +23,7 @@ pub fn band_rows(g: &ConvGeometry) -> usize {
 /// not written), on the calling thread, from input pixels `in_px ≥ C_in` floats apart;
 /// `scratch` holds one band of the intermediate.
 pub fn separable_rows(
-    isa: Isa,
+    isa: Tier,
     g: &ConvGeometry,
     dw: &PackedDepthwise,
     dw_act: Activation,
@@ -140,7 +140,7 @@ pub fn ir_band_rows(g: &ConvGeometry, bytes: usize) -> usize {
 /// Every element goes through the same kernels and operation order as the three stages
 /// run whole, so the result is bitwise that of the unfused block, for any row range.
 pub fn inverted_residual_rows(
-    isa: Isa,
+    isa: Tier,
     g: &ConvGeometry,
     k: &InvertedResidualKernels<'_>,
     input: &[f32],

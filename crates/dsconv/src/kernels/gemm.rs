@@ -29,7 +29,7 @@
 //! partition (threads, bands) gives bitwise identical results.
 
 use super::simd::{activate_tile, Epilogue, Portable, Simd};
-use super::{AlignedVec, Isa};
+use super::{AlignedVec, Isa, Tier};
 use crate::error::{Error, Result};
 use crate::ops::Activation;
 
@@ -141,11 +141,10 @@ impl PackedGemm {
     }
 
     /// `out[r·ldc + col] = act(bias[col] + Σ_kk a[r·lda + kk] · B[kk, col])` for `r < m`,
-    /// `col < N`, on the calling thread with tier `isa` (the portable tier if `isa` is
-    /// not available). Elements of `out` outside those positions are not touched.
+    /// `col < N`, on the calling thread with tier `isa`. Elements of `out` outside those positions are not touched.
     pub fn run(
         &self,
-        isa: Isa,
+        isa: Tier,
         a: &[f32],
         lda: usize,
         m: usize,
@@ -162,7 +161,7 @@ impl PackedGemm {
     /// (bitwise), without the second pass over `out`.
     pub fn run_add(
         &self,
-        isa: Isa,
+        isa: Tier,
         a: &[f32],
         lda: usize,
         m: usize,
@@ -183,7 +182,6 @@ impl PackedGemm {
             ));
         }
         self.check_out(m, out.len(), ldc)?;
-        let isa = super::runnable(isa);
         let res = residual.map(|(r, ld)| (r.as_ptr(), ld));
         // SAFETY: extents checked above; all columns.
         unsafe {
@@ -212,7 +210,7 @@ impl PackedGemm {
     #[allow(clippy::too_many_arguments)]
     pub fn run_segmented(
         &self,
-        isa: Isa,
+        isa: Tier,
         a: &[f32],
         lda: usize,
         segs: usize,
@@ -250,7 +248,6 @@ impl PackedGemm {
             ));
         }
         self.check_out(m, out.len(), ldc)?;
-        let isa = super::runnable(isa);
         // SAFETY: extents checked above (every run of every row inside `a`, m rows of N
         // in `out`); all columns.
         unsafe {
@@ -330,8 +327,8 @@ impl PackedGemm {
         residual: Option<(&[f32], usize)>,
     ) -> Result<()> {
         self.check_residual(m, residual)?;
-        let isa = exec.isa();
-        let tile = tile_rows(isa);
+        let isa = exec.tier();
+        let tile = tile_rows(isa.isa());
         let panels = self.n.div_ceil(PANEL);
         let tasks = tasks.min(exec.threads()).max(1);
         if tasks == 1 || m == 0 {
@@ -363,7 +360,6 @@ impl PackedGemm {
             return errors.into_inner().unwrap_or(Ok(()));
         }
         // Extents checked above, before any split.
-        let isa = super::runnable(isa);
         let base = SharedOut(out.as_mut_ptr());
         let base = &base;
         let res = residual.map(|(r, ld)| (SharedIn(r.as_ptr()), ld));
@@ -391,11 +387,10 @@ impl PackedGemm {
     ///
     /// # Safety
     /// `a` holds `m` rows of K at that layout (segmented: `K ≤ KC`) and `out` `m` rows at
-    /// stride `ldc ≥ N`, and so does the residual, if any, at its stride `≥ N`; `isa` is
-    /// runnable; no other thread writes these columns of `out` meanwhile.
+    /// stride `ldc ≥ N`, and so does the residual, if any, at its stride `≥ N`; no other thread writes these columns of `out` meanwhile.
     unsafe fn run_cols(
         &self,
-        isa: Isa,
+        isa: Tier,
         a: &[f32],
         a_layout: (usize, usize, usize),
         m: usize,
@@ -409,7 +404,7 @@ impl PackedGemm {
             let mut packed_a = cell.borrow_mut();
             // Every call sizes the buffer: a plain A (one run per row) may be packed. (A
             // segmented call once skipped this and wrote past an empty buffer.)
-            packed_a.ensure_len(tile_rows(isa) * MC_TILES * (KC + PACKED_ROW_PAD));
+            packed_a.ensure_len(tile_rows(isa.isa()) * MC_TILES * (KC + PACKED_ROW_PAD));
             // SAFETY: the caller's contract.
             unsafe {
                 self.run_checked(
@@ -433,7 +428,7 @@ impl PackedGemm {
     /// a closure inside a `#[target_feature]` function would not inherit the features.
     unsafe fn run_checked(
         &self,
-        isa: Isa,
+        isa: Tier,
         a: &[f32],
         (lda, segs, seg_stride): (usize, usize, usize),
         m: usize,
@@ -446,7 +441,7 @@ impl PackedGemm {
     ) {
         let args = GemmArgs {
             packed_a,
-            pack: segs == 1 && should_pack(lda, tile_rows(isa)),
+            pack: segs == 1 && should_pack(lda, tile_rows(isa.isa())),
             m,
             k: self.k,
             a: a.as_ptr(),
@@ -465,9 +460,9 @@ impl PackedGemm {
         };
         // SAFETY: the extents of a and out are the caller's contract; data and bias hold
         // panels·k·PANEL and panels·PANEL floats by construction; packed_a holds a whole
-        // A block; `runnable` returned a tier whose features this CPU has.
+        // A block; a `Tier` exists only for a tier whose features this CPU has.
         unsafe {
-            match isa {
+            match isa.isa() {
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx512 => gemm_avx512(&args),
                 #[cfg(target_arch = "x86_64")]

@@ -327,12 +327,36 @@ pub fn check_isa(isa: Isa) -> crate::Result<Isa> {
     }
 }
 
-/// `isa` if it can run here, else the portable tier: the gate every kernel entry goes
-/// through before calling a `#[target_feature]` function.
-pub(crate) fn runnable(isa: Isa) -> Isa {
-    if available_isas().contains(&isa) {
-        isa
-    } else {
-        Isa::Scalar
+/// Proof that this process may run a tier: only detection builds one ([`Tier::new`],
+/// [`Tier::best`], [`available_tiers`]), in the style of pulp's tokens. Every kernel
+/// entry takes a `Tier` and calls that tier's `#[target_feature]` code without checking
+/// again, and no kernel drops silently to another tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tier(Isa);
+
+impl Tier {
+    /// The token for `isa`: an error if this CPU (or `DSCONV_MAX_ISA`) does not allow it.
+    pub fn new(isa: Isa) -> crate::Result<Tier> {
+        check_isa(isa).map(Tier)
     }
+
+    /// The best available tier (the default of every [`Executor`](crate::Executor)).
+    pub fn best() -> Tier {
+        Tier(selected_isa())
+    }
+
+    /// The instruction set this token proves.
+    pub fn isa(self) -> Isa {
+        self.0
+    }
+
+    /// Lower-case name (`scalar`, `avx2`, `avx512`).
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+}
+
+/// Every tier usable in this process ([`available_isas`] as tokens), most portable first.
+pub fn available_tiers() -> impl Iterator<Item = Tier> {
+    available_isas().iter().map(|&isa| Tier(isa))
 }

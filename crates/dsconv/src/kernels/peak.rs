@@ -4,7 +4,7 @@
 //! `crate::machine` runs [`fma_loop`] on every thread for the multi-thread peak.
 
 use super::simd::{Portable, Simd};
-use super::Isa;
+use super::{Isa, Tier};
 use std::time::Instant;
 
 /// Independent accumulators for AVX-512: latency 4 × 2 pipes × 3 for headroom, 24 of the
@@ -32,14 +32,12 @@ const STEPS: u64 = 1 << 16;
 const A: f32 = 0.5;
 const B: f32 = 0.5;
 
-/// Runs `iterations` rounds of the FMA chains at tier `isa` (the best runnable tier at or
-/// below it) and returns `(flops, checksum)`; the checksum keeps the work observable.
-pub fn fma_loop(isa: Isa, iterations: u64) -> (u64, f32) {
-    let isa = super::runnable(isa);
-    // SAFETY: `runnable` returned a tier whose features this CPU has; the bodies touch
+/// Runs `iterations` rounds of the FMA chains at tier `isa` and returns `(flops, checksum)`; the checksum keeps the work observable.
+pub fn fma_loop(isa: Tier, iterations: u64) -> (u64, f32) {
+    // SAFETY: a `Tier` exists only for a tier whose features this CPU has; the bodies touch
     // no memory but a local array.
     let checksum = unsafe {
-        match isa {
+        match isa.isa() {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => peak_avx512(iterations),
             #[cfg(target_arch = "x86_64")]
@@ -47,18 +45,20 @@ pub fn fma_loop(isa: Isa, iterations: u64) -> (u64, f32) {
             _ => peak_body::<Portable, PORTABLE_CHAINS>(iterations),
         }
     };
-    (iterations.saturating_mul(flops_per_round(isa)), checksum)
+    (
+        iterations.saturating_mul(flops_per_round(isa.isa())),
+        checksum,
+    )
 }
 
 /// FLOPs one round of [`fma_loop`] does at tier `isa` (2 per lane per FMA).
 pub fn flops_per_round(isa: Isa) -> u64 {
-    let isa = super::runnable(isa);
     (chains(isa) * isa.lanes() * 2) as u64
 }
 
 /// Single-thread f32 FMA peak in GFLOP/s (2 FLOPs per lane per FMA) at tier `isa`, the
 /// best of `repeats` timed runs.
-pub fn fma_peak_gflops(isa: Isa, repeats: usize) -> f64 {
+pub fn fma_peak_gflops(isa: Tier, repeats: usize) -> f64 {
     let mut best = f64::INFINITY;
     let mut flops = 0;
     for _ in 0..repeats.max(1) {
@@ -119,14 +119,18 @@ mod tests {
     /// FLOP count follows the tier's width, for every tier this CPU has.
     #[test]
     fn every_available_tier_counts_flops_and_keeps_the_fixed_point() {
-        for &isa in super::super::available_isas() {
+        for isa in super::super::available_tiers() {
             let (flops, checksum) = fma_loop(isa, 1000);
             assert_eq!(
                 flops,
-                1000 * (chains(isa) * isa.lanes() * 2) as u64,
+                1000 * (chains(isa.isa()) * isa.isa().lanes() * 2) as u64,
                 "{isa:?}"
             );
-            assert_eq!(checksum, (chains(isa) * isa.lanes()) as f32, "{isa:?}");
+            assert_eq!(
+                checksum,
+                (chains(isa.isa()) * isa.isa().lanes()) as f32,
+                "{isa:?}"
+            );
             assert!(fma_peak_gflops(isa, 2) > 0.0);
         }
     }

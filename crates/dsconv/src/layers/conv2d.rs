@@ -297,7 +297,7 @@ impl Conv2d {
         out: &mut [f32],
         exec: &Executor,
     ) -> Result<()> {
-        let isa = exec.isa();
+        let isa = exec.tier();
         let act = self.activation;
         let tasks = exec.tasks_for(crate::cost::conv_macs(g));
         let errors = FirstError::new();
@@ -311,7 +311,7 @@ impl Conv2d {
                 let cout = g.out_channels();
                 // Split in whole register tiles, not whole bands: with bands of 4,844
                 // pixels the stem's 12,544 split 9,688 / 2,856 over two threads.
-                let block = kernels::gemm::tile_rows(isa);
+                let block = kernels::gemm::tile_rows(isa.isa());
                 exec.for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
                     let pixels = first..first + chunk.len() / cout;
                     errors.keep(kernels::with_scratch(0, |scratch| {

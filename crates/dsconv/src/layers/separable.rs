@@ -149,7 +149,7 @@ impl DepthwiseSeparableConv2d {
                 format!("{} elements", out.len()),
             ));
         }
-        let isa = exec.isa();
+        let isa = exec.tier();
         let macs = crate::cost::conv_macs(g).saturating_add(crate::cost::conv_macs(&pg));
         let errors = std::sync::Mutex::new(None);
         exec.for_each_rows(out, row_len, exec.tasks_for(macs), |first, chunk| {
