@@ -318,6 +318,186 @@ impl PartialEq for Tensor {
     }
 }
 
+/// An NHWC activation whose pixels lie `pixel_stride ≥ C` floats apart: logical dims
+/// `[N, C, H, W]`, pixel `(n, y, x)` at `data[((n·H + y)·W + x)·pixel_stride ..][..C]`.
+/// The floats between pixels are padding that nothing reads. A network lays out its own
+/// activations this way when C floats per pixel would crowd the L1 sets (see
+/// [`Workspace::pixel_stride`](crate::workspace::Workspace::pixel_stride)); with
+/// `pixel_stride = C` it is a plain NHWC tensor. Owned: the buffer comes from a
+/// [`Workspace`](crate::workspace::Workspace) and goes back to it.
+#[derive(Debug, Clone)]
+pub struct StridedNhwc {
+    /// Memory dims `[N, H, W, pixel_stride]`.
+    buffer: Tensor,
+    channels: usize,
+}
+
+impl StridedNhwc {
+    /// Wraps an NHWC `buffer` of memory dims `[N, H, W, P]` as an activation of
+    /// `channels ≤ P` channels per pixel.
+    pub fn new(buffer: Tensor, channels: usize) -> Result<Self> {
+        let [_, _, _, px] = buffer.dims();
+        if buffer.layout() != Layout::Nhwc || channels == 0 || channels > px {
+            return Err(Error::shape(
+                "strided NHWC buffer",
+                format!("an NHWC tensor of at least {channels} ≥ 1 floats per pixel"),
+                format!("{} dims {:?}", buffer.layout().name(), buffer.dims()),
+            ));
+        }
+        Ok(StridedNhwc { buffer, channels })
+    }
+
+    /// A plain tensor as an activation of pixel stride C (an NCHW one is converted;
+    /// an NHWC one is moved, not copied).
+    pub fn from_tensor(t: Tensor) -> Result<Self> {
+        let c = t.logical_dims()[1];
+        let t = match t.layout() {
+            Layout::Nhwc => t,
+            Layout::Nchw => t.to_layout(Layout::Nhwc),
+        };
+        StridedNhwc::new(t, c)
+    }
+
+    /// Logical `[N, C, H, W]`.
+    pub fn logical_dims(&self) -> [usize; 4] {
+        let [n, h, w, _] = self.buffer.dims();
+        [n, self.channels, h, w]
+    }
+
+    /// Floats from one pixel to the next.
+    pub fn pixel_stride(&self) -> usize {
+        self.buffer.dims()[3]
+    }
+
+    /// Read access.
+    pub fn view(&self) -> NhwcView<'_> {
+        NhwcView {
+            data: self.buffer.data(),
+            logical: self.logical_dims(),
+            px: self.pixel_stride(),
+        }
+    }
+
+    /// Write access (every pixel's C floats; a kernel writing it leaves the padding alone).
+    pub fn view_mut(&mut self) -> NhwcViewMut<'_> {
+        let (logical, px) = (self.logical_dims(), self.pixel_stride());
+        NhwcViewMut {
+            data: self.buffer.data_mut(),
+            logical,
+            px,
+        }
+    }
+
+    /// The plain NHWC tensor when the pixel stride is C, else `None`.
+    pub fn as_tensor(&self) -> Option<&Tensor> {
+        (self.pixel_stride() == self.channels).then_some(&self.buffer)
+    }
+
+    /// The buffer, memory dims `[N, H, W, pixel_stride]` (for a workspace to reuse).
+    pub fn into_buffer(self) -> Tensor {
+        self.buffer
+    }
+}
+
+/// Checks `len` floats against logical dims `[N, C, H, W]` at pixel stride `px`.
+fn check_strided(what: &'static str, len: usize, logical: [usize; 4], px: usize) -> Result<()> {
+    let [n, c, h, w] = logical;
+    let need = product(&[n, h, w, px], what)?;
+    if logical.contains(&0) || px < c || len != need {
+        return Err(Error::shape(
+            what,
+            format!("{n}·{h}·{w} pixels of {c} channels at a stride {px} ≥ {c}, all dims ≥ 1"),
+            format!("{len} elements"),
+        ));
+    }
+    Ok(())
+}
+
+/// A borrowed [`StridedNhwc`] (or plain NHWC data, `pixel_stride = C`).
+#[derive(Debug, Clone, Copy)]
+pub struct NhwcView<'a> {
+    data: &'a [f32],
+    logical: [usize; 4],
+    px: usize,
+}
+
+impl<'a> NhwcView<'a> {
+    /// `data` as logical dims `[N, C, H, W]` with pixels `pixel_stride ≥ C` floats apart;
+    /// an error unless `data` holds exactly `N·H·W` pixels.
+    pub fn new(data: &'a [f32], logical: [usize; 4], pixel_stride: usize) -> Result<Self> {
+        check_strided("strided NHWC data", data.len(), logical, pixel_stride)?;
+        Ok(NhwcView {
+            data,
+            logical,
+            px: pixel_stride,
+        })
+    }
+
+    /// A plain tensor in NHWC layout (an error for NCHW).
+    pub fn of(t: &'a Tensor) -> Result<Self> {
+        if t.layout() != Layout::Nhwc {
+            return Err(Error::shape("strided NHWC view", "an NHWC tensor", "NCHW"));
+        }
+        let logical = t.logical_dims();
+        NhwcView::new(t.data(), logical, logical[1])
+    }
+
+    /// Logical `[N, C, H, W]`.
+    pub fn logical_dims(&self) -> [usize; 4] {
+        self.logical
+    }
+    /// Floats from one pixel to the next.
+    pub fn pixel_stride(&self) -> usize {
+        self.px
+    }
+    /// The floats, padding included.
+    pub fn data(&self) -> &'a [f32] {
+        self.data
+    }
+}
+
+/// A mutable [`NhwcView`].
+#[derive(Debug)]
+pub struct NhwcViewMut<'a> {
+    data: &'a mut [f32],
+    logical: [usize; 4],
+    px: usize,
+}
+
+impl<'a> NhwcViewMut<'a> {
+    /// As [`NhwcView::new`].
+    pub fn new(data: &'a mut [f32], logical: [usize; 4], pixel_stride: usize) -> Result<Self> {
+        check_strided("strided NHWC output", data.len(), logical, pixel_stride)?;
+        Ok(NhwcViewMut {
+            data,
+            logical,
+            px: pixel_stride,
+        })
+    }
+
+    /// A plain tensor in NHWC layout (an error for NCHW).
+    pub fn of(t: &'a mut Tensor) -> Result<Self> {
+        if t.layout() != Layout::Nhwc {
+            return Err(Error::shape("strided NHWC view", "an NHWC tensor", "NCHW"));
+        }
+        let logical = t.logical_dims();
+        NhwcViewMut::new(t.data_mut(), logical, logical[1])
+    }
+
+    /// Logical `[N, C, H, W]`.
+    pub fn logical_dims(&self) -> [usize; 4] {
+        self.logical
+    }
+    /// Floats from one pixel to the next.
+    pub fn pixel_stride(&self) -> usize {
+        self.px
+    }
+    /// The floats, padding included.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        self.data
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! layer made the kernel zero pages for 20% of a MobileNetV1-224 forward pass.)
 
 use crate::error::Result;
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::{Layout, StridedNhwc, Tensor};
 use std::sync::Mutex;
 
 /// A pool of f32 buffers. Cloning gives an empty pool; concurrent forward passes each
@@ -45,6 +45,30 @@ impl Workspace {
             pick.map(|i| free.swap_remove(i))
         });
         Tensor::aligned_in(reused.unwrap_or_default(), dims, Layout::Nhwc, 0.0)
+    }
+
+    /// Floats per pixel of a network's own activation of `c` channels: the padding policy.
+    /// `c`, or `c + 16` when `c` floats are a multiple of 1 KiB, which would put one
+    /// channel tile of every pixel in the same few L1 sets for the depthwise kernel and
+    /// the GEMM alike (the fused depthwise bands use the same rule,
+    /// `kernels::uncrowded_pixel_stride`). Measured on MobileNetV1 (C = 256/512/1024
+    /// between fused separable blocks and into the pool), 2 threads, 6 alternating runs:
+    /// median 2.79 → 2.68 ms (record `2026-11-26-amd-epyc-f26m2-kernels-s5`).
+    pub fn pixel_stride(c: usize) -> usize {
+        crate::kernels::uncrowded_pixel_stride(c)
+    }
+
+    /// An activation of logical dims `[N, C, H, W]` whose pixels lie
+    /// [`pixel_stride(C)`](Self::pixel_stride) floats apart when `padded`, else `C`
+    /// (a plain NHWC tensor, for consumers that read only those). Contents unspecified.
+    pub fn take_strided(&self, [n, c, h, w]: [usize; 4], padded: bool) -> Result<StridedNhwc> {
+        let px = if padded { Self::pixel_stride(c) } else { c };
+        StridedNhwc::new(self.take([n, h, w, px])?, c)
+    }
+
+    /// Returns an activation's buffer to the pool.
+    pub fn give_strided(&self, a: StridedNhwc) {
+        self.give(a.into_buffer())
     }
 
     /// Returns a tensor's buffer to the pool.

@@ -8,6 +8,7 @@ use super::{AlignedVec, PackedDepthwise, PackedGemm, Tier};
 use crate::error::{Error, Result};
 use crate::geometry::ConvGeometry;
 use crate::ops::Activation;
+use crate::tensor::NhwcView;
 
 /// Bytes of depthwise output per band: a quarter of the 1 MiB L2, leaving room for the
 /// depthwise input rows and the pointwise weight panels the GEMM streams.
@@ -20,8 +21,9 @@ pub fn band_rows(g: &ConvGeometry) -> usize {
 
 /// Runs output rows `rows` (global `n·out_H + y`) of `pointwise(depthwise(input))` into
 /// `out` (`rows.len() · out_W` pixels `out_px ≥ C_out` floats apart, NHWC; the gaps are
-/// not written), on the calling thread, from input pixels `in_px ≥ C_in` floats apart;
-/// `scratch` holds one band of the intermediate.
+/// not written), on the calling thread; `input` is the whole activation `g` reads (its
+/// pixel stride is passed on to the depthwise kernel); `scratch` holds one band of the
+/// intermediate.
 pub fn separable_rows(
     isa: Tier,
     g: &ConvGeometry,
@@ -29,13 +31,13 @@ pub fn separable_rows(
     dw_act: Activation,
     pw: &PackedGemm,
     pw_act: Activation,
-    (input, in_px): (&[f32], usize),
+    input: NhwcView,
     rows: std::ops::Range<usize>,
     (out, out_px): (&mut [f32], usize),
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let mid = g.out_channels();
-    let mid_px = super::activation_px(mid);
+    let mid_px = super::uncrowded_pixel_stride(mid);
     let band = band_rows(g);
     scratch.ensure_len(band * g.out_w() * mid_px);
     let out_row = g.out_w() * out_px;
@@ -47,8 +49,8 @@ pub fn separable_rows(
         dw.run_rows(
             isa,
             g,
-            input,
-            in_px,
+            input.data(),
+            input.pixel_stride(),
             start..start + count,
             tmp,
             mid_px,

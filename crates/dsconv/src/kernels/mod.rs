@@ -140,11 +140,10 @@ mod aligned;
 pub(crate) mod dense;
 pub(crate) mod depthwise;
 
-/// Floats per pixel of an activation of `c` channels that dsconv lays out itself (fused
-/// depthwise bands, a network's intermediate tensors): `c`, or `c + 16` when `c` floats
-/// are a multiple of 1 KiB, which would put one channel tile of every pixel in the same few
-/// L1 sets for the depthwise kernel and the GEMM alike (DESIGN.md §4).
-pub(crate) fn activation_px(c: usize) -> usize {
+/// `c` floats per pixel, or `c + 16` when `c` floats are a multiple of 1 KiB (they would
+/// crowd a few L1 sets, DESIGN.md §4): the pixel stride of the fused depthwise bands, and
+/// of a network's own activations through `Workspace::pixel_stride`.
+pub(crate) fn uncrowded_pixel_stride(c: usize) -> usize {
     if depthwise::crowded(c) {
         c + depthwise::CROWD_PAD
     } else {

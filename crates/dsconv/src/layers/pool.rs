@@ -2,7 +2,7 @@
 
 use crate::cost::Cost;
 use crate::error::{Error, Result};
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::{Layout, NhwcView, Tensor};
 
 /// `out[n, c, 0, 0] = (Σ_{y, x} in[n, c, y, x]) / (H·W)`, summed in f32 in row-major pixel
 /// order, then divided once (as PyTorch's `adaptive_avg_pool2d(x, 1)` does).
@@ -27,7 +27,7 @@ impl GlobalAvgPool {
         }
         let pixels = h * w;
         let out = match input.layout() {
-            Layout::Nhwc => return pool_nhwc(input.data(), [n, c, h, w], c),
+            Layout::Nhwc => return self.forward_view(NhwcView::of(input)?),
             Layout::Nchw => {
                 let mut out = vec![0.0f32; n * c];
                 for (plane, s) in input.data().chunks_exact(pixels).zip(out.iter_mut()) {
@@ -41,38 +41,26 @@ impl GlobalAvgPool {
 }
 
 impl GlobalAvgPool {
-    /// [`forward`](Self::forward) on NHWC `data` of logical dims `[N, C, H, W]` whose pixels
-    /// lie `px ≥ C` floats apart (a network's padded activations): an NHWC `[N, 1, 1, C]`
-    /// tensor, the same sums in the same order.
-    pub(crate) fn forward_nhwc_strided(
-        &self,
-        data: &[f32],
-        dims: [usize; 4],
-        px: usize,
-    ) -> Result<Tensor> {
-        pool_nhwc(data, dims, px)
-    }
-}
-
-/// See [`GlobalAvgPool::forward_nhwc_strided`].
-fn pool_nhwc(data: &[f32], [n, c, h, w]: [usize; 4], px: usize) -> Result<Tensor> {
-    let pixels = h * w;
-    if n * c * pixels == 0 || px < c || data.len() != n * pixels * px {
-        return Err(Error::shape(
-            "global average pool input",
-            format!("{n}·{h}·{w} pixels of {c} channels, stride {px} ≥ {c}, all dims ≥ 1"),
-            format!("{} elements", data.len()),
-        ));
-    }
-    let mut out = vec![0.0f32; n * c];
-    for (image, sums) in data.chunks_exact(pixels * px).zip(out.chunks_exact_mut(c)) {
-        for p in image.chunks_exact(px) {
-            for (s, v) in sums.iter_mut().zip(&p[..c]) {
-                *s += v;
+    /// [`forward`](Self::forward) on an NHWC activation whose pixels may lie further apart
+    /// than C (a network's padded activations): an NHWC `[N, 1, 1, C]` tensor, the same
+    /// sums in the same order.
+    pub fn forward_view(&self, input: NhwcView) -> Result<Tensor> {
+        let [n, c, h, w] = input.logical_dims();
+        let (pixels, px) = (h * w, input.pixel_stride());
+        let mut out = vec![0.0f32; n * c];
+        for (image, sums) in input
+            .data()
+            .chunks_exact(pixels * px)
+            .zip(out.chunks_exact_mut(c))
+        {
+            for p in image.chunks_exact(px) {
+                for (s, v) in sums.iter_mut().zip(&p[..c]) {
+                    *s += v;
+                }
             }
         }
+        mean_tensor(out, [n, c], pixels, Layout::Nhwc)
     }
-    mean_tensor(out, [n, c], pixels, Layout::Nhwc)
 }
 
 /// `sums / pixels` as a `[N, C, 1, 1]` tensor in `layout` (with H = W = 1 both layouts

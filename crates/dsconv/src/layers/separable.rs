@@ -5,7 +5,7 @@ use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::ConvGeometry;
-use crate::tensor::{Layout, Tensor};
+use crate::tensor::{Layout, NhwcView, NhwcViewMut, Tensor};
 
 /// The MobileNet block: `pointwise(act₁(bn₁(depthwise(x))))` followed by `act₂(bn₂(·))`,
 /// each BatchNorm folded at construction and each activation fused. Same output shape as a
@@ -99,8 +99,7 @@ impl DepthwiseSeparableConv2d {
             dw.forward_into(input, &mut mid, exec)?;
             return pw.forward_into(&mid, out, exec);
         }
-        let (c, cout) = (g.in_channels(), pg.out_channels());
-        self.forward_fused(&g, (input.data(), c), (out.data_mut(), cout), exec)
+        self.forward_fused(NhwcView::of(input)?, NhwcViewMut::of(out)?, exec)
     }
 
     /// Whether [`forward_fused`](Self::forward_fused) runs on an input of logical dims
@@ -116,19 +115,20 @@ impl DepthwiseSeparableConv2d {
         }
     }
 
-    /// The fused forward pass of geometry `g` on NHWC buffers whose pixels lie `in_px` and
-    /// `out_px` floats apart (≥ the channel counts; a network's padded activations, see
-    /// `models::mobilenet_v1`). The output's gaps are not written. Errors if the stages do
-    /// not fuse for `g` (see [`fuses`](Self::fuses)) or a buffer is too short.
+    /// The fused forward pass on activations whose pixels may lie further apart than
+    /// their channel counts (a network's padded activations, see
+    /// [`Workspace::pixel_stride`](crate::workspace::Workspace::pixel_stride)); the
+    /// output's padding is not written. Errors if the stages do not fuse for the input
+    /// (see [`fuses`](Self::fuses)) or the output's dims are not the block's.
     pub(crate) fn forward_fused(
         &self,
-        g: &ConvGeometry,
-        (x, in_px): (&[f32], usize),
-        (out, out_px): (&mut [f32], usize),
+        x: NhwcView,
+        mut out: NhwcViewMut,
         exec: &Executor,
     ) -> Result<()> {
         let dw = self.depthwise.as_conv2d();
         let pw = self.pointwise.as_conv2d();
+        let g = &dw.geometry(x.logical_dims())?;
         let pg = pw.geometry(g.output_dims())?;
         let (Some(dk), Some(pk)) = (dw.depthwise_kernel(g), pw.pointwise_kernel(&pg)) else {
             return Err(Error::shape(
@@ -137,41 +137,43 @@ impl DepthwiseSeparableConv2d {
                 format!("{g:?}"),
             ));
         };
-        let row_len = g.out_w() * out_px;
-        let rows = g.batch() * g.out_h();
-        if out_px < pk.n() || out.len() != rows * row_len {
+        if out.logical_dims() != pg.output_dims() {
             return Err(Error::shape(
                 "fused separable output",
-                format!(
-                    "{rows} rows of {row_len} (pixel stride {out_px} ≥ {})",
-                    pk.n()
-                ),
-                format!("{} elements", out.len()),
+                format!("logical dims {:?}", pg.output_dims()),
+                format!("{:?}", out.logical_dims()),
             ));
         }
+        let out_px = out.pixel_stride();
+        let row_len = g.out_w() * out_px;
         let isa = exec.tier();
         let macs = crate::cost::conv_macs(g).saturating_add(crate::cost::conv_macs(&pg));
         let errors = std::sync::Mutex::new(None);
-        exec.for_each_rows(out, row_len, exec.tasks_for(macs), |first, chunk| {
-            let rows = first..first + chunk.len() / row_len;
-            let r = crate::kernels::with_scratch(0, |scratch| {
-                crate::kernels::fused::separable_rows(
-                    isa,
-                    g,
-                    dk,
-                    dw.activation(),
-                    pk,
-                    pw.activation(),
-                    (x, in_px),
-                    rows,
-                    (chunk, out_px),
-                    scratch,
-                )
-            });
-            if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
-                slot.get_or_insert(e);
-            }
-        });
+        exec.for_each_rows(
+            out.data_mut(),
+            row_len,
+            exec.tasks_for(macs),
+            |first, chunk| {
+                let rows = first..first + chunk.len() / row_len;
+                let r = crate::kernels::with_scratch(0, |scratch| {
+                    crate::kernels::fused::separable_rows(
+                        isa,
+                        g,
+                        dk,
+                        dw.activation(),
+                        pk,
+                        pw.activation(),
+                        x,
+                        rows,
+                        (chunk, out_px),
+                        scratch,
+                    )
+                });
+                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
+                    slot.get_or_insert(e);
+                }
+            },
+        );
         match errors.into_inner() {
             Ok(Some(e)) => Err(e),
             _ => Ok(()),

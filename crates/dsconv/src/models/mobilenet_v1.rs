@@ -30,7 +30,7 @@ use crate::layers::{
 };
 use crate::ops::{Activation, BatchNorm};
 use crate::rng::SplitMix64;
-use crate::tensor::Tensor;
+use crate::tensor::{Layout, StridedNhwc, Tensor};
 
 /// Output channels and stride of the thirteen depthwise separable blocks at α = 1.
 pub const BLOCKS: [(usize, usize); 13] = [
@@ -651,57 +651,65 @@ impl MobileNetV1 {
         // Intermediate tensors come from the workspace and go back to it: no allocation
         // or page fault in steady state.
         let ws = &self.workspace;
-        let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
-        let mut y = ws.take(nhwc(self.stem.geometry(x.logical_dims())?.output_dims()))?;
+        let mut y = ws.take(
+            Layout::Nhwc.dims_from_logical(self.stem.geometry(x.logical_dims())?.output_dims()),
+        )?;
         self.stem.forward_into(x, &mut y, exec)?;
-        // `y` holds logical dims `dims` with pixels `px` floats apart: from a fused
-        // separable block into another (or into the pool) the pixels leave the 1 KiB grid
-        // (`kernels::activation_px`: C = 256, 512, 1024 get 16 floats more), so the
-        // depthwise kernel needs no copy of crowded rows and the GEMM writes and reads
-        // uncrowded rows. Every other block reads and writes plain tensors.
-        let mut dims = y.logical_dims();
-        let mut px = dims[1];
+        let mut y = StridedNhwc::from_tensor(y)?;
+        // From a fused separable block into another (or into the pool) the activations
+        // have the workspace's padded pixel stride (`Workspace::pixel_stride`: C = 256,
+        // 512, 1024 get 16 floats more), so the depthwise kernel needs no copy of crowded
+        // rows and the GEMM writes and reads uncrowded rows. Every other block reads and
+        // writes plain tensors.
         for (i, block) in self.blocks.iter().enumerate() {
-            if let Block::Separable(b) = block {
-                if b.fuses(dims) {
+            let dims = y.logical_dims();
+            let next = match block {
+                Block::Separable(b) if b.fuses(dims) => {
                     let g = b.depthwise().as_conv2d().geometry(dims)?;
-                    let cout = b.pointwise().out_channels();
-                    let out = [g.batch(), cout, g.out_h(), g.out_w()];
-                    let out_px = match self.blocks.get(i + 1) {
-                        None => crate::kernels::activation_px(cout),
-                        Some(Block::Separable(next)) if next.fuses(out) => {
-                            crate::kernels::activation_px(cout)
-                        }
-                        Some(_) => cout,
+                    let out = [
+                        g.batch(),
+                        b.pointwise().out_channels(),
+                        g.out_h(),
+                        g.out_w(),
+                    ];
+                    let padded = match self.blocks.get(i + 1) {
+                        None => true,
+                        Some(Block::Separable(next)) => next.fuses(out),
+                        Some(_) => false,
                     };
-                    let mut next = ws.take([g.batch(), g.out_h(), g.out_w(), out_px])?;
-                    b.forward_fused(&g, (y.data(), px), (next.data_mut(), out_px), exec)?;
-                    ws.give(std::mem::replace(&mut y, next));
-                    (dims, px) = (out, out_px);
-                    continue;
+                    let mut next = ws.take_strided(out, padded)?;
+                    b.forward_fused(y.view(), next.view_mut(), exec)?;
+                    next
                 }
-            }
-            // Only a fused separable block is given padded pixels (above).
-            debug_assert_eq!(px, dims[1]);
-            let out_dims = match block {
-                Block::Separable(b) => {
-                    let g = b.depthwise().as_conv2d().geometry(dims)?;
-                    let [n, _, h, w] = g.output_dims();
-                    [n, h, w, b.pointwise().out_channels()]
+                _ => {
+                    // Only a fused separable block is given padded pixels (above).
+                    let Some(x) = y.as_tensor() else {
+                        return Err(Error::shape(
+                            "mobilenet-v1 activation",
+                            "a plain NHWC tensor",
+                            "padded pixels",
+                        ));
+                    };
+                    let out = match block {
+                        Block::Separable(b) => {
+                            let g = b.depthwise().as_conv2d().geometry(dims)?;
+                            let [n, _, h, w] = g.output_dims();
+                            [n, b.pointwise().out_channels(), h, w]
+                        }
+                        Block::Standard(b) => b.geometry(dims)?.output_dims(),
+                    };
+                    let mut next = ws.take(Layout::Nhwc.dims_from_logical(out))?;
+                    match block {
+                        Block::Separable(b) => b.forward_into(x, &mut next, exec)?,
+                        Block::Standard(b) => b.forward_into(x, &mut next, exec)?,
+                    }
+                    StridedNhwc::from_tensor(next)?
                 }
-                Block::Standard(b) => nhwc(b.geometry(dims)?.output_dims()),
             };
-            let mut next = ws.take(out_dims)?;
-            match block {
-                Block::Separable(b) => b.forward_into(&y, &mut next, exec)?,
-                Block::Standard(b) => b.forward_into(&y, &mut next, exec)?,
-            }
-            ws.give(std::mem::replace(&mut y, next));
-            dims = y.logical_dims();
-            px = dims[1];
+            ws.give_strided(std::mem::replace(&mut y, next));
         }
-        let pooled = self.pool.forward_nhwc_strided(y.data(), dims, px)?;
-        ws.give(y);
+        let pooled = self.pool.forward_view(y.view())?;
+        ws.give_strided(y);
         let logits = self.fc.forward_with(&pooled, exec)?;
         Tensor::from_nchw(logits.into_data(), [n, self.classes(), 1, 1])
     }
