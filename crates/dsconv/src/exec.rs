@@ -8,7 +8,8 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::team::{self, Team};
-use crate::kernels::{Isa, Tier};
+use crate::kernels::{Isa, Parallel, Tier};
+use std::sync::Mutex;
 
 /// Below this many multiply-accumulates a layer runs on the calling thread: waking a
 /// worker costs a few microseconds, more than such a layer takes.
@@ -128,6 +129,50 @@ impl Executor {
         );
     }
 
+    /// [`for_each_row_blocks`](Self::for_each_row_blocks) for fallible work: every chunk
+    /// runs, and the error returned is that of the chunk with the lowest first row (the
+    /// same whichever thread finished first); `Ok` when all succeed.
+    pub fn try_for_each_row_blocks<F>(
+        &self,
+        out: &mut [f32],
+        row_len: usize,
+        block_rows: usize,
+        tasks: usize,
+        f: F,
+    ) -> Result<()>
+    where
+        F: Fn(usize, &mut [f32]) -> Result<()> + Sync + Send,
+    {
+        let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+        self.for_each_row_blocks(out, row_len, block_rows, tasks, |first, chunk| {
+            if let Err(e) = f(first, chunk) {
+                let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                if slot.as_ref().is_none_or(|(row, _)| first < *row) {
+                    *slot = Some((first, e));
+                }
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// [`for_each_rows`](Self::for_each_rows) for fallible work, as
+    /// [`try_for_each_row_blocks`](Self::try_for_each_row_blocks).
+    pub fn try_for_each_rows<F>(
+        &self,
+        out: &mut [f32],
+        row_len: usize,
+        tasks: usize,
+        f: F,
+    ) -> Result<()>
+    where
+        F: Fn(usize, &mut [f32]) -> Result<()> + Sync + Send,
+    {
+        self.try_for_each_row_blocks(out, row_len, 1, tasks, f)
+    }
+
     /// How many parallel tasks a job of `macs` multiply-accumulates deserves.
     pub fn tasks_for(&self, macs: u64) -> usize {
         let by_work = (macs / MIN_MACS_PER_THREAD).max(1);
@@ -151,6 +196,58 @@ impl Executor {
         match &self.pool {
             Some(pool) => pool.run(tasks, &f),
             None => (0..tasks).for_each(f),
+        }
+    }
+}
+
+impl Parallel for Executor {
+    fn tier(&self) -> Tier {
+        self.tier
+    }
+    fn threads(&self) -> usize {
+        self.threads
+    }
+    fn run_tasks(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        Executor::run_tasks(self, tasks, f)
+    }
+    fn try_for_each_row_blocks(
+        &self,
+        out: &mut [f32],
+        row_len: usize,
+        block_rows: usize,
+        tasks: usize,
+        f: &(dyn Fn(usize, &mut [f32]) -> Result<()> + Sync + Send),
+    ) -> Result<()> {
+        Executor::try_for_each_row_blocks(self, out, row_len, block_rows, tasks, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every chunk runs, and the error kept is the lowest chunk's whatever the thread
+    /// count and whichever task finishes first.
+    #[test]
+    fn try_for_each_rows_returns_the_lowest_chunks_error() {
+        for threads in [1, 2, 3] {
+            let exec = Executor::new(threads).unwrap();
+            let mut out = vec![0.0f32; 12 * 4];
+            let r = exec.try_for_each_rows(&mut out, 4, threads, |first, chunk| {
+                chunk.fill(1.0);
+                if first > 0 || threads == 1 {
+                    Err(Error::param("row", format!("{first}")))
+                } else {
+                    Ok(())
+                }
+            });
+            let msg = r.unwrap_err().to_string();
+            let want = if threads == 1 { "0" } else { "6" };
+            let want = if threads == 3 { "4" } else { want };
+            assert!(msg.ends_with(want), "{threads} threads: {msg}");
+            assert!(out.iter().all(|&v| v == 1.0), "every chunk ran");
+            let ok = exec.try_for_each_rows(&mut out, 4, threads, |_, _| Ok(()));
+            assert!(ok.is_ok());
         }
     }
 }

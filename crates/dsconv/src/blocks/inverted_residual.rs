@@ -285,27 +285,19 @@ impl InvertedResidual {
     ) -> Result<()> {
         let row_len = g.out_w() * kernels.project.n();
         let isa = exec.tier();
-        let errors = std::sync::Mutex::new(None);
-        exec.for_each_rows(
+        exec.try_for_each_rows(
             out.data_mut(),
             row_len,
             exec.tasks_for(macs),
             |first, chunk| {
                 let rows = first..first + chunk.len() / row_len;
-                let r = crate::kernels::with_scratch(0, |scratch| {
+                crate::kernels::with_scratch(0, |scratch| {
                     fused::inverted_residual_rows(
                         isa, g, kernels, input, residual, rows, chunk, scratch,
                     )
-                });
-                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
-                    slot.get_or_insert(e);
-                }
+                })
             },
-        );
-        match errors.into_inner() {
-            Ok(Some(e)) => Err(e),
-            _ => Ok(()),
-        }
+        )
     }
 
     /// Forward pass with `exec`'s threads, stage after stage: expand, depthwise and

@@ -29,7 +29,7 @@
 //! partition (threads, bands) gives bitwise identical results.
 
 use super::simd::{activate_tile, Epilogue, Portable, Simd};
-use super::{AlignedVec, Isa, Tier};
+use super::{AlignedVec, Isa, Parallel, Tier};
 use crate::error::{Error, Result};
 use crate::ops::Activation;
 
@@ -300,7 +300,7 @@ impl PackedGemm {
     /// bitwise identical for every thread count.
     pub fn run_parallel(
         &self,
-        exec: &crate::Executor,
+        exec: &impl Parallel,
         tasks: usize,
         a: &[f32],
         lda: usize,
@@ -316,7 +316,7 @@ impl PackedGemm {
     /// in [`run_add`](Self::run_add).
     pub fn run_parallel_add(
         &self,
-        exec: &crate::Executor,
+        exec: &impl Parallel,
         tasks: usize,
         a: &[f32],
         lda: usize,
@@ -343,28 +343,21 @@ impl PackedGemm {
             return self.run_add(isa, a, lda, m, out, ldc, act, residual);
         }
         if m.div_ceil(tile) >= ROW_TILES_PER_TASK * tasks || panels < tasks {
-            let errors = std::sync::Mutex::new(Ok(()));
-            exec.for_each_row_blocks(out, ldc, tile, tasks, |first, chunk| {
+            return exec.try_for_each_row_blocks(out, ldc, tile, tasks, &|first, chunk| {
                 let rows = chunk.len().div_ceil(ldc).min(m - first.min(m));
                 if rows == 0 {
-                    return;
+                    return Ok(());
                 }
                 let res = residual.map(|(r, ldr)| (&r[first * ldr..], ldr));
-                let r = self.run_add(isa, &a[first * lda..], lda, rows, chunk, ldc, act, res);
-                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
-                    if slot.is_ok() {
-                        *slot = Err(e);
-                    }
-                }
+                self.run_add(isa, &a[first * lda..], lda, rows, chunk, ldc, act, res)
             });
-            return errors.into_inner().unwrap_or(Ok(()));
         }
         // Extents checked above, before any split.
         let base = SharedOut(out.as_mut_ptr());
         let base = &base;
         let res = residual.map(|(r, ld)| (SharedIn(r.as_ptr()), ld));
         let res = &res;
-        exec.run_tasks(tasks, |t| {
+        exec.run_tasks(tasks, &|t| {
             let first = (t * panels / tasks) * PANEL;
             let last = ((t + 1) * panels / tasks * PANEL).min(self.n);
             if first < last {

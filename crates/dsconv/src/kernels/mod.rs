@@ -326,6 +326,33 @@ pub fn check_isa(isa: Isa) -> crate::Result<Isa> {
     }
 }
 
+/// What a kernel that splits its own work needs from a thread team: the tier to run at and
+/// a way to run tasks. [`Executor`](crate::Executor) implements it; the kernels name only
+/// this trait, so the layering stays one-directional (`exec` → `kernels`). The pointwise
+/// GEMM is the one kernel that uses it: with few pixel rows it splits by weight columns,
+/// writing disjoint column ranges of one output from several threads, which needs the
+/// `unsafe` shared pointer only `kernels` may hold.
+pub trait Parallel: Sync {
+    /// The tier the kernels run at.
+    fn tier(&self) -> Tier;
+    /// Threads available.
+    fn threads(&self) -> usize;
+    /// Calls `f(0)`, ..., `f(tasks − 1)`, each once, spread over the threads; returns when
+    /// all have finished.
+    fn run_tasks(&self, tasks: usize, f: &(dyn Fn(usize) + Sync));
+    /// Calls `f(first_row, chunk)` on disjoint contiguous chunks of `out` (rows of
+    /// `row_len`), each but the last a multiple of `block_rows` rows, over up to `tasks`
+    /// threads; returns the error of the chunk with the lowest first row, if any.
+    fn try_for_each_row_blocks(
+        &self,
+        out: &mut [f32],
+        row_len: usize,
+        block_rows: usize,
+        tasks: usize,
+        f: &(dyn Fn(usize, &mut [f32]) -> crate::Result<()> + Sync + Send),
+    ) -> crate::Result<()>;
+}
+
 /// Proof that this process may run a tier: only detection builds one ([`Tier::new`],
 /// [`Tier::best`], [`available_tiers`]), in the style of pulp's tokens. Every kernel
 /// entry takes a `Tier` and calls that tier's `#[target_feature]` code without checking

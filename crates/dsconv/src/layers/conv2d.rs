@@ -89,28 +89,6 @@ fn direct_packing(
     }
 }
 
-/// Runs `f` and keeps the first error it returns across threads.
-struct FirstError(std::sync::Mutex<Option<Error>>);
-
-impl FirstError {
-    fn new() -> Self {
-        FirstError(std::sync::Mutex::new(None))
-    }
-    fn keep(&self, r: Result<()>) {
-        if let Err(e) = r {
-            if let Ok(mut slot) = self.0.lock() {
-                slot.get_or_insert(e);
-            }
-        }
-    }
-    fn into_result(self) -> Result<()> {
-        match self.0.into_inner() {
-            Ok(Some(e)) => Err(e),
-            _ => Ok(()),
-        }
-    }
-}
-
 impl Conv2d {
     /// Builds a convolution from a PyTorch-order weight `[C_out, C_in/groups, kH, kW]`
     /// (its `dims()`) and an optional bias of `C_out` elements.
@@ -300,52 +278,45 @@ impl Conv2d {
         let isa = exec.tier();
         let act = self.activation;
         let tasks = exec.tasks_for(crate::cost::conv_macs(g));
-        let errors = FirstError::new();
         match &self.fast {
             Fast::Gemm(p) if g.is_pointwise() => {
                 let (cin, cout) = (g.in_channels(), g.out_channels());
                 let m = g.batch() * g.out_h() * g.out_w();
-                errors.keep(p.run_parallel(exec, tasks, x, cin, m, out, cout, act));
+                p.run_parallel(exec, tasks, x, cin, m, out, cout, act)
             }
             Fast::Gemm(p) if zero_padding(g) => {
                 let cout = g.out_channels();
                 // Split in whole register tiles, not whole bands: with bands of 4,844
                 // pixels the stem's 12,544 split 9,688 / 2,856 over two threads.
                 let block = kernels::gemm::tile_rows(isa.isa());
-                exec.for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
+                exec.try_for_each_row_blocks(out, cout, block, tasks, |first, chunk| {
                     let pixels = first..first + chunk.len() / cout;
-                    errors.keep(kernels::with_scratch(0, |scratch| {
+                    kernels::with_scratch(0, |scratch| {
                         kernels::dense::conv_pixels(isa, g, p, x, pixels, chunk, act, scratch)
-                    }));
-                });
+                    })
+                })
             }
             Fast::Depthwise(p) if zero_padding(g) => {
                 let row_len = g.out_w() * g.out_channels();
-                exec.for_each_rows(out, row_len, tasks, |first, chunk| {
+                exec.try_for_each_rows(out, row_len, tasks, |first, chunk| {
                     let rows = first..first + chunk.len() / row_len;
-                    errors.keep(p.run_rows(
-                        isa,
-                        g,
-                        x,
-                        g.in_channels(),
-                        rows,
-                        chunk,
-                        g.out_channels(),
-                        act,
-                    ));
-                });
+                    let (cin, cout) = (g.in_channels(), g.out_channels());
+                    p.run_rows(isa, g, x, cin, rows, chunk, cout, act)
+                })
             }
-            _ => crate::direct::conv2d_nhwc(
-                g,
-                x,
-                &self.packed,
-                self.bias.as_deref(),
-                self.activation,
-                out,
-                exec,
-            ),
+            _ => {
+                crate::direct::conv2d_nhwc(
+                    g,
+                    x,
+                    &self.packed,
+                    self.bias.as_deref(),
+                    self.activation,
+                    out,
+                    exec,
+                );
+                Ok(())
+            }
         }
-        errors.into_result()
     }
 }
 

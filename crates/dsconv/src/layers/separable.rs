@@ -148,14 +148,13 @@ impl DepthwiseSeparableConv2d {
         let row_len = g.out_w() * out_px;
         let isa = exec.tier();
         let macs = crate::cost::conv_macs(g).saturating_add(crate::cost::conv_macs(&pg));
-        let errors = std::sync::Mutex::new(None);
-        exec.for_each_rows(
+        exec.try_for_each_rows(
             out.data_mut(),
             row_len,
             exec.tasks_for(macs),
             |first, chunk| {
                 let rows = first..first + chunk.len() / row_len;
-                let r = crate::kernels::with_scratch(0, |scratch| {
+                crate::kernels::with_scratch(0, |scratch| {
                     crate::kernels::fused::separable_rows(
                         isa,
                         g,
@@ -168,16 +167,9 @@ impl DepthwiseSeparableConv2d {
                         (chunk, out_px),
                         scratch,
                     )
-                });
-                if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
-                    slot.get_or_insert(e);
-                }
+                })
             },
-        );
-        match errors.into_inner() {
-            Ok(Some(e)) => Err(e),
-            _ => Ok(()),
-        }
+        )
     }
 
     /// Forward pass with `exec`'s threads, one stage after the other (the whole

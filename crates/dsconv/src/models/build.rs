@@ -159,21 +159,14 @@ pub(crate) fn batch_parallel(
             crate::tensor::Layout::Nhwc => Tensor::from_nhwc(data, [count, h, w, c]),
         }
     };
-    let errors = std::sync::Mutex::new(None);
     let (head, tail) = logits.split_at_mut(whole * classes);
-    exec.for_each_rows(head, classes, threads, |first, chunk| {
+    exec.try_for_each_rows(head, classes, threads, |first, chunk| {
         for (i, out) in chunk.chunks_mut(classes).enumerate() {
-            let r = slice(first + i, 1)
-                .and_then(|x| forward(&x, &single))
-                .map(|y| out.copy_from_slice(y.data()));
-            if let (Err(e), Ok(mut slot)) = (r, errors.lock()) {
-                slot.get_or_insert(e);
-            }
+            let y = forward(&slice(first + i, 1)?, &single)?;
+            out.copy_from_slice(y.data());
         }
-    });
-    if let Ok(Some(e)) = errors.into_inner() {
-        return Err(e);
-    }
+        Ok(())
+    })?;
     if whole < n {
         let y = forward(&slice(whole, n - whole)?, exec)?;
         tail.copy_from_slice(y.data());
