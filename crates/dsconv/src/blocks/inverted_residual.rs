@@ -30,11 +30,19 @@ pub struct InvertedResidual {
     /// allow.
     tail: DepthwiseSeparableConv2d,
     residual: bool,
-    /// Band budget of the fused path ([`IR_BAND_BYTES`](crate::kernels::IR_BAND_BYTES) unless changed).
+    /// Band budget of the fused path ([`Self::DEFAULT_BAND_BYTES`] unless changed).
     band_bytes: usize,
 }
 
 impl InvertedResidual {
+    /// The default byte budget of one band of the fused path: the expanded input rows of
+    /// a band (with the depthwise halo) plus its depthwise output rows, half of a 1 MiB
+    /// L2, so both stay there between the three stages. Chosen on the Zen 5 dev machine
+    /// (on-CPU ms of all MobileNetV2 / EfficientNet-Lite0 blocks, one thread): 128 KiB
+    /// 3.10 / 4.75, 256 KiB 2.75 / 4.06, 512 KiB 2.63 / 3.85, 768 KiB 2.68 / 3.88;
+    /// unfused 2.97 / 4.22.
+    pub const DEFAULT_BAND_BYTES: usize = fused::IR_BAND_BYTES;
+
     /// Composes the three stages, checking that channel counts chain; `residual` asks for
     /// the skip connection, which needs stride 1 and `in = out` channels.
     pub fn new(
@@ -80,8 +88,8 @@ impl InvertedResidual {
     }
 
     /// Sets the byte budget of one band of the fused path (default
-    /// [`IR_BAND_BYTES`](crate::kernels::IR_BAND_BYTES), half the L2): an expanded tensor larger than this runs in
-    /// bands of it, a smaller one as one GEMM. Results do not depend on it (bitwise);
+    /// [`DEFAULT_BAND_BYTES`](Self::DEFAULT_BAND_BYTES)): an expanded tensor larger than
+    /// this runs in bands of it, a smaller one as one GEMM. Results do not depend on it (bitwise);
     /// tests use tiny budgets to put band edges everywhere.
     pub fn with_band_bytes(mut self, bytes: usize) -> Self {
         self.band_bytes = bytes;

@@ -29,6 +29,7 @@ impl AlignedVec {
     }
 
     /// `len` copies of `value`.
+    #[cfg(test)]
     pub fn filled(len: usize, value: f32) -> Self {
         let mut v = Self::zeros(len);
         v.fill(value);

@@ -156,9 +156,8 @@ pub mod peak;
 mod simd;
 pub(crate) mod team;
 
-pub use aligned::{with_scratch, AlignedVec};
+pub(crate) use aligned::{with_scratch, AlignedVec};
 pub use depthwise::PackedDepthwise;
-pub use fused::IR_BAND_BYTES;
 pub use gemm::PackedGemm;
 
 use std::sync::OnceLock;

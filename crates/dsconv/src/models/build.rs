@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::geometry::Conv2dParams;
 use crate::layers::{Conv2d, DepthwiseConv2d, PointwiseConv2d};
 use crate::ops::{Activation, BatchNorm};
-use crate::tensor::Tensor;
+use crate::tensor::{Layout, Tensor};
 use crate::weights::{ParamKind, ParamSource};
 
 /// Reads the four tensors of BatchNorm `bn` (`weight`, `bias`, `running_mean`,
@@ -155,8 +155,8 @@ pub(crate) fn batch_parallel(
         let data = input.data()[first * image..(first + count) * image].to_vec();
         let dims = [count, c, h, w];
         match input.layout() {
-            crate::tensor::Layout::Nchw => Tensor::from_nchw(data, dims),
-            crate::tensor::Layout::Nhwc => Tensor::from_nhwc(data, [count, h, w, c]),
+            Layout::Nchw => Tensor::from_nchw(data, dims),
+            Layout::Nhwc => Tensor::from_nhwc(data, [count, h, w, c]),
         }
     };
     let (head, tail) = logits.split_at_mut(whole * classes);
@@ -218,18 +218,20 @@ impl MbConvNet {
     /// `[N, classes, 1, 1]` (NCHW); batches run through [`batch_parallel`].
     pub(crate) fn forward_with(&self, input: &Tensor, exec: &crate::Executor) -> Result<Tensor> {
         let ws = &self.workspace;
-        let nhwc = |[n, c, h, w]: [usize; 4]| [n, h, w, c];
         batch_parallel(input, exec, self.classifier.classes(), |input, exec| {
             let x = &*input.as_nhwc();
-            let mut y = ws.take(nhwc(self.stem.geometry(x.logical_dims())?.output_dims()))?;
+            let mut y = ws.take(
+                Layout::Nhwc.dims_from_logical(self.stem.geometry(x.logical_dims())?.output_dims()),
+            )?;
             self.stem.forward_into(x, &mut y, exec)?;
             for b in &self.blocks {
-                let mut next = ws.take(nhwc(b.output_dims(y.logical_dims())?))?;
+                let mut next =
+                    ws.take(Layout::Nhwc.dims_from_logical(b.output_dims(y.logical_dims())?))?;
                 b.forward_into(&y, &mut next, exec, ws)?;
                 ws.give(std::mem::replace(&mut y, next));
             }
             let g = self.head.as_conv2d().geometry(y.logical_dims())?;
-            let mut features = ws.take(nhwc(g.output_dims()))?;
+            let mut features = ws.take(Layout::Nhwc.dims_from_logical(g.output_dims()))?;
             self.head.forward_into(&y, &mut features, exec)?;
             ws.give(y);
             let logits = self.classifier.forward_with(&features, exec);
