@@ -8,7 +8,7 @@
 
 use crate::error::{Error, Result};
 use crate::kernels::team::{self, Team};
-use crate::kernels::{Isa, Parallel, Tier};
+use crate::kernels::{AlignedVec, Isa, Parallel, Tier};
 use std::sync::Mutex;
 
 /// Below this many multiply-accumulates a layer runs on the calling thread: waking a
@@ -171,6 +171,25 @@ impl Executor {
         F: Fn(usize, &mut [f32]) -> Result<()> + Sync + Send,
     {
         self.try_for_each_row_blocks(out, row_len, 1, tasks, f)
+    }
+
+    /// The banded kernels' split: the rows of `out` (`row_len` floats each) over as many
+    /// threads as a job of `macs` deserves, each chunk run as `f(rows, chunk, scratch)`
+    /// with its thread's reusable scratch; the lowest chunk's error.
+    pub(crate) fn try_rows_with_scratch<F>(
+        &self,
+        out: &mut [f32],
+        row_len: usize,
+        macs: u64,
+        f: F,
+    ) -> Result<()>
+    where
+        F: Fn(std::ops::Range<usize>, &mut [f32], &mut AlignedVec) -> Result<()> + Sync + Send,
+    {
+        self.try_for_each_rows(out, row_len, self.tasks_for(macs), |first, chunk| {
+            let rows = first..first + chunk.len() / row_len;
+            crate::kernels::with_scratch(0, |scratch| f(rows, chunk, scratch))
+        })
     }
 
     /// How many parallel tasks a job of `macs` multiply-accumulates deserves.

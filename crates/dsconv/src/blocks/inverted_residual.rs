@@ -293,19 +293,9 @@ impl InvertedResidual {
     ) -> Result<()> {
         let row_len = g.out_w() * kernels.project.n();
         let isa = exec.tier();
-        exec.try_for_each_rows(
-            out.data_mut(),
-            row_len,
-            exec.tasks_for(macs),
-            |first, chunk| {
-                let rows = first..first + chunk.len() / row_len;
-                crate::kernels::with_scratch(0, |scratch| {
-                    fused::inverted_residual_rows(
-                        isa, g, kernels, input, residual, rows, chunk, scratch,
-                    )
-                })
-            },
-        )
+        exec.try_rows_with_scratch(out.data_mut(), row_len, macs, |rows, chunk, scratch| {
+            fused::inverted_residual_rows(isa, g, kernels, input, residual, rows, chunk, scratch)
+        })
     }
 
     /// Forward pass with `exec`'s threads, stage after stage: expand, depthwise and

@@ -148,28 +148,21 @@ impl DepthwiseSeparableConv2d {
         let row_len = g.out_w() * out_px;
         let isa = exec.tier();
         let macs = crate::cost::conv_macs(g).saturating_add(crate::cost::conv_macs(&pg));
-        exec.try_for_each_rows(
-            out.data_mut(),
-            row_len,
-            exec.tasks_for(macs),
-            |first, chunk| {
-                let rows = first..first + chunk.len() / row_len;
-                crate::kernels::with_scratch(0, |scratch| {
-                    crate::kernels::fused::separable_rows(
-                        isa,
-                        g,
-                        dk,
-                        dw.activation(),
-                        pk,
-                        pw.activation(),
-                        x,
-                        rows,
-                        (chunk, out_px),
-                        scratch,
-                    )
-                })
-            },
-        )
+        exec.try_rows_with_scratch(out.data_mut(), row_len, macs, |rows, chunk, scratch| {
+            let (dw_act, pw_act) = (dw.activation(), pw.activation());
+            crate::kernels::fused::separable_rows(
+                isa,
+                g,
+                dk,
+                dw_act,
+                pk,
+                pw_act,
+                x,
+                rows,
+                (chunk, out_px),
+                scratch,
+            )
+        })
     }
 
     /// Forward pass with `exec`'s threads, one stage after the other (the whole
