@@ -58,7 +58,7 @@ fn special_input(dims: [usize; 4], seed: u64) -> Tensor {
     .unwrap()
 }
 
-fn random_tensor(rng: &mut SplitMix64, dims: [usize; 4]) -> Tensor {
+fn random_nchw(rng: &mut SplitMix64, dims: [usize; 4]) -> Tensor {
     Tensor::from_nchw(rng.vec(dims.iter().product(), -1.0, 1.0), dims).unwrap()
 }
 
@@ -147,7 +147,7 @@ fn pointwise_gemm_epilogue_with_each_activation() {
         .enumerate()
     {
         for act in ACTIVATIONS {
-            let weight = random_tensor(&mut rng, [cout, cin, 1, 1]);
+            let weight = random_nchw(&mut rng, [cout, cin, 1, 1]);
             let bias = rng.vec(cout, -1.0, 1.0);
             let conv = Conv2d::new(weight, Some(bias), Conv2dParams::default())
                 .unwrap()
@@ -173,7 +173,7 @@ fn depthwise_kernels_specialised_general_and_crowded() {
         (256, 3, 1, 1, 6, 5),
     ] {
         for act in ACTIVATIONS {
-            let weight = random_tensor(&mut rng, [c, 1, k, k]);
+            let weight = random_nchw(&mut rng, [c, 1, k, k]);
             let bias = rng.vec(c, -1.0, 1.0);
             let params = Conv2dParams::default()
                 .with_stride(s)
@@ -207,7 +207,7 @@ fn dense_stem_and_direct_loop() {
     ] {
         for act in ACTIVATIONS {
             let conv = Conv2d::new(
-                random_tensor(&mut rng, dims),
+                random_nchw(&mut rng, dims),
                 Some(rng.vec(dims[0], -1.0, 1.0)),
                 params,
             )
@@ -235,7 +235,7 @@ fn batchnorm_folded_and_in_the_reference() {
         1e-3,
     )
     .unwrap();
-    let weight = random_tensor(&mut rng, [c, 1, 3, 3]);
+    let weight = random_nchw(&mut rng, [c, 1, 3, 3]);
     let params = Conv2dParams::default().with_padding(Padding::symmetric(1));
     let x = special_input([1, c, 7, 8], 4);
     for act in ACTIVATIONS {
@@ -308,7 +308,7 @@ fn fused_separable_block() {
             .with_stride(s)
             .with_padding(Padding::symmetric(1));
         let dw = DepthwiseConv2d::new(
-            random_tensor(&mut rng, [c, 1, 3, 3]),
+            random_nchw(&mut rng, [c, 1, 3, 3]),
             Some(rng.vec(c, -1.0, 1.0)),
             params,
         )
@@ -318,7 +318,7 @@ fn fused_separable_block() {
         let (_, mid) = reference_stage(dw.as_conv2d(), &x);
         for pw_act in ACTIVATIONS {
             let pw = PointwiseConv2d::new(
-                random_tensor(&mut rng, [cout, c, 1, 1]),
+                random_nchw(&mut rng, [cout, c, 1, 1]),
                 Some(rng.vec(cout, -1.0, 1.0)),
             )
             .unwrap()
@@ -359,7 +359,7 @@ fn inverted_residual(
         .unwrap()
     };
     let (bn_e, bn_d, bn_p) = (bn(hidden), bn(hidden), bn(cout));
-    let expand = PointwiseConv2d::new(random_tensor(&mut rng, [hidden, cin, 1, 1]), None)
+    let expand = PointwiseConv2d::new(random_nchw(&mut rng, [hidden, cin, 1, 1]), None)
         .unwrap()
         .with_batchnorm(&bn_e)
         .unwrap()
@@ -367,12 +367,12 @@ fn inverted_residual(
     let params = Conv2dParams::default()
         .with_padding(Padding::Same)
         .with_stride(stride);
-    let dw = DepthwiseConv2d::new(random_tensor(&mut rng, [hidden, 1, 3, 3]), None, params)
+    let dw = DepthwiseConv2d::new(random_nchw(&mut rng, [hidden, 1, 3, 3]), None, params)
         .unwrap()
         .with_batchnorm(&bn_d)
         .unwrap()
         .with_activation(Activation::Relu6);
-    let project = PointwiseConv2d::new(random_tensor(&mut rng, [cout, hidden, 1, 1]), None)
+    let project = PointwiseConv2d::new(random_nchw(&mut rng, [cout, hidden, 1, 1]), None)
         .unwrap()
         .with_batchnorm(&bn_p)
         .unwrap();
@@ -461,7 +461,7 @@ fn classifier_nan_image_is_all_nan_and_others_are_not() {
     let head = Classifier::new(weight.clone(), bias.clone(), classes, features).unwrap();
     // Image 0: +Inf in one pixel of channel 2; image 1: a NaN in one pixel of channel 5;
     // image 2: finite.
-    let mut x = random_tensor(&mut rng, [3, features, 4, 3]).to_layout(Layout::Nhwc);
+    let mut x = random_nchw(&mut rng, [3, features, 4, 3]).to_layout(Layout::Nhwc);
     let o = x.offset(0, 2, 1, 1);
     x.data_mut()[o] = f32::INFINITY;
     let o = x.offset(1, 5, 3, 2);
@@ -498,7 +498,7 @@ fn whole_networks_nan_and_inf_inputs() {
         let net = Network::random(name, alpha, 11).unwrap();
         let dims = [2, 3, size, size];
         let mut rng = SplitMix64::new(12);
-        let mut one_pixel = random_tensor(&mut rng, dims);
+        let mut one_pixel = random_nchw(&mut rng, dims);
         let o = one_pixel.offset(0, 1, size / 3, size / 2);
         one_pixel.data_mut()[o] = f32::NAN;
         let all_nan = Tensor::filled(dims, Layout::Nchw, f32::NAN).unwrap();
