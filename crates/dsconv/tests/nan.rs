@@ -525,3 +525,41 @@ fn whole_networks_nan_and_inf_inputs() {
         });
     }
 }
+
+/// A clamp with a NaN bound is NaN everywhere, on a finite input too (PyTorch's
+/// `clamp_out` fills the result with NaN), on the GEMM, depthwise and direct paths.
+#[test]
+fn clamp_with_a_nan_bound_is_nan_everywhere() {
+    let mut rng = SplitMix64::new(13);
+    let pad1 = Conv2dParams::default().with_padding(Padding::symmetric(1));
+    for (dims, params) in [
+        ([24, 19, 1, 1], Conv2dParams::default()),
+        ([19, 1, 3, 3], pad1.with_groups(19)),
+        ([6, 19, 3, 3], pad1.with_padding_mode(PaddingMode::Reflect)),
+    ] {
+        for act in [
+            Activation::Clamp {
+                min: f32::NAN,
+                max: 1.0,
+            },
+            Activation::Clamp {
+                min: 0.0,
+                max: f32::NAN,
+            },
+        ] {
+            let conv = Conv2d::new(random_nchw(&mut rng, dims), None, params)
+                .unwrap()
+                .with_activation(act);
+            let x = common::random_tensor([2, 19, 5, 6], Layout::Nchw, 14, 1.0);
+            let (_, want) = reference_stage(&conv, &x);
+            assert!(want.data().iter().all(|v| v.is_nan()), "reference {act:?}");
+            each_executor(|exec, at| {
+                let got = conv.forward_with(&x, exec).unwrap();
+                assert!(
+                    got.data().iter().all(|v| v.is_nan()),
+                    "conv {dims:?} {act:?} {at}"
+                );
+            });
+        }
+    }
+}
