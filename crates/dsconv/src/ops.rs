@@ -4,6 +4,14 @@
 use crate::error::{Error, Result};
 
 /// An activation applied after a convolution (fused into the kernels' epilogue).
+///
+/// NaN and ±Inf behave as in PyTorch's CPU kernels (ATen `clamp_scalar_kernel_impl`,
+/// `vec::clamp` and `hardswish_kernel` in `aten/src/ATen/native/cpu/`): a NaN input gives
+/// NaN for every activation (`f32::max` would drop it: it is not used); ReLU(+Inf) = +Inf,
+/// ReLU(−Inf) = 0, ReLU6(±Inf) = 6 / 0, hard-swish(+Inf) = +Inf and hard-swish(−Inf) = NaN
+/// (`x · clamp(x + 3, 0, 6) / 6` = −Inf · 0; the documented piecewise form would say 0, the
+/// kernel computes NaN). A `Clamp` with a NaN bound gives NaN everywhere (`clamp_out`
+/// fills the result with NaN); `min > max` gives `max` everywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Activation {
     /// Identity.
@@ -24,27 +32,46 @@ pub enum Activation {
     HardSwish,
 }
 
+/// `min(max(x, lo), hi)` keeping a NaN `x` (and a NaN bound is the caller's business):
+/// the comparisons are those of the SIMD epilogue, `max(lo, x) = lo > x ? lo : x` then
+/// `min(hi, y) = hi < y ? hi : y`, so that every tier agrees to the bit (signed zeros
+/// included).
+macro_rules! clamp_keep_nan {
+    ($x:expr, $lo:expr, $hi:expr) => {{
+        let (x, lo, hi) = ($x, $lo, $hi);
+        let y = if lo > x { lo } else { x };
+        if hi < y {
+            hi
+        } else {
+            y
+        }
+    }};
+}
+
 impl Activation {
-    /// Applies the activation to one f32 value.
+    /// Applies the activation to one f32 value (NaN and ±Inf as in PyTorch, see the type).
     #[inline]
     pub fn apply(self, x: f32) -> f32 {
         match self {
             Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Relu6 => x.clamp(0.0, 6.0),
-            Activation::Clamp { min, max } => x.max(min).min(max),
-            Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::Relu => clamp_keep_nan!(x, 0.0, f32::INFINITY),
+            Activation::Relu6 => clamp_keep_nan!(x, 0.0, 6.0),
+            Activation::Clamp { min, max } if min.is_nan() || max.is_nan() => f32::NAN,
+            Activation::Clamp { min, max } => clamp_keep_nan!(x, min, max),
+            Activation::HardSwish => x * clamp_keep_nan!(x + 3.0, 0.0, 6.0) / 6.0,
         }
     }
 
-    /// Applies the activation in f64 (for the reference).
+    /// Applies the activation in f64 (for the reference), with the same NaN and ±Inf
+    /// results as [`apply`](Self::apply).
     pub fn apply_f64(self, x: f64) -> f64 {
         match self {
             Activation::None => x,
-            Activation::Relu => x.max(0.0),
-            Activation::Relu6 => x.clamp(0.0, 6.0),
-            Activation::Clamp { min, max } => x.max(min as f64).min(max as f64),
-            Activation::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Activation::Relu => clamp_keep_nan!(x, 0.0, f64::INFINITY),
+            Activation::Relu6 => clamp_keep_nan!(x, 0.0, 6.0),
+            Activation::Clamp { min, max } if min.is_nan() || max.is_nan() => f64::NAN,
+            Activation::Clamp { min, max } => clamp_keep_nan!(x, min as f64, max as f64),
+            Activation::HardSwish => x * clamp_keep_nan!(x + 3.0, 0.0, 6.0) / 6.0,
         }
     }
 
@@ -177,5 +204,55 @@ impl BatchNorm {
             b[co] = ((b[co] as f64 - self.mean[co] as f64) * s + self.beta[co] as f64) as f32;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Activation as A;
+
+    /// PyTorch's CPU results (see [`A`]) for NaN, ±Inf and the bounds, f32 and f64 alike.
+    #[test]
+    fn nan_and_inf_as_pytorch() {
+        let (inf, nan) = (f32::INFINITY, f32::NAN);
+        let clamp = A::Clamp {
+            min: -1.0,
+            max: 2.0,
+        };
+        let reversed = A::Clamp {
+            min: 2.0,
+            max: -1.0,
+        };
+        #[rustfmt::skip]
+        let table: [(A, [f32; 6]); 6] = [
+            // input:     NaN   +Inf  -Inf   -4    -1    4
+            (A::None,      [nan, inf, -inf, -4.0, -1.0, 4.0]),
+            (A::Relu,      [nan, inf, 0.0, 0.0, 0.0, 4.0]),
+            (A::Relu6,     [nan, 6.0, 0.0, 0.0, 0.0, 4.0]),
+            (clamp,        [nan, 2.0, -1.0, -1.0, -1.0, 2.0]),
+            (reversed,     [nan, -1.0, -1.0, -1.0, -1.0, -1.0]),
+            (A::HardSwish, [nan, inf, nan, 0.0, -1.0 / 3.0, 4.0]),
+        ];
+        let inputs = [nan, inf, -inf, -4.0, -1.0, 4.0];
+        for (act, want) in table {
+            for (x, w) in inputs.into_iter().zip(want) {
+                let (got, got64) = (act.apply(x), act.apply_f64(x as f64));
+                let same = |g: f64| {
+                    (g.is_nan() && w.is_nan()) || g == w as f64 || (g - w as f64).abs() < 1e-6
+                };
+                assert!(same(got as f64), "{act:?}({x}) = {got}, want {w}");
+                assert!(same(got64), "{act:?} f64 ({x}) = {got64}, want {w}");
+            }
+        }
+        for bad in [
+            A::Clamp { min: nan, max: 1.0 },
+            A::Clamp { min: 0.0, max: nan },
+        ] {
+            for x in inputs {
+                assert!(bad.apply(x).is_nan() && bad.apply_f64(x as f64).is_nan());
+            }
+        }
+        // ReLU keeps the sign of a negative zero, as std::max(-0.0, 0) does.
+        assert!(A::Relu.apply(-0.0).is_sign_negative());
     }
 }

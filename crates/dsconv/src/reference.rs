@@ -55,6 +55,8 @@ pub fn conv2d(
 }
 
 /// Applies inference BatchNorm (per channel) and then an activation, in f64, in place.
+/// NaN and ±Inf follow PyTorch ([`Activation::apply_f64`]): a NaN stays NaN through every
+/// activation, ReLU(−Inf) = 0, ReLU6(+Inf) = 6, hard-swish(−Inf) = NaN.
 pub fn batchnorm_activation(t: &mut Tensor, bn: Option<&BatchNorm>, act: Activation) {
     let [nn, cc, hh, ww] = t.logical_dims();
     for n in 0..nn {

@@ -38,6 +38,31 @@ impl SplitMix64 {
     pub fn vec(&mut self, n: usize, low: f32, high: f32) -> Vec<f32> {
         (0..n).map(|_| self.uniform(low, high)).collect()
     }
+
+    /// The crate's one random-weight initialiser: `n` weights of a convolution or linear
+    /// layer with `fan_in` inputs per output (`C_in/groups · kH · kW`, or the features),
+    /// uniform in `±gain · sqrt(3 / fan_in)`, so their standard deviation is
+    /// `gain / sqrt(fan_in)`. `gain = 1` keeps unit-variance inputs at unit variance
+    /// (what [`RandomParams`](crate::weights::RandomParams) uses); `gain = √2` is He /
+    /// Kaiming uniform for ReLU networks; `gain = 1/√3` gives PyTorch's default `Conv2d` /
+    /// `Linear` bound `1/sqrt(fan_in)`. A `fan_in` of 0 counts as 1. The values are drawn
+    /// in order from this generator, so a seed fixes them.
+    pub fn weights(&mut self, n: usize, fan_in: usize, gain: f32) -> Vec<f32> {
+        let bound = gain * (3.0 / fan_in.max(1) as f32).sqrt();
+        self.vec(n, -bound, bound)
+    }
+
+    /// [`weights`](Self::weights) as a convolution weight tensor of PyTorch dims
+    /// `[C_out, C_in/groups, kH, kW]` (fan-in `C_in/groups · kH · kW`).
+    pub fn weight_tensor(
+        &mut self,
+        dims: [usize; 4],
+        gain: f32,
+    ) -> crate::Result<crate::tensor::Tensor> {
+        let n = crate::error::product(&dims, "weight size")?;
+        let fan_in = dims[1].saturating_mul(dims[2]).saturating_mul(dims[3]);
+        crate::tensor::Tensor::from_nchw(self.weights(n, fan_in, gain), dims)
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +78,25 @@ mod tests {
         let mean: f32 = a.iter().sum::<f32>() / 1000.0;
         assert!(mean.abs() < 0.1, "mean {mean}");
         assert_ne!(a, SplitMix64::new(8).vec(1000, -1.0, 1.0));
+    }
+
+    #[test]
+    fn weights_have_the_fan_in_scaled_bound_and_variance() {
+        for (fan_in, gain) in [(1, 1.0), (27, 1.0), (1152, std::f32::consts::SQRT_2)] {
+            let w = SplitMix64::new(3).weights(20_000, fan_in, gain);
+            let bound = gain * (3.0 / fan_in as f32).sqrt();
+            assert!(w.iter().all(|v| v.abs() <= bound), "fan_in {fan_in}");
+            let var = w.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / w.len() as f64;
+            let want = (gain * gain) as f64 / fan_in as f64;
+            assert!(
+                (var / want - 1.0).abs() < 0.05,
+                "fan_in {fan_in}: {var} vs {want}"
+            );
+        }
+        // The same stream as `vec` with the bound spelled out; fan_in 0 counts as 1.
+        assert_eq!(
+            SplitMix64::new(4).weights(100, 0, 1.0),
+            SplitMix64::new(4).vec(100, -3f32.sqrt(), 3f32.sqrt())
+        );
     }
 }

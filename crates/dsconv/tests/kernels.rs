@@ -4,11 +4,14 @@
 //! 7×7, dilation 2, every activation, and thread counts 1 and 2 (bitwise equal).
 //! Kernel-level calls write into NaN-filled buffers with gaps that must stay NaN.
 
+mod common;
+
+use common::{assert_close, executors, reference_output as expected};
 use dsconv::kernels::{available_isas, available_tiers, Isa, PackedDepthwise, PackedGemm};
 use dsconv::rng::SplitMix64;
 use dsconv::{
-    reference, Activation, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
-    DepthwiseSeparableConv2d, Executor, Padding, PointwiseConv2d, Tensor,
+    Activation, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d, DepthwiseSeparableConv2d,
+    Executor, Padding, PointwiseConv2d, Tensor,
 };
 
 const ACTIVATIONS: [Activation; 5] = [
@@ -21,32 +24,6 @@ const ACTIVATIONS: [Activation; 5] = [
     },
     Activation::HardSwish,
 ];
-
-fn executors(isa: Isa) -> (Executor, Executor) {
-    (
-        Executor::single().with_isa(isa).unwrap(),
-        Executor::new(2).unwrap().with_isa(isa).unwrap(),
-    )
-}
-
-/// Reference output (f64 accumulation, then activation) as an NHWC tensor.
-fn expected(
-    x: &Tensor,
-    w: &Tensor,
-    bias: Option<&[f32]>,
-    params: &Conv2dParams,
-    act: Activation,
-) -> Tensor {
-    let mut r = reference::conv2d(x, w, bias, params).unwrap();
-    reference::batchnorm_activation(&mut r, None, act);
-    r
-}
-
-fn assert_close(got: &Tensor, want: &Tensor, what: &str) {
-    let tol = 1e-5 * want.max_abs().max(1e-6);
-    let diff = got.max_abs_diff(want).unwrap();
-    assert!(diff <= tol, "{what}: max diff {diff} > {tol}");
-}
 
 /// Runs `conv` on an NHWC input of logical dims `input` at every tier with 1 and 2
 /// threads, checks against the reference and checks the thread counts agree bitwise.

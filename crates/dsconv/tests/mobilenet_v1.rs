@@ -2,6 +2,8 @@
 //! `.pth` made by PyTorch (`tests/fixtures/weights/gen_mobilenet_v1.py`, width 0.125,
 //! 10 classes, batch 3 at 64×64), against PyTorch's float64 logits.
 
+mod common;
+
 use dsconv::models::mobilenet_v1::{MobileNetV1, MobileNetV1Weights};
 use dsconv::models::Network;
 use dsconv::ops::Activation;
@@ -10,17 +12,7 @@ use dsconv::{Error, Executor, Layout, Tensor};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name)
-}
-
-fn read_le<const N: usize, T>(name: &str, f: fn([u8; N]) -> T) -> Vec<T> {
-    std::fs::read(fixture(name))
-        .unwrap()
-        .chunks_exact(N)
-        .map(|b| f(b.try_into().unwrap()))
-        .collect()
+    common::fixture("weights", name)
 }
 
 #[test]
@@ -30,21 +22,16 @@ fn mobilenet_v1_matches_pytorch_float64_in_both_layouts_and_thread_counts() {
     assert_eq!(weights.activation, Activation::Relu);
     let net = MobileNetV1::from_weights(&weights, 64).unwrap();
     assert_eq!(net.classes(), 10);
-    let reference: Vec<f64> = read_le("mobilenet_v1_a0125_logits.f64", f64::from_le_bytes);
+    let reference = common::read_f64_le(fixture("mobilenet_v1_a0125_logits.f64"));
     let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let input: Vec<f32> = read_le("mobilenet_v1_a0125_input.f32", f32::from_le_bytes);
+    let input = common::read_f32_le(fixture("mobilenet_v1_a0125_input.f32"));
     let x = Tensor::from_nchw(input, [3, 3, 64, 64]).unwrap();
     // 2 threads on a batch of 3: two images in parallel, the third over both threads.
     for (layout, threads) in [(Layout::Nchw, 1), (Layout::Nhwc, 2)] {
         let exec = Executor::new(threads).unwrap();
         let y = net.forward_with(&x.to_layout(layout), &exec).unwrap();
         assert_eq!(y.logical_dims(), [3, 10, 1, 1]);
-        let diff = y
-            .data()
-            .iter()
-            .zip(&reference)
-            .map(|(&g, &r)| (g as f64 - r).abs())
-            .fold(0.0, f64::max);
+        let diff = common::max_abs_diff_f64(y.data(), &reference);
         eprintln!("{threads} thread(s), {layout:?}: max |diff| {diff:.3e}, max |logit| {scale:.3}");
         assert!(diff <= 1e-5 * scale, "max diff {diff} (scale {scale})");
     }

@@ -2,31 +2,15 @@
 //! (`tests/fixtures/weights/gen_mobilenet_v2.py`, width 0.1, 10 classes, odd input size
 //! 41×37), against PyTorch's float64 logits on the same rounded weights.
 
+mod common;
+
 use dsconv::models::mobilenet_v2::MobileNetV2;
 use dsconv::weights::{Loader, StateDict};
 use dsconv::{Error, Executor, Layout, Tensor};
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name)
-}
-
-fn read_f32(name: &str) -> Vec<f32> {
-    std::fs::read(fixture(name))
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-        .collect()
-}
-
-fn read_f64(name: &str) -> Vec<f64> {
-    std::fs::read(fixture(name))
-        .unwrap()
-        .chunks_exact(8)
-        .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-        .collect()
+    common::fixture("weights", name)
 }
 
 #[test]
@@ -34,19 +18,15 @@ fn mobilenet_v2_matches_pytorch_float64_in_both_layouts_and_thread_counts() {
     let sd = StateDict::load(fixture("mobilenet_v2_a010.pth")).unwrap();
     let net = MobileNetV2::from_state_dict(&sd, 0.1).unwrap();
     assert_eq!(net.classes(), 10);
-    let reference = read_f64("mobilenet_v2_a010_logits.f64");
+    let reference = common::read_f64_le(fixture("mobilenet_v2_a010_logits.f64"));
     let scale = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    let x = Tensor::from_nchw(read_f32("mobilenet_v2_a010_input.f32"), [2, 3, 41, 37]).unwrap();
+    let input = common::read_f32_le(fixture("mobilenet_v2_a010_input.f32"));
+    let x = Tensor::from_nchw(input, [2, 3, 41, 37]).unwrap();
     for (layout, threads) in [(Layout::Nchw, 1), (Layout::Nhwc, 2)] {
         let exec = Executor::new(threads).unwrap();
         let y = net.forward_with(&x.to_layout(layout), &exec).unwrap();
         assert_eq!(y.logical_dims(), [2, 10, 1, 1]);
-        let diff = y
-            .data()
-            .iter()
-            .zip(&reference)
-            .map(|(&g, &r)| (g as f64 - r).abs())
-            .fold(0.0, f64::max);
+        let diff = common::max_abs_diff_f64(y.data(), &reference);
         assert!(diff <= 1e-5 * scale, "max diff {diff} (scale {scale})");
     }
 }

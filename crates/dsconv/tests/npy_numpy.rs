@@ -3,14 +3,14 @@
 //! generator wrote, every unsupported one is refused with a format error naming the
 //! reason, and `write_npy` produces NumPy's own bytes.
 
+mod common;
+
 use dsconv::npy::{read_npy, read_npy_bytes, write_npy};
 use dsconv::Error;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/npy")
-        .join(name)
+    common::fixture("npy", name)
 }
 
 /// What the generator stores: `arange(n) * 0.25 - 1`.

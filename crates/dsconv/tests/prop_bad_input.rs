@@ -8,6 +8,8 @@
 //! sizes overflow, or the output would need more bytes than any address space has
 //! (≥ 2⁵⁸ bytes), so an allocation attempt fails at once.
 
+mod common;
+
 use dsconv::{
     reference, Activation, BatchNorm, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
     DepthwiseSeparableConv2d, Error, Layout, Padding, PaddingMode, PointwiseConv2d, Tensor,
@@ -108,13 +110,8 @@ fn absurd_size() -> impl Strategy<Value = usize> {
 }
 
 fn tensor(dims: [usize; 4], layout: Layout) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::new(
-        dsconv::rng::SplitMix64::new(n as u64).vec(n, -1.0, 1.0),
-        dims,
-        layout,
-    )
-    .unwrap()
+    let n: usize = dims.iter().product();
+    common::random_tensor(dims, layout, n as u64, 1.0)
 }
 
 /// Checks a forward result against the geometry and the reference: either the same error

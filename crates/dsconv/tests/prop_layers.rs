@@ -7,6 +7,9 @@
 //!
 //! Seeded: a fixed RNG seed, so every run checks the same cases.
 
+mod common;
+
+use common::{random_vec, relative_error};
 use dsconv::{
     reference, Activation, BatchNorm, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
     DepthwiseSeparableConv2d, Executor, Layout, Padding, PaddingMode, PointwiseConv2d, Tensor,
@@ -31,10 +34,6 @@ fn config(cases: u32) -> Config {
 fn two_threads() -> &'static Executor {
     static POOL: OnceLock<Executor> = OnceLock::new();
     POOL.get_or_init(|| Executor::new(2).expect("two-thread pool"))
-}
-
-fn random_vec(seed: u64, n: usize, scale: f32) -> Vec<f32> {
-    dsconv::rng::SplitMix64::new(seed).vec(n, -scale, scale)
 }
 
 fn padding_strategy() -> impl Strategy<Value = Padding> {
@@ -105,37 +104,12 @@ fn input_strategy() -> impl Strategy<Value = [usize; 4]> {
 }
 
 fn input_tensor(dims: [usize; 4], seed: u64, scale: f32) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::from_nchw(random_vec(seed, n, scale), dims).unwrap()
+    common::random_tensor(dims, Layout::Nchw, seed, scale)
 }
 
 /// Largest absolute value, in f64.
 fn max_abs(t: &Tensor) -> f64 {
-    t.data().iter().fold(0.0f64, |m, v| m.max(v.abs() as f64))
-}
-
-/// Largest |got − want| over `max(max|want|, scale_floor)`; NaN counts as infinite.
-fn relative_error(got: &Tensor, want: &Tensor, scale_floor: f64) -> f64 {
-    assert_eq!(got.logical_dims(), want.logical_dims(), "output shape");
-    let got = got.to_layout(want.layout());
-    let scale = max_abs(want).max(scale_floor);
-    let worst = got
-        .data()
-        .iter()
-        .zip(want.data())
-        .map(|(&g, &w)| {
-            if g.is_nan() || w.is_nan() {
-                f64::INFINITY
-            } else {
-                (g as f64 - w as f64).abs()
-            }
-        })
-        .fold(0.0f64, f64::max);
-    if worst == 0.0 {
-        0.0
-    } else {
-        worst / scale.max(f64::MIN_POSITIVE)
-    }
+    common::max_abs(t.data().iter().map(|&v| v as f64))
 }
 
 /// Runs `forward` in both layouts and on one and two threads, and checks it against

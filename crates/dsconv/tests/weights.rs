@@ -1,14 +1,14 @@
 //! Checkpoint readers against tiny files written by PyTorch
 //! (`tests/fixtures/weights/gen_weights.py`), and the name-to-model mapping errors.
 
+mod common;
+
 use dsconv::weights::{DType, Loader, StateDict};
 use dsconv::Error;
 use std::path::PathBuf;
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/weights")
-        .join(name)
+    common::fixture("weights", name)
 }
 
 fn expected() -> serde_json::Value {

@@ -3,12 +3,14 @@
 //! plus crafted hostile files and every crash input the fuzzer found
 //! (`tests/fixtures/weights/adversarial/`).
 
+mod common;
+
 use dsconv::rng::SplitMix64;
 use dsconv::weights::StateDict;
 use std::path::PathBuf;
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/weights")
+    common::fixture_dir("weights")
 }
 
 /// Parses and, on success, checks that every tensor is internally consistent.

@@ -36,9 +36,12 @@ pub(crate) trait Simd: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `a·b`.
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
-    /// Lane-wise maximum.
+    /// Lane-wise `a > b ? a : b`: **`b` when either is NaN** (and when both are zeros of
+    /// either sign), the x86 `MAXPS` rule (Intel SDM: "if only one value is a NaN ... the
+    /// second operand ... is written to the result"), which the portable tier copies. So
+    /// `max(lo, x)` keeps a NaN `x`; `max(x, lo)` would turn it into `lo`.
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
-    /// Lane-wise minimum.
+    /// Lane-wise `a < b ? a : b`: `b` when either is NaN (`MINPS`), like [`Simd::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
 }
 
@@ -268,18 +271,40 @@ mod x86 {
     }
 }
 
-/// Applies an activation to one register, lane-wise (the fused epilogue).
+/// `min(hi, max(lo, x))` with the variable last in both, so a NaN `x` comes through
+/// (see [`Simd::max`]): ATen's `vec::clamp` (`_mm512_min_ps(max, _mm512_max_ps(min, a))`),
+/// which PyTorch's ReLU, ReLU6/hardtanh and clamp run on x86. ±Inf clamp like any number.
+#[inline(always)]
+unsafe fn clamp<S: Simd>(x: S::V, lo: S::V, hi: S::V) -> S::V {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe { S::min(hi, S::max(lo, x)) }
+}
+
+/// `x · clamp(x + 3, 0, 6) / 6` (the division as a product with 1/6): NaN stays NaN,
+/// +Inf stays +Inf and −Inf gives NaN (−Inf · 0), as PyTorch's CPU kernel
+/// (`x * min(max(x + 3, 0), 6) / 6` with NaN-propagating `minimum`/`maximum`).
+#[inline(always)]
+unsafe fn hard_swish<S: Simd>(x: S::V, three: S::V, six: S::V, sixth: S::V) -> S::V {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe {
+        let gate = clamp::<S>(S::add(x, three), S::zero(), six);
+        S::mul(S::mul(x, gate), sixth)
+    }
+}
+
+/// Applies an activation to one register, lane-wise (the fused epilogue). NaN and ±Inf
+/// come out as PyTorch gives them (see [`Epilogue`]).
 #[inline(always)]
 pub(crate) unsafe fn activate<S: Simd>(v: S::V, act: &Epilogue) -> S::V {
     // SAFETY: register-only operations; the tier's features are present (module contract).
     unsafe {
         match act.kind {
             EpilogueKind::None => v,
-            EpilogueKind::Clamp => S::min(S::max(v, S::splat(act.lo)), S::splat(act.hi)),
+            EpilogueKind::Clamp => clamp::<S>(v, S::splat(act.lo), S::splat(act.hi)),
             EpilogueKind::HardSwish => {
-                let gate = S::min(S::max(S::add(v, S::splat(3.0)), S::zero()), S::splat(6.0));
-                S::mul(S::mul(v, gate), S::splat(1.0 / 6.0))
+                hard_swish::<S>(v, S::splat(3.0), S::splat(6.0), S::splat(1.0 / 6.0))
             }
+            EpilogueKind::Nan => S::splat(f32::NAN),
         }
     }
 }
@@ -299,7 +324,7 @@ pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
                 let (lo, hi) = (S::splat(act.lo), S::splat(act.hi));
                 for row in acc.iter_mut() {
                     for x in row.iter_mut() {
-                        *x = S::min(S::max(*x, lo), hi);
+                        *x = clamp::<S>(*x, lo, hi);
                     }
                 }
             }
@@ -307,8 +332,15 @@ pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
                 let (three, six, sixth) = (S::splat(3.0), S::splat(6.0), S::splat(1.0 / 6.0));
                 for row in acc.iter_mut() {
                     for x in row.iter_mut() {
-                        let gate = S::min(S::max(S::add(*x, three), S::zero()), six);
-                        *x = S::mul(S::mul(*x, gate), sixth);
+                        *x = hard_swish::<S>(*x, three, six, sixth);
+                    }
+                }
+            }
+            EpilogueKind::Nan => {
+                let nan = S::splat(f32::NAN);
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        *x = nan;
                     }
                 }
             }
@@ -317,7 +349,9 @@ pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
 }
 
 /// What the epilogue does after the accumulation, decoded once per call from
-/// [`crate::Activation`]: ReLU, ReLU6 and Clamp are all a clamp to `[lo, hi]`.
+/// [`crate::Activation`]: ReLU, ReLU6 and Clamp are all a clamp to `[lo, hi]` (ReLU's
+/// `hi` is +Inf). NaN and ±Inf follow PyTorch, as [`crate::Activation::apply`] documents:
+/// a NaN input stays NaN, a clamp with a NaN bound gives NaN everywhere.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Epilogue {
     kind: EpilogueKind,
@@ -330,6 +364,9 @@ enum EpilogueKind {
     None,
     Clamp,
     HardSwish,
+    /// Every output NaN: `Clamp` with a NaN bound (PyTorch's `clamp_out` fills the result
+    /// with NaN then).
+    Nan,
 }
 
 impl Epilogue {
@@ -340,6 +377,7 @@ impl Epilogue {
             A::None => (EpilogueKind::None, 0.0, 0.0),
             A::Relu => (EpilogueKind::Clamp, 0.0, f32::INFINITY),
             A::Relu6 => (EpilogueKind::Clamp, 0.0, 6.0),
+            A::Clamp { min, max } if min.is_nan() || max.is_nan() => (EpilogueKind::Nan, 0.0, 0.0),
             A::Clamp { min, max } => (EpilogueKind::Clamp, min, max),
             A::HardSwish => (EpilogueKind::HardSwish, 0.0, 0.0),
         };

@@ -295,10 +295,7 @@ pub struct MobileNetV1Weights {
 /// He-uniform weights `U(−a, a)`, `a = sqrt(6 / fan_in)`: keeps the activations' scale
 /// roughly constant through ReLU layers.
 fn he_uniform(rng: &mut SplitMix64, dims: [usize; 4]) -> Result<Tensor> {
-    let fan_in = dims[1] * dims[2] * dims[3];
-    let a = (6.0 / fan_in as f64).sqrt() as f32;
-    let n = crate::error::product(&dims, "weight size")?;
-    Tensor::from_nchw(rng.vec(n, -a, a), dims)
+    rng.weight_tensor(dims, std::f32::consts::SQRT_2)
 }
 
 /// A BatchNorm with plausible trained statistics: γ ∈ [0.5, 1.5), β ∈ [−0.1, 0.1),

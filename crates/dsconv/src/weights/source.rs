@@ -38,9 +38,9 @@ impl ParamSource for Loader<'_> {
     }
 }
 
-/// Seeded random parameters: weights uniform in `±sqrt(3 / fan_in)` (unit-variance
-/// outputs for unit-variance inputs), BatchNorm near identity with some spread, small
-/// biases.
+/// Seeded random parameters: weights from [`SplitMix64::weights`] with gain 1 (uniform in
+/// `±sqrt(3 / fan_in)`: unit-variance outputs for unit-variance inputs), BatchNorm near
+/// identity with some spread, small biases.
 #[derive(Debug, Clone)]
 pub struct RandomParams {
     rng: SplitMix64,
@@ -59,10 +59,7 @@ impl ParamSource for RandomParams {
     fn param(&mut self, _name: &str, shape: &[usize], kind: ParamKind) -> Vec<f32> {
         let n = shape.iter().product();
         match kind {
-            ParamKind::Weight { fan_in } => {
-                let bound = (3.0 / fan_in.max(1) as f32).sqrt();
-                self.rng.vec(n, -bound, bound)
-            }
+            ParamKind::Weight { fan_in } => self.rng.weights(n, fan_in, 1.0),
             ParamKind::Bias | ParamKind::BnShift | ParamKind::BnMean => self.rng.vec(n, -0.1, 0.1),
             ParamKind::BnScale | ParamKind::BnVar => self.rng.vec(n, 0.5, 1.5),
         }
