@@ -223,12 +223,14 @@ fn classify_runs_any_registry_model_with_preprocessing() {
     let weights = mobilenet_v2_1000_classes(dir.path(), 0.0);
     let out = classify_v2(&weights)
         .args(["--json", "--top", "2"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        .output();
+    let out = out.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 2);
     assert_eq!(v[1]["top"].as_array().unwrap().len(), 2);
     // The Lite models other than Lite0 have no published preprocessing; the 10-class

@@ -92,16 +92,10 @@ fn time_small(samples: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timin
 }
 
 fn summarise(mut samples: Vec<f64>) -> Timing {
-    samples.sort_by(f64::total_cmp);
-    let runs = samples.len();
-    let median = if runs % 2 == 1 {
-        samples[runs / 2]
-    } else {
-        (samples[runs / 2 - 1] + samples[runs / 2]) / 2.0
-    };
+    let (median, best) = super::bench::median_and_min(&mut samples);
     Timing {
-        runs,
-        best: samples[0],
+        runs: samples.len(),
+        best,
         median,
     }
 }

@@ -22,6 +22,7 @@ use layers::LayerPlan;
 use serde_json::Value;
 use std::io::Write;
 use std::time::Duration;
+pub use timing::median_and_min;
 use timing::{Budget, Progress, MAX_RUNS};
 
 const EXAMPLES: &str = "\

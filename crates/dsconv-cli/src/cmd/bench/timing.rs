@@ -54,18 +54,25 @@ pub fn time<F: FnMut() -> dsconv::Result<()>>(budget: Budget, mut f: F) -> Resul
             break;
         }
     }
+    let (median_ms, min_ms) = median_and_min(&mut samples);
+    Ok(Timing {
+        median_ms,
+        min_ms,
+        runs: samples.len(),
+    })
+}
+
+/// The median (of the middle two for an even count) and the minimum of `samples`, which
+/// must not be empty; sorts them.
+pub fn median_and_min(samples: &mut [f64]) -> (f64, f64) {
     samples.sort_by(f64::total_cmp);
     let n = samples.len();
-    let median_ms = if n % 2 == 1 {
+    let median = if n % 2 == 1 {
         samples[n / 2]
     } else {
         (samples[n / 2 - 1] + samples[n / 2]) / 2.0
     };
-    Ok(Timing {
-        median_ms,
-        min_ms: samples[0],
-        runs: n,
-    })
+    (median, samples[0])
 }
 
 /// Progress on stderr: one line rewritten in place on a terminal, one short line per
