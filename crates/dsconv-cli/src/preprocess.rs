@@ -1,13 +1,19 @@
-//! ImageNet preprocessing exactly as torchvision does it on a PIL image:
-//! `Resize(256, BICUBIC)` (shorter side to 256, the longer `floor(256·long/short)`),
-//! `CenterCrop(224)`, `ToTensor` (÷255), `Normalize(mean, std)`.
+//! ImageNet preprocessing exactly as torchvision does it on a PIL image, with the numbers
+//! of the model's registry entry ([`dsconv::models::registry::Preprocess`]):
+//! `Resize(resize, filter)` (shorter side to `resize`, the longer
+//! `floor(resize·long/short)`), `CenterCrop(crop)`, `ToTensor` (÷255),
+//! `Normalize(mean, std)`.
 //!
 //! The resize is a port of the algorithm of Pillow's `Resample.c` (convolution with the
-//! Keys cubic, a = −0.5, its support widened by the scale factor when shrinking, so it
-//! antialiases; 22-bit fixed-point coefficients; a horizontal pass then a vertical pass,
-//! each rounded and clamped to u8). It reproduces Pillow's output byte for byte, which the
-//! test against the committed PIL crops checks; `image`'s CatmullRom filter differs
-//! (other rounding, no u8 intermediate).
+//! filter — Keys cubic, a = −0.5, support 2 for `BICUBIC`; the triangle, support 1, for
+//! `BILINEAR` — its support widened by the scale factor when shrinking, so it antialiases;
+//! 22-bit fixed-point coefficients; a horizontal pass then a vertical pass, each rounded
+//! and clamped to u8). For bicubic it reproduces Pillow's output byte for byte, which the
+//! test against the committed PIL crops checks (bilinear runs the same code with the other
+//! filter; no PIL fixture checks it); `image`'s CatmullRom filter differs (other rounding,
+//! no u8 intermediate).
+
+use dsconv::models::registry::{Preprocess, Resampling};
 
 /// Fixed-point fraction bits of the coefficients (Pillow: `32 − 8 − 2`).
 const PRECISION_BITS: u32 = 22;
@@ -42,10 +48,29 @@ struct Taps {
     weights: Vec<Vec<i32>>,
 }
 
-fn taps(in_size: usize, out_size: usize) -> Taps {
+/// Pillow's triangle filter (`BILINEAR`), support 1.
+fn bilinear(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+/// The filter function and its support (in input pixels at scale 1).
+fn filter(resampling: Resampling) -> (fn(f64) -> f64, f64) {
+    match resampling {
+        Resampling::Bicubic => (bicubic, 2.0),
+        Resampling::Bilinear => (bilinear, 1.0),
+    }
+}
+
+fn taps(in_size: usize, out_size: usize, resampling: Resampling) -> Taps {
+    let (kernel, kernel_support) = filter(resampling);
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
-    let support = 2.0 * filter_scale;
+    let support = kernel_support * filter_scale;
     let mut first = Vec::with_capacity(out_size);
     let mut weights = Vec::with_capacity(out_size);
     for xx in 0..out_size {
@@ -54,7 +79,7 @@ fn taps(in_size: usize, out_size: usize) -> Taps {
         let xmin = ((center - support + 0.5) as i64).max(0) as usize;
         let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
         let w: Vec<f64> = (xmin..xmax)
-            .map(|x| bicubic((x as f64 - center + 0.5) / filter_scale))
+            .map(|x| kernel((x as f64 - center + 0.5) / filter_scale))
             .collect();
         let total: f64 = w.iter().sum();
         let fixed = w
@@ -79,11 +104,11 @@ fn clip8(acc: i64) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// Resizes with Pillow's bicubic filter (both passes only when the size changes).
-pub fn resize_bicubic(img: &Rgb8, width: usize, height: usize) -> Rgb8 {
+/// Resizes with Pillow's filter `resampling` (each pass only when its size changes).
+pub fn resize(img: &Rgb8, width: usize, height: usize, resampling: Resampling) -> Rgb8 {
     let mut cur = img.clone();
     if width != img.width {
-        let t = taps(img.width, width);
+        let t = taps(img.width, width, resampling);
         let mut out = vec![0u8; img.height * width * 3];
         for y in 0..img.height {
             let row = &cur.data[y * img.width * 3..(y + 1) * img.width * 3];
@@ -104,7 +129,7 @@ pub fn resize_bicubic(img: &Rgb8, width: usize, height: usize) -> Rgb8 {
         };
     }
     if height != img.height {
-        let t = taps(img.height, height);
+        let t = taps(img.height, height, resampling);
         let mut out = vec![0u8; height * width * 3];
         for y in 0..height {
             for x in 0..width {
@@ -128,14 +153,14 @@ pub fn resize_bicubic(img: &Rgb8, width: usize, height: usize) -> Rgb8 {
 
 /// torchvision `Resize(short)`: the shorter side becomes `short`, the longer
 /// `floor(short · long / short_side)`.
-pub fn resize_shorter_side(img: &Rgb8, short: usize) -> Rgb8 {
+pub fn resize_shorter_side(img: &Rgb8, short: usize, resampling: Resampling) -> Rgb8 {
     let (w, h) = (img.width, img.height);
     let (nw, nh) = if w <= h {
         (short, short * h / w)
     } else {
         (short * w / h, short)
     };
-    resize_bicubic(img, nw, nh)
+    resize(img, nw, nh, resampling)
 }
 
 /// torchvision `CenterCrop(size)` for an image at least `size` on both sides: offsets
@@ -167,19 +192,20 @@ pub fn center_crop(img: &Rgb8, size: usize) -> Option<Rgb8> {
     })
 }
 
-/// The full ImageNet pipeline for EfficientNet-Lite: resize 256, crop 224, then
-/// `(x/255 − 0.5)/0.5` in f32, as NCHW `[3, 224, 224]` values (one image of a batch).
-/// Images smaller than the crop after resizing cannot happen (the shorter side is 256).
-pub fn imagenet_224(img: &Rgb8, mean: [f32; 3], std: [f32; 3]) -> (Rgb8, Vec<f32>) {
-    let resized = resize_shorter_side(img, 256);
-    let crop = center_crop(&resized, 224).expect("shorter side is 256 ≥ 224");
-    let mut chw = vec![0.0f32; 3 * 224 * 224];
+/// The whole pipeline of `spec`: resize, centre crop, then `(x/255 − mean)/std` in f32,
+/// as NCHW `[3, crop, crop]` values (one image of a batch), with the crop. `None` when the
+/// crop is larger than the resized image (a registry entry with `crop > resize`).
+pub fn preprocess(img: &Rgb8, spec: &Preprocess) -> Option<(Rgb8, Vec<f32>)> {
+    let resized = resize_shorter_side(img, spec.resize, spec.resampling);
+    let crop = center_crop(&resized, spec.crop)?;
+    let plane = spec.crop * spec.crop;
+    let mut chw = vec![0.0f32; 3 * plane];
     for (p, px) in crop.data.chunks_exact(3).enumerate() {
         for c in 0..3 {
-            chw[c * 224 * 224 + p] = (px[c] as f32 / 255.0 - mean[c]) / std[c];
+            chw[c * plane + p] = (px[c] as f32 / 255.0 - spec.mean[c]) / spec.std[c];
         }
     }
-    (crop, chw)
+    Some((crop, chw))
 }
 
 #[cfg(test)]
@@ -206,7 +232,8 @@ mod tests {
     fn crops_match_pillow_byte_for_byte() {
         for name in ["chelsea", "coffee"] {
             let img = decode(&format!("{name}.png"));
-            let (crop, _) = imagenet_224(&img, [0.5; 3], [0.5; 3]);
+            let lite0 = dsconv::models::lookup("efficientnet-lite0").unwrap();
+            let (crop, _) = preprocess(&img, &lite0.preprocess.unwrap()).unwrap();
             let pil = std::fs::read(
                 repo().join(format!("crates/dsconv/tests/fixtures/effnet/{name}_224.u8")),
             )
@@ -236,8 +263,27 @@ mod tests {
             height: 2,
             data: vec![77; 18],
         };
-        assert_eq!(resize_bicubic(&img, 3, 2), img);
-        let up = resize_bicubic(&img, 9, 5);
-        assert!(up.data.iter().all(|&v| v == 77));
+        for filter in [Resampling::Bicubic, Resampling::Bilinear] {
+            assert_eq!(resize(&img, 3, 2, filter), img);
+            let up = resize(&img, 9, 5, filter);
+            assert!(up.data.iter().all(|&v| v == 77));
+            let down = resize(&up, 2, 1, filter);
+            assert!(down.data.iter().all(|&v| v == 77));
+        }
+    }
+
+    #[test]
+    fn bilinear_halving_follows_pillows_coefficients() {
+        // Worked by hand from Resample.c (not from a PIL run): a 4x1 row 0, 100, 200, 250
+        // to 2x1. Scale 2 widens the triangle to support 2; output 0 (centre 1.0) takes
+        // inputs 0..3 with weights 0.75, 0.75, 0.25 → 3/7, 3/7, 1/7 → 71.4 → 71; output 1
+        // (centre 3.0) inputs 1..4, weights 1/7, 3/7, 3/7 → 207.1 → 207.
+        let img = Rgb8 {
+            width: 4,
+            height: 1,
+            data: [0u8, 100, 200, 250].iter().flat_map(|&v| [v; 3]).collect(),
+        };
+        let out = resize(&img, 2, 1, Resampling::Bilinear);
+        assert_eq!(out.data, vec![71, 71, 71, 207, 207, 207]);
     }
 }

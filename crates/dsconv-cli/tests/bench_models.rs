@@ -137,3 +137,35 @@ fn model_options_that_do_not_apply_exit_2() {
             .stderr(predicate::function(|s: &str| s.lines().count() == 1));
     }
 }
+
+#[test]
+fn every_registry_name_and_alias_is_a_model() {
+    let v = bench_json(
+        &[
+            "--model",
+            "MobileNetV2",
+            "--width",
+            "0.25",
+            "--resolution",
+            "32",
+        ],
+        None,
+    );
+    assert_eq!(v["network"], "mobilenet-v2");
+    assert_eq!(v["resolution"], 32);
+    let v = bench_json(
+        &["--model", "efficientnet_lite1", "--resolution", "32"],
+        None,
+    );
+    assert_eq!(v["network"], "efficientnet-lite1");
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["bench", "--model", "resnet-50"])
+        .args(FAST)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "not one of efficientnet-lite0, efficientnet-lite1, efficientnet-lite2, \
+             efficientnet-lite3, efficientnet-lite4, mobilenet-v1, mobilenet-v2",
+        ));
+}

@@ -167,3 +167,123 @@ fn classify_reads_jpeg_too() {
     let cat = v[0]["top"][0]["index"].as_u64().unwrap();
     assert!((281..=285).contains(&cat), "jpeg chelsea top-1 {cat}");
 }
+
+/// The width-0.1 MobileNetV2 fixture with a 1000-class head (deterministic values; the last
+/// class's bias from `last_bias`), written as safetensors: classify's checks without the
+/// real weights.
+fn mobilenet_v2_1000_classes(dir: &std::path::Path, last_bias: f32) -> PathBuf {
+    use dsconv::weights::{StateDict, WeightTensor};
+    let fixture = repo().join("crates/dsconv/tests/fixtures/weights/mobilenet_v2_a010.pth");
+    let mut sd = StateDict::load(fixture).unwrap();
+    let features = sd.get("classifier.1.weight").unwrap().dims[1];
+    let dtype = sd.get("classifier.1.weight").unwrap().dtype;
+    let mut rng = dsconv::rng::SplitMix64::new(11);
+    sd.insert(
+        "classifier.1.weight".into(),
+        WeightTensor {
+            dtype,
+            dims: vec![1000, features],
+            data: rng.vec(1000 * features, -0.05, 0.05),
+        },
+    );
+    let mut bias = rng.vec(1000, -0.1, 0.1);
+    bias[999] = last_bias;
+    sd.insert(
+        "classifier.1.bias".into(),
+        WeightTensor {
+            dtype,
+            dims: vec![1000],
+            data: bias,
+        },
+    );
+    let path = dir.join(format!("v2_1000_{last_bias}.safetensors"));
+    std::fs::write(&path, sd.to_safetensors().unwrap()).unwrap();
+    path
+}
+
+fn classify_v2(weights: &std::path::Path) -> Command {
+    let mut c = Command::cargo_bin("dsconv").unwrap();
+    c.args([
+        "classify",
+        "--model",
+        "MobileNet_V2",
+        "--alpha",
+        "0.1",
+        "--weights",
+    ])
+    .arg(weights)
+    .arg(photo("coffee.png"))
+    .arg(photo("chelsea.png"));
+    c
+}
+
+#[test]
+fn classify_runs_any_registry_model_with_preprocessing() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = mobilenet_v2_1000_classes(dir.path(), 0.0);
+    let out = classify_v2(&weights)
+        .args(["--json", "--top", "2"])
+        .output();
+    let out = out.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    assert_eq!(v[1]["top"].as_array().unwrap().len(), 2);
+    // The Lite models other than Lite0 have no published preprocessing; the 10-class
+    // fixture is not an ImageNet classifier.
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "efficientnet-lite2",
+            "--weights",
+            "w.pth",
+        ])
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "classify knows efficientnet-lite0, mobilenet-v1, mobilenet-v2",
+        ));
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.1",
+            "--weights",
+        ])
+        .arg(repo().join("crates/dsconv/tests/fixtures/weights/mobilenet_v2_a010.pth"))
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("the classifier has 10 classes"));
+}
+
+/// NaN cannot be ranked: one line naming the image and the counts, exit 2, nothing on
+/// stdout. Independent of the kernels' NaN handling: the bias is added last.
+#[test]
+fn non_finite_logits_are_an_error_naming_the_image() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bias, counts) in [
+        (f32::NAN, "(1 NaN, 0 inf)"),
+        (f32::INFINITY, "(0 NaN, 1 inf)"),
+    ] {
+        let weights = mobilenet_v2_1000_classes(dir.path(), bias);
+        let out = classify_v2(&weights).assert().code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("dsconv: error: logits for "), "{stderr}");
+        assert!(stderr.contains("coffee.png are not finite "), "{stderr}");
+        assert!(stderr.contains(counts), "{stderr}");
+        assert!(stderr.contains("first in 'classifier.1.bias'"), "{stderr}");
+        assert!(out.get_output().stdout.is_empty());
+    }
+}

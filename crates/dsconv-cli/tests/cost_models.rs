@@ -76,3 +76,28 @@ fn efficientnet_lite_family_grows_with_its_index() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn aliases_and_default_resolutions_come_from_the_registry() {
+    for alias in ["mobilenet_v2", "MobileNetV2", "mobilenet-v2"] {
+        let v = cost_json(&["--model", alias]);
+        assert_eq!(v["model"], "mobilenet-v2", "{alias}");
+        assert_eq!(v["resolution"], 224);
+    }
+    // Each Lite model at its own resolution unless --resolution says otherwise.
+    for (i, r) in [224, 240, 260, 280, 300].into_iter().enumerate() {
+        let v = cost_json(&["--model", &format!("efficientnet-lite{i}")]);
+        assert_eq!(v["resolution"], r);
+    }
+    let v = cost_json(&["--model", "efficientnet-lite4", "--resolution", "224"]);
+    assert_eq!(v["resolution"], 224);
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["cost", "--model", "resnet-50"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown model 'resnet-50'"))
+        .stderr(predicate::str::contains(
+            "mobilenet-v1, mobilenet-v2 (also: ",
+        ));
+}

@@ -83,6 +83,36 @@ impl Error {
         }
     }
 
+    /// Whether the error is about what the caller gave: arguments, shapes, sizes, files or
+    /// checkpoints ([`Shape`](Error::Shape), [`InvalidParam`](Error::InvalidParam),
+    /// [`Geometry`](Error::Geometry), [`Overflow`](Error::Overflow) of absurd sizes,
+    /// [`Format`](Error::Format), [`Io`](Error::Io) on a path the caller named,
+    /// [`Checkpoint`](Error::Checkpoint), [`StateDict`](Error::StateDict)). `false` for
+    /// failures of the machine, not of the input: [`Allocation`](Error::Allocation) (out
+    /// of memory for sizes that passed every check) and [`Threads`](Error::Threads) (the
+    /// system refused threads). The `dsconv` command exits with 2 for the first kind and 1
+    /// for the second.
+    ///
+    /// ```
+    /// use dsconv::Error;
+    /// assert!(Error::param("stride", "must be at least 1").is_bad_input());
+    /// assert!(!Error::Threads("resource temporarily unavailable".into()).is_bad_input());
+    /// ```
+    pub fn is_bad_input(&self) -> bool {
+        // Exhaustive on purpose: a new variant must be classified here.
+        match self {
+            Error::Shape { .. }
+            | Error::InvalidParam { .. }
+            | Error::Geometry(_)
+            | Error::Overflow(_)
+            | Error::Format { .. }
+            | Error::Io { .. }
+            | Error::Checkpoint(_)
+            | Error::StateDict(_) => true,
+            Error::Allocation { .. } | Error::Threads(_) => false,
+        }
+    }
+
     /// Shorthand for [`Error::InvalidParam`].
     pub fn param(param: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidParam {

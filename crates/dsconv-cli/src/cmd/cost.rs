@@ -1,11 +1,13 @@
 //! `dsconv cost`: multiply-accumulates, FLOPs, parameters, bytes and arithmetic intensity
 //! of one layer (standard vs depthwise separable, as in the seed) or of a whole model.
 
+use super::parse::{number, positive, positive_pair};
 use super::table::{hwc, millions, percent, thousands, Align, Table};
 use super::user_error;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use dsconv::cost::{Cost, LayerCost, NetworkCost, SeparableComparison};
-use dsconv::models::mobilenet_v1::{self, Variant};
+use dsconv::models::mobilenet_v1::Variant;
+use dsconv::models::{registry, ModelSpec};
 use dsconv::{Conv2dParams, ConvGeometry, Padding};
 use serde_json::{json, Value};
 
@@ -27,7 +29,9 @@ Examples:
 MACs are multiply-accumulates (the paper's \"mult-adds\"); FLOPs = 2 x MACs. Parameters are
 convolution and fully connected weights and biases; a model's BatchNorm gamma/beta are
 reported apart. Bytes: f32 input, parameters and output, each moved once.
-Models: mobilenet-v1, mobilenet-v2 (--width), efficientnet-lite0 ... efficientnet-lite4.";
+Models: mobilenet-v1, mobilenet-v2 (--width), efficientnet-lite0 ... efficientnet-lite4
+(mobilenet_v2, mobilenetv2 ... also accepted); --resolution defaults to the model's own
+(224; Lite1..4: 240, 260, 280, 300).";
 
 /// Arguments of `dsconv cost` (boxed: a dozen optional strings would make every
 /// subcommand's enum variant as large).
@@ -68,7 +72,7 @@ struct CostArgs {
     /// Width multiplier alpha of the model [default: 1].
     #[arg(long, value_name = "ALPHA")]
     width: Option<String>,
-    /// Input resolution of the model (R x R) [default: 224].
+    /// Input resolution of the model (R x R) [default: the model's, e.g. 224].
     #[arg(long, value_name = "R")]
     resolution: Option<String>,
     /// Replace every depthwise separable block by a standard convolution of the same shape.
@@ -105,22 +109,29 @@ pub fn run(args: Args) -> Result<()> {
                     "{flag} describes a layer and cannot be combined with --model"
                 )));
             }
+            let spec = registry::lookup(model)?;
             let width = match &args.width {
-                Some(w) => parse_number::<f64>("--width", w)?,
+                Some(w) => number::<f64>("--width", w)?,
                 None => 1.0,
             };
+            spec.check_width(width).context("--width")?;
             let resolution = match &args.resolution {
                 Some(r) => positive("--resolution", r)?,
-                None => 224,
+                None => spec.resolution,
             };
             let variant = if args.as_standard {
                 Variant::Standard
             } else {
                 Variant::Separable
             };
-            let net = model_cost(model, width, resolution, batch, variant)?;
+            let net = spec.cost_table(width, resolution, batch, variant);
+            let net = if args.as_standard {
+                net.context("--as-standard")?
+            } else {
+                net?
+            };
             if args.json {
-                print_json(&model_json(model, width, resolution, batch, variant, &net))
+                print_json(&model_json(spec, width, resolution, batch, variant, &net))
             } else {
                 out!("{}", model_text(&net, batch, variant))?;
                 Ok(())
@@ -143,15 +154,15 @@ pub fn run(args: Args) -> Result<()> {
                      see dsconv cost --help",
                 ));
             };
-            let [h, w, c] = parse_hwc(input)?;
+            let [h, w, c] = super::parse::hwc("--input", input)?;
             let out_channels = positive("--out-channels", out_channels)?;
-            let kernel = parse_pair("--kernel", kernel, &['x', 'X', ','])?;
+            let kernel = positive_pair("--kernel", kernel, &['x', 'X', ','])?;
             let mut params = Conv2dParams::default();
             if let Some(s) = &args.stride {
-                params.stride = parse_pair("--stride", s, &[','])?;
+                params.stride = positive_pair("--stride", s, &[','])?;
             }
             if let Some(d) = &args.dilation {
-                params.dilation = parse_pair("--dilation", d, &[','])?;
+                params.dilation = positive_pair("--dilation", d, &[','])?;
             }
             if let Some(p) = &args.padding {
                 params.padding = super::parse::padding("--padding", p)?;
@@ -173,96 +184,11 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// The cost table of a named model. New models join the `match`.
-pub fn model_cost(
-    name: &str,
-    width: f64,
-    resolution: usize,
-    batch: usize,
-    variant: Variant,
-) -> Result<NetworkCost> {
-    match name.to_ascii_lowercase().as_str() {
-        "mobilenet-v1" | "mobilenet_v1" | "mobilenetv1" => {
-            Ok(mobilenet_v1::cost(width, resolution, batch, variant)?)
-        }
-        "mobilenet-v2" | "mobilenet_v2" | "mobilenetv2" if variant == Variant::Separable => {
-            let net = dsconv::models::mobilenet_v2::MobileNetV2::random(width, 0)?;
-            Ok(net.cost_table([batch, 3, resolution, resolution])?)
-        }
-        lite if lite.starts_with("efficientnet-lite") && variant == Variant::Separable => {
-            if width != 1.0 {
-                return Err(user_error(format!(
-                    "{lite} has a fixed width; drop --width"
-                )));
-            }
-            let net = dsconv::models::efficientnet_lite::EfficientNetLite::random(lite, 0)?;
-            Ok(net.cost_table([batch, 3, resolution, resolution])?)
-        }
-        other
-            if other.starts_with("efficientnet-lite")
-                || matches!(other, "mobilenet-v2" | "mobilenet_v2" | "mobilenetv2") =>
-        {
-            Err(user_error(format!(
-                "--as-standard is defined for mobilenet-v1 only, not {name}"
-            )))
-        }
-        _ => Err(user_error(format!(
-            "unknown model '{name}'; known models: mobilenet-v1, mobilenet-v2, \
-             efficientnet-lite0 ... efficientnet-lite4"
-        ))),
-    }
-}
-
 fn print_json(v: &Value) -> Result<()> {
     // Rendered first: a failed write is then an io::Error (a closed pipe is success, see
     // `report`), not an I/O error wrapped inside a serde_json one.
     let text = serde_json::to_string_pretty(v)?;
     outln!("{text}")
-}
-
-fn parse_number<T: std::str::FromStr>(flag: &str, s: &str) -> Result<T> {
-    s.trim()
-        .parse::<T>()
-        .map_err(|_| user_error(format!("{flag}: '{s}' is not a number")))
-}
-
-fn positive(flag: &str, s: &str) -> Result<usize> {
-    let v: usize = s
-        .trim()
-        .parse()
-        .map_err(|_| user_error(format!("{flag}: '{s}' is not a positive integer")))?;
-    if v == 0 {
-        return Err(user_error(format!("{flag}: must be at least 1")));
-    }
-    Ok(v)
-}
-
-/// `7x7x3` → `[7, 7, 3]`.
-fn parse_hwc(s: &str) -> Result<[usize; 3]> {
-    let parts: Vec<&str> = s.split(['x', 'X', '×']).collect();
-    if parts.len() != 3 {
-        return Err(user_error(format!(
-            "--input: '{s}' is not HxWxC (height x width x channels, e.g. 7x7x3)"
-        )));
-    }
-    Ok([
-        positive("--input height", parts[0])?,
-        positive("--input width", parts[1])?,
-        positive("--input channels", parts[2])?,
-    ])
-}
-
-/// `3` → `[3, 3]`; `3,5` (or `3x5` where `x` is a separator) → `[3, 5]`.
-fn parse_pair(flag: &str, s: &str, separators: &[char]) -> Result<[usize; 2]> {
-    let parts: Vec<&str> = s.split(separators).collect();
-    match parts.as_slice() {
-        [a] => {
-            let v = positive(flag, a)?;
-            Ok([v, v])
-        }
-        [a, b] => Ok([positive(flag, a)?, positive(flag, b)?]),
-        _ => Err(user_error(format!("{flag}: '{s}' is not N or N,N"))),
-    }
 }
 
 fn padding_words(p: &Padding) -> String {
@@ -340,7 +266,7 @@ fn layer_json(cmp: &SeparableComparison, params: &Conv2dParams) -> Result<Value>
 }
 
 fn model_json(
-    model: &str,
+    model: &ModelSpec,
     width: f64,
     resolution: usize,
     batch: usize,
@@ -368,7 +294,7 @@ fn model_json(
         })
         .collect();
     json!({
-        "model": model.to_ascii_lowercase(),
+        "model": model.name,
         "width": width,
         "resolution": resolution,
         "batch": batch,

@@ -7,10 +7,11 @@ use super::table::{duration, hwc, millions, percent, thousands, Align, Table};
 use anyhow::Result;
 use dsconv::cost::{ratio, SeparableComparison};
 use dsconv::models::mobilenet_v1::{self, MobileNetV1, Variant};
+use dsconv::models::registry::{random_input, random_weight};
 use dsconv::rng::SplitMix64;
 use dsconv::{
-    Conv2d, Conv2dParams, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor, PointwiseConv2d,
-    Tensor,
+    Conv2d, Conv2dParams, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor, Layout,
+    PointwiseConv2d, Tensor,
 };
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -91,23 +92,12 @@ fn time_small(samples: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timin
 }
 
 fn summarise(mut samples: Vec<f64>) -> Timing {
-    samples.sort_by(f64::total_cmp);
-    let runs = samples.len();
-    let median = if runs % 2 == 1 {
-        samples[runs / 2]
-    } else {
-        (samples[runs / 2 - 1] + samples[runs / 2]) / 2.0
-    };
+    let (median, best) = super::bench::median_and_min(&mut samples);
     Timing {
-        runs,
-        best: samples[0],
+        runs: samples.len(),
+        best,
         median,
     }
-}
-
-fn random_tensor(rng: &mut SplitMix64, dims: [usize; 4]) -> Result<Tensor> {
-    let n = dims.iter().product();
-    Ok(Tensor::from_nchw(rng.vec(n, -1.0, 1.0), dims)?)
 }
 
 /// Runs `dsconv demo`.
@@ -146,11 +136,11 @@ fn seed_example() -> Result<()> {
     )?;
 
     let mut rng = SplitMix64::new(2016);
-    let x = random_tensor(&mut rng, [1, c, h, w])?.to_layout(dsconv::Layout::Nhwc);
+    let x = random_input(&mut rng, [1, c, h, w], Layout::Nhwc)?;
     let params = Conv2dParams::default();
-    let standard = Conv2d::new(random_tensor(&mut rng, [c_out, c, k, k])?, None, params)?;
-    let depthwise = DepthwiseConv2d::new(random_tensor(&mut rng, [c, 1, k, k])?, None, params)?;
-    let pointwise = PointwiseConv2d::new(random_tensor(&mut rng, [c_out, c, 1, 1])?, None)?;
+    let standard = Conv2d::new(random_weight(&mut rng, [c_out, c, k, k])?, None, params)?;
+    let depthwise = DepthwiseConv2d::new(random_weight(&mut rng, [c, 1, k, k])?, None, params)?;
+    let pointwise = PointwiseConv2d::new(random_weight(&mut rng, [c_out, c, 1, 1])?, None)?;
     let separable = DepthwiseSeparableConv2d::new(depthwise.clone(), pointwise.clone())?;
     let cmp = SeparableComparison::new([1, c, h, w], c_out, [k, k], &params, false)?;
 
@@ -283,7 +273,7 @@ fn mobilenet(
     let cost_separable = mobilenet_v1::cost(alpha, resolution, 1, Variant::Separable)?.total();
 
     let mut rng = SplitMix64::new(1704);
-    let x = random_tensor(&mut rng, [1, 3, resolution, resolution])?;
+    let x = random_input(&mut rng, [1, 3, resolution, resolution], Layout::Nchw)?;
     let separable = MobileNetV1::random(alpha, resolution, 1)?;
     let t_separable = time_runs(separable_budget, || {
         black_box(separable.forward_with(&x, &exec)?);

@@ -29,6 +29,7 @@ pub mod info;
 pub mod parse;
 pub mod run;
 pub mod table;
+mod values;
 
 use std::process::ExitCode;
 
@@ -49,30 +50,42 @@ pub fn user_error(msg: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UserError(msg.into()))
 }
 
-/// Prints one line for `err` and picks the exit code: a library error or a [`UserError`]
-/// anywhere in the chain is the user's input (2); a broken pipe is success (0); anything
-/// else is an internal failure (1).
+/// Prints one line for `err` and returns its exit code ([`exit_code`]).
 pub fn report(err: &anyhow::Error) -> ExitCode {
-    for cause in err.chain() {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::BrokenPipe {
-                return ExitCode::SUCCESS;
-            }
-        }
+    let code = exit_code(err);
+    if code != 0 {
+        let line = err
+            .chain()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(": ");
+        eprintln!("dsconv: error: {}", one_line(&line));
     }
-    let line = err
-        .chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ");
-    eprintln!("dsconv: error: {}", one_line(&line));
-    let is_user = err
-        .chain()
-        .any(|c| c.is::<UserError>() || c.is::<dsconv::Error>());
-    if is_user {
-        ExitCode::from(2)
+    ExitCode::from(code)
+}
+
+/// The exit code of a failed command: a broken pipe anywhere in the chain is success (0);
+/// a [`UserError`], or a library error about the input
+/// ([`dsconv::Error::is_bad_input`]: arguments, shapes, files, checkpoints), is the
+/// user's input (2); anything else, including the library's out-of-memory and
+/// thread-creation failures, is an internal failure (1).
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let broken_pipe = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        return 0;
+    }
+    let bad_input = err.chain().any(|c| {
+        c.is::<UserError>()
+            || c.downcast_ref::<dsconv::Error>()
+                .is_some_and(dsconv::Error::is_bad_input)
+    });
+    if bad_input {
+        2
     } else {
-        ExitCode::from(1)
+        1
     }
 }
 
@@ -121,5 +134,43 @@ pub fn report_usage(err: clap::Error) -> ExitCode {
             eprintln!("dsconv: error: {} (see --help)", one_line(message));
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_library_classification() {
+        let lib = |e: dsconv::Error| exit_code(&anyhow::Error::new(e).context("--threads"));
+        assert_eq!(lib(dsconv::Error::param("stride", "must be at least 1")), 2);
+        assert_eq!(lib(dsconv::Error::Geometry("kernel too large".into())), 2);
+        assert_eq!(lib(dsconv::Error::Overflow("tensor size")), 2);
+        assert_eq!(
+            lib(dsconv::Error::Io {
+                path: "x.npy".into(),
+                reason: "No such file or directory".into()
+            }),
+            2
+        );
+        assert_eq!(lib(dsconv::Error::Checkpoint("3 blocks".into())), 2);
+        assert_eq!(
+            lib(dsconv::Error::Threads(
+                "Resource temporarily unavailable".into()
+            )),
+            1
+        );
+        assert_eq!(
+            lib(dsconv::Error::Allocation {
+                what: "conv2d output",
+                bytes: 1 << 40
+            }),
+            1
+        );
+        assert_eq!(exit_code(&user_error("--top must be in 1..=1000")), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("something internal")), 1);
+        let pipe = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert_eq!(exit_code(&anyhow::Error::new(pipe).context("writing")), 0);
     }
 }

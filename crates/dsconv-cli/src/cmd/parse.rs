@@ -1,7 +1,7 @@
-//! Parsers for convolution options shared by the subcommands: sizes given once or per
-//! axis (`--stride 2`, `--stride 2,1`), padding in every form PyTorch and TF/ONNX use
-//! (`1`, `1,2`, `top,bottom,left,right`, `same`, `valid`), counts, padding modes and
-//! layouts. Each error is one line naming the option, as a [`UserError`](super::UserError)
+//! The option parsers of every subcommand (one of each): numbers, counts and positive
+//! sizes, sizes given once or per axis (`--stride 2`, `--stride 2,1`, `--kernel 3x5`),
+//! `HxWxC` shapes, padding in every form PyTorch and TF/ONNX use (`1`, `1,2`,
+//! `top,bottom,left,right`, `same`, `valid`), padding modes and layouts. Each error is one line naming the option, as a [`UserError`](super::UserError)
 //! (exit code 2). Zero strides or dilations parse here and are refused by the library,
 //! which owns those rules.
 
@@ -35,20 +35,70 @@ pub fn count(option: &str, text: &str) -> anyhow::Result<usize> {
     size(option, text)
 }
 
-/// `S` (both axes) or `SH,SW` (height, width), as for `--stride` and `--dilation`.
-pub fn pair(option: &str, text: &str) -> anyhow::Result<[usize; 2]> {
-    let parts: Vec<&str> = text.split(',').collect();
+/// An integer of at least 1, such as `--batch 8` or `--out-channels 128`.
+pub fn positive(option: &str, text: &str) -> anyhow::Result<usize> {
+    match size(option, text) {
+        Ok(0) => Err(user_error(format!("{option}: must be at least 1"))),
+        Ok(v) => Ok(v),
+        Err(_) => Err(user_error(format!(
+            "{option}: '{text}' is not a positive integer"
+        ))),
+    }
+}
+
+/// A number of type `T` (`--width 0.5`).
+pub fn number<T: std::str::FromStr>(option: &str, text: &str) -> anyhow::Result<T> {
+    text.trim()
+        .parse::<T>()
+        .map_err(|_| user_error(format!("{option}: '{text}' is not a number")))
+}
+
+/// One value for both axes or `H<sep>W`, each parsed by `value`.
+fn two(
+    option: &str,
+    text: &str,
+    separators: &[char],
+    value: fn(&str, &str) -> anyhow::Result<usize>,
+) -> anyhow::Result<[usize; 2]> {
+    let parts: Vec<&str> = text.split(separators).collect();
     match parts.as_slice() {
         [s] => {
-            let s = size(option, s)?;
+            let s = value(option, s)?;
             Ok([s, s])
         }
-        [h, w] => Ok([size(option, h)?, size(option, w)?]),
+        [h, w] => Ok([value(option, h)?, value(option, w)?]),
         _ => Err(user_error(format!(
             "{option}: '{text}' has {} values; give one (both axes) or two (height,width)",
             parts.len()
         ))),
     }
+}
+
+/// `S` (both axes) or `SH,SW` (height, width), as for `--stride` and `--dilation`; zeros
+/// parse (the library refuses them with its own message).
+pub fn pair(option: &str, text: &str) -> anyhow::Result<[usize; 2]> {
+    two(option, text, &[','], size)
+}
+
+/// Like [`pair`], each value at least 1, the two separated by any of `separators`
+/// (`--kernel 3x5` takes `x` too).
+pub fn positive_pair(option: &str, text: &str, separators: &[char]) -> anyhow::Result<[usize; 2]> {
+    two(option, text, separators, positive)
+}
+
+/// `HxWxC` (height x width x channels, e.g. `7x7x3`; `X` and `×` also separate).
+pub fn hwc(option: &str, text: &str) -> anyhow::Result<[usize; 3]> {
+    let parts: Vec<&str> = text.split(['x', 'X', '×']).collect();
+    let [h, w, c] = parts.as_slice() else {
+        return Err(user_error(format!(
+            "{option}: '{text}' is not HxWxC (height x width x channels, e.g. 7x7x3)"
+        )));
+    };
+    Ok([
+        positive(&format!("{option} height"), h)?,
+        positive(&format!("{option} width"), w)?,
+        positive(&format!("{option} channels"), c)?,
+    ])
 }
 
 /// `--padding`: `P` (all sides), `PH,PW` (per axis, as PyTorch's `padding=(ph, pw)`),
@@ -139,6 +189,27 @@ mod tests {
         assert!(message(padding("--padding", "1,-2")).contains("'-2' is negative"));
         assert!(message(padding("--padding", "full")).contains("'full' is not"));
         assert!(message(padding("--padding", "")).contains("empty value"));
+    }
+
+    #[test]
+    fn positives_numbers_and_shapes() {
+        assert_eq!(positive("--batch", " 8 ").unwrap(), 8);
+        assert!(message(positive("--batch", "0")).contains("--batch: must be at least 1"));
+        assert!(message(positive("--batch", "x")).contains("'x' is not a positive integer"));
+        assert!(message(positive("--batch", "-2")).contains("not a positive integer"));
+        assert_eq!(number::<f64>("--width", "0.5").unwrap(), 0.5);
+        assert!(message(number::<f64>("--width", "abc")).contains("--width: 'abc' is not a number"));
+        assert_eq!(
+            positive_pair("--kernel", "3x5", &['x', ',']).unwrap(),
+            [3, 5]
+        );
+        assert_eq!(positive_pair("--kernel", "3", &['x']).unwrap(), [3, 3]);
+        assert!(message(positive_pair("--stride", "0", &[','])).contains("at least 1"));
+        assert!(message(positive_pair("--stride", "1,2,3", &[','])).contains("has 3 values"));
+        assert_eq!(hwc("--input", "7x7x3").unwrap(), [7, 7, 3]);
+        assert_eq!(hwc("--input", "7×5X3").unwrap(), [7, 5, 3]);
+        assert!(message(hwc("--input", "7x7")).contains("is not HxWxC"));
+        assert!(message(hwc("--input", "7x0x3")).contains("--input width: must be at least 1"));
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! `dsconv run`: a pretrained network on a preprocessed batch in a `.npy` file, logits out.
+//!
+//! Non-finite values do not stop it: the logits are written as computed (the user asked
+//! for them raw), and one warning line on stderr each says how many of the input's
+//! values, the checkpoint's and the logits are NaN or infinite; the exit code stays 0.
 
-use super::user_error;
-use anyhow::Result;
-use dsconv::models::{Network, NAMES};
+use super::values::{self, NonFinite};
+use super::{one_line, user_error};
+use anyhow::{Context, Result};
+use dsconv::models::registry;
 use dsconv::npy::{read_npy, write_npy};
 use dsconv::weights::StateDict;
 use dsconv::{Executor, Tensor};
@@ -11,7 +16,10 @@ use std::path::PathBuf;
 /// Shown after the options.
 const AFTER_HELP: &str = "\
 The input is already preprocessed (for EfficientNet-Lite0: resize 256, crop 224,
-(x/255 - 0.5)/0.5); the output holds raw logits, one row per image. Checkpoints are
+(x/255 - 0.5)/0.5; the MobileNets: resize 256, crop 224, ImageNet mean and std); the
+output holds raw logits, one row per image. NaN or infinite values in the input, the
+checkpoint or the logits are reported on stderr, one warning line each; the logits are
+written as computed and the exit code stays 0. Checkpoints are
 PyTorch state_dicts (.pth/.pt, zip or legacy) or .safetensors, in the names of
 lukemelas EfficientNet-PyTorch (efficientnet-lite0), torchvision (mobilenet-v2) or the
 classic PyTorch MobileNetV1 (mobilenet-v1: model.N.M, fc; ReLU; 224x224 inputs only).
@@ -26,13 +34,13 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// efficientnet-lite0 … efficientnet-lite4, mobilenet-v1, mobilenet-v2.
+    /// efficientnet-lite0 … lite4, mobilenet-v1 or mobilenet-v2 (aliases too).
     #[arg(long)]
     model: String,
     /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.
     #[arg(long)]
     weights: PathBuf,
-    /// Width multiplier (the MobileNets only).
+    /// Width multiplier (the MobileNets only; 1 for the others).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
     /// Input batch, float32/float64 NCHW [N, 3, H, W], already normalised.
@@ -48,13 +56,8 @@ pub struct Args {
 
 /// Runs `dsconv run`.
 pub fn run(args: Args) -> Result<()> {
-    if !NAMES.contains(&args.model.as_str()) {
-        return Err(user_error(format!(
-            "--model '{}' is not one of {}",
-            args.model,
-            NAMES.join(", ")
-        )));
-    }
+    let spec = registry::lookup(&args.model)?;
+    spec.check_width(args.alpha).context("--alpha")?;
     let x = read_npy(&args.input)?;
     let dims: [usize; 4] = x.shape.as_slice().try_into().map_err(|_| {
         user_error(format!(
@@ -70,12 +73,45 @@ pub fn run(args: Args) -> Result<()> {
             x.shape
         )));
     }
+    let input_non_finite = NonFinite::count(&x.data);
     let x = Tensor::from_nchw(x.data, dims)?;
     let sd = StateDict::load(&args.weights)?;
-    let net = Network::from_state_dict(&args.model, &sd, args.alpha)?;
+    // MobileNetV1 is built for its registry resolution (224), the others run any size.
+    let net = spec.from_state_dict(&sd, args.alpha, spec.resolution)?;
     let exec = Executor::new(args.threads)?;
     let y = net.forward_with(&x, &exec)?;
     let [n, classes, ..] = y.logical_dims();
     write_npy(&args.output, &[n, classes], y.data())?;
+    // Warnings only once the output exists: an error stays the one line on stderr.
+    if input_non_finite.total() > 0 {
+        warn(&format!(
+            "{}: {} of {} input values are not finite ({input_non_finite})",
+            args.input.display(),
+            input_non_finite.total(),
+            x.data().len()
+        ));
+    }
+    if let Some((bad, first)) = values::in_checkpoint(&sd) {
+        warn(&format!(
+            "{}: {} weights are not finite ({bad}; first in '{first}')",
+            args.weights.display(),
+            bad.total()
+        ));
+    }
+    let logits = NonFinite::count(y.data());
+    if logits.total() > 0 {
+        warn(&format!(
+            "{}: {} of {} logits are not finite ({logits}): the input or the weights hold \
+             NaN/Inf, or a value overflowed f32; written as computed",
+            args.output.display(),
+            logits.total(),
+            y.data().len()
+        ));
+    }
     Ok(())
+}
+
+/// One warning line on stderr.
+fn warn(message: &str) {
+    eprintln!("dsconv: warning: {}", one_line(message));
 }

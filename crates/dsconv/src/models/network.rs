@@ -1,9 +1,10 @@
-//! One handle over the networks that load from checkpoints, chosen by name: what
-//! `dsconv run`, `classify` and benchmarks need without matching on each type.
+//! One handle over the networks, chosen by name through [`registry`]: what `dsconv run`,
+//! `classify`, `bench` and `cost` need without matching on each type.
 
 use super::efficientnet_lite::EfficientNetLite;
 use super::mobilenet_v1::MobileNetV1;
 use super::mobilenet_v2::MobileNetV2;
+use super::registry::{self, MODELS};
 use crate::cost::{Cost, NetworkCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
@@ -35,62 +36,36 @@ pub enum Network {
     MobileNetV1(Box<MobileNetV1>),
 }
 
-/// The input size of a [`Network::MobileNetV1`] (its layers are built for one size).
+/// The input size of a [`Network::MobileNetV1`] built by name (its layers are built for
+/// one size): the registry's resolution of `mobilenet-v1`.
 pub const MOBILENET_V1_RESOLUTION: usize = 224;
 
-/// Names accepted by [`Network::from_state_dict`] and [`Network::random`].
-pub const NAMES: [&str; 7] = [
-    "efficientnet-lite0",
-    "efficientnet-lite1",
-    "efficientnet-lite2",
-    "efficientnet-lite3",
-    "efficientnet-lite4",
-    "mobilenet-v1",
-    "mobilenet-v2",
-];
-
-fn unknown(name: &str) -> Error {
-    Error::param(
-        "model",
-        format!("'{name}' is not one of {}", NAMES.join(", ")),
-    )
-}
+/// Canonical names accepted by [`Network::from_state_dict`] and [`Network::random`] (and
+/// every `--model` of the CLI), in the order of [`registry::MODELS`]; the aliases are
+/// there too.
+pub const NAMES: [&str; MODELS.len()] = {
+    let mut names = [""; MODELS.len()];
+    let mut i = 0;
+    while i < MODELS.len() {
+        names[i] = MODELS[i].name;
+        i += 1;
+    }
+    names
+};
 
 impl Network {
-    /// Builds network `name` (one of [`NAMES`]) from a state_dict; `alpha` is the width
-    /// multiplier of the MobileNets (ignored by EfficientNet-Lite, whose width is in its
-    /// name).
+    /// Builds network `name` (one of [`NAMES`] or an alias, see [`registry::lookup`]) from
+    /// a state_dict; `alpha` is the width multiplier of the MobileNets (ignored by
+    /// EfficientNet-Lite, whose width is in its name). MobileNetV1 is built for
+    /// [`MOBILENET_V1_RESOLUTION`]; [`ModelSpec::from_state_dict`](registry::ModelSpec::from_state_dict)
+    /// takes any.
     pub fn from_state_dict(name: &str, sd: &StateDict, alpha: f64) -> Result<Self> {
-        match name {
-            "mobilenet-v1" => Ok(Network::MobileNetV1(Box::new(
-                MobileNetV1::from_state_dict(sd, alpha, MOBILENET_V1_RESOLUTION)?,
-            ))),
-            "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(
-                MobileNetV2::from_state_dict(sd, alpha)?,
-            ))),
-            lite if NAMES.contains(&lite) => Ok(Network::EfficientNetLite(Box::new(
-                EfficientNetLite::from_state_dict(lite, sd)?,
-            ))),
-            other => Err(unknown(other)),
-        }
+        registry::lookup(name)?.from_state_dict(sd, alpha, MOBILENET_V1_RESOLUTION)
     }
 
     /// Network `name` with seeded random weights and 1000 classes.
     pub fn random(name: &str, alpha: f64, seed: u64) -> Result<Self> {
-        match name {
-            "mobilenet-v1" => Ok(Network::MobileNetV1(Box::new(MobileNetV1::random(
-                alpha,
-                MOBILENET_V1_RESOLUTION,
-                seed,
-            )?))),
-            "mobilenet-v2" => Ok(Network::MobileNetV2(Box::new(MobileNetV2::random(
-                alpha, seed,
-            )?))),
-            lite if NAMES.contains(&lite) => Ok(Network::EfficientNetLite(Box::new(
-                EfficientNetLite::random(lite, seed)?,
-            ))),
-            other => Err(unknown(other)),
-        }
+        registry::lookup(name)?.random(alpha, MOBILENET_V1_RESOLUTION, seed)
     }
 
     /// Logits `[N, classes, 1, 1]` (NCHW) for an input of logical dims `[N, 3, H, W]`.
