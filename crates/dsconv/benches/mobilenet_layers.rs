@@ -20,8 +20,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use dsconv::models::mobilenet_v1::stages;
 use dsconv::rng::SplitMix64;
 use dsconv::{
-    Activation, Conv2d, Conv2dParams, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor, Padding,
-    PointwiseConv2d, Tensor,
+    Activation, Conv2d, Conv2dParams, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor, Layout,
+    Padding, PointwiseConv2d, Tensor,
 };
 use std::time::Duration;
 
@@ -29,12 +29,11 @@ use std::time::Duration;
 const STANDARD_BLOCKS: [usize; 3] = [1, 7, 13];
 
 fn weight(rng: &mut SplitMix64, dims: [usize; 4]) -> Tensor {
-    let bound = 1.0 / ((dims[1] * dims[2] * dims[3]) as f32).sqrt();
-    Tensor::from_nchw(rng.vec(dims.iter().product(), -bound, bound), dims).unwrap()
+    rng.weight_tensor(dims, 1.0).unwrap()
 }
 
-fn nhwc(rng: &mut SplitMix64, [n, c, h, w]: [usize; 4]) -> Tensor {
-    Tensor::from_nhwc(rng.vec(n * c * h * w, -1.0, 1.0), [n, h, w, c]).unwrap()
+fn nhwc(rng: &mut SplitMix64, logical: [usize; 4]) -> Tensor {
+    rng.input_tensor(logical, Layout::Nhwc).unwrap()
 }
 
 fn mobilenet_layers(crit: &mut Criterion) {

@@ -63,11 +63,41 @@ impl SplitMix64 {
         let fan_in = dims[1].saturating_mul(dims[2]).saturating_mul(dims[3]);
         crate::tensor::Tensor::from_nchw(self.weights(n, fan_in, gain), dims)
     }
+
+    /// A random activation of logical dims `[N, C, H, W]` in `layout`, uniform in
+    /// `[−1, 1)`, its first element on a 64-byte boundary like a network's activations.
+    pub fn input_tensor(
+        &mut self,
+        logical: [usize; 4],
+        layout: crate::tensor::Layout,
+    ) -> crate::Result<crate::tensor::Tensor> {
+        let mut t = crate::tensor::Tensor::zeros(layout.dims_from_logical(logical), layout)?;
+        for v in t.data_mut() {
+            *v = self.uniform(-1.0, 1.0);
+        }
+        Ok(t)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weight_tensors_are_the_random_params_ones_and_inputs_are_aligned() {
+        use crate::weights::{ParamKind, ParamSource, RandomParams};
+        let mut a = SplitMix64::new(3);
+        let want =
+            RandomParams::new(3).param("w", &[64, 32, 3, 3], ParamKind::Weight { fan_in: 288 });
+        let got = a.weight_tensor([64, 32, 3, 3], 1.0).unwrap();
+        assert_eq!(got.data(), &want[..]);
+        let bound = (3.0f32 / 288.0).sqrt();
+        assert!(got.data().iter().all(|v| v.abs() <= bound));
+        let x = a.input_tensor([2, 3, 5, 7], crate::Layout::Nhwc).unwrap();
+        assert_eq!(x.logical_dims(), [2, 3, 5, 7]);
+        assert_eq!(x.data().as_ptr() as usize % 64, 0);
+        assert!(x.data().iter().all(|v| (-1.0..1.0).contains(v)));
+    }
 
     #[test]
     fn same_seed_same_stream_and_range() {

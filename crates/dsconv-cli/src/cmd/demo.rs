@@ -7,7 +7,6 @@ use super::table::{duration, hwc, millions, percent, thousands, Align, Table};
 use anyhow::Result;
 use dsconv::cost::{ratio, SeparableComparison};
 use dsconv::models::mobilenet_v1::{self, MobileNetV1, Variant};
-use dsconv::models::registry::{random_input, random_weight};
 use dsconv::rng::SplitMix64;
 use dsconv::{
     Conv2d, Conv2dParams, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor, Layout,
@@ -136,11 +135,11 @@ fn seed_example() -> Result<()> {
     )?;
 
     let mut rng = SplitMix64::new(2016);
-    let x = random_input(&mut rng, [1, c, h, w], Layout::Nhwc)?;
+    let x = rng.input_tensor([1, c, h, w], Layout::Nhwc)?;
     let params = Conv2dParams::default();
-    let standard = Conv2d::new(random_weight(&mut rng, [c_out, c, k, k])?, None, params)?;
-    let depthwise = DepthwiseConv2d::new(random_weight(&mut rng, [c, 1, k, k])?, None, params)?;
-    let pointwise = PointwiseConv2d::new(random_weight(&mut rng, [c_out, c, 1, 1])?, None)?;
+    let standard = Conv2d::new(rng.weight_tensor([c_out, c, k, k], 1.0)?, None, params)?;
+    let depthwise = DepthwiseConv2d::new(rng.weight_tensor([c, 1, k, k], 1.0)?, None, params)?;
+    let pointwise = PointwiseConv2d::new(rng.weight_tensor([c_out, c, 1, 1], 1.0)?, None)?;
     let separable = DepthwiseSeparableConv2d::new(depthwise.clone(), pointwise.clone())?;
     let cmp = SeparableComparison::new([1, c, h, w], c_out, [k, k], &params, false)?;
 
@@ -273,7 +272,7 @@ fn mobilenet(
     let cost_separable = mobilenet_v1::cost(alpha, resolution, 1, Variant::Separable)?.total();
 
     let mut rng = SplitMix64::new(1704);
-    let x = random_input(&mut rng, [1, 3, resolution, resolution], Layout::Nchw)?;
+    let x = rng.input_tensor([1, 3, resolution, resolution], Layout::Nchw)?;
     let separable = MobileNetV1::random(alpha, resolution, 1)?;
     let t_separable = time_runs(separable_budget, || {
         black_box(separable.forward_with(&x, &exec)?);

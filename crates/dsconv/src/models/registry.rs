@@ -4,11 +4,8 @@
 //! a state_dict) and its cost table. Every `dsconv` subcommand that takes `--model` looks
 //! the name up here ([`lookup`]); [`Network`] and [`NAMES`](super::NAMES) are built on it.
 //!
-//! It also holds the one seeded random-weight initialiser ([`uniform_weights`],
-//! [`random_weight`]) and random input ([`random_input`]) the CLI's demos and benchmarks
-//! use, so that a layer timed alone has the same weight distribution as inside a random
-//! network ([`RandomParams`](crate::weights::RandomParams) draws the same
-//! `±sqrt(3 / fan_in)`).
+//! Random weights, here and in the CLI's demos and benchmarks, come from the crate's one
+//! initialiser, [`SplitMix64::weights`](crate::rng::SplitMix64::weights).
 //!
 //! ```
 //! use dsconv::models::registry::{lookup, Family};
@@ -29,8 +26,6 @@ use super::mobilenet_v2::MobileNetV2;
 use super::network::Network;
 use crate::cost::NetworkCost;
 use crate::error::{Error, Result};
-use crate::rng::SplitMix64;
-use crate::tensor::{Layout, Tensor};
 use crate::weights::StateDict;
 
 /// The resampling filter of a resize, as Pillow implements it (torchvision resizes PIL
@@ -308,38 +303,10 @@ impl ModelSpec {
     }
 }
 
-/// `len` seeded random weights of a layer with `fan_in` inputs per output, uniform in
-/// `±sqrt(3 / fan_in)` (unit-variance outputs for unit-variance inputs: LeCun uniform).
-/// The one weight initialiser of the demos and benchmarks; [`RandomParams`] draws the same.
-///
-/// [`RandomParams`]: crate::weights::RandomParams
-pub fn uniform_weights(rng: &mut SplitMix64, len: usize, fan_in: usize) -> Vec<f32> {
-    let bound = (3.0 / fan_in.max(1) as f32).sqrt();
-    rng.vec(len, -bound, bound)
-}
-
-/// A convolution weight of PyTorch dims `[C_out, C_in/groups, kH, kW]` from
-/// [`uniform_weights`] (fan-in `C_in/groups · kH · kW`).
-pub fn random_weight(rng: &mut SplitMix64, dims: [usize; 4]) -> Result<Tensor> {
-    let fan_in = crate::error::product(&dims[1..], "weight fan-in")?;
-    let len = crate::error::f32_elements(&dims, "weight size")?;
-    Tensor::from_nchw(uniform_weights(rng, len, fan_in), dims)
-}
-
-/// A random activation tensor of logical dims `[N, C, H, W]` in `layout`, uniform in
-/// `[−1, 1)` and 64-byte aligned like a network's activations.
-pub fn random_input(rng: &mut SplitMix64, logical: [usize; 4], layout: Layout) -> Result<Tensor> {
-    let mut t = Tensor::zeros(layout.dims_from_logical(logical), layout)?;
-    let len = t.data().len();
-    t.data_mut().copy_from_slice(&rng.vec(len, -1.0, 1.0));
-    Ok(t)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::models::efficientnet_lite::LITE;
-    use crate::weights::{ParamKind, ParamSource, RandomParams};
 
     #[test]
     fn names_aliases_and_lite_resolutions_are_consistent() {
@@ -378,19 +345,5 @@ mod tests {
         assert!(e.to_string().contains("fixed width"), "{e}");
         let v2 = lookup("mobilenet-v2").unwrap();
         assert!(v2.cost_table(1.0, 224, 1, Variant::Standard).is_err());
-    }
-
-    #[test]
-    fn random_weights_are_the_random_params_ones() {
-        let mut a = SplitMix64::new(3);
-        let mut b = RandomParams::new(3);
-        let fan_in = 32 * 9;
-        let want = b.param("w", &[64, 32, 3, 3], ParamKind::Weight { fan_in });
-        let got = random_weight(&mut a, [64, 32, 3, 3]).unwrap();
-        assert_eq!(got.data(), &want[..]);
-        let x = random_input(&mut a, [2, 3, 5, 7], Layout::Nhwc).unwrap();
-        assert_eq!(x.logical_dims(), [2, 3, 5, 7]);
-        assert_eq!(x.data().as_ptr() as usize % 64, 0);
-        assert!(x.data().iter().all(|v| (-1.0..1.0).contains(v)));
     }
 }

@@ -8,7 +8,6 @@ use crate::cmd::table::{Align, Table};
 use crate::cmd::user_error;
 use anyhow::{Context, Result};
 use dsconv::models::mobilenet_v1::{self, Stage};
-use dsconv::models::registry::{random_input, random_weight};
 use dsconv::rng::SplitMix64;
 use dsconv::{
     Activation, Conv2d, Conv2dParams, Cost, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor,
@@ -75,7 +74,7 @@ fn standard_conv(stage: &Stage, rng: &mut SplitMix64) -> Result<Conv2d> {
         .with_stride(stage.stride)
         .with_padding(Padding::symmetric(1));
     Ok(Conv2d::new(
-        random_weight(rng, [co, c, 3, 3])?,
+        rng.weight_tensor([co, c, 3, 3], 1.0)?,
         Some(rng.vec(co, -0.1, 0.1)),
         k3,
     )?
@@ -88,13 +87,13 @@ fn block_layers(stage: &Stage, with_standard: bool, rng: &mut SplitMix64) -> Res
         .with_stride(s)
         .with_padding(Padding::symmetric(1));
     let depthwise = DepthwiseConv2d::new(
-        random_weight(rng, [c, 1, 3, 3])?,
+        rng.weight_tensor([c, 1, 3, 3], 1.0)?,
         Some(rng.vec(c, -0.1, 0.1)),
         k3,
     )?
     .with_activation(Activation::Relu6);
     let pointwise = PointwiseConv2d::new(
-        random_weight(rng, [co, c, 1, 1])?,
+        rng.weight_tensor([co, c, 1, 1], 1.0)?,
         Some(rng.vec(co, -0.1, 0.1)),
     )?
     .with_activation(Activation::Relu6);
@@ -202,7 +201,7 @@ pub(super) fn bench(
                 let name = format!("conv_k3s{s}_c{c}_c{co}_{hi}x{hi}");
                 progress.now(&format!("[{}/{}] stem {name}", done + 1, selected.len()));
                 let conv = standard_conv(st, &mut rng)?;
-                let x = random_input(&mut rng, [batch, c, hi, hi], Layout::Nhwc)?;
+                let x = rng.input_tensor([batch, c, hi, hi], Layout::Nhwc)?;
                 let ho = st.out_size;
                 let mut out = Tensor::zeros([batch, ho, ho, co], Layout::Nhwc)?;
                 let timing = time(budget, || conv.forward_into(&x, &mut out, exec))?;
@@ -235,8 +234,8 @@ pub(super) fn bench(
             st.in_size,
             st.out_size,
         );
-        let x = random_input(&mut rng, [batch, c, hi, hi], Layout::Nhwc)?;
-        let mid = random_input(&mut rng, [batch, c, ho, ho], Layout::Nhwc)?;
+        let x = rng.input_tensor([batch, c, hi, hi], Layout::Nhwc)?;
+        let mid = rng.input_tensor([batch, c, ho, ho], Layout::Nhwc)?;
         let block_input = [batch, c, hi, hi];
         // Outputs allocated once (64-byte aligned, as a network's workspace tensors), so
         // the timings are the layers', not the allocator's or the page faults'.

@@ -4,7 +4,6 @@
 use super::timing::{time, Budget, Progress};
 use super::{header, Report, Setup, SEED};
 use anyhow::Result;
-use dsconv::models::registry::random_input;
 use dsconv::rng::SplitMix64;
 use dsconv::{Executor, Layout};
 use serde_json::json;
@@ -20,7 +19,7 @@ pub(super) fn bench(
     let (args, spec, resolution) = (setup.args, setup.spec, setup.resolution);
     let input = [args.batch, 3, resolution, resolution];
     let mut rng = SplitMix64::new(SEED ^ 1);
-    let x = random_input(&mut rng, input, Layout::Nhwc)?;
+    let x = rng.input_tensor(input, Layout::Nhwc)?;
     // MobileNetV1 is built for `resolution`; the other networks run any size.
     let net = match &args.weights {
         Some(path) => {
