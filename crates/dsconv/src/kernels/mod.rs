@@ -140,16 +140,6 @@ mod aligned;
 pub(crate) mod dense;
 pub(crate) mod depthwise;
 
-/// `c` floats per pixel, or `c + 16` when `c` floats are a multiple of 1 KiB (they would
-/// crowd a few L1 sets, DESIGN.md §4): the pixel stride of the fused depthwise bands, and
-/// of a network's own activations through `Workspace::pixel_stride`.
-pub(crate) fn uncrowded_pixel_stride(c: usize) -> usize {
-    if depthwise::crowded(c) {
-        c + depthwise::CROWD_PAD
-    } else {
-        c
-    }
-}
 pub(crate) mod fused;
 pub(crate) mod gemm;
 pub mod peak;
@@ -161,6 +151,27 @@ pub use depthwise::PackedDepthwise;
 pub use gemm::PackedGemm;
 
 use std::sync::OnceLock;
+
+/// `c` floats per pixel, or `c + 16` when `c` floats are a multiple of 1 KiB (a pixel
+/// stride that is a multiple of 1 KiB puts every pixel's channel tile in a few L1 sets:
+/// with C = 512/1024 plain NHWC lost 2–3× on depthwise): the pixel stride of the fused
+/// depthwise bands, and of a network's own activations through `Workspace::pixel_stride`.
+pub(crate) fn uncrowded_pixel_stride(c: usize) -> usize {
+    if depthwise::crowded(c) {
+        c + depthwise::CROWD_PAD
+    } else {
+        c
+    }
+}
+
+/// Greatest common divisor (`gcd(a, 0) = a`): how many L1 sets a stride cycles through
+/// (the GEMM's `should_pack`, the depthwise strips' `strip_fits_l1`).
+pub(crate) fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
 
 /// An instruction-set tier, from the most portable to the widest. Ordered: a cap keeps
 /// the tiers `≤` it.
