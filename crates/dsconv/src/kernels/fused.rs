@@ -181,34 +181,104 @@ pub fn inverted_residual_rows(
         }
     }
     let band = ir_band_rows(g, k.band_bytes);
-    let in_row = g.in_w() * hidden;
-    let Some((expand, expand_act)) = k.expand else {
-        // No expansion: the depthwise reads the input in place, band by band.
-        scratch.ensure_len(band * g.out_w() * hidden);
-        let mut start = rows.start;
-        while start < rows.end {
-            let count = band.min(rows.end - start);
-            let pixels = count * g.out_w();
-            let tmp = &mut scratch[..pixels * hidden];
-            k.dw.run_rows(
-                isa,
-                g,
-                input,
-                hidden,
-                start..start + count,
-                tmp,
-                hidden,
-                k.dw_act,
-            )?;
-            let o = (start - rows.start) * out_row;
-            let res = residual.map(|r| (&r[start * out_row..], cout));
-            let dst = &mut out[o..o + count * out_row];
-            k.project
-                .run_add(isa, tmp, hidden, pixels, dst, cout, k.project_act, res)?;
-            start += count;
-        }
-        return Ok(());
+    let bands = IrBands {
+        isa,
+        k,
+        residual,
+        first: rows.start,
+        out,
+        out_w: g.out_w(),
     };
+    match k.expand {
+        Some(expand) => expand_rows(g, expand, input, bands, rows, band, scratch),
+        None => no_expand_rows(g, input, bands, rows, band, scratch),
+    }
+}
+
+/// What every band of [`inverted_residual_rows`] ends with: the project stage's operands
+/// and the call's output (`out` starts at global output row `first`).
+struct IrBands<'k, 'o> {
+    isa: Tier,
+    k: &'k InvertedResidualKernels<'k>,
+    residual: Option<&'k [f32]>,
+    first: usize,
+    out: &'o mut [f32],
+    /// Output pixels per row.
+    out_w: usize,
+}
+
+impl IrBands<'_, '_> {
+    /// The project stage of the band of `count` output rows from global row `start`:
+    /// `out = project(dw) [+ residual]`, `dw` holding the band's depthwise output
+    /// (`count · out_W` pixels of `hidden` floats).
+    fn project_band(
+        &mut self,
+        dw: &[f32],
+        hidden: usize,
+        start: usize,
+        count: usize,
+    ) -> Result<()> {
+        let k = self.k;
+        let cout = k.project.n();
+        let out_row = self.out_w * cout;
+        let pixels = count * self.out_w;
+        let o = (start - self.first) * out_row;
+        let res = self.residual.map(|r| (&r[start * out_row..], cout));
+        let dst = &mut self.out[o..o + count * out_row];
+        k.project
+            .run_add(self.isa, dw, hidden, pixels, dst, cout, k.project_act, res)
+    }
+}
+
+/// [`inverted_residual_rows`] without an expansion: the depthwise reads the input in place,
+/// band by band.
+fn no_expand_rows(
+    g: &ConvGeometry,
+    input: &[f32],
+    mut bands: IrBands<'_, '_>,
+    rows: std::ops::Range<usize>,
+    band: usize,
+    scratch: &mut AlignedVec,
+) -> Result<()> {
+    let hidden = g.in_channels();
+    let k = bands.k;
+    scratch.ensure_len(band * g.out_w() * hidden);
+    let mut start = rows.start;
+    while start < rows.end {
+        let count = band.min(rows.end - start);
+        let pixels = count * g.out_w();
+        let tmp = &mut scratch[..pixels * hidden];
+        k.dw.run_rows(
+            bands.isa,
+            g,
+            input,
+            hidden,
+            start..start + count,
+            tmp,
+            hidden,
+            k.dw_act,
+        )?;
+        bands.project_band(tmp, hidden, start, count)?;
+        start += count;
+    }
+    Ok(())
+}
+
+/// [`inverted_residual_rows`] with an expansion: per band, the expand GEMM of the band's
+/// input rows (halo rows the previous band expanded are moved, not recomputed), the
+/// depthwise through the geometry cut to the band, then the project step.
+fn expand_rows(
+    g: &ConvGeometry,
+    (expand, expand_act): (&PackedGemm, Activation),
+    input: &[f32],
+    mut bands: IrBands<'_, '_>,
+    rows: std::ops::Range<usize>,
+    band: usize,
+    scratch: &mut AlignedVec,
+) -> Result<()> {
+    let (isa, k) = (bands.isa, bands.k);
+    let hidden = g.in_channels();
+    let in_row = g.in_w() * hidden;
     if !banded(g) || expand.n() != hidden {
         return Err(Error::shape(
             "fused inverted residual",
@@ -274,11 +344,7 @@ pub fn inverted_residual_rows(
             hidden,
             k.dw_act,
         )?;
-        let o = (start - rows.start) * out_row;
-        let res = residual.map(|r| (&r[start * out_row..], cout));
-        let dst = &mut out[o..o + count * out_row];
-        k.project
-            .run_add(isa, tmp, hidden, pixels, dst, cout, k.project_act, res)?;
+        bands.project_band(tmp, hidden, start, count)?;
         start += count;
     }
     Ok(())
