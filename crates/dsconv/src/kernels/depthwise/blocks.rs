@@ -19,9 +19,9 @@ use std::marker::PhantomData;
 /// column strip of `PB` pixels walking down the rows, with the K·K weights and the bias
 /// loaded into registers once per strip. Walking down a strip, each output row reads
 /// K − STRIDE input rows the previous one already brought into L1, so only STRIDE rows
-/// of `PB·STRIDE + K − 1` pixels come from L2 per row. (Channel tiles sweeping one row at
-/// a time read all K rows from L2 and ran at 57 GFLOP/s at C = 128 @ 56²; see the
-/// module docs of `kernels` for the current numbers.)
+/// of `PB·STRIDE + K − 1` pixels come from L2 per row. When a strip's lines do not fit L1
+/// (`strip_fits_l1`), or a crowded layer's rows exceed `STRIP_L2_BYTES`, it goes row by
+/// row instead, block by block with every channel tile of a block in turn.
 #[inline(always)]
 pub(super) unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB: usize>(
     a: &DwArgs,
@@ -53,9 +53,8 @@ pub(super) unsafe fn band<S: Simd, const K: usize, const STRIDE: usize, const PB
             STRIP_WAYS_S2
         };
         // With a pixel stride of a whole multiple of 1 KiB (C = 256), walking the strips
-        // pays only while the call's input and output rows stay in L2: C = 256 @ 28²
-        // (1.6 MiB) on one thread ran 46 GFLOP/s down the strips, 89 row by row. Other
-        // strides keep the strips even from L3 (C = 128 @ 56²: 141 strips, 105 rows).
+        // pays only while the call's input and output rows stay in L2 (see
+        // STRIP_L2_BYTES); other strides keep the strips even from L3.
         let in_rows = (a.rows.len() * STRIDE + K).min(g.in_h() * g.batch());
         let call_bytes = (in_rows * g.in_w() + a.rows.len() * g.out_w()) * a.in_px * 4;
         let crowded = crowded(a.in_px) || crowded(a.px_stride);
@@ -129,9 +128,9 @@ fn row_group<const STRIDE: usize>(a: &DwArgs) -> usize {
 }
 
 /// Output rows per block in row mode at stride 1 (see `band`); two when every pixel
-/// falls in one L1 set (C = 1024). One thread, GFLOP/s, 1 / 2 / 4 / 8 rows (`dw_probe`):
-/// 3×3 C = 512 @ 14² 84 / 106 / 115 / 85, C = 256 @ 28² 105 / 107–112 / 123–125 / 120,
-/// C = 1024 @ 7² 71 / 78 / 67 / 52. Stride 2 gained nothing (C = 128 @ 28²: 92 / 79).
+/// falls in one L1 set (C = 1024). 1 thread GFLOP/s, 1 / 2 / 4 / 8 rows: 3×3 C = 512 @ 14²
+/// 84 / 106 / 115 / 85, C = 1024 @ 7² 71 / 78 / 67 / 52 (record
+/// `2026-12-02-kernels-tuning-history`).
 const ROW_GROUP: usize = 4;
 
 /// Something that computes a block of `P` output pixels starting at column `x`.

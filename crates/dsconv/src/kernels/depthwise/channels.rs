@@ -11,15 +11,15 @@ use crate::kernels::simd::Simd;
 pub(super) const HEAD_SLACK: usize = 16;
 
 /// Fewest channel tiles for which a head tile pays: it adds one masked tile per pixel
-/// block (C = 32: 2 → 3 tiles, 88 → 65 GFLOP/s at 112²; C = 128: 8 → 9 tiles,
-/// 72 → 100 at 56²).
+/// block. 1 thread GFLOP/s without → with a head tile: C = 128 @ 56² 72 → 100, C = 32 @
+/// 112² 88 → 65 (record `2026-12-02-kernels-tuning-history`).
 const HEAD_MIN_TILES: usize = 8;
 
 /// The channel tiles `(c0, valid)` of a call. When C·4 bytes is a multiple of the vector
 /// size, every pixel of the input has the same alignment, and a first, masked "head" tile
 /// of the channels before the first vector boundary makes every later input load
 /// aligned: tensors are plain `Vec<f32>` (16-byte aligned from malloc), and loads that
-/// straddle two cache lines ran the depthwise kernel up to 1.8× slower (DESIGN.md §4).
+/// straddle two cache lines ran the depthwise kernel up to 1.8× slower.
 pub(super) struct Tiles {
     next: usize,
     channels: usize,

@@ -315,23 +315,16 @@ pub(super) struct DwArgs<'a> {
     pub(super) epi: Epilogue,
 }
 
-// Output pixels per register block, per tier and kernel (DESIGN.md §5: 7–8 pixels at
-// stride 1, 3–4 at stride 2; a 7-pixel stride-2 tile spilled and ran 2× slower with the
-// weights in registers).
+// Output pixels per register block, per tier and kernel: the last arguments of `tier!`
+// (3×3 stride 1, 3×3 stride 2, 5×5).
 // AVX-512 3×3 stride 1, weights in registers: 9 weights + bias + 8 accumulators + 1 input
 // = 19 of 32 zmm.
 // Streamed weights (`strip_streamed`: 5×5, and 3×3 at stride 2): 8 accumulators + the
-// block's (8 − 1)·stride + K inputs of one kernel row + 1 weight ≤ 28 zmm. Before, 5×5
-// held its 25 weights and only 4 accumulators (4 dependent FMA chains: half the FMA rate
-// at best) and border pixels went one at a time. Single thread, `Conv2d::forward_into`,
-// best of 7 (GFLOP/s, registers → streamed + checked whole rows): 5×5 s1 C240@28² 97 →
-// 120, C480@14² 74 → 133, C672@14² 75 → 127, C1152@7² 54 → 102; 5×5 s2 C144@56² 33 → 65,
-// C672@14² 25 → 59; 3×3 s2 C96@112² 35 → 43, C256@28² 37 → 40, C512@14² 33 → 42,
-// C144@56² 46 → 43; 3×3 s1 at 7 columns C960 70 → 91, C1024 35 → 64. 3×3 stride 1 at
-// 14+ columns stayed with the weights in registers (streamed: C144@56² 107 → 90,
-// C384@14² 90 → 71).
+// block's (8 − 1)·stride + K inputs of one kernel row + 1 weight ≤ 28 zmm; against the
+// weights in registers, 1 thread GFLOP/s: 5×5 s1 C480@14² 74 → 133, 5×5 s2 C144@56²
+// 33 → 65; 3×3 stride 1 at 14+ columns lost streamed (C384@14² 90 → 71), so it keeps
+// them in registers (record `2026-12-02-kernels-tuning-history`).
 // AVX2 3×3: 9 + 1 + 4 + 1 = 15 of 16 ymm; streamed 4-pixel blocks ≤ 16 ymm.
-// The block widths (3×3 stride 1, 3×3 stride 2, 5×5) are the last arguments of `tier!`.
 
 /// One tier's entry point: the row table, then the kernel shape's band function. Each
 /// shape is its own (non-inlined) function: inlined together into one body per tier,

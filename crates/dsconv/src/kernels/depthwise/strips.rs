@@ -12,8 +12,9 @@ use super::{out_row, DwArgs};
 use crate::kernels::gcd;
 use crate::kernels::simd::{activate, Simd};
 
-/// Most bytes of input and output rows one call may touch for the strip walk (see `band`):
-/// three quarters of a 1 MiB L2.
+/// Most bytes of input and output rows a crowded call may touch for the strip walk (see
+/// `band`): three quarters of a 1 MiB L2. C = 256 @ 28² (1.6 MiB), 1 thread: 46 GFLOP/s
+/// down the strips, 89 row by row (record `2026-12-02-kernels-tuning-history`).
 pub(super) const STRIP_L2_BYTES: usize = 768 * 1024;
 
 /// Strip mode: one channel tile, a block of pixels in every row of the band.
@@ -49,24 +50,24 @@ impl<S: Simd, const K: usize, const STRIDE: usize, const MASKED: bool> BlockRun
 }
 
 /// L1 ways the lines of one strip may take per set: Zen 4 has 8, Zen 5 12, and the
-/// output and weights need some.
+/// output and weights need some. C = 128 @ 56² s1 (8 sets): 74 → 85–88 GFLOP/s down the
+/// strips; 12 (Zen 5's count) was tried and reverted (record
+/// `2026-12-02-kernels-tuning-history`).
 pub(super) const STRIP_WAYS: usize = 8;
 
 /// The same bound at stride 2, where each step down brings two new input rows: half
-/// the ways. Stride 2 on Zen 5 (µs per layer, 6 runs each, strips vs row by row):
-/// C = 32 @ 112² 50 vs 60, C = 64 @ 112² 87 vs 97, C = 128 @ 56² 47 vs 49 (4 lines per
-/// set: strips); C = 256 @ 28² 30 vs 27, C = 512 @ 14² 20 vs 16, C = 1024 @ 14² 88 vs
-/// 60 (7, 14 and 27 lines per set: rows). 3×3 only: 5×5 at stride 2 walks the strips
-/// within [`STRIP_WAYS`] (1 thread, GFLOP/s, rows → strips: C = 144 @ 56² 92 → 138,
-/// C = 240 @ 28² 94 → 164, C = 672 @ 14² 100 → 165; 3×3 C = 128 @ 56² lost, 56 → 49).
+/// the ways. µs per layer, strips vs row by row: C = 32 @ 112² 50 vs 60 (4 lines per set:
+/// strips), C = 512 @ 14² 20 vs 16 (14 lines: rows). 3×3 only: 5×5 at stride 2 walks the
+/// strips within [`STRIP_WAYS`] (C = 240 @ 28²: 94 → 164 GFLOP/s). Record
+/// `2026-12-02-kernels-tuning-history`.
 pub(super) const STRIP_WAYS_S2: usize = 4;
 
 /// Whether the `rows × pixels` lines one channel tile of a strip touches (`pixels`
 /// apart by `C·4` bytes; rows of these layers alias to the same sets) stay in L1 while
 /// the strip walks down, so each output row reuses K − 1 input rows. Pixel strides that
-/// are multiples of 1 KiB crowd a few sets: C = 512 @ 14² ran at 22 GFLOP/s down the
-/// strips against 38–51 row by row; C = 128 @ 56² (8 sets) gained 74 → 85–88. Stride 2
-/// takes the strips only within [`STRIP_WAYS_S2`] ways (C ≤ 128).
+/// are multiples of 1 KiB crowd a few sets (C = 512 @ 14², 2 sets: 22 GFLOP/s down the
+/// strips, 38–51 row by row). Stride 2 takes the strips only within [`STRIP_WAYS_S2`]
+/// ways (C ≤ 128).
 pub(super) fn strip_fits_l1(channels: usize, pixels: usize, rows: usize, ways: usize) -> bool {
     const SET_PERIOD: usize = 4096;
     let step = (channels * 4) % SET_PERIOD;

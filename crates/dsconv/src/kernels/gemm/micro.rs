@@ -132,7 +132,7 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
     let full = t.cols == NV * lanes;
     // Every loop over `acc` below has a constant trip count and no branch, so it unrolls
     // and `acc` lives in registers; a branchy loop kept it on the stack and stored every
-    // accumulator after each FMA (measured: 75 → see module docs).
+    // accumulator after each FMA.
     // SAFETY: the driver guarantees R rows × kc steps of A at the tile's strides,
     // kc rows × NV·LANES of B (padded panel), NV·LANES bias entries and R rows × `cols`
     // columns of C.

@@ -57,17 +57,18 @@ pub const PANEL: usize = 32;
 /// Reduction block: C is re-read once per block, and the B micro-panel
 /// (`KC·32·4 B = 64 KiB`) streams from L2 while the row tiles of an A block pass over it.
 /// Measured on one Zen 5 core (`kernel_speed pw`, % of the measured FMA peak), KC = 128 /
-/// 256 / 512: 1024→1024@14 77 / 88 / 89%, 512→512@14 91 / 92 / 95%; other shapes equal.
+/// 256 / 512: 1024→1024@14 77 / 88 / 89%, 512→512@14 91 / 92 / 95%; other shapes equal
+/// (record `2026-12-02-kernels-tuning-history`).
 pub const KC: usize = 512;
 
 /// Row tiles per A block: `14·12 = 168` rows × KC × 4 B = 344 KiB of A stays in L2 (1 MiB)
 /// beside the B panels. MC_TILES = 12 / 24 / 48 measured 92 / 89 / 90% on 1024→1024@14,
-/// 98 / 96 / 96% on 256→256@28.
+/// 98 / 96 / 96% on 256→256@28 (record `2026-12-02-kernels-tuning-history`).
 pub const MC_TILES: usize = 12;
 
 /// AVX-512 register tile: 14 rows × 2 zmm = 28 accumulators + 2 B vectors + 1 broadcast
-/// = 31 of 32 registers (DESIGN.md §5: 24–28 accumulators). 14 divides the pixel counts
-/// of MobileNet at 224 (196, 784, 3136, 12544).
+/// = 31 of 32 registers (24–28 accumulators hide the FMA latency at two FMAs per cycle).
+/// 14 divides the pixel counts of MobileNet at 224 (196, 784, 3136, 12544).
 const AVX512_MR: usize = 14;
 /// AVX2 register tile: 6 rows × 2 ymm = 12 accumulators + 2 B + 1 broadcast of 16 ymm.
 const AVX2_MR: usize = 6;

@@ -53,7 +53,8 @@ const L1_SET_PERIOD_BYTES: usize = 4096;
 const MAX_ROWS_PER_SET: usize = 4;
 
 /// Whether the `mr` rows of an A tile at row stride `lda` floats would crowd one L1 set
-/// (e.g. 1024 channels: a 4 KiB stride puts all 14 rows in one set, 44 GFLOP/s in place).
+/// (e.g. 1024 channels: a 4 KiB stride puts all 14 rows in one set: 44 GFLOP/s in place,
+/// 232 from the padded copy; record `2026-12-02-kernels-tuning-history`).
 /// Otherwise A is read in place: packing is a scalar transpose that cost 30% at
 /// 3136×128→128 (A reused by only 4 panels).
 pub(super) fn should_pack(lda: usize, mr: usize) -> bool {
