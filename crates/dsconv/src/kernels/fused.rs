@@ -210,25 +210,31 @@ struct IrBands<'k, 'o> {
 }
 
 impl IrBands<'_, '_> {
-    /// The project stage of the band of `count` output rows from global row `start`:
-    /// `out = project(dw) [+ residual]`, `dw` holding the band's depthwise output
-    /// (`count · out_W` pixels of `hidden` floats).
+    /// The last two stages of the band of `count` output rows from global row `start`:
+    /// the depthwise of rows `dw_rows` of geometry `g` on `dw_in` (pixels `hidden` floats
+    /// apart) into `tmp`, then `out = project(tmp) [+ residual]`.
+    #[allow(clippy::too_many_arguments)]
     fn project_band(
         &mut self,
-        dw: &[f32],
-        hidden: usize,
+        g: &ConvGeometry,
+        dw_in: &[f32],
+        dw_rows: std::ops::Range<usize>,
+        tmp: &mut [f32],
         start: usize,
         count: usize,
     ) -> Result<()> {
         let k = self.k;
+        let hidden = k.project.k();
+        let pixels = count * self.out_w;
+        let tmp = &mut tmp[..pixels * hidden];
+        k.dw.run_rows(self.isa, g, dw_in, hidden, dw_rows, tmp, hidden, k.dw_act)?;
         let cout = k.project.n();
         let out_row = self.out_w * cout;
-        let pixels = count * self.out_w;
         let o = (start - self.first) * out_row;
         let res = self.residual.map(|r| (&r[start * out_row..], cout));
         let dst = &mut self.out[o..o + count * out_row];
         k.project
-            .run_add(self.isa, dw, hidden, pixels, dst, cout, k.project_act, res)
+            .run_add(self.isa, tmp, hidden, pixels, dst, cout, k.project_act, res)
     }
 }
 
@@ -243,24 +249,11 @@ fn no_expand_rows(
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let hidden = g.in_channels();
-    let k = bands.k;
     scratch.ensure_len(band * g.out_w() * hidden);
     let mut start = rows.start;
     while start < rows.end {
         let count = band.min(rows.end - start);
-        let pixels = count * g.out_w();
-        let tmp = &mut scratch[..pixels * hidden];
-        k.dw.run_rows(
-            bands.isa,
-            g,
-            input,
-            hidden,
-            start..start + count,
-            tmp,
-            hidden,
-            k.dw_act,
-        )?;
-        bands.project_band(tmp, hidden, start, count)?;
+        bands.project_band(g, input, start..start + count, scratch, start, count)?;
         start += count;
     }
     Ok(())
@@ -278,7 +271,7 @@ fn expand_rows(
     band: usize,
     scratch: &mut AlignedVec,
 ) -> Result<()> {
-    let (isa, k) = (bands.isa, bands.k);
+    let isa = bands.isa;
     let hidden = g.in_channels();
     let in_row = g.in_w() * hidden;
     if !banded(g) || expand.n() != hidden {
@@ -334,19 +327,8 @@ fn expand_rows(
             )?;
         }
         held = Some((n, r0, r1));
-        let pixels = count * g.out_w();
-        let tmp = &mut dw_out[..pixels * hidden];
-        k.dw.run_rows(
-            isa,
-            &sub,
-            &exp[..(r1 - r0) * in_row],
-            hidden,
-            0..count,
-            tmp,
-            hidden,
-            k.dw_act,
-        )?;
-        bands.project_band(tmp, hidden, start, count)?;
+        let dw_in = &exp[..(r1 - r0) * in_row];
+        bands.project_band(&sub, dw_in, 0..count, dw_out, start, count)?;
         start += count;
     }
     Ok(())
