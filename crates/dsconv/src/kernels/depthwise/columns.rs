@@ -1,4 +1,4 @@
-//! Input column loads of a register block: one column ([`column`]) or a block's whole
+//! Input column loads of a register block: one column ([`column()`]) or a block's whole
 //! span of one kernel row ([`load_span`]), unchecked inside the row or, for border
 //! blocks, with masked-off loads that read the padding as zeros without a branch.
 
@@ -42,7 +42,7 @@ pub(super) unsafe fn column<S: Simd, const MASKED: bool, const CHECKED: bool>(
     }
 }
 
-/// The input vectors of padded columns `m0 .. m0 + out.len()` of `row` (as [`column`]),
+/// The input vectors of padded columns `m0 .. m0 + out.len()` of `row` (as [`column()`]),
 /// for a block of a K-wide kernel. `CHECKED`, only the first and last K − 1 columns of
 /// the span are checked (a masked load each): with at most K − 1 padded columns on each
 /// side (`band` sends wider padding elsewhere), every other column of a block is inside
@@ -53,7 +53,7 @@ pub(super) unsafe fn column<S: Simd, const MASKED: bool, const CHECKED: bool>(
 /// block's 17 of them spilled.
 ///
 /// # Safety
-/// As [`column`] for every column of the span; `CHECKED`: the columns from the K-th to
+/// As [`column()`] for every column of the span; `CHECKED`: the columns from the K-th to
 /// the K-th last are inside the row.
 #[inline(always)]
 pub(super) unsafe fn load_span<S: Simd, const K: usize, const MASKED: bool, const CHECKED: bool>(
@@ -101,7 +101,7 @@ fn opaque(n: usize) -> usize {
     }
 }
 
-/// The column geometry [`column`] needs, read once per block into locals: read through
+/// The column geometry [`column()`] needs, read once per block into locals: read through
 /// `a.g` (a reference inside `DwArgs`), the compiler reloaded them after every output
 /// store and recomputed each row's addresses (3×3 C = 32 @ 56²: 130 against 189 GFLOP/s).
 #[derive(Clone, Copy)]

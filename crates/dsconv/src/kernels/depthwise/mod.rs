@@ -296,7 +296,8 @@ fn with_zeros<R>(len: usize, f: impl FnOnce(*const f32) -> R) -> R {
 }
 
 pub(super) struct DwArgs<'a> {
-    /// Address of the input (its alignment decides the head tile, see [`Tiles`]).
+    /// Address of the input (its alignment decides the head tile, see
+    /// [`Tiles`](channels::Tiles)).
     pub(super) head_bytes: usize,
     pub(super) g: &'a ConvGeometry,
     pub(super) channels: usize,

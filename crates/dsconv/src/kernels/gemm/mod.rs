@@ -27,7 +27,6 @@
 //! stack tile (`EdgeTile`) so the microkernel stays unmasked. Each output element is computed
 //! by the same sequence of operations whatever the tile it lands in, so any row
 //! partition (threads, bands) gives bitwise identical results.
-
 //!
 //! # Files
 //! - this one: [`PackedGemm`], the checks of its public entry points, the tier entries
@@ -36,8 +35,8 @@
 //!   row stride would crowd one L1 set (`should_pack`, `pack_a`);
 //! - `micro`: the register-tile microkernel (`micro`), its ragged-tile instances
 //!   (`run_tile`, `tail_rows`) and the column-edge staging buffer (`EdgeTile`);
-//! - `parallel`: `run_parallel*`, the split over a [`Parallel`] team by row tiles or by
-//!   column panels.
+//! - `parallel`: `run_parallel*`, the split over a [`Parallel`](super::Parallel) team by
+//!   row tiles or by column panels.
 
 mod micro;
 mod pack;
