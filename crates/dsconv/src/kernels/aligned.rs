@@ -1,6 +1,6 @@
 //! 64-byte aligned f32 buffers: packed weights and scratch start on a cache line, so a
-//! vector load never straddles two lines (16-byte alignment cost up to 1.8× in the
-//! design measurements, DESIGN.md §4).
+//! vector load never straddles two lines (16-byte alignment cost the depthwise kernel up
+//! to 1.8×; see `depthwise::channels` for the head tile that handles such inputs).
 
 use std::fmt;
 

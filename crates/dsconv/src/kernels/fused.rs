@@ -73,7 +73,9 @@ pub fn separable_rows(
 
 /// Bytes of one band of the fused inverted residual: the expanded input rows of the band
 /// (with the depthwise halo) plus the depthwise output rows, half of the 1 MiB L2, so both
-/// stay there between the three stages (the weights stream beside them).
+/// stay there between the three stages (the weights stream beside them). On-CPU ms of all
+/// blocks, 1 thread, MobileNetV2 / Lite0: 256 KiB 2.75 / 4.06, 512 KiB 2.63 / 3.85, 768 KiB
+/// 2.68 / 3.88, unfused 2.97 / 4.22 (record `2026-12-02-kernels-tuning-history`).
 pub const IR_BAND_BYTES: usize = 512 * 1024;
 
 /// The stages of one inverted residual block, each with its packed weights and fused
@@ -181,34 +183,97 @@ pub fn inverted_residual_rows(
         }
     }
     let band = ir_band_rows(g, k.band_bytes);
-    let in_row = g.in_w() * hidden;
-    let Some((expand, expand_act)) = k.expand else {
-        // No expansion: the depthwise reads the input in place, band by band.
-        scratch.ensure_len(band * g.out_w() * hidden);
-        let mut start = rows.start;
-        while start < rows.end {
-            let count = band.min(rows.end - start);
-            let pixels = count * g.out_w();
-            let tmp = &mut scratch[..pixels * hidden];
-            k.dw.run_rows(
-                isa,
-                g,
-                input,
-                hidden,
-                start..start + count,
-                tmp,
-                hidden,
-                k.dw_act,
-            )?;
-            let o = (start - rows.start) * out_row;
-            let res = residual.map(|r| (&r[start * out_row..], cout));
-            let dst = &mut out[o..o + count * out_row];
-            k.project
-                .run_add(isa, tmp, hidden, pixels, dst, cout, k.project_act, res)?;
-            start += count;
-        }
-        return Ok(());
+    let bands = IrBands {
+        isa,
+        k,
+        residual,
+        first: rows.start,
+        out,
+        out_w: g.out_w(),
     };
+    match k.expand {
+        Some(expand) => expand_rows(g, expand, input, bands, rows, band, scratch),
+        None => no_expand_rows(g, input, bands, rows, band, scratch),
+    }
+}
+
+/// What every band of [`inverted_residual_rows`] ends with: the project stage's operands
+/// and the call's output (`out` starts at global output row `first`).
+struct IrBands<'k, 'o> {
+    isa: Tier,
+    k: &'k InvertedResidualKernels<'k>,
+    residual: Option<&'k [f32]>,
+    first: usize,
+    out: &'o mut [f32],
+    /// Output pixels per row.
+    out_w: usize,
+}
+
+impl IrBands<'_, '_> {
+    /// The last two stages of the band of `count` output rows from global row `start`:
+    /// the depthwise of rows `dw_rows` of geometry `g` on `dw_in` (pixels `hidden` floats
+    /// apart) into `tmp`, then `out = project(tmp) [+ residual]`.
+    #[allow(clippy::too_many_arguments)]
+    fn project_band(
+        &mut self,
+        g: &ConvGeometry,
+        dw_in: &[f32],
+        dw_rows: std::ops::Range<usize>,
+        tmp: &mut [f32],
+        start: usize,
+        count: usize,
+    ) -> Result<()> {
+        let k = self.k;
+        let hidden = k.project.k();
+        let pixels = count * self.out_w;
+        let tmp = &mut tmp[..pixels * hidden];
+        k.dw.run_rows(self.isa, g, dw_in, hidden, dw_rows, tmp, hidden, k.dw_act)?;
+        let cout = k.project.n();
+        let out_row = self.out_w * cout;
+        let o = (start - self.first) * out_row;
+        let res = self.residual.map(|r| (&r[start * out_row..], cout));
+        let dst = &mut self.out[o..o + count * out_row];
+        k.project
+            .run_add(self.isa, tmp, hidden, pixels, dst, cout, k.project_act, res)
+    }
+}
+
+/// [`inverted_residual_rows`] without an expansion: the depthwise reads the input in place,
+/// band by band.
+fn no_expand_rows(
+    g: &ConvGeometry,
+    input: &[f32],
+    mut bands: IrBands<'_, '_>,
+    rows: std::ops::Range<usize>,
+    band: usize,
+    scratch: &mut AlignedVec,
+) -> Result<()> {
+    let hidden = g.in_channels();
+    scratch.ensure_len(band * g.out_w() * hidden);
+    let mut start = rows.start;
+    while start < rows.end {
+        let count = band.min(rows.end - start);
+        bands.project_band(g, input, start..start + count, scratch, start, count)?;
+        start += count;
+    }
+    Ok(())
+}
+
+/// [`inverted_residual_rows`] with an expansion: per band, the expand GEMM of the band's
+/// input rows (halo rows the previous band expanded are moved, not recomputed), the
+/// depthwise through the geometry cut to the band, then the project step.
+fn expand_rows(
+    g: &ConvGeometry,
+    (expand, expand_act): (&PackedGemm, Activation),
+    input: &[f32],
+    mut bands: IrBands<'_, '_>,
+    rows: std::ops::Range<usize>,
+    band: usize,
+    scratch: &mut AlignedVec,
+) -> Result<()> {
+    let isa = bands.isa;
+    let hidden = g.in_channels();
+    let in_row = g.in_w() * hidden;
     if !banded(g) || expand.n() != hidden {
         return Err(Error::shape(
             "fused inverted residual",
@@ -262,23 +327,8 @@ pub fn inverted_residual_rows(
             )?;
         }
         held = Some((n, r0, r1));
-        let pixels = count * g.out_w();
-        let tmp = &mut dw_out[..pixels * hidden];
-        k.dw.run_rows(
-            isa,
-            &sub,
-            &exp[..(r1 - r0) * in_row],
-            hidden,
-            0..count,
-            tmp,
-            hidden,
-            k.dw_act,
-        )?;
-        let o = (start - rows.start) * out_row;
-        let res = residual.map(|r| (&r[start * out_row..], cout));
-        let dst = &mut out[o..o + count * out_row];
-        k.project
-            .run_add(isa, tmp, hidden, pixels, dst, cout, k.project_act, res)?;
+        let dw_in = &exp[..(r1 - r0) * in_row];
+        bands.project_band(&sub, dw_in, 0..count, dw_out, start, count)?;
         start += count;
     }
     Ok(())

@@ -27,9 +27,25 @@
 //! stack tile (`EdgeTile`) so the microkernel stays unmasked. Each output element is computed
 //! by the same sequence of operations whatever the tile it lands in, so any row
 //! partition (threads, bands) gives bitwise identical results.
+//!
+//! # Files
+//! - this one: [`PackedGemm`], the checks of its public entry points, the tier entries
+//!   and the five-loop driver (`gemm_body`);
+//! - `pack`: packing B into panels at construction, and A into a padded block when its
+//!   row stride would crowd one L1 set (`should_pack`, `pack_a`);
+//! - `micro`: the register-tile microkernel (`micro`), its ragged-tile instances
+//!   (`run_tile`, `tail_rows`) and the column-edge staging buffer (`EdgeTile`);
+//! - `parallel`: `run_parallel*`, the split over a [`Parallel`](super::Parallel) team by
+//!   row tiles or by column panels.
 
-use super::simd::{activate_tile, Epilogue, Portable, Simd};
-use super::{AlignedVec, Isa, Parallel, Tier};
+mod micro;
+mod pack;
+mod parallel;
+
+use self::micro::{run_tile, Tile};
+use self::pack::{pack_a, should_pack, PACKED_A, PACKED_ROW_PAD};
+use super::simd::{Epilogue, Portable, Simd};
+use super::{AlignedVec, Isa, Tier};
 use crate::error::{Error, Result};
 use crate::ops::Activation;
 
@@ -40,17 +56,18 @@ pub const PANEL: usize = 32;
 /// Reduction block: C is re-read once per block, and the B micro-panel
 /// (`KC·32·4 B = 64 KiB`) streams from L2 while the row tiles of an A block pass over it.
 /// Measured on one Zen 5 core (`kernel_speed pw`, % of the measured FMA peak), KC = 128 /
-/// 256 / 512: 1024→1024@14 77 / 88 / 89%, 512→512@14 91 / 92 / 95%; other shapes equal.
+/// 256 / 512: 1024→1024@14 77 / 88 / 89%, 512→512@14 91 / 92 / 95%; other shapes equal
+/// (record `2026-12-02-kernels-tuning-history`).
 pub const KC: usize = 512;
 
 /// Row tiles per A block: `14·12 = 168` rows × KC × 4 B = 344 KiB of A stays in L2 (1 MiB)
 /// beside the B panels. MC_TILES = 12 / 24 / 48 measured 92 / 89 / 90% on 1024→1024@14,
-/// 98 / 96 / 96% on 256→256@28.
+/// 98 / 96 / 96% on 256→256@28 (record `2026-12-02-kernels-tuning-history`).
 pub const MC_TILES: usize = 12;
 
 /// AVX-512 register tile: 14 rows × 2 zmm = 28 accumulators + 2 B vectors + 1 broadcast
-/// = 31 of 32 registers (DESIGN.md §5: 24–28 accumulators). 14 divides the pixel counts
-/// of MobileNet at 224 (196, 784, 3136, 12544).
+/// = 31 of 32 registers (24–28 accumulators hide the FMA latency at two FMAs per cycle).
+/// 14 divides the pixel counts of MobileNet at 224 (196, 784, 3136, 12544).
 const AVX512_MR: usize = 14;
 /// AVX2 register tile: 6 rows × 2 ymm = 12 accumulators + 2 B + 1 broadcast of 16 ymm.
 const AVX2_MR: usize = 6;
@@ -102,27 +119,7 @@ impl PackedGemm {
                 ));
             }
         }
-        let panels = n.div_ceil(PANEL);
-        let size = panels
-            .checked_mul(k)
-            .and_then(|v| v.checked_mul(PANEL))
-            .ok_or(Error::Overflow("packed gemm weight"))?;
-        let mut data = AlignedVec::zeros(size);
-        for p in 0..panels {
-            for kk in 0..k {
-                let row = &mut data[(p * k + kk) * PANEL..][..PANEL];
-                for (l, v) in row.iter_mut().enumerate() {
-                    let col = p * PANEL + l;
-                    if col < n {
-                        *v = weight(kk, col);
-                    }
-                }
-            }
-        }
-        let mut padded_bias = AlignedVec::zeros(panels * PANEL);
-        if let Some(b) = bias {
-            padded_bias[..n].copy_from_slice(b);
-        }
+        let (data, padded_bias) = pack::pack_b(k, n, bias, weight)?;
         Ok(PackedGemm {
             k,
             n,
@@ -292,87 +289,6 @@ impl PackedGemm {
         }
     }
 
-    /// [`run`](Self::run) with up to `tasks` of `exec`'s threads. Many row tiles: each
-    /// thread takes a contiguous run of whole row tiles. Few rows (7×7 layers, batch 1):
-    /// each thread takes a contiguous run of 32-column panels instead, so every thread
-    /// reads only its share of the weight (4 MiB at 1024→1024) and the split stays even.
-    /// Either way every output element is computed by the same operations as in `run`:
-    /// bitwise identical for every thread count.
-    pub fn run_parallel(
-        &self,
-        exec: &impl Parallel,
-        tasks: usize,
-        a: &[f32],
-        lda: usize,
-        m: usize,
-        out: &mut [f32],
-        ldc: usize,
-        act: Activation,
-    ) -> Result<()> {
-        self.run_parallel_add(exec, tasks, a, lda, m, out, ldc, act, None)
-    }
-
-    /// [`run_parallel`](Self::run_parallel) with a residual added after the activation, as
-    /// in [`run_add`](Self::run_add).
-    pub fn run_parallel_add(
-        &self,
-        exec: &impl Parallel,
-        tasks: usize,
-        a: &[f32],
-        lda: usize,
-        m: usize,
-        out: &mut [f32],
-        ldc: usize,
-        act: Activation,
-        residual: Option<(&[f32], usize)>,
-    ) -> Result<()> {
-        self.check_residual(m, residual)?;
-        let isa = exec.tier();
-        let tile = tile_rows(isa.isa());
-        let panels = self.n.div_ceil(PANEL);
-        let tasks = tasks.min(exec.threads()).max(1);
-        if tasks == 1 || m == 0 {
-            return self.run_add(isa, a, lda, m, out, ldc, act, residual);
-        }
-        if lda < self.k
-            || !fits(a.len(), m, lda, self.k)
-            || ldc < self.n
-            || !fits(out.len(), m, ldc, self.n)
-        {
-            // The same errors as on one thread, before any split.
-            return self.run_add(isa, a, lda, m, out, ldc, act, residual);
-        }
-        if m.div_ceil(tile) >= ROW_TILES_PER_TASK * tasks || panels < tasks {
-            return exec.try_for_each_row_blocks(out, ldc, tile, tasks, &|first, chunk| {
-                let rows = chunk.len().div_ceil(ldc).min(m - first.min(m));
-                if rows == 0 {
-                    return Ok(());
-                }
-                let res = residual.map(|(r, ldr)| (&r[first * ldr..], ldr));
-                self.run_add(isa, &a[first * lda..], lda, rows, chunk, ldc, act, res)
-            });
-        }
-        // Extents checked above, before any split.
-        let base = SharedOut(out.as_mut_ptr());
-        let base = &base;
-        let res = residual.map(|(r, ld)| (SharedIn(r.as_ptr()), ld));
-        let res = &res;
-        exec.run_tasks(tasks, &|t| {
-            let first = (t * panels / tasks) * PANEL;
-            let last = ((t + 1) * panels / tasks * PANEL).min(self.n);
-            if first < last {
-                // SAFETY: extents checked above; the tasks' column ranges are disjoint
-                // panel runs, so no element of `out` is written by two threads, and
-                // `out` stays borrowed mutably until `run_tasks` returns.
-                let res = res.as_ref().map(|(r, ld)| (r.0, *ld));
-                unsafe {
-                    self.run_cols(isa, a, (lda, 1, 0), m, base.0, ldc, act, res, first..last)
-                };
-            }
-        });
-        Ok(())
-    }
-
     /// Columns `cols` (starting on a panel boundary) of `run`, on the calling thread.
     ///
     /// `a_layout = (lda, segs, seg_stride)`: A as in [`run_segmented`](Self::run_segmented)
@@ -505,21 +421,6 @@ struct GemmArgs {
     epi: Epilogue,
 }
 
-/// The output pointer shared by the column-split tasks of `run_parallel`.
-struct SharedOut(*mut f32);
-// SAFETY: the tasks write disjoint column ranges (see `run_parallel`).
-unsafe impl Sync for SharedOut {}
-
-/// The residual pointer shared (read only) by the column-split tasks of `run_parallel`.
-struct SharedIn(*const f32);
-// SAFETY: only read, from a slice borrowed for the whole parallel call.
-unsafe impl Sync for SharedIn {}
-
-/// Row tiles per thread below which `run_parallel` splits columns instead of rows
-/// (49 rows = 4 AVX-512 tiles of a 7×7 layer: 2 + 2 would leave a thread with a
-/// 7-row tail and each thread reading the whole weight).
-const ROW_TILES_PER_TASK: usize = 4;
-
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 unsafe fn gemm_avx512(args: &GemmArgs) {
@@ -625,320 +526,6 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                 pc += kc;
             }
             ic += mc;
-        }
-    }
-}
-
-/// One row tile of `min(rows, MR)` rows: the full microkernel, or for a ragged last tile
-/// the largest smaller instance that fits (8, 4, 2, 1 rows) and then the rest; each reads
-/// only the valid rows of A.
-#[inline(always)]
-unsafe fn run_tile<S: Simd, const MR: usize, const NV: usize>(
-    t: &Tile,
-    rows: usize,
-    epi: &Epilogue,
-) {
-    // SAFETY: the driver guarantees min(rows, MR) rows of the tile in A and C.
-    unsafe {
-        // A ragged tile of 5 or more rows gets a microkernel of exactly its height: the
-        // 8/4/2/1 pieces each stream the B panel again and the 2- and 1-row ones wait on
-        // their FMA latency (2 or 4 accumulator chains). 49 pixels (7×7 maps) end in a
-        // 7-row tile: 4 + 2 + 1 took 12 cycles per reduction step against 7.
-        macro_rules! exact {
-            ($($r:literal)*) => {
-                match rows {
-                    $($r if $r < MR => {
-                        micro::<S, $r, NV>(t, epi);
-                        return;
-                    })*
-                    _ => {}
-                }
-            };
-        }
-        if rows < MR {
-            exact!(13 12 11 10 9 8 7 6 5);
-        }
-        let done = if rows >= MR {
-            micro::<S, MR, NV>(t, epi);
-            MR
-        } else if rows >= 8 {
-            micro::<S, 8, NV>(t, epi);
-            8
-        } else if rows >= 4 {
-            micro::<S, 4, NV>(t, epi);
-            4
-        } else if rows >= 2 {
-            micro::<S, 2, NV>(t, epi);
-            2
-        } else {
-            micro::<S, 1, NV>(t, epi);
-            1
-        };
-        if done < MR && rows > done {
-            // The rest of a ragged last tile: advance inside the tile.
-            tail_rows::<S, MR, NV>(t, rows, done, epi);
-        }
-    }
-}
-
-/// Finishes a ragged last tile of `rows < MR` rows after its first `done` rows.
-#[inline(always)]
-unsafe fn tail_rows<S: Simd, const MR: usize, const NV: usize>(
-    t: &Tile,
-    rows: usize,
-    mut done: usize,
-    epi: &Epilogue,
-) {
-    while done < rows {
-        let left = rows - done;
-        // SAFETY: rows done..rows of the tile exist in A (packed) and C.
-        let sub = Tile {
-            a: unsafe { t.a.add(done * t.row_stride) },
-            c: unsafe { t.c.add(done * t.ldc) },
-            res: if t.res.is_null() {
-                t.res
-            } else {
-                unsafe { t.res.add(done * t.ldr) }
-            },
-            ..*t
-        };
-        let step = unsafe {
-            if left >= 4 {
-                micro::<S, 4, NV>(&sub, epi);
-                4
-            } else if left >= 2 {
-                micro::<S, 2, NV>(&sub, epi);
-                2
-            } else {
-                micro::<S, 1, NV>(&sub, epi);
-                1
-            }
-        };
-        done += step;
-    }
-}
-
-thread_local! {
-    /// Per-thread packed A block, reused by every GEMM call on that thread (the pool's
-    /// threads are persistent, so steady-state calls allocate nothing).
-    static PACKED_A: std::cell::RefCell<AlignedVec> = std::cell::RefCell::new(AlignedVec::default());
-}
-
-/// L1 data cache set period (64 sets × 64 B lines on Zen 4/5 and recent Intel): addresses
-/// this far apart compete for the same ways.
-const L1_SET_PERIOD_BYTES: usize = 4096;
-/// Most A rows of one tile allowed in one L1 set before A is packed: the L1 is 8-way
-/// (Zen 4) or 12-way (Zen 5) and the B micro-panel and C need ways too.
-const MAX_ROWS_PER_SET: usize = 4;
-
-/// Whether the `mr` rows of an A tile at row stride `lda` floats would crowd one L1 set
-/// (e.g. 1024 channels: a 4 KiB stride puts all 14 rows in one set, 44 GFLOP/s in place).
-/// Otherwise A is read in place: packing is a scalar transpose that cost 30% at
-/// 3136×128→128 (A reused by only 4 panels).
-fn should_pack(lda: usize, mr: usize) -> bool {
-    let stride = (lda * 4) % L1_SET_PERIOD_BYTES;
-    let period_rows = if stride == 0 {
-        1
-    } else {
-        L1_SET_PERIOD_BYTES / gcd(stride, L1_SET_PERIOD_BYTES)
-    };
-    mr.div_ceil(period_rows) > MAX_ROWS_PER_SET
-}
-
-fn gcd(mut a: usize, mut b: usize) -> usize {
-    while b != 0 {
-        (a, b) = (b, a % b);
-    }
-    a
-}
-
-/// Floats added to each packed A row so that consecutive rows start 64 B apart modulo
-/// the L1 set period instead of on the same set.
-const PACKED_ROW_PAD: usize = 16;
-
-/// Copies rows `0..mc`, columns `0..kc` of A (row stride `lda`) into `out` with row stride
-/// `kc + PACKED_ROW_PAD`, so the rows of a tile fall in different L1 sets. A plain row copy
-/// (vectorised memcpy); a scalar transpose into `[kc][MR]` tiles cost as much as the
-/// aliasing it removed at 1024→1024.
-#[inline(always)]
-unsafe fn pack_a(a: *const f32, lda: usize, mc: usize, kc: usize, out: *mut f32) {
-    for r in 0..mc {
-        // SAFETY: the caller guarantees mc rows × kc columns of A and
-        // mc·(kc + PACKED_ROW_PAD) floats at out; the regions do not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(a.add(r * lda), out.add(r * (kc + PACKED_ROW_PAD)), kc)
-        };
-    }
-}
-
-/// One microkernel call: `R` rows of A from `a`, `kc` reduction steps over
-/// the B micro-panel at `b` (row stride [`PANEL`]), into C at `c` (stride `ldc`), of which
-/// the first `cols` columns are stored.
-#[derive(Clone, Copy)]
-struct Tile {
-    kc: usize,
-    /// A: row `r` at reduction step `p` is `a[r·row_stride + p·k_stride]` (packed:
-    /// `(kc + PACKED_ROW_PAD, 1)`; in place: `(lda, 1)`).
-    a: *const f32,
-    row_stride: usize,
-    k_stride: usize,
-    /// Reduction steps per run of A, and the floats skipped between runs (`kc` and 0
-    /// unless A is segmented).
-    seg_len: usize,
-    seg_jump: usize,
-    b: *const f32,
-    c: *mut f32,
-    ldc: usize,
-    /// Residual rows at stride `ldr` (null: none), added after the activation in the
-    /// last K block.
-    res: *const f32,
-    ldr: usize,
-    first: bool,
-    last: bool,
-    bias: *const f32,
-    cols: usize,
-}
-
-/// The register-blocked microkernel: `R × NV` accumulators.
-/// `acc = first ? bias : C`; `acc += Σ_p a[r, p] · b[p, :]`;
-/// `C = last ? act(acc) [+ res] : acc`.
-#[inline(always)]
-unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
-    let lanes = S::LANES;
-    let full = t.cols == NV * lanes;
-    // Every loop over `acc` below has a constant trip count and no branch, so it unrolls
-    // and `acc` lives in registers; a branchy loop kept it on the stack and stored every
-    // accumulator after each FMA (measured: 75 → see module docs).
-    // SAFETY: the driver guarantees R rows × kc steps of A at the tile's strides,
-    // kc rows × NV·LANES of B (padded panel), NV·LANES bias entries and R rows × `cols`
-    // columns of C.
-    unsafe {
-        let mut acc = [[S::zero(); NV]; R];
-        if t.first {
-            for v in 0..NV {
-                let bv = S::load(t.bias.add(v * lanes));
-                for row in acc.iter_mut() {
-                    row[v] = bv;
-                }
-            }
-        } else if full {
-            for (r, row) in acc.iter_mut().enumerate() {
-                for (v, x) in row.iter_mut().enumerate() {
-                    *x = S::load(t.c.add(r * t.ldc + v * lanes));
-                }
-            }
-        } else {
-            let mut tmp = EdgeTile::<R>::zeros();
-            tmp.copy_in(t.c, t.ldc, t.cols);
-            for (r, row) in acc.iter_mut().enumerate() {
-                for (v, x) in row.iter_mut().enumerate() {
-                    *x = S::load(tmp.0.as_ptr().add(r * EDGE_WIDTH + v * lanes));
-                }
-            }
-        }
-        let mut a = t.a;
-        let mut b = t.b;
-        let mut left = t.kc;
-        loop {
-            let run = t.seg_len.min(left);
-            for _ in 0..run {
-                let mut bv = [S::zero(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    *x = S::load(b.add(v * lanes));
-                }
-                for (r, row) in acc.iter_mut().enumerate() {
-                    let av = S::splat(*a.add(r * t.row_stride));
-                    for v in 0..NV {
-                        row[v] = S::mul_add(av, bv[v], row[v]);
-                    }
-                }
-                a = a.add(t.k_stride);
-                b = b.add(PANEL);
-            }
-            left -= run;
-            if left == 0 {
-                break;
-            }
-            a = a.add(t.seg_jump);
-        }
-        if t.last {
-            activate_tile::<S, R, NV>(&mut acc, epi);
-            if !t.res.is_null() {
-                if full {
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        for (v, x) in row.iter_mut().enumerate() {
-                            *x = S::add(*x, S::load(t.res.add(r * t.ldr + v * lanes)));
-                        }
-                    }
-                } else {
-                    let mut tmp = EdgeTile::<R>::zeros();
-                    tmp.copy_in(t.res, t.ldr, t.cols);
-                    for (r, row) in acc.iter_mut().enumerate() {
-                        for (v, x) in row.iter_mut().enumerate() {
-                            let y = S::load(tmp.0.as_ptr().add(r * EDGE_WIDTH + v * lanes));
-                            *x = S::add(*x, y);
-                        }
-                    }
-                }
-            }
-        }
-        if full {
-            for (r, row) in acc.iter().enumerate() {
-                for (v, &x) in row.iter().enumerate() {
-                    S::store(t.c.add(r * t.ldc + v * lanes), x);
-                }
-            }
-        } else {
-            let mut tmp = EdgeTile::<R>::zeros();
-            for (r, row) in acc.iter().enumerate() {
-                for (v, &x) in row.iter().enumerate() {
-                    S::store(tmp.0.as_mut_ptr().add(r * EDGE_WIDTH + v * lanes), x);
-                }
-            }
-            tmp.copy_out(t.c, t.ldc, t.cols);
-        }
-    }
-}
-
-/// Width of the edge buffer: one whole panel, the widest microkernel row.
-const EDGE_WIDTH: usize = PANEL;
-
-/// A stack buffer for a column-edge tile (`cols` < the microkernel's width): C is staged
-/// through it so the microkernel's own loads and stores stay unmasked and unrolled.
-struct EdgeTile<const R: usize>([f32; PANEL * 16]);
-
-impl<const R: usize> EdgeTile<R> {
-    #[inline(always)]
-    fn zeros() -> Self {
-        debug_assert!(R <= 16);
-        EdgeTile([0.0; PANEL * 16])
-    }
-    /// Copies `cols` columns of R rows of C in.
-    #[inline(always)]
-    unsafe fn copy_in(&mut self, c: *const f32, ldc: usize, cols: usize) {
-        for r in 0..R {
-            // SAFETY: the caller guarantees R rows × cols of C; cols ≤ EDGE_WIDTH.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    c.add(r * ldc),
-                    self.0.as_mut_ptr().add(r * EDGE_WIDTH),
-                    cols,
-                )
-            };
-        }
-    }
-    /// Copies `cols` columns of R rows out to C.
-    #[inline(always)]
-    unsafe fn copy_out(&self, c: *mut f32, ldc: usize, cols: usize) {
-        for r in 0..R {
-            // SAFETY: the caller guarantees R rows × cols of C; cols ≤ EDGE_WIDTH.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.0.as_ptr().add(r * EDGE_WIDTH),
-                    c.add(r * ldc),
-                    cols,
-                )
-            };
         }
     }
 }
