@@ -28,6 +28,7 @@ mod direct;
 pub mod error;
 pub mod exec;
 pub mod geometry;
+pub mod grad;
 #[allow(unsafe_code)]
 pub mod kernels;
 pub mod layers;
