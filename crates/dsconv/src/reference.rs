@@ -223,7 +223,10 @@ mod tests {
     /// Largest `|fd − analytic|` over the largest `|analytic|`, every coordinate of `v`
     /// perturbed by ±h in turn (central differences).
     fn fd_error(analytic: &[f64], v: &mut [f64], h: f64, l: impl Fn(&[f64]) -> f64) -> f64 {
-        let scale = analytic.iter().fold(0.0f64, |m, a| m.max(a.abs())).max(1e-300);
+        let scale = analytic
+            .iter()
+            .fold(0.0f64, |m, a| m.max(a.abs()))
+            .max(1e-300);
         let mut worst = 0.0f64;
         for k in 0..v.len() {
             let keep = v[k];
@@ -286,7 +289,10 @@ mod tests {
             let ew = fd_error(&dw, &mut w, h, |w| loss(&g, &x0, w, &b0, &dy));
             let eb = fd_error(&db, &mut b, h, |b| loss(&g, &x0, &w0, b, &dy));
             for (what, e) in [("input", ex), ("weight", ew), ("bias", eb)] {
-                assert!(e < 1e-7, "case {case} {params:?}: {what} relative error {e:e}");
+                assert!(
+                    e < 1e-7,
+                    "case {case} {params:?}: {what} relative error {e:e}"
+                );
                 worst = worst.max(e);
             }
             checked += 1;
@@ -366,6 +372,15 @@ mod tests {
         let w = Tensor::from_nchw(vec![0.0; 3 * 2 * 9], [3, 2, 3, 3]).unwrap();
         let dy = Tensor::from_nchw(vec![0.0; 3 * 5 * 5], [1, 3, 5, 5]).unwrap();
         let e = conv2d_backward(&x, &w, &dy, &Conv2dParams::default()).unwrap_err();
-        assert!(matches!(e, Error::Shape { what: "conv2d grad_output", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::Shape {
+                    what: "conv2d grad_output",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

@@ -127,7 +127,12 @@ fn check(
         }
         let two = run(layer, x, &dy, layout, two_threads());
         let bits = |r: dsconv::Result<[Tensor; 3]>| r.map(|t| t.map(Tensor::into_data));
-        prop_assert_eq!(bits(one), bits(two), "{}: 1 and 2 threads differ", layout.name());
+        prop_assert_eq!(
+            bits(one),
+            bits(two),
+            "{}: 1 and 2 threads differ",
+            layout.name()
+        );
     }
     Ok(())
 }
@@ -227,12 +232,14 @@ fn large_cases_split_over_threads_bitwise_identical() {
                 .with_padding_mode(PaddingMode::Circular)
                 .with_groups(24),
         ),
-        // Pointwise over 2·41·37 = 3,034 pixels: three pixel blocks.
-        ([2, 40, 41, 37], [72, 40, 1, 1], Conv2dParams::default()),
+        // Pointwise over 3·50·57 = 8,550 pixels: three pixel blocks of 4,096, dW = dyᵀ·x.
+        ([3, 40, 50, 57], [24, 40, 1, 1], Conv2dParams::default()),
+        // The same with more outputs than inputs: the GEMM yields dWᵀ.
+        ([3, 24, 50, 57], [40, 24, 1, 1], Conv2dParams::default()),
     ];
     for (k, (input, wdims, params)) in cases.into_iter().enumerate() {
-        let weight = Tensor::from_nchw(random_vec(k as u64, wdims.iter().product(), 1.0), wdims)
-            .unwrap();
+        let weight =
+            Tensor::from_nchw(random_vec(k as u64, wdims.iter().product(), 1.0), wdims).unwrap();
         let layer = Conv2d::new(weight.clone(), Some(vec![0.0; wdims[0]]), params).unwrap();
         let x = random_tensor(input, Layout::Nchw, 100 + k as u64, 1.0);
         let g = layer.geometry(input).unwrap();
@@ -242,7 +249,10 @@ fn large_cases_split_over_threads_bitwise_identical() {
         for layout in [Layout::Nhwc, Layout::Nchw] {
             let (xl, dyl) = (x.to_layout(layout), dy.to_layout(layout));
             let one = as_tensors(layer.backward(&xl, &dyl, &Executor::single()).unwrap());
-            for (what, (w, o)) in ["input", "weight", "bias"].iter().zip(want.iter().zip(&one)) {
+            for (what, (w, o)) in ["input", "weight", "bias"]
+                .iter()
+                .zip(want.iter().zip(&one))
+            {
                 let err = relative_error(o, w, 0.0);
                 assert!(err <= TOLERANCE, "case {k} {what}: {err:e}");
             }
@@ -251,7 +261,12 @@ fn large_cases_split_over_threads_bitwise_identical() {
                 assert!(exec.tasks_for(macs) > 1, "case {k} must split");
                 let many = as_tensors(layer.backward(&xl, &dyl, &exec).unwrap());
                 for (a, b) in one.iter().zip(&many) {
-                    assert_eq!(a.data(), b.data(), "case {k}, {threads} threads, {}", layout.name());
+                    assert_eq!(
+                        a.data(),
+                        b.data(),
+                        "case {k}, {threads} threads, {}",
+                        layout.name()
+                    );
                 }
             }
         }
@@ -265,12 +280,15 @@ fn bad_input_is_a_typed_error() {
     let layer = Conv2d::new(weight.clone(), None, params).unwrap();
     let x = Tensor::from_nchw(vec![1.0; 2 * 3 * 6 * 5], [2, 3, 6, 5]).unwrap();
     let exec = Executor::single();
-    let shape = |what: &'static str| move |e: Error| matches!(e, Error::Shape { what: w, .. } if w == what);
+    let shape =
+        |what: &'static str| move |e: Error| matches!(e, Error::Shape { what: w, .. } if w == what);
 
     // grad_output of the wrong dims: channels, spatial size, batch.
     for dims in [[2, 3, 6, 5], [2, 4, 5, 5], [1, 4, 6, 5]] {
         let dy = Tensor::from_nchw(vec![0.0; dims.iter().product()], dims).unwrap();
-        assert!(shape("conv2d grad_output")(layer.backward(&x, &dy, &exec).unwrap_err()));
+        assert!(shape("conv2d grad_output")(
+            layer.backward(&x, &dy, &exec).unwrap_err()
+        ));
         let e = grad::conv2d_input(x.logical_dims(), &weight, &dy, &params, Layout::Nchw, &exec);
         assert!(shape("conv2d grad_output")(e.unwrap_err()));
         let e = grad::conv2d_weight(&x, weight.dims(), &dy, &params, &exec);
@@ -279,7 +297,9 @@ fn bad_input_is_a_typed_error() {
     let dy = Tensor::from_nchw(vec![0.0; 2 * 4 * 6 * 5], [2, 4, 6, 5]).unwrap();
     // The input's channels do not match the weight.
     let x4 = Tensor::from_nchw(vec![1.0; 2 * 4 * 6 * 5], [2, 4, 6, 5]).unwrap();
-    assert!(shape("conv2d input")(layer.backward(&x4, &dy, &exec).unwrap_err()));
+    assert!(shape("conv2d input")(
+        layer.backward(&x4, &dy, &exec).unwrap_err()
+    ));
     let e = grad::conv2d_weight(&x4, weight.dims(), &dy, &params, &exec).unwrap_err();
     assert!(shape("conv2d weight")(e));
     // Weight dims that do not fit the groups, or with a zero.
@@ -302,8 +322,20 @@ fn bad_input_is_a_typed_error() {
     // A fused activation is refused, not silently ignored.
     let relu = layer.clone().with_activation(Activation::Relu);
     let e = relu.backward(&x, &dy, &exec).unwrap_err();
-    assert!(matches!(e, Error::InvalidParam { param: "activation", .. }), "{e}");
+    assert!(
+        matches!(
+            e,
+            Error::InvalidParam {
+                param: "activation",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // A layer without bias has no bias gradient; conv2d_bias sums any tensor's channels.
     assert!(layer.backward(&x, &dy, &exec).unwrap().bias.is_none());
-    assert_eq!(grad::conv2d_bias(&dy.to_layout(Layout::Nhwc)).unwrap(), vec![0.0; 4]);
+    assert_eq!(
+        grad::conv2d_bias(&dy.to_layout(Layout::Nhwc)).unwrap(),
+        vec![0.0; 4]
+    );
 }

@@ -79,7 +79,11 @@ pub(crate) fn input_nhwc(
 ) -> Result<()> {
     let [n, cin, in_h, in_w] = g.input_dims();
     let [_, cout, out_h, out_w] = g.output_dims();
-    check_len("conv2d weight", weight.len(), cout * g.in_channels_per_group() * g.kernel_h() * g.kernel_w())?;
+    check_len(
+        "conv2d weight",
+        weight.len(),
+        cout * g.in_channels_per_group() * g.kernel_h() * g.kernel_w(),
+    )?;
     check_len("conv2d grad_output", dy.len(), n * out_h * out_w * cout)?;
     check_len("conv2d input gradient", dx.len(), n * in_h * in_w * cin)?;
     let tasks = exec.tasks_for(crate::cost::conv_macs(g));
@@ -301,15 +305,21 @@ fn pointwise_input(
     wt.run_parallel(exec, tasks, dy, cout, m, dx, cin, Activation::None)
 }
 
-/// Pixels per block of the pointwise weight gradient: each block's `dyᵀ · x` is one GEMM
-/// (its `dyᵀ` transposed and its `x` packed into buffers of this many rows), and the
+/// Pixels per block of the pointwise weight gradient: each block's product is one GEMM
+/// (one operand transposed and the other packed into buffers of this many rows), and the
 /// blocks' products are added in order, so the rounding error grows with `BLOCK + M/BLOCK`
 /// terms rather than `M`.
-const POINTWISE_BLOCK: usize = 1024;
+const POINTWISE_BLOCK: usize = 4096;
 
-/// Pointwise `dw[C_out, C_in] = Σ_blocks dy_bᵀ · x_b`: a GEMM per block of pixels (`dy_bᵀ`
-/// the A operand, `x_b` packed as B), the blocks summed in order. Block boundaries do not
-/// depend on the thread count; each GEMM splits its output over threads.
+/// Pointwise `dw[C_out, C_in] = Σ_m dy[m, :]ᵀ · x[m, :]`, one GEMM per block of pixels, the
+/// blocks' products added in block order. The operand with fewer channels is transposed
+/// into the GEMM's A (its rows are the GEMM's M), the other packed as B (its channels fill
+/// the 32-column panels); when that is `x`'s the GEMM yields `dwᵀ`, transposed at the end.
+///
+/// Threads take whole blocks, a wave of one block per thread at a time, each block's
+/// product on one thread into its own buffer; the wave's products are then added to the
+/// total in block order. Block boundaries and the order of the sum do not depend on the
+/// thread count, so neither do the bits.
 fn pointwise_weight(
     g: &ConvGeometry,
     x: &[f32],
@@ -320,26 +330,59 @@ fn pointwise_weight(
 ) -> Result<()> {
     let (cin, cout) = (g.in_channels(), g.out_channels());
     let m = g.batch() * g.out_h() * g.out_w();
-    let block = POINTWISE_BLOCK.min(m);
-    let mut dyt = vec![0.0f32; cout * block];
-    let mut part = vec![0.0f32; cout * cin];
-    for (b, m0) in (0..m).step_by(block).enumerate() {
-        let rows = block.min(m - m0);
-        for r in 0..rows {
-            for (co, &v) in dy[(m0 + r) * cout..][..cout].iter().enumerate() {
-                dyt[co * rows + r] = v;
+    // C[a_ch, b_ch] = Σ_m a[m, :]ᵀ · b[m, :].
+    let transposed = cin < cout;
+    let ((a, a_ch), (b, b_ch)) = if transposed {
+        ((x, cin), (dy, cout))
+    } else {
+        ((dy, cout), (x, cin))
+    };
+    let blocks = m.div_ceil(POINTWISE_BLOCK);
+    let wave = tasks.clamp(1, blocks);
+    let size = a_ch * b_ch;
+    let mut total = vec![0.0f32; size];
+    let mut partials = vec![0.0f32; wave * size];
+    let isa = exec.tier();
+    for first in (0..blocks).step_by(wave) {
+        let count = wave.min(blocks - first);
+        let partials = &mut partials[..count * size];
+        exec.try_for_each_rows(partials, size, count, |k0, chunk| {
+            let mut at = vec![0.0f32; a_ch * POINTWISE_BLOCK];
+            for (k, part) in chunk.chunks_exact_mut(size).enumerate() {
+                let m0 = (first + k0 + k) * POINTWISE_BLOCK;
+                let rows = POINTWISE_BLOCK.min(m - m0);
+                let at = &mut at[..rows * a_ch];
+                transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
+                let bb = PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
+                bb.run(isa, at, rows, a_ch, part, b_ch, Activation::None)?;
             }
-        }
-        let xb = PackedGemm::from_fn(rows, cin, None, |r, ci| x[(m0 + r) * cin + ci])?;
-        let target = if b == 0 { &mut *dw } else { &mut part[..] };
-        let macs = (cout * cin * rows) as u64;
-        let tasks = tasks.min(exec.tasks_for(macs));
-        xb.run_parallel(exec, tasks, &dyt, rows, cout, target, cin, Activation::None)?;
-        if b > 0 {
-            for (t, &p) in dw.iter_mut().zip(&part) {
+            Ok(())
+        })?;
+        for part in partials.chunks_exact(size) {
+            for (t, &p) in total.iter_mut().zip(part) {
                 *t += p;
             }
         }
     }
+    if transposed {
+        transpose(&total, cin, cout, dw);
+    } else {
+        dw.copy_from_slice(&total);
+    }
     Ok(())
+}
+
+/// `dst[c·rows + r] = src[r·cols + c]`, in 16×16 tiles (both sides touch whole cache
+/// lines).
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const T: usize = 16;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
 }

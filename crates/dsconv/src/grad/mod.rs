@@ -61,10 +61,7 @@ pub(crate) fn check_grad_output(g: &ConvGeometry, grad_output: &Tensor) -> Resul
     if grad_output.logical_dims() != g.output_dims() {
         return Err(Error::shape(
             "conv2d grad_output",
-            format!(
-                "logical dims {:?} (the forward's output)",
-                g.output_dims()
-            ),
+            format!("logical dims {:?} (the forward's output)", g.output_dims()),
             format!("{:?}", grad_output.logical_dims()),
         ));
     }

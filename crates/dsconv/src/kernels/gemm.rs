@@ -86,6 +86,22 @@ impl PackedGemm {
         bias: Option<&[f32]>,
         weight: impl Fn(usize, usize) -> f32,
     ) -> Result<Self> {
+        let mut packed = PackedGemm::zeros(k, n, bias)?;
+        for (p, panel) in packed.data.chunks_exact_mut(k * PANEL).enumerate() {
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (l, v) in row.iter_mut().enumerate() {
+                    let col = p * PANEL + l;
+                    if col < n {
+                        *v = weight(kk, col);
+                    }
+                }
+            }
+        }
+        Ok(packed)
+    }
+
+    /// A zero `[k, n]` matrix with its bias: the sizes checked, the panels allocated.
+    fn zeros(k: usize, n: usize, bias: Option<&[f32]>) -> Result<Self> {
         if k == 0 || n == 0 {
             return Err(Error::shape(
                 "gemm weight",
@@ -107,18 +123,6 @@ impl PackedGemm {
             .checked_mul(k)
             .and_then(|v| v.checked_mul(PANEL))
             .ok_or(Error::Overflow("packed gemm weight"))?;
-        let mut data = AlignedVec::zeros(size);
-        for p in 0..panels {
-            for kk in 0..k {
-                let row = &mut data[(p * k + kk) * PANEL..][..PANEL];
-                for (l, v) in row.iter_mut().enumerate() {
-                    let col = p * PANEL + l;
-                    if col < n {
-                        *v = weight(kk, col);
-                    }
-                }
-            }
-        }
         let mut padded_bias = AlignedVec::zeros(panels * PANEL);
         if let Some(b) = bias {
             padded_bias[..n].copy_from_slice(b);
@@ -126,9 +130,31 @@ impl PackedGemm {
         Ok(PackedGemm {
             k,
             n,
-            data,
+            data: AlignedVec::zeros(size),
             bias: padded_bias,
         })
+    }
+
+    /// Packs `B[kk, col] = b[kk·ldb + col]` for `kk < k`, `col < n`, without a bias: row
+    /// slices copied whole into the panels (an activation packed per call, as the
+    /// pointwise weight gradient does, where [`from_fn`](Self::from_fn)'s element-wise
+    /// closure cost more than the GEMM).
+    pub fn from_rows(b: &[f32], k: usize, n: usize, ldb: usize) -> Result<Self> {
+        let mut packed = PackedGemm::zeros(k, n, None)?;
+        if ldb < n || !fits(b.len(), k, ldb, n) {
+            return Err(Error::shape(
+                "gemm rows",
+                format!("{k} rows of {n} with stride ≥ {n}"),
+                format!("{} elements with stride {ldb}", b.len()),
+            ));
+        }
+        for (p, panel) in packed.data.chunks_exact_mut(k * PANEL).enumerate() {
+            let (c0, width) = (p * PANEL, PANEL.min(n - p * PANEL));
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                row[..width].copy_from_slice(&b[kk * ldb + c0..][..width]);
+            }
+        }
+        Ok(packed)
     }
 
     /// Reduction length K (input channels, or `kH·kW·C_in` for a dense convolution).
