@@ -968,3 +968,33 @@ impl<const R: usize> EdgeTile<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `from_rows` packs exactly what `from_fn` packs, at any row stride, and refuses a
+    /// buffer too short for its rows or an empty matrix.
+    #[test]
+    fn from_rows_packs_like_from_fn() {
+        for (k, n, ldb) in [(1, 1, 1), (7, 33, 40), (5, 64, 64), (3, 70, 71)] {
+            let b: Vec<f32> = (0..k * ldb).map(|v| v as f32 * 0.5 - 3.0).collect();
+            let rows = PackedGemm::from_rows(&b, k, n, ldb).unwrap();
+            let by_fn = PackedGemm::from_fn(k, n, None, |kk, c| b[kk * ldb + c]).unwrap();
+            assert_eq!((rows.k(), rows.n()), (k, n));
+            assert_eq!(rows.data[..], by_fn.data[..], "k {k} n {n} ldb {ldb}");
+            assert_eq!(rows.bias[..], by_fn.bias[..]);
+        }
+        let b = vec![0.0f32; 10];
+        assert!(matches!(
+            PackedGemm::from_rows(&b, 3, 4, 4),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            PackedGemm::from_rows(&b, 2, 4, 3),
+            Err(Error::Shape { .. })
+        ));
+        assert!(PackedGemm::from_rows(&b, 0, 4, 4).is_err());
+        assert!(PackedGemm::from_rows(&b, 2, 5, 5).is_ok());
+    }
+}
