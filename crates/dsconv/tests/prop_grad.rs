@@ -12,51 +12,19 @@
 
 mod common;
 
+use common::prop::{config, mode_strategy, padding_strategy, two_threads};
 use common::{random_tensor, random_vec, relative_error};
 use dsconv::{
     grad, reference, Activation, Conv2d, Conv2dParams, ConvGeometry, Error, Executor, Layout,
     Padding, PaddingMode, Tensor,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
-use std::sync::OnceLock;
+
+/// The seed of every property test here.
+const SEED: u64 = 0x0d5c_0012;
 
 /// Every gradient must be within this fraction of the reference's largest magnitude.
 const TOLERANCE: f64 = 1e-5;
-
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x0d5c_0012),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-fn two_threads() -> &'static Executor {
-    static POOL: OnceLock<Executor> = OnceLock::new();
-    POOL.get_or_init(|| Executor::new(2).expect("two-thread pool"))
-}
-
-fn padding_strategy() -> impl Strategy<Value = Padding> {
-    prop_oneof![
-        Just(Padding::Valid),
-        Just(Padding::Same),
-        (0usize..4).prop_map(Padding::symmetric),
-        (0usize..4, 0usize..4).prop_map(|(h, w)| Padding::per_axis(h, w)),
-        (0usize..5, 0usize..5, 0usize..5, 0usize..5)
-            .prop_map(|(t, b, l, r)| Padding::asymmetric(t, b, l, r)),
-    ]
-}
-
-fn mode_strategy() -> impl Strategy<Value = PaddingMode> {
-    prop_oneof![
-        Just(PaddingMode::Zeros),
-        Just(PaddingMode::Reflect),
-        Just(PaddingMode::Replicate),
-        Just(PaddingMode::Circular),
-    ]
-}
 
 /// The divisors of `n`, smallest first.
 fn divisors(n: usize) -> Vec<usize> {
@@ -138,7 +106,7 @@ fn check(
 }
 
 proptest! {
-    #![proptest_config(config(384))]
+    #![proptest_config(config(384, SEED))]
 
     /// Standard, grouped and depthwise (multiplier 1–3) convolution: every gradient
     /// against the reference.
