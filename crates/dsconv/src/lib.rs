@@ -28,6 +28,7 @@ mod direct;
 pub mod error;
 pub mod exec;
 pub mod geometry;
+pub mod grad;
 #[allow(unsafe_code)]
 pub mod kernels;
 pub mod layers;
@@ -53,3 +54,8 @@ pub use tensor::{Layout, Tensor};
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// docs/training.md's code block, compiled and run as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/training.md")]
+pub struct TrainingDoctests;

@@ -10,21 +10,12 @@
 
 mod common;
 
+use common::prop::config;
 use dsconv::{
     reference, Activation, BatchNorm, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
     DepthwiseSeparableConv2d, Error, Layout, Padding, PaddingMode, PointwiseConv2d, Tensor,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
-
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x0bad_1a9e),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
 
 /// A padding amount: usually small, sometimes absurd.
 fn pad_amount() -> impl Strategy<Value = usize> {
@@ -142,7 +133,7 @@ fn check_forward(
 }
 
 proptest! {
-    #![proptest_config(config(2048))]
+    #![proptest_config(config(2048, 0x0bad_1a9e))]
 
     /// `Conv2d::new` and `forward` on arbitrary shapes and parameters.
     #[test]

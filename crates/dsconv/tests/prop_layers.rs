@@ -9,52 +9,19 @@
 
 mod common;
 
+use common::prop::{config, mode_strategy, padding_strategy, two_threads};
 use common::{random_vec, relative_error};
 use dsconv::{
     reference, Activation, BatchNorm, Conv2d, Conv2dParams, ConvGeometry, DepthwiseConv2d,
     DepthwiseSeparableConv2d, Executor, Layout, Padding, PaddingMode, PointwiseConv2d, Tensor,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed};
-use std::sync::OnceLock;
+
+/// The seed of every property test here.
+const SEED: u64 = 0x0d5c_0417;
 
 /// Layers must be within this fraction of the largest reference magnitude.
 const TOLERANCE: f64 = 1e-5;
-
-fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x0d5c_0417),
-        failure_persistence: None,
-        ..Config::default()
-    }
-}
-
-/// One shared two-thread pool (a pool per case would spawn threads per case).
-fn two_threads() -> &'static Executor {
-    static POOL: OnceLock<Executor> = OnceLock::new();
-    POOL.get_or_init(|| Executor::new(2).expect("two-thread pool"))
-}
-
-fn padding_strategy() -> impl Strategy<Value = Padding> {
-    prop_oneof![
-        Just(Padding::Valid),
-        Just(Padding::Same),
-        (0usize..4).prop_map(Padding::symmetric),
-        (0usize..4, 0usize..4).prop_map(|(h, w)| Padding::per_axis(h, w)),
-        (0usize..5, 0usize..5, 0usize..5, 0usize..5)
-            .prop_map(|(t, b, l, r)| Padding::asymmetric(t, b, l, r)),
-    ]
-}
-
-fn mode_strategy() -> impl Strategy<Value = PaddingMode> {
-    prop_oneof![
-        Just(PaddingMode::Zeros),
-        Just(PaddingMode::Reflect),
-        Just(PaddingMode::Replicate),
-        Just(PaddingMode::Circular),
-    ]
-}
 
 fn activation_strategy() -> impl Strategy<Value = Activation> {
     prop_oneof![
@@ -158,7 +125,7 @@ fn divisors(n: usize) -> Vec<usize> {
 }
 
 proptest! {
-    #![proptest_config(config(1024))]
+    #![proptest_config(config(1024, SEED))]
 
     /// Standard and grouped convolution, with optional bias, folded BatchNorm and fused
     /// activation: `Conv2d` against the reference.
@@ -288,7 +255,7 @@ fn random_batchnorm(seed: u64, channels: usize, eps: f32) -> BatchNorm {
 }
 
 proptest! {
-    #![proptest_config(config(512))]
+    #![proptest_config(config(512, SEED))]
 
     /// The MobileNet block: depthwise (any geometry, multiplier) → bias/BN/activation →
     /// pointwise → bias/BN/activation, against the reference chain in f64.

@@ -249,6 +249,52 @@ impl Conv2d {
         self.run_nhwc(&g, input.data(), out.data_mut(), exec)
     }
 
+    /// The gradients of this layer's convolution for an upstream gradient `grad_output`
+    /// (`∂L/∂y`, the logical dims of `forward(input)`'s output, any layout): `∂L/∂x` in
+    /// `input`'s layout, `∂L/∂w` of [`weight`](Self::weight) (after any BatchNorm folding)
+    /// in PyTorch order, and `∂L/∂b` when the layer has a bias. Bitwise identical for
+    /// every thread count of `exec`; see [`crate::grad`].
+    ///
+    /// This is the backward of the linear convolution: a layer with a fused activation is
+    /// refused ([`Error::InvalidParam`]) rather than given a gradient that ignores it — run
+    /// the activation's derivative on `grad_output` first and call `backward` on the layer
+    /// without the activation.
+    pub fn backward(
+        &self,
+        input: &Tensor,
+        grad_output: &Tensor,
+        exec: &Executor,
+    ) -> Result<crate::grad::Conv2dGrads> {
+        if self.activation != Activation::None {
+            return Err(Error::param(
+                "activation",
+                format!(
+                    "backward of a layer with a fused {:?} is not supported: apply the \
+                     activation's derivative to grad_output and call backward on the \
+                     layer without it",
+                    self.activation
+                ),
+            ));
+        }
+        let g = self.geometry(input.logical_dims())?;
+        crate::grad::check_grad_output(&g, grad_output)?;
+        let x = input.as_nhwc();
+        let dy = grad_output.as_nhwc();
+        let mut dx = Tensor::zeros(Layout::Nhwc.dims_from_logical(g.input_dims()), Layout::Nhwc)?;
+        crate::grad::input_nhwc(&g, &self.weight, dy.data(), dx.data_mut(), exec)?;
+        let mut dw = Tensor::zeros(self.weight_dims, Layout::Nchw)?;
+        crate::grad::weight_nhwc(&g, x.data(), dy.data(), dw.data_mut(), exec)?;
+        let bias = match self.bias {
+            Some(_) => Some(crate::grad::bias_nhwc(dy.data(), g.out_channels())?),
+            None => None,
+        };
+        Ok(crate::grad::Conv2dGrads {
+            input: crate::grad::in_layout(dx, input.layout()),
+            weight: dw,
+            bias,
+        })
+    }
+
     /// The packed depthwise kernel, when this layer runs on it for geometry `g`.
     pub(crate) fn depthwise_kernel(&self, g: &ConvGeometry) -> Option<&PackedDepthwise> {
         match &self.fast {

@@ -7,6 +7,8 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod prop;
+
 use dsconv::kernels::Isa;
 use dsconv::rng::SplitMix64;
 use dsconv::{reference, Activation, Conv2dParams, Executor, Layout, Tensor};

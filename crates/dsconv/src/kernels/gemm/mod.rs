@@ -103,6 +103,22 @@ impl PackedGemm {
         bias: Option<&[f32]>,
         weight: impl Fn(usize, usize) -> f32,
     ) -> Result<Self> {
+        let mut packed = PackedGemm::zeros(k, n, bias)?;
+        for (p, panel) in packed.data.chunks_exact_mut(k * PANEL).enumerate() {
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (l, v) in row.iter_mut().enumerate() {
+                    let col = p * PANEL + l;
+                    if col < n {
+                        *v = weight(kk, col);
+                    }
+                }
+            }
+        }
+        Ok(packed)
+    }
+
+    /// A zero `[k, n]` matrix with its bias: the sizes checked, the panels allocated.
+    fn zeros(k: usize, n: usize, bias: Option<&[f32]>) -> Result<Self> {
         if k == 0 || n == 0 {
             return Err(Error::shape(
                 "gemm weight",
@@ -119,13 +135,43 @@ impl PackedGemm {
                 ));
             }
         }
-        let (data, padded_bias) = pack::pack_b(k, n, bias, weight)?;
+        let panels = n.div_ceil(PANEL);
+        let size = panels
+            .checked_mul(k)
+            .and_then(|v| v.checked_mul(PANEL))
+            .ok_or(Error::Overflow("packed gemm weight"))?;
+        let mut padded_bias = AlignedVec::zeros(panels * PANEL);
+        if let Some(b) = bias {
+            padded_bias[..n].copy_from_slice(b);
+        }
         Ok(PackedGemm {
             k,
             n,
-            data,
+            data: AlignedVec::zeros(size),
             bias: padded_bias,
         })
+    }
+
+    /// Packs `B[kk, col] = b[kk·ldb + col]` for `kk < k`, `col < n`, without a bias: row
+    /// slices copied whole into the panels (an activation packed per call, as the
+    /// pointwise weight gradient does, where [`from_fn`](Self::from_fn)'s element-wise
+    /// closure cost more than the GEMM).
+    pub fn from_rows(b: &[f32], k: usize, n: usize, ldb: usize) -> Result<Self> {
+        let mut packed = PackedGemm::zeros(k, n, None)?;
+        if ldb < n || !fits(b.len(), k, ldb, n) {
+            return Err(Error::shape(
+                "gemm rows",
+                format!("{k} rows of {n} with stride ≥ {n}"),
+                format!("{} elements with stride {ldb}", b.len()),
+            ));
+        }
+        for (p, panel) in packed.data.chunks_exact_mut(k * PANEL).enumerate() {
+            let (c0, width) = (p * PANEL, PANEL.min(n - p * PANEL));
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                row[..width].copy_from_slice(&b[kk * ldb + c0..][..width]);
+            }
+        }
+        Ok(packed)
     }
 
     /// Reduction length K (input channels, or `kH·kW·C_in` for a dense convolution).
@@ -527,5 +573,35 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
             }
             ic += mc;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `from_rows` packs exactly what `from_fn` packs, at any row stride, and refuses a
+    /// buffer too short for its rows or an empty matrix.
+    #[test]
+    fn from_rows_packs_like_from_fn() {
+        for (k, n, ldb) in [(1, 1, 1), (7, 33, 40), (5, 64, 64), (3, 70, 71)] {
+            let b: Vec<f32> = (0..k * ldb).map(|v| v as f32 * 0.5 - 3.0).collect();
+            let rows = PackedGemm::from_rows(&b, k, n, ldb).unwrap();
+            let by_fn = PackedGemm::from_fn(k, n, None, |kk, c| b[kk * ldb + c]).unwrap();
+            assert_eq!((rows.k(), rows.n()), (k, n));
+            assert_eq!(rows.data[..], by_fn.data[..], "k {k} n {n} ldb {ldb}");
+            assert_eq!(rows.bias[..], by_fn.bias[..]);
+        }
+        let b = vec![0.0f32; 10];
+        assert!(matches!(
+            PackedGemm::from_rows(&b, 3, 4, 4),
+            Err(Error::Shape { .. })
+        ));
+        assert!(matches!(
+            PackedGemm::from_rows(&b, 2, 4, 3),
+            Err(Error::Shape { .. })
+        ));
+        assert!(PackedGemm::from_rows(&b, 0, 4, 4).is_err());
+        assert!(PackedGemm::from_rows(&b, 2, 5, 5).is_ok());
     }
 }

@@ -1,43 +1,9 @@
-//! Packing. B (the weight) once, at layer construction, into panels of [`PANEL`] columns,
-//! `k` major and zero-padded past N (`pack_b`); A (the activations) per block, only when
-//! its row stride would put the rows of one tile in one L1 set (`should_pack`, `pack_a`).
+//! Packing of A (the activations) per block, only when its row stride would put the rows
+//! of one tile in one L1 set (`should_pack`, `pack_a`). B (the weight) is packed once, at
+//! layer construction, by `PackedGemm::from_fn`/`from_rows` into panels of `PANEL`
+//! columns, `k` major and zero-padded past N.
 
-use super::PANEL;
-use crate::error::{Error, Result};
 use crate::kernels::{gcd, AlignedVec};
-
-/// The packed panels of `B[kk, col] = weight(kk, col)` (`k < K`, `col < n`) and the bias
-/// padded the same way (zeros without one): `panels·k·PANEL` and `panels·PANEL` floats.
-/// `bias`, if any, has `n` elements (checked by the caller).
-pub(super) fn pack_b(
-    k: usize,
-    n: usize,
-    bias: Option<&[f32]>,
-    weight: impl Fn(usize, usize) -> f32,
-) -> Result<(AlignedVec, AlignedVec)> {
-    let panels = n.div_ceil(PANEL);
-    let size = panels
-        .checked_mul(k)
-        .and_then(|v| v.checked_mul(PANEL))
-        .ok_or(Error::Overflow("packed gemm weight"))?;
-    let mut data = AlignedVec::zeros(size);
-    for p in 0..panels {
-        for kk in 0..k {
-            let row = &mut data[(p * k + kk) * PANEL..][..PANEL];
-            for (l, v) in row.iter_mut().enumerate() {
-                let col = p * PANEL + l;
-                if col < n {
-                    *v = weight(kk, col);
-                }
-            }
-        }
-    }
-    let mut padded_bias = AlignedVec::zeros(panels * PANEL);
-    if let Some(b) = bias {
-        padded_bias[..n].copy_from_slice(b);
-    }
-    Ok((data, padded_bias))
-}
 
 thread_local! {
     /// Per-thread packed A block, reused by every GEMM call on that thread (the pool's
