@@ -205,6 +205,32 @@ impl Tensor {
         self.data.drain(..self.start);
         self.data
     }
+    /// Reinterprets the elements in memory order as `dims` in `layout` (same element
+    /// count), keeping the buffer: no copy, no allocation. For graph runtimes that keep
+    /// one buffer under several views (`dsconv-onnx`).
+    ///
+    /// ```
+    /// use dsconv::{Layout, Tensor};
+    /// let mut t = Tensor::zeros([1, 1, 1, 24], Layout::Nhwc)?;
+    /// t.reshape([1, 2, 3, 4], Layout::Nhwc)?;
+    /// assert_eq!((t.dims(), t.logical_dims()), ([1, 2, 3, 4], [1, 4, 2, 3]));
+    /// assert!(t.reshape([1, 1, 1, 25], Layout::Nhwc).is_err());
+    /// # Ok::<(), dsconv::Error>(())
+    /// ```
+    pub fn reshape(&mut self, dims: [usize; 4], layout: Layout) -> Result<()> {
+        let expected = product(&dims, "tensor size")?;
+        if expected != self.len() {
+            return Err(Error::shape(
+                "tensor reshape",
+                format!("dims with {} elements", self.len()),
+                format!("{dims:?} ({expected} elements)"),
+            ));
+        }
+        self.logical = layout.logical_from_dims(dims);
+        self.layout = layout;
+        Ok(())
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         self.data.len() - self.start

@@ -81,6 +81,9 @@ struct CostArgs {
     /// Batch size N [default: 1].
     #[arg(long, value_name = "N")]
     batch: Option<String>,
+    /// Input shape of an ONNX --model (FILE.onnx), e.g. 1x3x224x224.
+    #[arg(long, value_name = "NxCxHxW")]
+    input_shape: Option<String>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -93,6 +96,31 @@ pub fn run(args: Args) -> Result<()> {
         Some(b) => positive("--batch", b)?,
         None => 1,
     };
+    if let Some(model) = args.model.as_deref().filter(|m| super::onnx::is_onnx(m)) {
+        if args.input.is_some()
+            || args.width.is_some()
+            || args.resolution.is_some()
+            || args.as_standard
+        {
+            return Err(user_error(
+                "an ONNX --model takes --input-shape (and --batch), not the layer or network options",
+            ));
+        }
+        let batch = args.batch.is_some().then_some(batch);
+        let net = super::onnx::cost_table(model, args.input_shape.as_deref(), batch)?;
+        return if args.json {
+            print_json(&onnx_json(&net))
+        } else {
+            out!("{}", model_text(&net, 1, Variant::Separable))?;
+            out!("{}", kinds_text(&net))?;
+            Ok(())
+        };
+    }
+    if args.input_shape.is_some() {
+        return Err(user_error(
+            "--input-shape applies to an ONNX --model (FILE.onnx)",
+        ));
+    }
     match &args.model {
         Some(model) => {
             let layer_flags = [
@@ -302,6 +330,66 @@ fn model_json(
         "total": t,
         "layers": layers,
     })
+}
+
+/// MACs and parameters by layer kind (depthwise / pointwise / dense ...).
+fn kinds_text(net: &NetworkCost) -> String {
+    use dsconv::cost::LayerKind as K;
+    let mut s = String::from("By kind:");
+    for k in [
+        K::Depthwise,
+        K::Pointwise,
+        K::Standard,
+        K::Grouped,
+        K::FullyConnected,
+        K::Pool,
+    ] {
+        let c = net.total_of(k);
+        if c.macs > 0 || c.params > 0 {
+            s.push_str(&format!(
+                " {} {} MACs / {} params;",
+                k.name(),
+                millions(c.macs),
+                millions(c.params)
+            ));
+        }
+    }
+    s.pop();
+    s.push_str(".\n");
+    s
+}
+
+fn onnx_json(net: &NetworkCost) -> Value {
+    let mut t = cost_json(&net.total());
+    t["batchnorm_params"] = json!(net.batchnorm_params());
+    let layers: Vec<Value> = net
+        .layers
+        .iter()
+        .map(|l| {
+            let mut v = cost_json(&l.cost);
+            v["name"] = json!(l.name);
+            v["kind"] = json!(l.kind.name());
+            v["input"] = json!(l.input);
+            v["output"] = json!(l.output);
+            v["kernel"] = json!(l.kernel);
+            v["stride"] = json!(l.stride);
+            v["batchnorm_params"] = json!(l.batchnorm_params);
+            v
+        })
+        .collect();
+    use dsconv::cost::LayerKind as K;
+    let by_kind: serde_json::Map<String, Value> = [
+        K::Depthwise,
+        K::Pointwise,
+        K::Standard,
+        K::Grouped,
+        K::FullyConnected,
+        K::Pool,
+    ]
+    .into_iter()
+    .map(|k| (k.name().to_string(), cost_json(&net.total_of(k))))
+    .collect();
+    json!({ "model": net.name, "total": t, "by_kind": by_kind, "layers": layers })
 }
 
 fn layer_text(cmp: &SeparableComparison, params: &Conv2dParams, batch: usize) -> String {

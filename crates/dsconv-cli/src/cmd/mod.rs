@@ -26,6 +26,7 @@ pub mod conv2d;
 pub mod cost;
 pub mod demo;
 pub mod info;
+pub mod onnx;
 pub mod parse;
 pub mod run;
 pub mod table;
@@ -81,6 +82,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         c.is::<UserError>()
             || c.downcast_ref::<dsconv::Error>()
                 .is_some_and(dsconv::Error::is_bad_input)
+            || c.downcast_ref::<dsconv_onnx::Error>()
+                .is_some_and(dsconv_onnx::Error::is_bad_input)
     });
     if bad_input {
         2

@@ -24,7 +24,12 @@ PyTorch state_dicts (.pth/.pt, zip or legacy) or .safetensors, in the names of
 lukemelas EfficientNet-PyTorch (efficientnet-lite0), torchvision (mobilenet-v2) or the
 classic PyTorch MobileNetV1 (mobilenet-v1: model.N.M, fc; ReLU; 224x224 inputs only).
 
+An ONNX model (--model FILE.onnx) needs no --weights: every NCHW .npy --input (one per
+graph input) goes in as is, and each graph output goes to its --output, or all of them into
+one --output directory (NAME.npy each). See docs/onnx.md.
+
 Examples:
+  dsconv run --model mobilenet_v3_small.onnx --input x.npy --output logits.npy --threads 2
   dsconv run --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth \\
              --input x.npy --output logits.npy
   dsconv run --model mobilenet-v2 --alpha 0.5 --weights mobilenet_v2.pth --threads 2 \\
@@ -34,21 +39,24 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// efficientnet-lite0 … lite4, mobilenet-v1 or mobilenet-v2 (aliases too).
+    /// efficientnet-lite0 … lite4, mobilenet-v1 or mobilenet-v2 (aliases too), or an
+    /// ONNX model file (FILE.onnx).
     #[arg(long)]
     model: String,
-    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.
+    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors (built-in networks).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Width multiplier (the MobileNets only; 1 for the others).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// Input batch, float32/float64 NCHW [N, 3, H, W], already normalised.
-    #[arg(long, value_name = "X.npy")]
-    input: PathBuf,
-    /// Where to write the logits, float32 [N, classes].
-    #[arg(long, value_name = "Y.npy")]
-    output: PathBuf,
+    /// Input batch, float32/float64 NCHW [N, 3, H, W], already normalised (ONNX: once
+    /// per graph input).
+    #[arg(long, value_name = "X.npy", required = true)]
+    input: Vec<PathBuf>,
+    /// Where to write the logits, float32 [N, classes] (ONNX: once per graph output, or
+    /// one directory).
+    #[arg(long, value_name = "Y.npy", required = true)]
+    output: Vec<PathBuf>,
     /// Threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
@@ -56,6 +64,29 @@ pub struct Args {
 
 /// Runs `dsconv run`.
 pub fn run(args: Args) -> Result<()> {
+    if super::onnx::is_onnx(&args.model) {
+        if args.weights.is_some() {
+            return Err(user_error(
+                "--weights: an ONNX model carries its own weights",
+            ));
+        }
+        return super::onnx::run(&args.model, &args.input, &args.output, args.threads);
+    }
+    let (Some(weights), [input], [output]) = (&args.weights, &args.input[..], &args.output[..])
+    else {
+        return Err(user_error(format!(
+            "{} needs --weights and one --input and one --output",
+            args.model
+        )));
+    };
+    let args = BuiltinArgs {
+        model: args.model.clone(),
+        weights: weights.clone(),
+        alpha: args.alpha,
+        input: input.clone(),
+        output: output.clone(),
+        threads: args.threads,
+    };
     let spec = registry::lookup(&args.model)?;
     spec.check_width(args.alpha).context("--alpha")?;
     let x = read_npy(&args.input)?;
@@ -109,6 +140,16 @@ pub fn run(args: Args) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The arguments of a built-in network's run.
+struct BuiltinArgs {
+    model: String,
+    weights: PathBuf,
+    alpha: f64,
+    input: PathBuf,
+    output: PathBuf,
+    threads: usize,
 }
 
 /// One warning line on stderr.

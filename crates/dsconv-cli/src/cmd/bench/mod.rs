@@ -11,6 +11,7 @@
 
 mod layers;
 mod model;
+mod onnx;
 mod timing;
 
 use super::user_error;
@@ -82,6 +83,9 @@ pub struct Args {
     /// Images per batch
     #[arg(long, default_value_t = 1, value_name = "B")]
     pub batch: usize,
+    /// Input shape of an ONNX --model, e.g. 1x3x224x224 (--batch replaces its first dim)
+    #[arg(long, value_name = "NxCxHxW", requires = "model")]
+    pub input_shape: Option<String>,
     /// Threads (0 = one per available core)
     #[arg(long, default_value_t = 0, value_name = "T")]
     pub threads: usize,
@@ -127,6 +131,14 @@ pub fn run(args: Args) -> Result<()> {
         (_, Some(name)) => (name, false),
         (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
     };
+    if !layers && crate::cmd::onnx::is_onnx(name) {
+        return run_onnx(&args, name);
+    }
+    if args.input_shape.is_some() {
+        return Err(user_error(
+            "--input-shape applies to an ONNX --model (FILE.onnx)",
+        ));
+    }
     let spec = registry::lookup(name)?;
     let setup = Setup {
         args: &args,
@@ -160,6 +172,49 @@ pub fn run(args: Args) -> Result<()> {
         Some(plan) => layers::bench(&setup, &plan, &exec, &machine, budget, &progress)?,
         None => model::bench(&setup, &exec, &machine, budget, &progress)?,
     };
+    progress.finish();
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report.json)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(report.table.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `dsconv bench --model FILE.onnx`.
+fn run_onnx(args: &Args, path: &str) -> Result<()> {
+    if args.weights.is_some() || args.resolution.is_some() || args.width != 1.0 {
+        return Err(user_error(
+            "--weights, --resolution and --width apply to built-in networks; an ONNX model \
+             takes --input-shape",
+        ));
+    }
+    if args.batch == 0 || args.batch > 4096 || args.runs == 0 || args.runs > MAX_RUNS {
+        return Err(user_error(format!(
+            "--batch must be in 1..=4096 and --runs in 1..={MAX_RUNS}"
+        )));
+    }
+    for (name, v) in [("--min-time", args.min_time), ("--max-time", args.max_time)] {
+        if !(v.is_finite() && (0.0..=3600.0).contains(&v)) {
+            return Err(user_error(format!(
+                "{name} {v} is not a number of seconds in [0, 3600]"
+            )));
+        }
+    }
+    let exec = Executor::new(args.threads)?;
+    let progress = Progress::new(args.quiet);
+    progress.now("measuring the machine (FMA peak, memory bandwidth)...");
+    let machine = dsconv::machine::profile(exec.threads());
+    let budget = Budget {
+        runs: args.runs,
+        min_time: Duration::from_secs_f64(args.min_time),
+        max_time: Duration::from_secs_f64(args.max_time),
+    };
+    let report = onnx::bench(args, path, &exec, &machine, budget, &progress)?;
     progress.finish();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -1,0 +1,1321 @@
+//! Pass 2 of planning: fusion and layout, then running. Convolutions absorb the
+//! BatchNormalization and the activation after them; depthwise → pointwise and expand →
+//! depthwise → project chains (with the residual Add) become dsconv's fused blocks; every
+//! 4-D value a convolution touches stays NHWC, converted only where an operator needs
+//! ONNX's row-major order (graph inputs and outputs, reshapes, ...).
+
+use crate::consts::{self, numel, Const, PadMode, SliceSpec};
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::model::Model;
+use crate::prep::{self, Bin, DNode, Op, Operand, PoolSpec, Prepared, Unary};
+use dsconv::blocks::InvertedResidual;
+use dsconv::cost::{LayerCost, NetworkCost};
+use dsconv::workspace::Workspace;
+use dsconv::{
+    Activation, Conv2d, Conv2dParams, DepthwiseConv2d, DepthwiseSeparableConv2d, Executor, Layout,
+    PointwiseConv2d, Tensor,
+};
+use std::collections::HashMap;
+
+/// One output of [`Plan::run`]: ONNX (row-major, NCHW for images) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    /// The graph output's name.
+    pub name: String,
+    /// Its dims.
+    pub dims: Vec<usize>,
+    /// Its elements, row-major.
+    pub data: Vec<f32>,
+}
+
+/// How many of each fused form the plan runs (for tests and `dsconv cost`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fusion {
+    /// Convolutions run alone (BatchNorm and activation folded in where present).
+    pub convs: usize,
+    /// Depthwise → pointwise pairs on the fused separable kernel.
+    pub separable: usize,
+    /// Expand → depthwise → project (or depthwise → project + skip) inverted residual blocks.
+    pub inverted_residual: usize,
+    /// Of those, with the residual Add fused.
+    pub residual_adds: usize,
+    /// BatchNormalizations folded into the convolution before them.
+    pub batchnorms_folded: usize,
+    /// Activations fused into a convolution's epilogue.
+    pub activations_fused: usize,
+    /// Layout conversions NCHW ↔ NHWC that copy.
+    pub conversions: usize,
+    /// Steps in all.
+    pub steps: usize,
+}
+
+#[derive(Debug, Clone)]
+struct PV {
+    dims: Vec<usize>,
+    nhwc: bool,
+    slot: usize,
+}
+
+#[derive(Debug)]
+enum POperand {
+    In(usize),
+    Const(Vec<f32>),
+}
+
+#[derive(Debug)]
+enum POp {
+    Conv(Box<Conv2d>),
+    Sep(Box<DepthwiseSeparableConv2d>),
+    Ir(Box<InvertedResidual>),
+    Linear(Box<PointwiseConv2d>),
+    ToNhwc,
+    ToRows,
+    Unary(Unary),
+    Affine {
+        scale: Vec<f32>,
+        shift: Vec<f32>,
+    },
+    Binary {
+        op: Bin,
+        a: POperand,
+        b: POperand,
+        ad: Vec<usize>,
+        bd: Vec<usize>,
+        od: Vec<usize>,
+    },
+    GlobalPool {
+        max: bool,
+    },
+    Pool(PoolSpec),
+    Resize {
+        ty: Vec<(usize, usize, f32)>,
+        tx: Vec<(usize, usize, f32)>,
+    },
+    Concat {
+        axis: usize,
+        parts: Vec<(POperand, Vec<usize>)>,
+    },
+    Transpose(Vec<usize>),
+    Slice(SliceSpec),
+    Gather {
+        axis: usize,
+        idx: Vec<usize>,
+    },
+    Pad {
+        begin: Vec<isize>,
+        mode: PadMode,
+        value: f32,
+    },
+    Expand,
+    Softmax {
+        outer: usize,
+        n: usize,
+        inner: usize,
+    },
+    ReduceMean {
+        outer: usize,
+        n: usize,
+        inner: usize,
+    },
+    MatMul,
+    ConvTranspose {
+        w: Vec<f32>,
+        wdims: [usize; 4],
+        bias: Option<Vec<f32>>,
+        s: [usize; 2],
+        d: [usize; 2],
+        pads: [usize; 4],
+        group: usize,
+    },
+}
+
+#[derive(Debug)]
+struct Step {
+    name: String,
+    op: POp,
+    ins: Vec<usize>,
+    out: usize,
+}
+
+/// A model compiled for one input shape: run it many times with [`Plan::run`].
+#[derive(Debug)]
+pub struct Plan {
+    steps: Vec<Step>,
+    vals: Vec<PV>,
+    nslots: usize,
+    inputs: Vec<(String, usize)>,
+    outputs: Vec<(String, std::result::Result<usize, Const>)>,
+    /// Slots to give back to the workspace after each step.
+    frees: Vec<Vec<usize>>,
+    costs: Vec<LayerCost>,
+    fusion: Fusion,
+    ws: Workspace,
+}
+
+impl Model {
+    /// Compiles the model for the given input shapes (one per graph input, ONNX order:
+    /// `[N, C, H, W]` for an image). Symbolic dimensions take the given sizes; fixed
+    /// ones must match.
+    pub fn plan(&self, shapes: &[&[usize]]) -> Result<Plan> {
+        let pre = prep::prepare(self, shapes)?;
+        Builder::new(&pre).build()
+    }
+}
+
+struct Unit {
+    name: String,
+    w: Vec<f32>,
+    wdims: [usize; 4],
+    bias: Option<Vec<f32>>,
+    params: Conv2dParams,
+    act: Activation,
+    input: usize,
+    out: usize,
+    nodes: Vec<usize>,
+    bn: bool,
+}
+
+impl Unit {
+    fn is_pointwise(&self) -> bool {
+        let zero = dsconv::Padding::asymmetric(0, 0, 0, 0);
+        self.wdims[2..] == [1, 1]
+            && self.params.stride == [1, 1]
+            && self.params.groups == 1
+            && self.params.padding == zero
+    }
+    fn is_depthwise(&self) -> bool {
+        self.params.groups > 1 && self.wdims[1] == 1 && self.wdims[0] == self.params.groups
+    }
+    fn tensor(&self) -> Result<Tensor> {
+        Ok(Tensor::from_nchw(self.w.clone(), self.wdims)?)
+    }
+}
+
+struct Builder<'a> {
+    pre: &'a Prepared,
+    nodes: Vec<Option<DNode>>,
+    uses: Vec<usize>,
+    cons: Vec<Vec<usize>>,
+    vals: Vec<PV>,
+    nslots: usize,
+    steps: Vec<Step>,
+    rows: HashMap<usize, usize>,
+    nhwc: HashMap<usize, usize>,
+    costs: Vec<LayerCost>,
+    fusion: Fusion,
+}
+
+fn to_act(u: Unary) -> Option<Activation> {
+    Some(match u {
+        Unary::Relu => Activation::Relu,
+        Unary::HardSwish => Activation::HardSwish,
+        Unary::Clip(lo, hi) if lo == 0.0 && hi == 6.0 => Activation::Relu6,
+        Unary::Clip(lo, hi) if lo == 0.0 && hi == f32::INFINITY => Activation::Relu,
+        Unary::Clip(lo, hi) if lo <= hi => Activation::Clamp { min: lo, max: hi },
+        _ => return None,
+    })
+}
+
+fn nhwc_dims(d: &[usize]) -> [usize; 4] {
+    [d[0], d[2], d[3], d[1]]
+}
+
+fn d4(d: &[usize]) -> [usize; 4] {
+    [d[0], d[1], d[2], d[3]]
+}
+
+impl<'a> Builder<'a> {
+    fn new(pre: &'a Prepared) -> Self {
+        let mut b = Builder {
+            pre,
+            nodes: pre.nodes.iter().cloned().map(Some).collect(),
+            uses: Vec::new(),
+            cons: Vec::new(),
+            vals: Vec::new(),
+            nslots: 0,
+            steps: Vec::new(),
+            rows: HashMap::new(),
+            nhwc: HashMap::new(),
+            costs: Vec::new(),
+            fusion: Fusion::default(),
+        };
+        b.count();
+        b.rewrite_swish();
+        b.count();
+        b
+    }
+
+    fn count(&mut self) {
+        let n = self.pre.dims.len();
+        self.uses = vec![0; n];
+        self.cons = vec![Vec::new(); n];
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(node) = node {
+                for &v in &node.ins {
+                    self.uses[v] += 1;
+                    if self.cons[v].last() != Some(&i) {
+                        self.cons[v].push(i);
+                    }
+                }
+            }
+        }
+        for (_, o) in &self.pre.outputs {
+            if let Ok(v) = o {
+                self.uses[*v] += 1;
+            }
+        }
+    }
+
+    /// The one node that reads `v` (once), when nothing else (not a graph output) does.
+    fn sole(&self, v: usize) -> Option<usize> {
+        (self.uses[v] == 1 && self.cons[v].len() == 1).then(|| self.cons[v][0])
+    }
+
+    /// `x · sigmoid(x)` → SiLU and `x · hardsigmoid(x)` (α = 1/6, β = ½) → HardSwish.
+    fn rewrite_swish(&mut self) {
+        let producer: HashMap<usize, usize> = self
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (n.out, i)))
+            .collect();
+        for m in 0..self.nodes.len() {
+            let Some(node) = &self.nodes[m] else { continue };
+            let Op::Binary {
+                op: Bin::Mul,
+                a: Operand::Dyn(_),
+                b: Operand::Dyn(_),
+            } = &node.op
+            else {
+                continue;
+            };
+            let (x, y) = (node.ins[0], node.ins[1]);
+            for (x, y) in [(x, y), (y, x)] {
+                let Some(&s) = producer.get(&y) else { continue };
+                let Some(sn) = &self.nodes[s] else { continue };
+                let unary = match sn.op {
+                    Op::Unary(Unary::Sigmoid) => Unary::Silu,
+                    Op::Unary(Unary::HardSigmoid(a, b))
+                        if (a - 1.0 / 6.0).abs() < 1e-6 && b == 0.5 =>
+                    {
+                        Unary::HardSwish
+                    }
+                    _ => continue,
+                };
+                if sn.ins[0] != x || self.uses[y] != 1 {
+                    continue;
+                }
+                if let Some(n) = &mut self.nodes[m] {
+                    n.op = Op::Unary(unary);
+                    n.ins = vec![x];
+                }
+                self.nodes[s] = None;
+                break;
+            }
+        }
+        // Paddle's hard-swish: Div(Mul(x, Clip(Add(x, 3), 0, 6)), 6).
+        let scalar =
+            |o: &Operand, v: f32| matches!(o, Operand::Const(c, _) if c.len() == 1 && c[0] == v);
+        for d in 0..self.nodes.len() {
+            let Some(dn) = &self.nodes[d] else { continue };
+            let Op::Binary {
+                op: Bin::Div,
+                a: Operand::Dyn(0),
+                b,
+            } = &dn.op
+            else {
+                continue;
+            };
+            if !scalar(b, 6.0) {
+                continue;
+            }
+            let Some(&m) = producer.get(&dn.ins[0]) else {
+                continue;
+            };
+            let Some(mn) = &self.nodes[m] else { continue };
+            if !matches!(
+                mn.op,
+                Op::Binary {
+                    op: Bin::Mul,
+                    a: Operand::Dyn(_),
+                    b: Operand::Dyn(_)
+                }
+            ) || self.uses[mn.out] != 1
+            {
+                continue;
+            }
+            let mut found = None;
+            for (x, c) in [(mn.ins[0], mn.ins[1]), (mn.ins[1], mn.ins[0])] {
+                let Some(&ci) = producer.get(&c) else {
+                    continue;
+                };
+                let Some(cn) = &self.nodes[ci] else { continue };
+                if !matches!(cn.op, Op::Unary(Unary::Clip(lo, hi)) if lo == 0.0 && hi == 6.0)
+                    || self.uses[c] != 1
+                {
+                    continue;
+                }
+                let Some(&ai) = producer.get(&cn.ins[0]) else {
+                    continue;
+                };
+                let Some(an) = &self.nodes[ai] else { continue };
+                let three = match &an.op {
+                    Op::Binary {
+                        op: Bin::Add,
+                        a: Operand::Dyn(_),
+                        b,
+                    }
+                    | Op::Binary {
+                        op: Bin::Add,
+                        a: b,
+                        b: Operand::Dyn(_),
+                    } => scalar(b, 3.0),
+                    _ => false,
+                };
+                if three
+                    && an.ins == [x]
+                    && self.uses[an.out] == 1
+                    && self.pre.dims[x] == self.pre.dims[dn.out]
+                {
+                    found = Some((x, m, ci, ai));
+                    break;
+                }
+            }
+            if let Some((x, m, ci, ai)) = found {
+                if let Some(n) = &mut self.nodes[d] {
+                    n.op = Op::Unary(Unary::HardSwish);
+                    n.ins = vec![x];
+                }
+                for i in [m, ci, ai] {
+                    self.nodes[i] = None;
+                }
+            }
+        }
+    }
+
+    fn new_val(&mut self, dims: Vec<usize>, nhwc: bool) -> usize {
+        self.vals.push(PV {
+            dims,
+            nhwc,
+            slot: self.nslots,
+        });
+        self.nslots += 1;
+        self.vals.len() - 1
+    }
+
+    fn alias(&mut self, of: usize, dims: Vec<usize>, nhwc: bool) -> usize {
+        let slot = self.vals[of].slot;
+        self.vals.push(PV { dims, nhwc, slot });
+        self.vals.len() - 1
+    }
+
+    fn push(&mut self, name: &str, op: POp, ins: Vec<usize>, out: usize) {
+        self.steps.push(Step {
+            name: name.to_string(),
+            op,
+            ins,
+            out,
+        });
+    }
+
+    fn define(&mut self, id: usize, pv: usize) {
+        if self.vals[pv].nhwc {
+            self.nhwc.insert(id, pv);
+        } else {
+            self.rows.insert(id, pv);
+        }
+    }
+
+    /// The value in row-major order (converting from NHWC once if needed).
+    fn rows_of(&mut self, id: usize) -> usize {
+        if let Some(&v) = self.rows.get(&id) {
+            return v;
+        }
+        let src = self.nhwc[&id];
+        let d = self.vals[src].dims.clone();
+        let v = if d[2] * d[3] == 1 || d[1] == 1 {
+            self.alias(src, d, false)
+        } else {
+            let v = self.new_val(d, false);
+            self.fusion.conversions += 1;
+            self.push("to NCHW", POp::ToRows, vec![src], v);
+            v
+        };
+        self.rows.insert(id, v);
+        v
+    }
+
+    /// The 4-D value in NHWC (converting once if needed).
+    fn nhwc_of(&mut self, id: usize) -> usize {
+        if let Some(&v) = self.nhwc.get(&id) {
+            return v;
+        }
+        let src = self.rows[&id];
+        let d = self.vals[src].dims.clone();
+        let v = if d[2] * d[3] == 1 || d[1] == 1 {
+            self.alias(src, d, true)
+        } else {
+            let v = self.new_val(d, true);
+            self.fusion.conversions += 1;
+            self.push("to NHWC", POp::ToNhwc, vec![src], v);
+            v
+        };
+        self.nhwc.insert(id, v);
+        v
+    }
+
+    fn any_of(&mut self, id: usize) -> usize {
+        self.nhwc
+            .get(&id)
+            .or_else(|| self.rows.get(&id))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn unit(&self, i: usize) -> Option<Unit> {
+        let n = self.nodes[i].as_ref()?;
+        let Op::Conv {
+            w,
+            wdims,
+            bias,
+            params,
+        } = &n.op
+        else {
+            return None;
+        };
+        let mut u = Unit {
+            name: n.name.clone(),
+            w: w.clone(),
+            wdims: *wdims,
+            bias: bias.clone(),
+            params: params.clone(),
+            act: Activation::None,
+            input: n.ins[0],
+            out: n.out,
+            nodes: vec![i],
+            bn: false,
+        };
+        while let Some(j) = self.sole(u.out) {
+            let Some(m) = &self.nodes[j] else { break };
+            match &m.op {
+                Op::Affine { scale, shift } if !u.bn && u.act == Activation::None => {
+                    let per = u.w.len() / u.wdims[0];
+                    let b = u.bias.get_or_insert_with(|| vec![0.0; u.wdims[0]]);
+                    for o in 0..u.wdims[0] {
+                        for w in &mut u.w[o * per..(o + 1) * per] {
+                            *w = (*w as f64 * scale[o]) as f32;
+                        }
+                        b[o] = (b[o] as f64 * scale[o] + shift[o]) as f32;
+                    }
+                    u.bn = true;
+                }
+                Op::Unary(un) if u.act == Activation::None => match to_act(*un) {
+                    Some(a) => u.act = a,
+                    None => break,
+                },
+                _ => break,
+            }
+            u.nodes.push(j);
+            u.out = m.out;
+        }
+        Some(u)
+    }
+
+    fn take(&mut self, u: &Unit) {
+        for &i in &u.nodes {
+            self.nodes[i] = None;
+        }
+        self.fusion.batchnorms_folded += u.bn as usize;
+        self.fusion.activations_fused += (u.act != Activation::None) as usize;
+    }
+
+    fn conv_cost(&mut self, u: &Unit, input: &[usize]) -> Result<()> {
+        let g = dsconv::ConvGeometry::new(d4(input), u.wdims, &u.params)?;
+        let mut row = LayerCost::conv(u.name.clone(), &g, u.bias.is_some());
+        if u.bn {
+            row = row.with_batchnorm();
+        }
+        self.costs.push(row);
+        Ok(())
+    }
+
+    fn dims(&self, id: usize) -> Vec<usize> {
+        self.pre.dims[id].clone()
+    }
+
+    /// A residual `Add(out, skip)` that alone reads `out`: its node.
+    fn residual_add(&self, out: usize, skip: usize) -> Option<usize> {
+        let j = self.sole(out)?;
+        let n = self.nodes[j].as_ref()?;
+        let Op::Binary {
+            op: Bin::Add,
+            a: Operand::Dyn(_),
+            b: Operand::Dyn(_),
+        } = n.op
+        else {
+            return None;
+        };
+        let other = if n.ins[0] == out { n.ins[1] } else { n.ins[0] };
+        (other == skip
+            && n.ins.contains(&out)
+            && self.pre.dims[out] == self.pre.dims[skip]
+            && self.pre.dims[n.out] == self.pre.dims[out])
+            .then_some(j)
+    }
+
+    fn conv_chain(&mut self, i: usize) -> Result<()> {
+        let Some(u) = self.unit(i) else { return Ok(()) };
+        let next_conv = |b: &Self, v: usize| b.sole(v).and_then(|j| b.unit(j));
+        // expand → depthwise → project
+        if u.is_pointwise() {
+            if let Some(dw) = next_conv(self, u.out).filter(|d| d.is_depthwise()) {
+                if let Some(pr) = next_conv(self, dw.out).filter(|p| p.is_pointwise()) {
+                    return self.emit_ir(Some(u), dw, pr);
+                }
+            }
+        }
+        if u.is_depthwise() {
+            if let Some(pr) = next_conv(self, u.out).filter(|p| p.is_pointwise()) {
+                return self.emit_ir(None, u, pr);
+            }
+        }
+        self.take(&u);
+        let input = self.nhwc_of(u.input);
+        let in_dims = self.dims(u.input);
+        self.conv_cost(&u, &in_dims)?;
+        let conv =
+            Conv2d::new(u.tensor()?, u.bias.clone(), u.params.clone())?.with_activation(u.act);
+        let out = self.new_val(self.dims(u.out), true);
+        self.push(&u.name, POp::Conv(Box::new(conv)), vec![input], out);
+        self.fusion.convs += 1;
+        self.define(u.out, out);
+        Ok(())
+    }
+
+    fn emit_ir(&mut self, expand: Option<Unit>, dw: Unit, pr: Unit) -> Result<()> {
+        let block_in = expand.as_ref().map_or(dw.input, |e| e.input);
+        let mut in_dims = self.dims(block_in);
+        let mut name = String::new();
+        let expand_layer = match &expand {
+            Some(e) => {
+                self.take(e);
+                self.conv_cost(e, &in_dims.clone())?;
+                name = format!("{} + ", e.name);
+                in_dims = self.dims(e.out);
+                Some(PointwiseConv2d::new(e.tensor()?, e.bias.clone())?.with_activation(e.act))
+            }
+            None => None,
+        };
+        self.take(&dw);
+        self.take(&pr);
+        self.conv_cost(&dw, &in_dims)?;
+        let dw_dims = self.dims(dw.out);
+        self.conv_cost(&pr, &dw_dims)?;
+        name.push_str(&format!("{} + {}", dw.name, pr.name));
+        let dwl = DepthwiseConv2d::new(dw.tensor()?, dw.bias.clone(), dw.params.clone())?
+            .with_activation(dw.act);
+        let pwl = PointwiseConv2d::new(pr.tensor()?, pr.bias.clone())?.with_activation(pr.act);
+        let residual = self
+            .residual_add(pr.out, block_in)
+            .filter(|_| dw.params.stride == [1, 1]);
+        let input = self.nhwc_of(block_in);
+        let (op, out_id) = if expand_layer.is_some() || residual.is_some() {
+            let mut out_id = pr.out;
+            if let Some(j) = residual {
+                out_id = self.nodes[j].as_ref().map_or(out_id, |n| n.out);
+                self.nodes[j] = None;
+                self.fusion.residual_adds += 1;
+                name.push_str(" + add");
+            }
+            self.fusion.inverted_residual += 1;
+            (
+                POp::Ir(Box::new(InvertedResidual::new(
+                    expand_layer,
+                    dwl,
+                    pwl,
+                    residual.is_some(),
+                )?)),
+                out_id,
+            )
+        } else {
+            self.fusion.separable += 1;
+            (
+                POp::Sep(Box::new(DepthwiseSeparableConv2d::new(dwl, pwl)?)),
+                pr.out,
+            )
+        };
+        let out = self.new_val(self.dims(out_id), true);
+        self.push(&name, op, vec![input], out);
+        self.define(out_id, out);
+        Ok(())
+    }
+
+    fn operand(
+        &mut self,
+        o: &Operand,
+        ins: &[usize],
+        nhwc: bool,
+        rank: usize,
+        step_ins: &mut Vec<usize>,
+    ) -> (POperand, Vec<usize>) {
+        match o {
+            Operand::Dyn(k) => {
+                let id = ins[*k];
+                let pv = if nhwc {
+                    self.nhwc_of(id)
+                } else {
+                    self.rows_of(id)
+                };
+                step_ins.push(pv);
+                let d = self.dims(id);
+                (
+                    POperand::In(step_ins.len() - 1),
+                    if nhwc { nhwc_dims(&d).to_vec() } else { d },
+                )
+            }
+            Operand::Const(v, d) if nhwc => {
+                let mut ext = vec![1; rank - d.len()];
+                ext.extend_from_slice(d);
+                let mut t = vec![0f32; v.len()];
+                consts::transpose(v, &ext, &[0, 2, 3, 1], &mut t);
+                (POperand::Const(t), nhwc_dims(&ext).to_vec())
+            }
+            Operand::Const(v, d) => (POperand::Const(v.clone()), d.clone()),
+        }
+    }
+
+    fn node(&mut self, i: usize) -> Result<()> {
+        let Some(n) = self.nodes[i].clone() else {
+            return Ok(());
+        };
+        if matches!(n.op, Op::Conv { .. }) {
+            return self.conv_chain(i);
+        }
+        self.nodes[i] = None;
+        let od = self.dims(n.out);
+        let name = n.name.as_str();
+        let x = n.ins.first().copied().unwrap_or(0);
+        let out = match n.op {
+            Op::Conv { .. } => unreachable_conv(),
+            Op::Alias => {
+                let src = if self.nhwc.contains_key(&x)
+                    && self.dims(x) == od
+                    && !self.rows.contains_key(&x)
+                {
+                    let s = self.nhwc[&x];
+                    let o = self.alias(s, od, true);
+                    self.define(n.out, o);
+                    return Ok(());
+                } else {
+                    self.rows_of(x)
+                };
+                let o = self.alias(src, od, false);
+                self.define(n.out, o);
+                return Ok(());
+            }
+            Op::Unary(u) => {
+                let inp = self.any_of(x);
+                let o = self.new_val(od, self.vals[inp].nhwc);
+                self.push(name, POp::Unary(u), vec![inp], o);
+                o
+            }
+            Op::Affine { scale, shift } => {
+                let inp = self.any_of(x);
+                let o = self.new_val(od, self.vals[inp].nhwc);
+                let scale = scale.iter().map(|&v| v as f32).collect();
+                let shift = shift.iter().map(|&v| v as f32).collect();
+                self.push(name, POp::Affine { scale, shift }, vec![inp], o);
+                o
+            }
+            Op::Binary { op, a, b } => {
+                let dyn_ids: Vec<usize> = n.ins.clone();
+                let nhwc = od.len() == 4
+                    && dyn_ids.iter().all(|&v| self.pre.dims[v].len() == 4)
+                    && dyn_ids.iter().any(|v| self.nhwc.contains_key(v));
+                let mut ins = Vec::new();
+                let (pa, ad) = self.operand(&a, &n.ins, nhwc, 4, &mut ins);
+                let (pb, bd) = self.operand(&b, &n.ins, nhwc, 4, &mut ins);
+                let pod = if nhwc {
+                    nhwc_dims(&od).to_vec()
+                } else {
+                    od.clone()
+                };
+                let o = self.new_val(od, nhwc);
+                self.push(
+                    name,
+                    POp::Binary {
+                        op,
+                        a: pa,
+                        b: pb,
+                        ad,
+                        bd,
+                        od: pod,
+                    },
+                    ins,
+                    o,
+                );
+                o
+            }
+            Op::GlobalPool { max } => {
+                let inp = self.nhwc_of(x);
+                if !max {
+                    self.costs
+                        .push(LayerCost::global_avg_pool(name, d4(&self.dims(x))));
+                }
+                let o = self.new_val(od, true);
+                self.push(name, POp::GlobalPool { max }, vec![inp], o);
+                o
+            }
+            Op::ReduceMean { axes } => {
+                let d = self.dims(x);
+                if d.len() == 4 && axes == [2, 3] && self.nhwc.contains_key(&x) {
+                    let inp = self.nhwc_of(x);
+                    self.costs.push(LayerCost::global_avg_pool(name, d4(&d)));
+                    let keep = od.len() == 4;
+                    let o = self.new_val(od, keep);
+                    self.push(name, POp::GlobalPool { max: false }, vec![inp], o);
+                    o
+                } else {
+                    let inp = self.rows_of(x);
+                    let (a0, a1) = (axes[0], axes[axes.len() - 1]);
+                    let outer = d[..a0].iter().product();
+                    let nn = d[a0..=a1].iter().product();
+                    let inner = d[a1 + 1..].iter().product();
+                    let o = self.new_val(od, false);
+                    self.push(
+                        name,
+                        POp::ReduceMean {
+                            outer,
+                            n: nn,
+                            inner,
+                        },
+                        vec![inp],
+                        o,
+                    );
+                    o
+                }
+            }
+            Op::Pool(spec) => {
+                let inp = self.nhwc_of(x);
+                let o = self.new_val(od, true);
+                self.push(name, POp::Pool(spec), vec![inp], o);
+                o
+            }
+            Op::Resize {
+                linear,
+                nearest,
+                coord,
+                scale,
+            } => {
+                let d = self.dims(x);
+                let ty = kernels::resize_taps(linear, nearest, coord, scale[0], d[2], od[2]);
+                let tx = kernels::resize_taps(linear, nearest, coord, scale[1], d[3], od[3]);
+                let inp = self.nhwc_of(x);
+                let o = self.new_val(od, true);
+                self.push(name, POp::Resize { ty, tx }, vec![inp], o);
+                o
+            }
+            Op::Concat { axis, parts } => {
+                let nhwc =
+                    od.len() == 4 && axis == 1 && n.ins.iter().any(|v| self.nhwc.contains_key(v));
+                let mut ins = Vec::new();
+                let mut ps = Vec::new();
+                for p in &parts {
+                    ps.push(self.operand(p, &n.ins, nhwc, 4, &mut ins));
+                }
+                let o = self.new_val(od, nhwc);
+                self.push(
+                    name,
+                    POp::Concat {
+                        axis: if nhwc { 3 } else { axis },
+                        parts: ps,
+                    },
+                    ins,
+                    o,
+                );
+                o
+            }
+            Op::Softmax { axis, coerce } => {
+                let d = self.dims(x);
+                let inp = self.rows_of(x);
+                let outer = d[..axis].iter().product();
+                let (nn, inner) = if coerce {
+                    (d[axis..].iter().product(), 1)
+                } else {
+                    (d[axis], d[axis + 1..].iter().product())
+                };
+                let o = self.new_val(od, false);
+                self.push(
+                    name,
+                    POp::Softmax {
+                        outer,
+                        n: nn,
+                        inner,
+                    },
+                    vec![inp],
+                    o,
+                );
+                o
+            }
+            Op::Linear {
+                w,
+                n: nout,
+                k,
+                mut bias,
+            } => {
+                // A following Add of a constant along the last axis is the bias.
+                let mut out_id = n.out;
+                if let Some(j) = self.sole(n.out) {
+                    if let Some(Op::Binary { op: Bin::Add, a, b }) =
+                        self.nodes[j].as_ref().map(|m| &m.op)
+                    {
+                        let c = match (a, b) {
+                            (Operand::Const(v, d), _) | (_, Operand::Const(v, d))
+                                if v.len() == nout && d.last() == Some(&nout) =>
+                            {
+                                Some(v.clone())
+                            }
+                            _ => None,
+                        };
+                        if let Some(c) = c.filter(|_| {
+                            self.pre.dims[self.nodes[j].as_ref().map_or(0, |m| m.out)] == od
+                        }) {
+                            let bv = bias.get_or_insert_with(|| vec![0.0; nout]);
+                            for (b, v) in bv.iter_mut().zip(c) {
+                                *b += v;
+                            }
+                            out_id = self.nodes[j].as_ref().map_or(out_id, |m| m.out);
+                            self.nodes[j] = None;
+                        }
+                    }
+                }
+                let inp = self.rows_of(x);
+                let m = numel(&od)? / nout;
+                self.costs
+                    .push(LayerCost::linear(name, m, k, nout, bias.is_some()));
+                let layer = PointwiseConv2d::new(Tensor::from_nchw(w, [nout, k, 1, 1])?, bias)?;
+                let o = self.new_val(od, false);
+                self.push(name, POp::Linear(Box::new(layer)), vec![inp], o);
+                self.define(out_id, o);
+                return Ok(());
+            }
+            Op::ConvTranspose {
+                w,
+                wdims,
+                bias,
+                s,
+                d,
+                pads,
+                group,
+            } => {
+                let inp = self.rows_of(x);
+                let o = self.new_val(od, false);
+                self.push(
+                    name,
+                    POp::ConvTranspose {
+                        w,
+                        wdims,
+                        bias,
+                        s,
+                        d,
+                        pads,
+                        group,
+                    },
+                    vec![inp],
+                    o,
+                );
+                o
+            }
+            Op::MatMul => {
+                let a = self.rows_of(n.ins[0]);
+                let b = self.rows_of(n.ins[1]);
+                let o = self.new_val(od, false);
+                self.push(name, POp::MatMul, vec![a, b], o);
+                o
+            }
+            op => {
+                let inp = self.rows_of(x);
+                let o = self.new_val(od, false);
+                let p = match op {
+                    Op::Transpose(p) => POp::Transpose(p),
+                    Op::Slice(s) => POp::Slice(s),
+                    Op::Gather { axis, idx } => POp::Gather { axis, idx },
+                    Op::Pad { begin, mode, value } => POp::Pad { begin, mode, value },
+                    _ => POp::Expand,
+                };
+                self.push(name, p, vec![inp], o);
+                o
+            }
+        };
+        self.define(n.out, out);
+        Ok(())
+    }
+
+    fn build(mut self) -> Result<Plan> {
+        let mut inputs = Vec::new();
+        for (name, id) in &self.pre.inputs {
+            let pv = self.new_val(self.dims(*id), false);
+            self.rows.insert(*id, pv);
+            inputs.push((name.clone(), pv));
+        }
+        for i in 0..self.nodes.len() {
+            self.node(i)?;
+        }
+        let mut outputs = Vec::new();
+        for (name, o) in &self.pre.outputs {
+            outputs.push((
+                name.clone(),
+                match o {
+                    Ok(id) => Ok(self.rows_of(*id)),
+                    Err(c) => Err(c.clone()),
+                },
+            ));
+        }
+        // Last step reading (or writing) each slot; outputs are kept to the end.
+        let mut last = vec![0usize; self.nslots];
+        for (s, st) in self.steps.iter().enumerate() {
+            for &v in st.ins.iter().chain(std::iter::once(&st.out)) {
+                last[self.vals[v].slot] = s;
+            }
+        }
+        let keep: Vec<usize> = outputs
+            .iter()
+            .filter_map(|(_, o)| o.as_ref().ok().map(|&v| self.vals[v].slot))
+            .collect();
+        let mut frees = vec![Vec::new(); self.steps.len()];
+        for (slot, &s) in last.iter().enumerate() {
+            if !keep.contains(&slot) && s < frees.len() {
+                frees[s].push(slot);
+            }
+        }
+        self.fusion.steps = self.steps.len();
+        Ok(Plan {
+            steps: self.steps,
+            vals: self.vals,
+            nslots: self.nslots,
+            inputs,
+            outputs,
+            frees,
+            costs: self.costs,
+            fusion: self.fusion,
+            ws: Workspace::default(),
+        })
+    }
+}
+
+fn unreachable_conv() -> usize {
+    0
+}
+
+impl Plan {
+    /// The input names and dims this plan was made for.
+    pub fn inputs(&self) -> Vec<(String, Vec<usize>)> {
+        self.inputs
+            .iter()
+            .map(|(n, v)| (n.clone(), self.vals[*v].dims.clone()))
+            .collect()
+    }
+
+    /// The output names and dims.
+    pub fn outputs(&self) -> Vec<(String, Vec<usize>)> {
+        self.outputs
+            .iter()
+            .map(|(n, o)| {
+                (
+                    n.clone(),
+                    match o {
+                        Ok(v) => self.vals[*v].dims.clone(),
+                        Err(c) => c.dims.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// What was fused.
+    pub fn fusion(&self) -> Fusion {
+        self.fusion
+    }
+
+    /// The per-layer cost table (convolutions, fully connected layers, global pools), in
+    /// execution order, named after the ONNX nodes.
+    pub fn cost_table(&self, name: &str) -> NetworkCost {
+        NetworkCost {
+            name: name.to_string(),
+            layers: self.costs.clone(),
+        }
+    }
+
+    /// The steps as text, one line each (`name: kind`).
+    pub fn describe(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|s| {
+                let kind = match &s.op {
+                    POp::Conv(_) => "conv",
+                    POp::Sep(_) => "fused depthwise separable",
+                    POp::Ir(b) if b.has_residual() => "fused inverted residual + skip",
+                    POp::Ir(_) => "fused inverted residual",
+                    POp::Linear(_) => "linear (GEMM)",
+                    POp::ToNhwc => "layout NCHW -> NHWC",
+                    POp::ToRows => "layout NHWC -> NCHW",
+                    POp::Unary(_) => "elementwise",
+                    POp::Affine { .. } => "batchnorm (affine)",
+                    POp::Binary { .. } => "binary elementwise",
+                    POp::GlobalPool { .. } => "global pool",
+                    POp::Pool(_) => "pool",
+                    POp::Resize { .. } => "resize",
+                    POp::Concat { .. } => "concat",
+                    POp::Transpose(_) => "transpose",
+                    POp::Slice(_) => "slice",
+                    POp::Gather { .. } => "gather",
+                    POp::Pad { .. } => "pad",
+                    POp::Expand => "expand",
+                    POp::Softmax { .. } => "softmax",
+                    POp::ReduceMean { .. } => "reduce mean",
+                    POp::MatMul => "matmul",
+                    POp::ConvTranspose { .. } => "conv transpose",
+                };
+                format!("{}: {kind}", s.name)
+            })
+            .collect()
+    }
+
+    /// Runs the plan on row-major inputs (one slice per graph input, of the planned dims)
+    /// with `exec`'s threads. Results are bitwise identical for every thread count.
+    pub fn run(&self, inputs: &[&[f32]], exec: &Executor) -> Result<Vec<Output>> {
+        if inputs.len() != self.inputs.len() {
+            return Err(Error::Input {
+                name: self
+                    .inputs
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason: format!(
+                    "the plan takes {} inputs, {} given",
+                    self.inputs.len(),
+                    inputs.len()
+                ),
+            });
+        }
+        let mut slots: Vec<Option<Tensor>> = (0..self.nslots).map(|_| None).collect();
+        for ((name, v), x) in self.inputs.iter().zip(inputs) {
+            let pv = &self.vals[*v];
+            let n = numel(&pv.dims)?;
+            if x.len() != n {
+                return Err(Error::Input {
+                    name: name.clone(),
+                    reason: format!("{} values for dims {:?} ({n} values)", x.len(), pv.dims),
+                });
+            }
+            let mut t = self.ws.take([1, 1, 1, n])?;
+            t.data_mut().copy_from_slice(x);
+            slots[pv.slot] = Some(t);
+        }
+        for (s, st) in self.steps.iter().enumerate() {
+            let t = self.step(st, &mut slots, exec)?;
+            slots[self.vals[st.out].slot] = Some(t);
+            for &f in &self.frees[s] {
+                if let Some(t) = slots[f].take() {
+                    self.ws.give(t);
+                }
+            }
+        }
+        let mut outs = Vec::with_capacity(self.outputs.len());
+        for (name, o) in &self.outputs {
+            outs.push(match o {
+                Ok(v) => {
+                    let pv = &self.vals[*v];
+                    let n = numel(&pv.dims)?;
+                    let data = slots[pv.slot]
+                        .as_ref()
+                        .map(|t| t.data()[..n].to_vec())
+                        .unwrap_or_default();
+                    Output {
+                        name: name.clone(),
+                        dims: pv.dims.clone(),
+                        data,
+                    }
+                }
+                Err(c) => Output {
+                    name: name.clone(),
+                    dims: c.dims.clone(),
+                    data: c.floats(),
+                },
+            });
+        }
+        for t in slots.into_iter().flatten() {
+            self.ws.give(t);
+        }
+        Ok(outs)
+    }
+
+    fn step(&self, st: &Step, slots: &mut [Option<Tensor>], exec: &Executor) -> Result<Tensor> {
+        let out_pv = &self.vals[st.out];
+        let on = numel(&out_pv.dims)?;
+        let conv_in = matches!(st.op, POp::Conv(_) | POp::Sep(_) | POp::Ir(_));
+        if conv_in {
+            let pv = &self.vals[st.ins[0]];
+            if let Some(t) = slots[pv.slot].as_mut() {
+                t.reshape(nhwc_dims(&pv.dims), Layout::Nhwc)?;
+            }
+        }
+        if let POp::Linear(l) = &st.op {
+            let pv = &self.vals[st.ins[0]];
+            let k = l.in_channels();
+            let m = numel(&pv.dims)? / k;
+            if let Some(t) = slots[pv.slot].as_mut() {
+                t.reshape([1, 1, m, k], Layout::Nhwc)?;
+            }
+        }
+        let mut out = if out_pv.nhwc && out_pv.dims.len() == 4 {
+            self.ws.take(nhwc_dims(&out_pv.dims))?
+        } else {
+            self.ws.take([1, 1, 1, on])?
+        };
+        let get = |k: usize| -> Result<(&Tensor, &[usize])> {
+            let pv = &self.vals[st.ins[k]];
+            let t = slots[pv.slot].as_ref().ok_or_else(|| {
+                Error::Decode(format!("internal: value for `{}` missing", st.name))
+            })?;
+            Ok((t, &pv.dims))
+        };
+        let data = |k: usize| -> Result<&[f32]> {
+            let (t, d) = get(k)?;
+            Ok(&t.data()[..numel(d)?])
+        };
+        let opnd = |o: &'_ POperand| -> Result<Vec<f32>> {
+            Ok(match o {
+                POperand::In(k) => data(*k)?.to_vec(),
+                POperand::Const(v) => v.clone(),
+            })
+        };
+        let o = out.data_mut();
+        match &st.op {
+            POp::Conv(c) => {
+                let (x, _) = get(0)?;
+                c.forward_into(x, &mut out, exec)?;
+            }
+            POp::Sep(b) => {
+                let (x, _) = get(0)?;
+                b.forward_into(x, &mut out, exec)?;
+            }
+            POp::Ir(b) => {
+                let (x, _) = get(0)?;
+                b.forward_into(x, &mut out, exec, &self.ws)?;
+            }
+            POp::Linear(l) => {
+                let (x, _) = get(0)?;
+                let m = x.len() / l.in_channels();
+                out.reshape([1, 1, m, l.out_channels()], Layout::Nhwc)?;
+                l.forward_into(x, &mut out, exec)?;
+            }
+            POp::ToNhwc => kernels::to_nhwc(data(0)?, d4(get(0)?.1), o),
+            POp::ToRows => kernels::to_nchw(data(0)?, d4(get(0)?.1), o),
+            POp::Unary(u) => {
+                for (y, &v) in o.iter_mut().zip(data(0)?) {
+                    *y = u.apply(v);
+                }
+            }
+            POp::Affine { scale, shift } => {
+                let (x, d) = (data(0)?, get(0)?.1);
+                let c = d[1];
+                if self.vals[st.ins[0]].nhwc {
+                    for (yo, xo) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                        for i in 0..c {
+                            yo[i] = xo[i] * scale[i] + shift[i];
+                        }
+                    }
+                } else {
+                    let inner: usize = d[2..].iter().product();
+                    for (idx, (y, &v)) in o.iter_mut().zip(x).enumerate() {
+                        let ch = (idx / inner.max(1)) % c;
+                        *y = v * scale[ch] + shift[ch];
+                    }
+                }
+            }
+            POp::Binary {
+                op,
+                a,
+                b,
+                ad,
+                bd,
+                od,
+            } => {
+                let op = *op;
+                match (a, b) {
+                    (POperand::In(i), POperand::Const(c)) => {
+                        consts::binary(data(*i)?, ad, c, bd, od, o, |x, y| op.f(x, y))
+                    }
+                    (POperand::Const(c), POperand::In(i)) => {
+                        consts::binary(c, ad, data(*i)?, bd, od, o, |x, y| op.f(x, y))
+                    }
+                    _ => {
+                        let (x, y) = (opnd(a)?, opnd(b)?);
+                        consts::binary(&x, ad, &y, bd, od, o, |x, y| op.f(x, y))
+                    }
+                }
+            }
+            POp::GlobalPool { max } => {
+                let d = get(0)?.1;
+                kernels::global_pool(data(0)?, d[0], d[2] * d[3], d[1], *max, o);
+            }
+            POp::Pool(spec) => kernels::pool(data(0)?, d4(get(0)?.1), spec, o),
+            POp::Resize { ty, tx } => kernels::resize(data(0)?, d4(get(0)?.1), ty, tx, o),
+            POp::Concat { axis, parts } => {
+                let vs: Vec<Vec<f32>> =
+                    parts.iter().map(|(p, _)| opnd(p)).collect::<Result<_>>()?;
+                let refs: Vec<(&[f32], &[usize])> = vs
+                    .iter()
+                    .zip(parts)
+                    .map(|(v, (_, d))| (&v[..], &d[..]))
+                    .collect();
+                consts::concat(&refs, *axis, o);
+            }
+            POp::Transpose(perm) => consts::transpose(data(0)?, get(0)?.1, perm, o),
+            POp::Slice(spec) => consts::slice(data(0)?, get(0)?.1, spec, o),
+            POp::Gather { axis, idx } => consts::gather(data(0)?, get(0)?.1, *axis, idx, o),
+            POp::Pad { begin, mode, value } => {
+                consts::pad(data(0)?, get(0)?.1, begin, &out_pv.dims, *mode, *value, o)
+            }
+            POp::Expand => {
+                let (x, d) = (data(0)?, get(0)?.1);
+                consts::binary(x, d, x, d, &out_pv.dims, o, |v, _| v);
+            }
+            POp::Softmax { outer, n, inner } => kernels::softmax(data(0)?, *outer, *n, *inner, o),
+            POp::ReduceMean { outer, n, inner } => {
+                kernels::reduce_mean(data(0)?, *outer, *n, *inner, o)
+            }
+            POp::MatMul => {
+                kernels::matmul(data(0)?, get(0)?.1, data(1)?, get(1)?.1, &out_pv.dims, o)
+            }
+            POp::ConvTranspose {
+                w,
+                wdims,
+                bias,
+                s,
+                d,
+                pads,
+                group,
+            } => {
+                let od = &out_pv.dims;
+                kernels::conv_transpose(
+                    data(0)?,
+                    d4(get(0)?.1),
+                    w,
+                    *wdims,
+                    bias.as_deref(),
+                    *s,
+                    *d,
+                    *pads,
+                    *group,
+                    [od[2], od[3]],
+                    o,
+                )
+            }
+        }
+        Ok(out)
+    }
+}
