@@ -15,4 +15,13 @@ if [ -z "${DSCONV_EFFNET_WEIGHTS:-}" ]; then
         echo "test.sh: could not fetch the EfficientNet-Lite0 weights; real-network tests will skip" >&2
     fi
 fi
+# The PP-OCR tests of dsconv-onnx need the three models of rapidocr-onnxruntime 1.4.4
+# (a 15 MB wheel from PyPI, once, into target/ppocr); same rule as above.
+if [ -z "${DSCONV_PPOCR_DIR:-}" ]; then
+    if line=$(scripts/fetch_ppocr_models.sh); then
+        eval "$line"
+    else
+        echo "test.sh: could not fetch the PP-OCR models; their tests will skip" >&2
+    fi
+fi
 cargo test --workspace "$@"
