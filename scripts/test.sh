@@ -16,3 +16,5 @@ if [ -z "${DSCONV_EFFNET_WEIGHTS:-}" ]; then
     fi
 fi
 cargo test --workspace "$@"
+# The Python package (crates/dsconv-py): venv, build, pytest (DSCONV_SKIP_PYTHON=1 skips).
+scripts/test_python.sh
