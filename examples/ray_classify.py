@@ -101,6 +101,8 @@ def build(args: argparse.Namespace):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.weights and os.path.exists(args.weights):
+        args.weights = os.path.abspath(args.weights)    # actors may run elsewhere
     import ray
 
     if args.address:

@@ -2,8 +2,9 @@
 # The Python package's test suite (crates/dsconv-py), run by scripts/test.sh after the Rust
 # tests: creates a venv (DSCONV_PYVENV, default target/pyvenv) with maturin, pytest, numpy,
 # pillow and ray[data] (crates/dsconv-py/requirements-test.txt), builds and installs the
-# `dsconv` package into it (`maturin develop` in cargo's test profile, which reuses the
-# library `cargo test` just compiled), then runs pytest on crates/dsconv-py/tests.
+# `dsconv` package into it (`maturin develop --profile pytest`: the test profile's
+# optimisation without debug info, see the workspace Cargo.toml), then runs pytest on
+# crates/dsconv-py/tests.
 #
 # The real-network tests read DSCONV_EFFNET_WEIGHTS (scripts/test.sh sets it) and the
 # `dsconv` binary cargo test built (or DSCONV_CLI). DSCONV_SKIP_PYTHON=1 skips all this.
@@ -24,7 +25,7 @@ venv="$(cd "$venv" && pwd)"
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 (cd crates/dsconv-py && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" \
-    maturin develop --quiet --profile test)
+    maturin develop --quiet --profile pytest)
 built=$(date +%s)
 export DSCONV_CLI="${DSCONV_CLI:-$target_dir/debug/dsconv}"
 export RAY_USAGE_STATS_ENABLED=0
