@@ -25,3 +25,5 @@ if [ -z "${DSCONV_PPOCR_DIR:-}" ]; then
     fi
 fi
 cargo test --workspace "$@"
+# The Python package (crates/dsconv-py): venv, build, pytest (DSCONV_SKIP_PYTHON=1 skips).
+scripts/test_python.sh

@@ -241,6 +241,41 @@ impl Conv2d {
         })
     }
 
+    /// Forward pass of NHWC data the caller only lends (a NumPy array's buffer, a memory
+    /// map): `input` holds logical dims `logical` (`[N, C_in, H, W]`) in NHWC order and is
+    /// read in place, never copied. The output is a new NHWC tensor, bitwise equal to
+    /// [`forward_with`](Self::forward_with) on the same values.
+    ///
+    /// ```
+    /// use dsconv::{Conv2d, Conv2dParams, Executor, Tensor};
+    /// let conv = Conv2d::new(Tensor::from_nchw(vec![1.0; 2 * 3], [2, 3, 1, 1])?, None,
+    ///                        Conv2dParams::default())?;
+    /// let pixels = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 pixels × 3 channels
+    /// let y = conv.forward_nhwc_slice(&pixels, [1, 3, 1, 2], &Executor::single())?;
+    /// assert_eq!(y.data(), [6.0, 6.0, 15.0, 15.0]);
+    /// # Ok::<(), dsconv::Error>(())
+    /// ```
+    pub fn forward_nhwc_slice(
+        &self,
+        input: &[f32],
+        logical: [usize; 4],
+        exec: &Executor,
+    ) -> Result<Tensor> {
+        let g = self.geometry(logical)?;
+        let expected = crate::error::product(&logical, "conv2d input size")?;
+        if input.len() != expected {
+            return Err(Error::shape(
+                "conv2d input",
+                format!("{expected} elements for logical dims {logical:?}"),
+                format!("{} elements", input.len()),
+            ));
+        }
+        let dims = [g.batch(), g.out_h(), g.out_w(), g.out_channels()];
+        let mut y = Tensor::filled(dims, Layout::Nhwc, UNWRITTEN)?;
+        self.run_nhwc(&g, input, y.data_mut(), exec)?;
+        Ok(y)
+    }
+
     /// Forward pass of an NHWC `input` into an NHWC `out` the caller owns (dims
     /// `[N, out_H, out_W, C_out]`), so steady-state calls allocate nothing for the output.
     pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {

@@ -1,0 +1,63 @@
+"""dsconv: depthwise separable convolution on NumPy arrays, exact like PyTorch and fast on
+the CPU (a Rust library underneath).
+
+Functions: ``conv2d`` (``torch.nn.functional.conv2d`` plus "same" at any stride,
+asymmetric padding, reflect/replicate/circular, NHWC), ``grad.conv2d_input`` /
+``grad.conv2d_weight`` / ``grad.conv2d_bias`` (``torch.nn.grad``), ``cost`` (standard vs
+separable), ``model_cost`` (per-layer tables of the built-in networks).
+Layers: ``Conv2d``, ``DepthwiseConv2d``, ``PointwiseConv2d``, ``DepthwiseSeparableConv2d``.
+Networks: ``load(name, weights=...)`` → ``Model`` with ``predict`` and ``classify``.
+
+Every call validates its arguments (``ValueError``/``TypeError`` for bad input, ``OSError``
+for files, with the library's message), releases the GIL while it computes, and is safe
+to make from many threads at once. ``threads=`` sets one call's thread count,
+``set_num_threads`` the default (initially one per core); results are bitwise identical for
+every thread count.
+
+>>> import numpy as np, dsconv
+>>> x = np.random.default_rng(0).standard_normal((1, 32, 56, 56), dtype=np.float32)
+>>> dw = np.random.default_rng(1).standard_normal((32, 1, 3, 3), dtype=np.float32)
+>>> dsconv.conv2d(x, dw, groups=32, stride=2, padding="same").shape
+(1, 32, 28, 28)
+"""
+
+from . import grad
+from ._dsconv import (
+    Conv2d,
+    DepthwiseConv2d,
+    DepthwiseSeparableConv2d,
+    Network,
+    PointwiseConv2d,
+    __version__,
+    conv2d,
+    cost,
+    get_num_threads,
+    imagenet_classes,
+    model_cost,
+    model_info,
+    models,
+    set_num_threads,
+)
+from ._models import Model, load, preprocess_image, top_classes
+
+__all__ = [
+    "conv2d",
+    "grad",
+    "cost",
+    "model_cost",
+    "model_info",
+    "models",
+    "load",
+    "Model",
+    "Network",
+    "Conv2d",
+    "DepthwiseConv2d",
+    "PointwiseConv2d",
+    "DepthwiseSeparableConv2d",
+    "set_num_threads",
+    "get_num_threads",
+    "imagenet_classes",
+    "preprocess_image",
+    "top_classes",
+    "__version__",
+]

@@ -1,0 +1,244 @@
+"""``dsconv.load``: the built-in networks as objects with ``predict`` and ``classify``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _dsconv
+
+#: What ``classify`` accepts as one image.
+ImageLike = Union[str, "os.PathLike[str]", Any]
+
+
+class Model:
+    """A built-in network (``dsconv.load``): ``predict`` on preprocessed batches,
+    ``classify`` on photos, ``cost`` tables. Immutable and safe to share between threads;
+    every call releases the GIL.
+
+    >>> import numpy as np, dsconv
+    >>> net = dsconv.load("mobilenet-v2", seed=7)          # random weights
+    >>> net.predict(np.zeros((2, 3, 224, 224), np.float32)).shape
+    (2, 1000)
+    """
+
+    def __init__(self, network: "_dsconv.Network") -> None:
+        self._net = network
+
+    @property
+    def name(self) -> str:
+        """The canonical name, e.g. ``"mobilenet-v2"``."""
+        return self._net.name
+
+    @property
+    def resolution(self) -> int:
+        """Input height = width of its ImageNet weights (MobileNetV1: what it is built for)."""
+        return self._net.resolution
+
+    @property
+    def width(self) -> float:
+        """The width multiplier α."""
+        return self._net.width
+
+    @property
+    def preprocess(self) -> Optional[dict]:
+        """The registry's preprocessing: ``{"resize", "crop", "resampling", "mean", "std"}``
+        or None."""
+        return self._net.preprocess
+
+    def predict(self, batch: Any, threads: Optional[int] = None) -> np.ndarray:
+        """Logits ``[N, classes]`` (float32) for a preprocessed NCHW batch ``[N, 3, H, W]``.
+
+        Bitwise equal to the Rust library's (and ``dsconv run``'s) logits on the same input,
+        for every thread count. ``threads``: this call's thread count (None: the object's,
+        else ``dsconv.get_num_threads()``)."""
+        return self._net.predict(batch, threads)
+
+    __call__ = predict
+
+    def preprocess_images(self, images: Union[ImageLike, Sequence[ImageLike]]) -> np.ndarray:
+        """The NCHW float32 batch ``classify`` feeds to ``predict``: each image (a path, a
+        PIL image or a uint8 ``[H, W, 3]``/``[H, W]`` array) resized, centre-cropped and
+        normalised as ``self.preprocess`` says (needs Pillow)."""
+        spec = self.preprocess
+        if spec is None:
+            raise ValueError(
+                f"{self.name} has no known ImageNet preprocessing; call predict() on a "
+                "preprocessed NCHW batch instead"
+            )
+        items = _as_list(images)
+        if not items:
+            raise ValueError("no images given")
+        return np.stack([preprocess_image(im, spec) for im in items])
+
+    def classify(
+        self,
+        images: Union[ImageLike, Sequence[ImageLike]],
+        top: int = 5,
+        threads: Optional[int] = None,
+    ) -> List[List[dict]]:
+        """Top-``top`` ImageNet classes of each image (paths, PIL images or uint8 arrays):
+        one list per image of ``{"index", "label", "probability"}`` dicts, most probable
+        first (softmax over the logits, in float64).
+
+        >>> import dsconv
+        >>> net = dsconv.load("efficientnet-lite0", weights="efficientnet-lite0-57934424.pth")
+        >>> net.classify("chelsea.png", top=1)[0][0]["label"]    # doctest: +SKIP
+        'tabby, tabby cat'
+        """
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ValueError(f"top must be a positive int, got {top!r}")
+        logits = self.predict(self.preprocess_images(images), threads).astype(np.float64)
+        return top_classes(logits, top)
+
+    def cost(self, batch: int = 1, resolution: Optional[int] = None) -> dict:
+        """The per-layer cost table for ``batch`` images of ``resolution``² pixels."""
+        return self._net.cost(batch, resolution)
+
+    def __repr__(self) -> str:
+        return f"dsconv.Model({self.name!r}, width={self.width}, resolution={self.resolution})"
+
+
+def top_classes(logits: np.ndarray, top: int) -> List[List[dict]]:
+    """Softmax (float64) and the ``top`` best classes of each row of ``logits``."""
+    labels = _labels()
+    out = []
+    for row in np.asarray(logits, np.float64):
+        p = np.exp(row - row.max())
+        p /= p.sum()
+        # Stable: ties keep the lower index first.
+        order = np.argsort(-p, kind="stable")[: min(top, len(p))]
+        out.append(
+            [
+                {
+                    "index": int(i),
+                    "label": labels[i] if len(p) == len(labels) else str(int(i)),
+                    "probability": float(p[i]),
+                }
+                for i in order
+            ]
+        )
+    return out
+
+
+_LABELS: Optional[List[str]] = None
+
+
+def _labels() -> List[str]:
+    global _LABELS
+    if _LABELS is None:
+        _LABELS = _dsconv.imagenet_classes()
+    return _LABELS
+
+
+def _as_list(images: Any) -> list:
+    if isinstance(images, (str, bytes, os.PathLike)) or isinstance(images, np.ndarray):
+        return [images]
+    try:
+        from PIL import Image
+
+        if isinstance(images, Image.Image):
+            return [images]
+    except ImportError:
+        pass
+    return list(images)
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "classify() needs Pillow to decode and resize images: pip install pillow"
+        ) from e
+    return Image
+
+
+def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
+    """One image as a ``[3, crop, crop]`` float32 array, torchvision style:
+    ``Resize(resize)`` of the shorter side with Pillow's filter (the longer side
+    ``floor(resize·long/short)``), ``CenterCrop(crop)`` (offsets rounded half to even),
+    ``ToTensor`` (÷255) and ``Normalize(mean, std)``, all in float32 — the same bytes and
+    the same float32 operations as ``dsconv classify`` (whose resize is a port of Pillow's).
+    """
+    Image = _pillow()
+    if isinstance(image, (str, bytes, os.PathLike)):
+        with Image.open(image) as f:
+            img = f.convert("RGB")
+    elif isinstance(image, Image.Image):
+        img = image.convert("RGB")
+    elif isinstance(image, np.ndarray):
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+            image.ndim == 3 and image.shape[2] not in (3, 4)
+        ):
+            raise TypeError(
+                "an image array must be uint8 [H, W, 3] (RGB), [H, W, 4] or [H, W], got "
+                f"{image.dtype} {image.shape}; pass preprocessed float batches to predict()"
+            )
+        img = Image.fromarray(image).convert("RGB")
+    else:
+        raise TypeError(
+            f"an image must be a path, a PIL image or a uint8 array, not {type(image).__name__}"
+        )
+    resize, crop = int(spec["resize"]), int(spec["crop"])
+    w, h = img.size
+    if w <= h:
+        size = (resize, resize * h // w)
+    else:
+        size = (resize * w // h, resize)
+    flt = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[spec["resampling"]]
+    if size != (w, h):
+        img = img.resize(size, flt)
+    rw, rh = img.size
+    if rw < crop or rh < crop:
+        raise ValueError(f"crop {crop} is larger than the resized image {rw}×{rh}")
+    top = int(round((rh - crop) / 2.0))
+    left = int(round((rw - crop) / 2.0))
+    px = np.asarray(img, dtype=np.uint8)[top : top + crop, left : left + crop]
+    mean = np.asarray(spec["mean"], np.float32)
+    std = np.asarray(spec["std"], np.float32)
+    x = (px.astype(np.float32) / np.float32(255.0) - mean) / std
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def load(
+    name: Union[str, "os.PathLike[str]"],
+    weights: Union[None, str, "os.PathLike[str]", Mapping[str, Any]] = None,
+    *,
+    width: float = 1.0,
+    seed: int = 0,
+    resolution: Optional[int] = None,
+    threads: Optional[int] = None,
+) -> Model:
+    """A network by name: ``dsconv.models()`` lists them (aliases and any letter case
+    work). ``weights``: a checkpoint path (PyTorch ``.pth``/``.pt``, zip or legacy, or
+    ``.safetensors``, in the names ``dsconv.model_info(name)["checkpoint_names"]`` says),
+    a mapping of names to arrays (a ``state_dict``, e.g.
+    ``{k: v.numpy() for k, v in module.state_dict().items()}``), or None for seeded random
+    weights (``seed``). ``width``: α of the MobileNets; ``resolution``: the input size
+    MobileNetV1 is built for (the others take any); ``threads``: the object's default
+    thread count.
+
+    A path ending in ``.onnx`` is an ONNX model: not supported by this build yet.
+
+    >>> import dsconv
+    >>> net = dsconv.load("mobilenet-v1", width=0.25, seed=1)
+    >>> net.cost()["total"]["macs"]
+    41121616
+    """
+    if str(os.fspath(name)).lower().endswith(".onnx"):
+        raise NotImplementedError(
+            f"{os.fspath(name)}: ONNX models are not supported by this build of dsconv yet "
+            "(the ONNX importer, crates/dsconv-onnx, is not wired into the Python package); "
+            f"built-in networks: {', '.join(_dsconv.models())}"
+        )
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a model name or an .onnx path, not {type(name).__name__}")
+    net = _dsconv._load(name, weights, width, seed, resolution, threads)
+    return Model(net)
+
+
+def _names(xs: Iterable[str]) -> str:  # pragma: no cover - helper for messages
+    return ", ".join(xs)
