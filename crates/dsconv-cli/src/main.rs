@@ -20,6 +20,8 @@ Examples:
   dsconv bench --layers mobilenet-v1 --threads 2           # each layer vs the FMA peak
   dsconv info                                              # CPU features, measured peak
   dsconv classify --weights efficientnet-lite0.pth cat.png    # ImageNet top-5
+  dsconv train --model ds-cnn --data digits --epochs 10 --out ds.safetensors
+  dsconv eval --model ds-cnn --weights ds.safetensors --data digits-test
 
 'dsconv COMMAND --help' explains a command, with more examples. Bad input prints one line
 starting with 'dsconv: error:' and exits with status 2 (internal failures: 1).";
@@ -55,6 +57,10 @@ enum Command {
     Classify(Box<cmd::classify::Args>),
     /// Run a pretrained network on a preprocessed .npy batch; logits to .npy.
     Run(Box<cmd::run::Args>),
+    /// Train ds-cnn / std-cnn on the digits, NumPy data or an image folder.
+    Train(Box<cmd::train::Args>),
+    /// Accuracy, mean loss and per-class accuracy of a trained checkpoint.
+    Eval(Box<cmd::eval::Args>),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::info::run(*args),
         Command::Classify(args) => cmd::classify::run(*args),
         Command::Run(args) => cmd::run::run(*args),
+        Command::Train(args) => cmd::train::run(*args),
+        Command::Eval(args) => cmd::eval::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,7 @@ pub mod ops;
 pub mod reference;
 pub mod rng;
 pub mod tensor;
+pub mod train;
 pub mod weights;
 pub mod workspace;
 

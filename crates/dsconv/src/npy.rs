@@ -49,13 +49,20 @@ enum Dtype {
     F32,
     /// `<f8`: little-endian IEEE binary64, converted to f32 on reading.
     F64,
+    /// `|u1`: bytes (images), read by [`read_npy_typed`] only.
+    U8,
+    /// `<i4`: little-endian int32 (labels), read by [`read_npy_typed`] only.
+    I32,
+    /// `<i8`: little-endian int64 (labels), read by [`read_npy_typed`] only.
+    I64,
 }
 
 impl Dtype {
     fn item_bytes(self) -> usize {
         match self {
-            Dtype::F32 => 4,
-            Dtype::F64 => 8,
+            Dtype::U8 => 1,
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::F64 | Dtype::I64 => 8,
         }
     }
 }
@@ -352,6 +359,9 @@ fn parse_header(text: &[u8], name: &str) -> Result<Header> {
     let dtype = match descr.as_str() {
         "<f4" => Dtype::F32,
         "<f8" => Dtype::F64,
+        "|u1" | "<u1" => Dtype::U8,
+        "<i4" => Dtype::I32,
+        "<i8" => Dtype::I64,
         ">f4" | ">f8" => {
             return Err(format_error(
                 name,
@@ -435,10 +445,19 @@ fn try_buffer<T>(len: usize, what: &'static str) -> Result<Vec<T>> {
 }
 
 /// Decodes `bytes` (exactly `header.data_bytes` of them) into f32.
-fn decode(header: &Header, bytes: &[u8]) -> Result<Vec<f32>> {
+fn decode(header: &Header, bytes: &[u8], name: &str) -> Result<Vec<f32>> {
     debug_assert_eq!(bytes.len(), header.data_bytes);
+    let unsupported = |d: &str| {
+        format_error(
+            name,
+            format!("unsupported dtype '{d}': dsconv reads float32 ('<f4') and float64 ('<f8')"),
+        )
+    };
     let mut data = try_buffer(header.elements, "npy data")?;
     match header.dtype {
+        Dtype::U8 => return Err(unsupported("|u1")),
+        Dtype::I32 => return Err(unsupported("<i4")),
+        Dtype::I64 => return Err(unsupported("<i8")),
         Dtype::F32 => data.extend(
             bytes
                 .chunks_exact(4)
@@ -468,7 +487,7 @@ pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray> {
     }
     let header = parse_header(&bytes[start..data_start], name)?;
     check_data_len(&header, (bytes.len() - data_start) as u64, name)?;
-    let data = decode(&header, &bytes[data_start..])?;
+    let data = decode(&header, &bytes[data_start..], name)?;
     debug_assert_eq!(data.len(), header.elements);
     Ok(NpyArray {
         shape: header.shape,
@@ -479,6 +498,64 @@ pub fn read_npy_bytes(bytes: &[u8], name: &str) -> Result<NpyArray> {
 /// Reads a `.npy` file. The file's length is checked against the header before the data
 /// is read, so no buffer larger than the file is ever allocated.
 pub fn read_npy(path: &Path) -> Result<NpyArray> {
+    let name = path.display().to_string();
+    let (header, bytes) = read_raw(path)?;
+    let data = decode(&header, &bytes, &name)?;
+    Ok(NpyArray {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// The values of a `.npy` file read by [`read_npy_typed`], by element type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyValues {
+    /// `<f4`, or `<f8` converted to f32.
+    F32(Vec<f32>),
+    /// `|u1` (e.g. images 0–255).
+    U8(Vec<u8>),
+    /// `<i4` or `<i8` (e.g. class labels), widened to i64.
+    I64(Vec<i64>),
+}
+
+/// A `.npy` array of float or integer elements: what data sets are stored as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyTyped {
+    /// The dimensions; empty for a 0-d (scalar) array.
+    pub shape: Vec<usize>,
+    /// The elements in C order.
+    pub values: NpyValues,
+}
+
+/// Reads a `.npy` file of `<f4`, `<f8`, `|u1`, `<i4` or `<i8` elements, with the same
+/// checks as [`read_npy`] (which accepts only the float types).
+pub fn read_npy_typed(path: &Path) -> Result<NpyTyped> {
+    let name = path.display().to_string();
+    let (header, bytes) = read_raw(path)?;
+    let values = match header.dtype {
+        Dtype::U8 => NpyValues::U8(bytes),
+        Dtype::I32 => NpyValues::I64(
+            bytes
+                .chunks_exact(4)
+                .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+                .collect(),
+        ),
+        Dtype::I64 => NpyValues::I64(
+            bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+        ),
+        Dtype::F32 | Dtype::F64 => NpyValues::F32(decode(&header, &bytes, &name)?),
+    };
+    Ok(NpyTyped {
+        shape: header.shape,
+        values,
+    })
+}
+
+/// The header and the data bytes of a `.npy` file, every size checked against the file.
+fn read_raw(path: &Path) -> Result<(Header, Vec<u8>)> {
     let name = path.display().to_string();
     let mut file = std::fs::File::open(path).map_err(|e| io_error(path, &e))?;
     let meta = file.metadata().map_err(|e| io_error(path, &e))?;
@@ -523,11 +600,7 @@ pub fn read_npy(path: &Path) -> Result<NpyArray> {
             "file changed size while being read".to_string(),
         ));
     }
-    let data = decode(&header, &bytes)?;
-    Ok(NpyArray {
-        shape: header.shape,
-        data,
-    })
+    Ok((header, bytes))
 }
 
 /// The complete header (preamble included) for an f32 C-order array of `shape`, padded

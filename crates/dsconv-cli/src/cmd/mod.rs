@@ -24,12 +24,15 @@ pub mod bench;
 pub mod classify;
 pub mod conv2d;
 pub mod cost;
+pub mod data;
 pub mod demo;
+pub mod eval;
 pub mod info;
 pub mod onnx;
 pub mod parse;
 pub mod run;
 pub mod table;
+pub mod train;
 mod values;
 
 use std::process::ExitCode;

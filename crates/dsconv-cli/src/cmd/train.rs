@@ -1,0 +1,556 @@
+//! `dsconv train`: train `ds-cnn` / `std-cnn` on the embedded digits, a NumPy pair or an
+//! image folder; save a `.safetensors` checkpoint PyTorch loads, and the optimizer state
+//! beside it.
+
+use super::data::{self, Source, DATA_HELP};
+use super::user_error;
+use anyhow::{Context, Result};
+use dsconv::train::{
+    epoch_order, save_checkpoint, save_optimizer, AdamW, Arch, Augment, CnnConfig, Dataset,
+    LrSchedule, Model, Optimizer, Schedule, Sgd,
+};
+use dsconv::weights::StateDict;
+use dsconv::Executor;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+const ABOUT: &str = "\
+Examples:
+  dsconv train --model ds-cnn --data digits --val digits-test --epochs 10 --out ds.safetensors
+  dsconv train --model std-cnn --data x.npy,y.npy --optimizer sgd --lr 0.05 --momentum 0.9 \\
+               --nesterov --weight-decay 5e-4 --schedule cosine --warmup 100 --out std.safetensors
+  dsconv train --model ds-cnn --data photos/ --init ds.safetensors --resume --epochs 5 --out ds2.safetensors
+
+Models: ds-cnn (stem 3x3 conv + BN + ReLU, then depthwise kxk + BN + ReLU + pointwise 1x1 +
+BN + ReLU blocks, widths 32 -> 64 -> 128 -> 128, global pooling, dropout, linear) and
+std-cnn (each separable block one standard kxk conv + BN + ReLU). They adapt to the data's
+channels, image size and class count. The checkpoint has PyTorch's state_dict names
+(features.1.3.weight, features.1.1.running_var, classifier.1.weight, ...); the optimizer
+state goes beside it as NAME.optim.safetensors (--resume reads it back with --init).
+Both are written atomically, only once training finished: a failed run leaves nothing.
+Results are bitwise identical for any --threads.";
+
+/// Arguments of `dsconv train`.
+#[derive(clap::Args)]
+#[command(after_help = ABOUT)]
+pub struct Args {
+    /// ds-cnn or std-cnn.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, help = format!("Training data: {DATA_HELP}"))]
+    pub data: String,
+    /// Validation data, evaluated after every epoch (same forms as --data).
+    #[arg(long)]
+    pub val: Option<String>,
+    /// Start from this checkpoint (widths, kernel and class count come from it).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// With --init: also restore the optimizer state saved beside it.
+    #[arg(long, requires = "init")]
+    pub resume: bool,
+    /// Epochs (default 10).
+    #[arg(long, conflicts_with = "steps")]
+    pub epochs: Option<u64>,
+    /// Optimizer steps instead of epochs (batches in order across epochs).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// sgd or adamw.
+    #[arg(long, default_value = "adamw")]
+    pub optimizer: String,
+    /// Learning rate (default: adamw 1e-3, sgd 0.1).
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.0)]
+    pub momentum: f32,
+    /// SGD dampening.
+    #[arg(long, default_value_t = 0.0)]
+    pub dampening: f32,
+    /// SGD Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Weight decay (default: adamw 1e-2, sgd 0).
+    #[arg(long)]
+    pub weight_decay: Option<f32>,
+    /// No weight decay on BatchNorm and bias parameters.
+    #[arg(long)]
+    pub no_decay_norm_bias: bool,
+    /// constant, cosine, or step:EPOCHS:GAMMA (e.g. step:10:0.1).
+    #[arg(long, default_value = "constant")]
+    pub schedule: String,
+    /// Linear learning-rate warm-up over this many steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: u64,
+    /// Label smoothing of the cross-entropy.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
+    /// Dropout before the classifier.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
+    /// Block widths after the stem's, comma-separated, stem first.
+    #[arg(long, default_value = "32,64,128,128")]
+    pub widths: String,
+    /// Kernel size of the blocks' depthwise (ds-cnn) or standard (std-cnn) convolutions.
+    #[arg(long, default_value_t = 3)]
+    pub kernel: usize,
+    /// Keep the data's order (no shuffling).
+    #[arg(long)]
+    pub no_shuffle: bool,
+    /// Augment NumPy / digits data too (random crop with padding; flip for folders).
+    #[arg(long, conflicts_with = "no_augment")]
+    pub augment: bool,
+    /// No augmentation (image folders are augmented by default).
+    #[arg(long)]
+    pub no_augment: bool,
+    /// Seed of the initialisation, shuffling, augmentation and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Threads (0: all cores). Results are the same for any count.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// The checkpoint to write (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print a JSON summary on stdout (progress goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How one run trains.
+pub struct Plan {
+    pub batch: usize,
+    pub steps: u64,
+    pub shuffle: bool,
+    pub augment: Option<Augment>,
+    pub seed: u64,
+    pub schedule: LrSchedule,
+    pub label_smoothing: f32,
+}
+
+/// One epoch's numbers.
+pub struct EpochReport {
+    pub epoch: u64,
+    pub loss: f64,
+    pub accuracy: f64,
+    pub images_per_s: f64,
+    pub val_accuracy: Option<f64>,
+    pub val_loss: Option<f64>,
+}
+
+/// Batches of an epoch: `n` samples in batches of `b`; a last batch of one sample is
+/// dropped (BatchNorm cannot train on one value per channel).
+fn batches(order: &[usize], b: usize) -> impl Iterator<Item = &[usize]> {
+    order.chunks(b).filter(|c| c.len() > 1 || order.len() == 1)
+}
+
+/// Steps per epoch for `n` samples at batch `b`.
+pub fn steps_per_epoch(n: usize, b: usize) -> u64 {
+    let full = n / b;
+    let rest = n % b;
+    (full + usize::from(rest > 1)) as u64
+}
+
+/// Trains `model` on `train` for `plan.steps` optimizer steps, evaluating `val` after every
+/// epoch; `report` sees each epoch, `progress(done, total, loss, acc, img/s)` each step.
+pub fn fit(
+    model: &mut Model,
+    optimizer: &mut Optimizer,
+    train: &Dataset,
+    val: Option<&Dataset>,
+    plan: &Plan,
+    exec: &Executor,
+    mut progress: impl FnMut(u64, u64, u64, f64, f64, f64),
+    mut report: impl FnMut(&EpochReport) -> Result<()>,
+) -> Result<Vec<EpochReport>> {
+    let per_epoch = steps_per_epoch(train.len(), plan.batch).max(1);
+    let mut step = 0u64;
+    let mut epoch = 0u64;
+    let mut reports = Vec::new();
+    while step < plan.steps {
+        let order = epoch_order(train.len(), plan.shuffle, plan.seed, epoch);
+        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
+        let start = Instant::now();
+        let mut in_epoch = 0;
+        for idx in batches(&order, plan.batch) {
+            if step >= plan.steps {
+                break;
+            }
+            let aug_seed = plan.seed ^ (step + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let (x, labels) = train.batch(idx, plan.augment.as_ref(), aug_seed)?;
+            let lr = plan.schedule.lr_at(step);
+            let stats = model.train_step(&x, &labels, optimizer, lr, plan.label_smoothing, exec)?;
+            loss_sum += stats.loss * labels.len() as f64;
+            correct += stats.correct;
+            seen += labels.len();
+            step += 1;
+            in_epoch += 1;
+            let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            progress(
+                in_epoch,
+                per_epoch.min(plan.steps - step + in_epoch),
+                epoch + 1,
+                loss_sum / seen as f64,
+                correct as f64 / seen as f64,
+                rate,
+            );
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let v = match val {
+            Some(v) => Some(model.evaluate(v, 256, exec)?),
+            None => None,
+        };
+        let r = EpochReport {
+            epoch: epoch + 1,
+            loss: loss_sum / seen.max(1) as f64,
+            accuracy: correct as f64 / seen.max(1) as f64,
+            images_per_s: seen as f64 / elapsed.max(1e-9),
+            val_accuracy: v.as_ref().map(|s| s.accuracy),
+            val_loss: v.as_ref().map(|s| s.loss),
+        };
+        report(&r)?;
+        reports.push(r);
+        epoch += 1;
+    }
+    Ok(reports)
+}
+
+/// The optimizer sidecar of a checkpoint: `ds.safetensors` → `ds.optim.safetensors`.
+pub fn optimizer_path(checkpoint: &Path) -> PathBuf {
+    checkpoint.with_extension("optim.safetensors")
+}
+
+/// `ds-cnn` / `std-cnn`, or a user error listing them.
+pub fn arch(name: &str) -> Result<Arch> {
+    Arch::lookup(name).ok_or_else(|| {
+        user_error(format!(
+            "--model {name}: unknown; trainable models: {}",
+            Arch::ALL.map(Arch::name).join(", ")
+        ))
+    })
+}
+
+/// A model for `data` of `arch`: from `init` (its widths, kernel and classes), or new.
+pub fn build_model(
+    arch: Arch,
+    data: &Dataset,
+    init: Option<&Path>,
+    widths: Vec<usize>,
+    kernel: usize,
+    dropout: f32,
+    seed: u64,
+) -> Result<Model> {
+    let [c, h, w] = data.image_dims();
+    let mut config = CnnConfig::new(c, h, w, data.classes());
+    config.widths = widths;
+    config.kernel = kernel;
+    config.dropout = dropout;
+    config.dropout_seed = seed ^ 0x5EED;
+    match init {
+        Some(path) => {
+            let sd = StateDict::load(path)?;
+            Model::from_state_dict(arch, &config, &sd)
+                .with_context(|| format!("{}", path.display()))
+        }
+        None => Ok(Model::new(arch, config, seed)?),
+    }
+}
+
+/// Renders a one-line progress bar on stderr (terminals only).
+pub struct Bar {
+    on: bool,
+}
+
+impl Bar {
+    pub fn new() -> Self {
+        Bar {
+            on: std::io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn update(&self, done: u64, total: u64, epoch: u64, loss: f64, acc: f64, rate: f64) {
+        if !self.on {
+            return;
+        }
+        let width = 30;
+        let filled = (done as usize * width / total.max(1) as usize).min(width);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r  epoch {epoch:>3} [{}{}] {done}/{total}  loss {loss:.4}  acc {:.2}%  {rate:.0} img/s\x1b[K",
+            "#".repeat(filled),
+            "-".repeat(width - filled),
+            acc * 100.0
+        );
+        let _ = err.flush();
+    }
+
+    pub fn clear(&self) {
+        if self.on {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
+
+fn parse_schedule(text: &str) -> Result<Schedule> {
+    let bad = || {
+        user_error(format!(
+            "--schedule {text}: expected constant, cosine or step:EPOCHS:GAMMA"
+        ))
+    };
+    match text {
+        "constant" => Ok(Schedule::Constant),
+        "cosine" => Ok(Schedule::Cosine { min_lr: 0.0 }),
+        _ => {
+            let mut parts = text.split(':');
+            if parts.next() != Some("step") {
+                return Err(bad());
+            }
+            let every: u64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+            let gamma: f32 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+            if every == 0 || !(gamma > 0.0) || parts.next().is_some() {
+                return Err(bad());
+            }
+            Ok(Schedule::Step { every, gamma })
+        }
+    }
+}
+
+fn parse_widths(text: &str) -> Result<Vec<usize>> {
+    let widths: Vec<usize> = text
+        .split(',')
+        .map(|w| w.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| user_error(format!("--widths {text}: expected numbers like 32,64,128")))?;
+    if widths.len() < 2 || widths.contains(&0) {
+        return Err(user_error(format!(
+            "--widths {text}: need a stem width and at least one block width, all positive"
+        )));
+    }
+    Ok(widths)
+}
+
+/// The optimizer the arguments describe.
+pub fn optimizer(args: &Args) -> Result<Optimizer> {
+    let opt = match args.optimizer.as_str() {
+        "sgd" => Optimizer::sgd(Sgd {
+            lr: args.lr.unwrap_or(0.1),
+            momentum: args.momentum,
+            dampening: args.dampening,
+            nesterov: args.nesterov,
+            weight_decay: args.weight_decay.unwrap_or(0.0),
+        }),
+        "adamw" => {
+            if args.momentum != 0.0 || args.nesterov || args.dampening != 0.0 {
+                return Err(user_error(
+                    "--momentum, --dampening and --nesterov are SGD options (use --optimizer sgd)",
+                ));
+            }
+            let d = AdamW::default();
+            Optimizer::adamw(AdamW {
+                lr: args.lr.unwrap_or(d.lr),
+                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
+                ..d
+            })
+        }
+        other => {
+            return Err(user_error(format!(
+                "--optimizer {other}: expected sgd or adamw"
+            )))
+        }
+    }
+    .with_decay_norm_and_bias(!args.no_decay_norm_bias);
+    opt.validate()?;
+    Ok(opt)
+}
+
+/// Runs `dsconv train`.
+pub fn run(args: Args) -> Result<()> {
+    let arch = arch(&args.model)?;
+    if args.batch < 2 {
+        return Err(user_error(
+            "--batch must be at least 2 (BatchNorm trains on batch statistics)",
+        ));
+    }
+    if !(0.0..=1.0).contains(&args.label_smoothing) {
+        return Err(user_error("--label-smoothing must be in [0, 1]"));
+    }
+    let widths = parse_widths(&args.widths)?;
+    let schedule = parse_schedule(&args.schedule)?;
+    let mut opt = optimizer(&args)?;
+    let exec = Executor::new(args.threads)?;
+    let (train, source) = data::load(&args.data, None).context("--data")?;
+    let mut model = build_model(
+        arch,
+        &train,
+        args.init.as_deref(),
+        widths,
+        args.kernel,
+        args.dropout,
+        args.seed,
+    )?;
+    let classes = model.config().classes;
+    let train = train.with_classes(classes).context("--data")?;
+    let val = match &args.val {
+        Some(spec) => Some(data::load(spec, Some(classes)).context("--val")?.0),
+        None => None,
+    };
+    if let Some(v) = &val {
+        if v.image_dims() != train.image_dims() {
+            return Err(user_error(format!(
+                "--val images are {:?}, the training images {:?}",
+                v.image_dims(),
+                train.image_dims()
+            )));
+        }
+    }
+    if args.resume {
+        let init = args.init.as_deref().unwrap_or(Path::new(""));
+        let path = optimizer_path(init);
+        dsconv::train::load_optimizer(&path, &mut opt, &mut model)
+            .with_context(|| format!("--resume: {}", path.display()))?;
+    }
+    let per_epoch = steps_per_epoch(train.len(), args.batch);
+    if per_epoch == 0 {
+        return Err(user_error(format!(
+            "--data has {} image(s): too few for a batch of at least 2",
+            train.len()
+        )));
+    }
+    let steps = match (args.steps, args.epochs) {
+        (Some(s), _) => s,
+        (None, e) => e.unwrap_or(10) * per_epoch,
+    };
+    if steps == 0 {
+        return Err(user_error("--epochs / --steps must be at least 1"));
+    }
+    let augment_on = match source {
+        _ if args.no_augment => false,
+        Source::Folder => true,
+        Source::Npy | Source::Digits => args.augment,
+    };
+    let [_, h, w] = train.image_dims();
+    let augment = augment_on.then_some(Augment {
+        pad: (h.min(w) / 8).max(1),
+        flip: source == Source::Folder,
+    });
+    let plan = Plan {
+        batch: args.batch,
+        steps,
+        shuffle: !args.no_shuffle,
+        augment,
+        seed: args.seed,
+        schedule: LrSchedule {
+            base: opt.base_lr(),
+            schedule,
+            warmup: args.warmup,
+            total_steps: steps,
+            steps_per_epoch: per_epoch,
+        },
+        label_smoothing: args.label_smoothing,
+    };
+    let params = model.parameter_count();
+    let macs = model.macs_per_image()?;
+    let say = |line: String| -> Result<()> {
+        if args.json {
+            eprintln!("{line}");
+            Ok(())
+        } else {
+            outln!("{line}")
+        }
+    };
+    say(format!(
+        "{}: {} parameters, {} MACs per image; {} training images {:?}, {} classes; {} steps \
+         ({} per epoch, batch {}), {} lr {}, {} thread(s)",
+        arch.name(),
+        params,
+        macs,
+        train.len(),
+        train.image_dims(),
+        classes,
+        steps,
+        per_epoch,
+        args.batch,
+        opt.name(),
+        opt.base_lr(),
+        exec.threads()
+    ))?;
+    let bar = Bar::new();
+    let start = Instant::now();
+    let reports = fit(
+        &mut model,
+        &mut opt,
+        &train,
+        val.as_ref(),
+        &plan,
+        &exec,
+        |d, t, e, l, a, r| bar.update(d, t, e, l, a, r),
+        |r| {
+            bar.clear();
+            let val = match (r.val_accuracy, r.val_loss) {
+                (Some(a), Some(l)) => format!("  val loss {l:.4}  val acc {:.2}%", a * 100.0),
+                _ => String::new(),
+            };
+            say(format!(
+                "epoch {:>3}  loss {:.4}  acc {:.2}%{val}  {:.0} img/s",
+                r.epoch,
+                r.loss,
+                r.accuracy * 100.0,
+                r.images_per_s
+            ))
+        },
+    );
+    bar.clear();
+    let reports = reports?;
+    let seconds = start.elapsed().as_secs_f64();
+    let meta = [
+        ("dsconv.config", format!("{:?}", model.config())),
+        ("dsconv.steps", steps.to_string()),
+    ];
+    save_checkpoint(&args.out, &mut model, &meta)?;
+    let opt_path = optimizer_path(&args.out);
+    save_optimizer(&opt_path, &opt)?;
+    let last = reports.last();
+    if args.json {
+        let epochs: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "epoch": r.epoch, "loss": r.loss, "accuracy": r.accuracy,
+                    "images_per_s": r.images_per_s,
+                    "val_accuracy": r.val_accuracy, "val_loss": r.val_loss,
+                })
+            })
+            .collect();
+        let summary = serde_json::json!({
+            "model": arch.name(),
+            "parameters": params,
+            "macs_per_image": macs,
+            "steps": steps,
+            "seconds": seconds,
+            "threads": exec.threads(),
+            "final_loss": last.map(|r| r.loss),
+            "final_accuracy": last.map(|r| r.accuracy),
+            "val_accuracy": last.and_then(|r| r.val_accuracy),
+            "epochs": epochs,
+            "checkpoint": args.out.display().to_string(),
+            "optimizer_state": opt_path.display().to_string(),
+        });
+        outln!("{}", serde_json::to_string_pretty(&summary)?)?;
+    } else {
+        outln!(
+            "trained {} steps in {:.1} s{}; wrote {} and {}",
+            steps,
+            seconds,
+            last.and_then(|r| r.val_accuracy)
+                .map(|a| format!(", validation accuracy {:.2}%", a * 100.0))
+                .unwrap_or_default(),
+            args.out.display(),
+            opt_path.display()
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,905 @@
+//! The trainable layers and the sequential / residual containers.
+
+use super::{join, Layer, Mode, Param, ParamKind, Slot};
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::geometry::{Conv2dParams, ConvGeometry};
+use crate::layers::Conv2d;
+use crate::ops::Activation;
+use crate::rng::SplitMix64;
+use crate::tensor::{Layout, Tensor};
+
+/// Logical dims of an NHWC tensor.
+fn nhwc(x: &Tensor) -> Result<[usize; 4]> {
+    if x.layout() != Layout::Nhwc {
+        return Err(Error::param(
+            "layout",
+            "trainable layers take NHWC activations",
+        ));
+    }
+    Ok(x.logical_dims())
+}
+
+fn missing_forward(what: &'static str) -> Error {
+    Error::param(
+        "backward",
+        format!("{what}: backward without a training forward before it"),
+    )
+}
+
+fn check_grad_dims(what: &'static str, dy: &Tensor, expected: [usize; 4]) -> Result<()> {
+    if dy.logical_dims() != expected || dy.layout() != Layout::Nhwc {
+        return Err(Error::shape(
+            what,
+            format!("NHWC grad_output of logical dims {expected:?}"),
+            format!("{} {:?}", dy.layout().name(), dy.logical_dims()),
+        ));
+    }
+    Ok(())
+}
+
+/// A 2-D convolution of any configuration (`nn.Conv2d`): `weight` and optional `bias`,
+/// gradients through [`crate::grad`].
+#[derive(Debug)]
+pub struct ConvLayer {
+    weight: Param,
+    bias: Option<Param>,
+    params: Conv2dParams,
+    /// The training forward's input and weight tensor.
+    cache: Option<(Tensor, Tensor)>,
+}
+
+impl ConvLayer {
+    /// A convolution with a PyTorch-order weight of `dims` (validated against `params`'
+    /// groups when it first runs).
+    pub fn new(
+        dims: [usize; 4],
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+        params: Conv2dParams,
+    ) -> Result<Self> {
+        // Validates dims and lengths once, here.
+        Conv2d::new(
+            Tensor::from_nchw(weight.clone(), dims)?,
+            bias.clone(),
+            params.clone(),
+        )?;
+        Ok(ConvLayer {
+            weight: Param::new(dims.to_vec(), weight, ParamKind::Weight),
+            bias: bias.map(|b| Param::new(vec![b.len()], b, ParamKind::Bias)),
+            params,
+            cache: None,
+        })
+    }
+
+    /// PyTorch's default initialisation (`kaiming_uniform_(a=√5)`: uniform
+    /// `±1/√fan_in`, the bias too), drawn from `rng`.
+    pub fn init(
+        dims: [usize; 4],
+        bias: bool,
+        params: Conv2dParams,
+        rng: &mut SplitMix64,
+    ) -> Result<Self> {
+        let n = crate::error::product(&dims, "conv weight")?;
+        let fan_in = dims[1] * dims[2] * dims[3];
+        let w = rng.weights(n, fan_in, 1.0 / 3f32.sqrt());
+        let b = bias.then(|| rng.weights(dims[0], fan_in, 1.0 / 3f32.sqrt()));
+        Self::new(dims, w, b, params)
+    }
+
+    /// The weight dims `[C_out, C_in/groups, kH, kW]`.
+    pub fn weight_dims(&self) -> [usize; 4] {
+        let d = &self.weight.dims;
+        [d[0], d[1], d[2], d[3]]
+    }
+
+    /// The convolution's parameters.
+    pub fn params(&self) -> &Conv2dParams {
+        &self.params
+    }
+
+    fn geometry(&self, input: [usize; 4]) -> Result<ConvGeometry> {
+        ConvGeometry::new(input, self.weight_dims(), &self.params)
+    }
+}
+
+impl Layer for ConvLayer {
+    fn forward(&mut self, x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
+        nhwc(&x)?;
+        let w = Tensor::from_nchw(self.weight.value.clone(), self.weight_dims())?;
+        let conv = Conv2d::new(
+            w.clone(),
+            self.bias.as_ref().map(|b| b.value.clone()),
+            self.params.clone(),
+        )?;
+        let y = conv.forward_with(&x, exec)?;
+        self.cache = (mode == Mode::Train).then_some((x, w));
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor,
+        need_input_grad: bool,
+        exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let (x, w) = self.cache.take().ok_or_else(|| missing_forward("conv"))?;
+        let g = self.geometry(x.logical_dims())?;
+        check_grad_dims("conv grad_output", &dy, g.output_dims())?;
+        let dw = crate::grad::conv2d_weight(&x, self.weight_dims(), &dy, &self.params, exec)?;
+        self.weight.accumulate(dw.data());
+        if let Some(b) = &mut self.bias {
+            b.accumulate(&crate::grad::conv2d_bias(&dy)?);
+        }
+        if !need_input_grad {
+            return Ok(None);
+        }
+        let dx =
+            crate::grad::conv2d_input(x.logical_dims(), &w, &dy, &self.params, Layout::Nhwc, exec)?;
+        Ok(Some(dx))
+    }
+
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, Slot<'_>)) {
+        f(&join(prefix, "weight"), Slot::Param(&mut self.weight));
+        if let Some(b) = &mut self.bias {
+            f(&join(prefix, "bias"), Slot::Param(b));
+        }
+    }
+
+    fn output_dims(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        Ok(self.geometry(input)?.output_dims())
+    }
+
+    fn macs(&self, input: [usize; 4]) -> Result<u64> {
+        let out = self.output_dims(input)?;
+        let [_, cig, kh, kw] = self.weight_dims();
+        Ok(out.iter().map(|&d| d as u64).product::<u64>() * (cig * kh * kw) as u64)
+    }
+}
+
+/// `nn.BatchNorm2d` with PyTorch's semantics: in training, the batch mean and biased
+/// variance normalise, the running mean and the *unbiased* variance are blended in with
+/// `momentum` and `num_batches_tracked` counts; in evaluation, the running statistics.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    weight: Param,
+    bias: Param,
+    running_mean: Param,
+    running_var: Param,
+    num_batches_tracked: i64,
+    eps: f32,
+    momentum: f32,
+    /// x̂ (NHWC), 1/σ per channel, and the mode of the forward that made them.
+    cache: Option<(Tensor, Vec<f32>, Mode)>,
+}
+
+impl BatchNorm2d {
+    /// PyTorch's defaults: weight 1, bias 0, running mean 0, running variance 1,
+    /// `eps` 1e-5, `momentum` 0.1.
+    pub fn new(channels: usize) -> Self {
+        let p = |v: f32, kind| Param::new(vec![channels], vec![v; channels], kind);
+        BatchNorm2d {
+            weight: p(1.0, ParamKind::Norm),
+            bias: p(0.0, ParamKind::Norm),
+            running_mean: p(0.0, ParamKind::Buffer),
+            running_var: p(1.0, ParamKind::Buffer),
+            num_batches_tracked: 0,
+            eps: 1e-5,
+            momentum: 0.1,
+            cache: None,
+        }
+    }
+
+    /// With another `eps` and `momentum`.
+    pub fn with_eps_momentum(mut self, eps: f32, momentum: f32) -> Self {
+        self.eps = eps;
+        self.momentum = momentum;
+        self
+    }
+
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.weight.value.len()
+    }
+
+    /// `running_mean`, `running_var` and `num_batches_tracked`.
+    pub fn running_stats(&self) -> (&[f32], &[f32], i64) {
+        (
+            &self.running_mean.value,
+            &self.running_var.value,
+            self.num_batches_tracked,
+        )
+    }
+
+    fn check(&self, dims: [usize; 4]) -> Result<()> {
+        if dims[1] != self.channels() {
+            return Err(Error::shape(
+                "batchnorm input",
+                format!("{} channels", self.channels()),
+                format!("{} channels", dims[1]),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for BatchNorm2d {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+        let dims = nhwc(&x)?;
+        self.check(dims)?;
+        let c = dims[1];
+        let m = dims[0] * dims[2] * dims[3];
+        let (mean, invstd): (Vec<f64>, Vec<f64>) = match mode {
+            Mode::Train => {
+                if m < 2 {
+                    return Err(Error::shape(
+                        "batchnorm input",
+                        "more than 1 value per channel when training",
+                        format!("{m}"),
+                    ));
+                }
+                let mut sum = vec![0f64; c];
+                for px in x.data().chunks_exact(c) {
+                    for (s, &v) in sum.iter_mut().zip(px) {
+                        *s += f64::from(v);
+                    }
+                }
+                let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
+                let mut sq = vec![0f64; c];
+                for px in x.data().chunks_exact(c) {
+                    for ((s, &v), mu) in sq.iter_mut().zip(px).zip(&mean) {
+                        let d = f64::from(v) - mu;
+                        *s += d * d;
+                    }
+                }
+                let mom = f64::from(self.momentum);
+                let mut invstd = Vec::with_capacity(c);
+                for ch in 0..c {
+                    let var = sq[ch] / m as f64;
+                    let unbiased = sq[ch] / (m - 1) as f64;
+                    invstd.push(1.0 / (var + f64::from(self.eps)).sqrt());
+                    let rm = &mut self.running_mean.value[ch];
+                    *rm = ((1.0 - mom) * f64::from(*rm) + mom * mean[ch]) as f32;
+                    let rv = &mut self.running_var.value[ch];
+                    *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
+                }
+                self.num_batches_tracked += 1;
+                (mean, invstd)
+            }
+            Mode::Eval => (
+                self.running_mean
+                    .value
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect(),
+                self.running_var
+                    .value
+                    .iter()
+                    .map(|&v| 1.0 / (f64::from(v) + f64::from(self.eps)).sqrt())
+                    .collect(),
+            ),
+        };
+        let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
+        let invstd: Vec<f32> = invstd.iter().map(|&v| v as f32).collect();
+        let (gamma, beta) = (&self.weight.value, &self.bias.value);
+        if mode == Mode::Train {
+            let mut y = Tensor::zeros(x.dims(), Layout::Nhwc)?;
+            for (px, ypx) in x
+                .data_mut()
+                .chunks_exact_mut(c)
+                .zip(y.data_mut().chunks_exact_mut(c))
+            {
+                for ch in 0..c {
+                    let xh = (px[ch] - mean[ch]) * invstd[ch];
+                    px[ch] = xh;
+                    ypx[ch] = xh * gamma[ch] + beta[ch];
+                }
+            }
+            self.cache = Some((x, invstd, mode));
+            Ok(y)
+        } else {
+            for px in x.data_mut().chunks_exact_mut(c) {
+                for ch in 0..c {
+                    px[ch] = (px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+                }
+            }
+            self.cache = None;
+            Ok(x)
+        }
+    }
+
+    fn backward(
+        &mut self,
+        mut dy: Tensor,
+        need_input_grad: bool,
+        _exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let (xhat, invstd, _) = self
+            .cache
+            .take()
+            .ok_or_else(|| missing_forward("batchnorm"))?;
+        check_grad_dims("batchnorm grad_output", &dy, xhat.logical_dims())?;
+        let c = self.channels();
+        let m = xhat.len() / c;
+        let mut sum_dy = vec![0f64; c];
+        let mut sum_dy_xhat = vec![0f64; c];
+        for (g, xh) in dy.data().chunks_exact(c).zip(xhat.data().chunks_exact(c)) {
+            for ch in 0..c {
+                sum_dy[ch] += f64::from(g[ch]);
+                sum_dy_xhat[ch] += f64::from(g[ch]) * f64::from(xh[ch]);
+            }
+        }
+        for ch in 0..c {
+            self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
+            self.bias.grad[ch] += sum_dy[ch] as f32;
+        }
+        if !need_input_grad {
+            return Ok(None);
+        }
+        let gamma = &self.weight.value;
+        let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
+        let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / m as f64) as f32).collect();
+        let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / m as f64) as f32).collect();
+        for (g, xh) in dy
+            .data_mut()
+            .chunks_exact_mut(c)
+            .zip(xhat.data().chunks_exact(c))
+        {
+            for ch in 0..c {
+                g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh[ch] * mean_dy_xhat[ch]);
+            }
+        }
+        Ok(Some(dy))
+    }
+
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, Slot<'_>)) {
+        f(&join(prefix, "weight"), Slot::Param(&mut self.weight));
+        f(&join(prefix, "bias"), Slot::Param(&mut self.bias));
+        f(
+            &join(prefix, "running_mean"),
+            Slot::Param(&mut self.running_mean),
+        );
+        f(
+            &join(prefix, "running_var"),
+            Slot::Param(&mut self.running_var),
+        );
+        f(
+            &join(prefix, "num_batches_tracked"),
+            Slot::Count(&mut self.num_batches_tracked),
+        );
+    }
+
+    fn output_dims(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.check(input)?;
+        Ok(input)
+    }
+
+    fn macs(&self, _input: [usize; 4]) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// An element-wise activation (`nn.ReLU`, `nn.ReLU6`, `nn.Hardswish`, a clamp) with
+/// PyTorch's derivative: ReLU passes the gradient where the input is > 0; ReLU6 and clamp
+/// (`hardtanh`) strictly inside the bounds; hard-swish `0` below −3, `x/3 + ½` up to 3,
+/// `1` above.
+#[derive(Debug)]
+pub struct Act {
+    kind: Activation,
+    cache: Option<Tensor>,
+}
+
+impl Act {
+    /// The activation `kind`.
+    pub fn new(kind: Activation) -> Self {
+        Act { kind, cache: None }
+    }
+
+    /// The derivative at `x` (NaN passes NaN through as PyTorch's masks do not: a NaN input
+    /// fails every comparison and gets 0, except hard-swish's last branch).
+    fn derivative(&self, x: f32) -> f32 {
+        match self.kind {
+            Activation::None => 1.0,
+            Activation::Relu => f32::from(u8::from(x > 0.0)),
+            Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
+            Activation::Clamp { min, max } => f32::from(u8::from(x > min && x < max)),
+            Activation::HardSwish => {
+                if x < -3.0 {
+                    0.0
+                } else if x <= 3.0 {
+                    x / 3.0 + 0.5
+                } else {
+                    1.0
+                }
+            }
+        }
+    }
+}
+
+impl Layer for Act {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+        nhwc(&x)?;
+        let kept = (mode == Mode::Train).then(|| x.clone());
+        for v in x.data_mut() {
+            *v = self.kind.apply(*v);
+        }
+        self.cache = kept;
+        Ok(x)
+    }
+
+    fn backward(
+        &mut self,
+        mut dy: Tensor,
+        need_input_grad: bool,
+        _exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let x = self
+            .cache
+            .take()
+            .ok_or_else(|| missing_forward("activation"))?;
+        check_grad_dims("activation grad_output", &dy, x.logical_dims())?;
+        if !need_input_grad {
+            return Ok(None);
+        }
+        for (g, &v) in dy.data_mut().iter_mut().zip(x.data()) {
+            *g *= self.derivative(v);
+        }
+        Ok(Some(dy))
+    }
+
+    fn visit(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, Slot<'_>)) {}
+
+    fn output_dims(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        Ok(input)
+    }
+
+    fn macs(&self, _input: [usize; 4]) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Global average pooling to `[N, C, 1, 1]` (`x.mean((2, 3), keepdim=True)`), summed in
+/// f64 pixel by pixel.
+#[derive(Debug, Default)]
+pub struct GlobalAvgPool {
+    input: Option<[usize; 4]>,
+}
+
+impl GlobalAvgPool {
+    /// The pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Layer for GlobalAvgPool {
+    fn forward(&mut self, x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+        let [n, c, h, w] = nhwc(&x)?;
+        let hw = h * w;
+        let mut y = Tensor::zeros([n, 1, 1, c], Layout::Nhwc)?;
+        for (img, out) in x
+            .data()
+            .chunks_exact(hw * c)
+            .zip(y.data_mut().chunks_exact_mut(c))
+        {
+            let mut sum = vec![0f64; c];
+            for px in img.chunks_exact(c) {
+                for (s, &v) in sum.iter_mut().zip(px) {
+                    *s += f64::from(v);
+                }
+            }
+            for (o, s) in out.iter_mut().zip(&sum) {
+                *o = (s / hw as f64) as f32;
+            }
+        }
+        self.input = (mode == Mode::Train).then_some([n, c, h, w]);
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor,
+        need_input_grad: bool,
+        _exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let [n, c, h, w] = self.input.take().ok_or_else(|| missing_forward("pool"))?;
+        check_grad_dims("pool grad_output", &dy, [n, c, 1, 1])?;
+        if !need_input_grad {
+            return Ok(None);
+        }
+        let inv = 1.0 / (h * w) as f32;
+        let mut dx = Tensor::zeros([n, h, w, c], Layout::Nhwc)?;
+        for (img, g) in dx
+            .data_mut()
+            .chunks_exact_mut(h * w * c)
+            .zip(dy.data().chunks_exact(c))
+        {
+            for px in img.chunks_exact_mut(c) {
+                for (d, &v) in px.iter_mut().zip(g) {
+                    *d = v * inv;
+                }
+            }
+        }
+        Ok(Some(dx))
+    }
+
+    fn visit(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, Slot<'_>)) {}
+
+    fn output_dims(&self, [n, c, _, _]: [usize; 4]) -> Result<[usize; 4]> {
+        Ok([n, c, 1, 1])
+    }
+
+    fn macs(&self, _input: [usize; 4]) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// `nn.Linear` on `[N, F, 1, 1]` activations (after global pooling): `weight [out, F]`,
+/// `bias [out]`, output `[N, out, 1, 1]`.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Param,
+    bias: Param,
+    cache: Option<Tensor>,
+}
+
+impl Linear {
+    /// A linear layer from its PyTorch tensors.
+    pub fn new(out_features: usize, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
+        if out_features == 0 || weight.is_empty() || weight.len() % out_features != 0 {
+            return Err(Error::shape(
+                "linear weight",
+                format!("a positive multiple of {out_features} elements"),
+                format!("{}", weight.len()),
+            ));
+        }
+        if bias.len() != out_features {
+            return Err(Error::shape(
+                "linear bias",
+                format!("{out_features} elements"),
+                format!("{}", bias.len()),
+            ));
+        }
+        let inf = weight.len() / out_features;
+        Ok(Linear {
+            weight: Param::new(vec![out_features, inf], weight, ParamKind::Weight),
+            bias: Param::new(vec![out_features], bias, ParamKind::Bias),
+            cache: None,
+        })
+    }
+
+    /// PyTorch's default initialisation: weight and bias uniform `±1/√in`.
+    pub fn init(in_features: usize, out_features: usize, rng: &mut SplitMix64) -> Result<Self> {
+        let n = crate::error::mul(in_features, out_features, "linear weight")?;
+        let g = 1.0 / 3f32.sqrt();
+        let w = rng.weights(n, in_features, g);
+        let b = rng.weights(out_features, in_features, g);
+        Self::new(out_features, w, b)
+    }
+
+    /// `(in_features, out_features)`.
+    pub fn features(&self) -> (usize, usize) {
+        (self.weight.dims[1], self.weight.dims[0])
+    }
+
+    fn check(&self, [_, c, h, w]: [usize; 4]) -> Result<()> {
+        if h != 1 || w != 1 || c != self.features().0 {
+            return Err(Error::shape(
+                "linear input",
+                format!("[N, {}, 1, 1]", self.features().0),
+                format!("[N, {c}, {h}, {w}]"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for Linear {
+    fn forward(&mut self, x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+        let dims = nhwc(&x)?;
+        self.check(dims)?;
+        let (fin, fout) = self.features();
+        let n = dims[0];
+        let mut y = Tensor::zeros([n, 1, 1, fout], Layout::Nhwc)?;
+        for (xr, yr) in x
+            .data()
+            .chunks_exact(fin)
+            .zip(y.data_mut().chunks_exact_mut(fout))
+        {
+            for (o, yo) in yr.iter_mut().enumerate() {
+                let wr = &self.weight.value[o * fin..(o + 1) * fin];
+                let mut acc = 0f32;
+                for (a, b) in xr.iter().zip(wr) {
+                    acc += a * b;
+                }
+                *yo = acc + self.bias.value[o];
+            }
+        }
+        self.cache = (mode == Mode::Train).then_some(x);
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor,
+        need_input_grad: bool,
+        _exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let x = self.cache.take().ok_or_else(|| missing_forward("linear"))?;
+        let (fin, fout) = self.features();
+        let n = x.logical_dims()[0];
+        check_grad_dims("linear grad_output", &dy, [n, fout, 1, 1])?;
+        for (xr, g) in x.data().chunks_exact(fin).zip(dy.data().chunks_exact(fout)) {
+            for o in 0..fout {
+                let wg = &mut self.weight.grad[o * fin..(o + 1) * fin];
+                for (d, &v) in wg.iter_mut().zip(xr) {
+                    *d += g[o] * v;
+                }
+                self.bias.grad[o] += g[o];
+            }
+        }
+        if !need_input_grad {
+            return Ok(None);
+        }
+        let mut dx = Tensor::zeros([n, 1, 1, fin], Layout::Nhwc)?;
+        for (dr, g) in dx
+            .data_mut()
+            .chunks_exact_mut(fin)
+            .zip(dy.data().chunks_exact(fout))
+        {
+            for o in 0..fout {
+                let wr = &self.weight.value[o * fin..(o + 1) * fin];
+                for (d, &w) in dr.iter_mut().zip(wr) {
+                    *d += g[o] * w;
+                }
+            }
+        }
+        Ok(Some(dx))
+    }
+
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, Slot<'_>)) {
+        f(&join(prefix, "weight"), Slot::Param(&mut self.weight));
+        f(&join(prefix, "bias"), Slot::Param(&mut self.bias));
+    }
+
+    fn output_dims(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        self.check(input)?;
+        Ok([input[0], self.features().1, 1, 1])
+    }
+
+    fn macs(&self, input: [usize; 4]) -> Result<u64> {
+        let (fin, fout) = self.features();
+        Ok((input[0] * fin * fout) as u64)
+    }
+}
+
+/// `nn.Dropout(p)`: in training, zeroes each element with probability `p` (seeded,
+/// reproducible) and scales the rest by `1/(1−p)`; identity in evaluation.
+#[derive(Debug)]
+pub struct Dropout {
+    p: f32,
+    rng: SplitMix64,
+    mask: Option<Vec<f32>>,
+}
+
+impl Dropout {
+    /// Dropout with probability `p` in `[0, 1)`, its masks drawn from `seed`.
+    pub fn new(p: f32, seed: u64) -> Result<Self> {
+        if !(0.0..1.0).contains(&p) {
+            return Err(Error::param(
+                "dropout",
+                format!("p must be in [0, 1), got {p}"),
+            ));
+        }
+        Ok(Dropout {
+            p,
+            rng: SplitMix64::new(seed),
+            mask: None,
+        })
+    }
+}
+
+impl Layer for Dropout {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+        nhwc(&x)?;
+        if mode == Mode::Eval || self.p == 0.0 {
+            self.mask = (mode == Mode::Train).then(|| vec![1.0; x.len()]);
+            return Ok(x);
+        }
+        let scale = 1.0 / (1.0 - self.p);
+        let mask: Vec<f32> = (0..x.len())
+            .map(|_| {
+                if self.rng.next_f32() < self.p {
+                    0.0
+                } else {
+                    scale
+                }
+            })
+            .collect();
+        for (v, m) in x.data_mut().iter_mut().zip(&mask) {
+            *v *= m;
+        }
+        self.mask = Some(mask);
+        Ok(x)
+    }
+
+    fn backward(
+        &mut self,
+        mut dy: Tensor,
+        need_input_grad: bool,
+        _exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let mask = self.mask.take().ok_or_else(|| missing_forward("dropout"))?;
+        if dy.len() != mask.len() {
+            return Err(Error::shape(
+                "dropout grad_output",
+                format!("{} elements", mask.len()),
+                format!("{}", dy.len()),
+            ));
+        }
+        if !need_input_grad {
+            return Ok(None);
+        }
+        for (g, m) in dy.data_mut().iter_mut().zip(&mask) {
+            *g *= m;
+        }
+        Ok(Some(dy))
+    }
+
+    fn visit(&mut self, _prefix: &str, _f: &mut dyn FnMut(&str, Slot<'_>)) {}
+
+    fn output_dims(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        Ok(input)
+    }
+
+    fn macs(&self, _input: [usize; 4]) -> Result<u64> {
+        Ok(0)
+    }
+}
+
+/// Layers applied in order, named `0`, `1`, ... or by the names given (`nn.Sequential`).
+#[derive(Debug, Default)]
+pub struct Sequential {
+    layers: Vec<(String, Box<dyn Layer>)>,
+}
+
+impl Sequential {
+    /// An empty container.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends `layer` named by its index.
+    pub fn push(&mut self, layer: impl Layer + 'static) {
+        let name = self.layers.len().to_string();
+        self.layers.push((name, Box::new(layer)));
+    }
+
+    /// Appends `layer` under `name`.
+    pub fn push_named(&mut self, name: &str, layer: impl Layer + 'static) {
+        self.layers.push((name.to_string(), Box::new(layer)));
+    }
+
+    /// Number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether it has no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl Layer for Sequential {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
+        for (_, layer) in &mut self.layers {
+            x = layer.forward(x, mode, exec)?;
+        }
+        Ok(x)
+    }
+
+    fn backward(
+        &mut self,
+        mut dy: Tensor,
+        need_input_grad: bool,
+        exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        for (i, (_, layer)) in self.layers.iter_mut().enumerate().rev() {
+            let need = i > 0 || need_input_grad;
+            match layer.backward(dy, need, exec)? {
+                Some(d) => dy = d,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(dy))
+    }
+
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, Slot<'_>)) {
+        for (name, layer) in &mut self.layers {
+            layer.visit(&join(prefix, name), f);
+        }
+    }
+
+    fn output_dims(&self, mut input: [usize; 4]) -> Result<[usize; 4]> {
+        for (_, layer) in &self.layers {
+            input = layer.output_dims(input)?;
+        }
+        Ok(input)
+    }
+
+    fn macs(&self, mut input: [usize; 4]) -> Result<u64> {
+        let mut total = 0;
+        for (_, layer) in &self.layers {
+            total += layer.macs(input)?;
+            input = layer.output_dims(input)?;
+        }
+        Ok(total)
+    }
+}
+
+/// `y = body(x) + x` (the residual add of an inverted residual block); the gradient
+/// reaches `x` through both.
+#[derive(Debug)]
+pub struct Residual {
+    body: Sequential,
+}
+
+impl Residual {
+    /// A residual around `body`, whose output must have its input's dims.
+    pub fn new(body: Sequential) -> Self {
+        Residual { body }
+    }
+}
+
+impl Layer for Residual {
+    fn forward(&mut self, x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
+        let mut y = self.body.forward(x.clone(), mode, exec)?;
+        if y.dims() != x.dims() {
+            return Err(Error::shape(
+                "residual add",
+                format!("the block's input dims {:?}", x.logical_dims()),
+                format!("{:?}", y.logical_dims()),
+            ));
+        }
+        for (a, b) in y.data_mut().iter_mut().zip(x.data()) {
+            *a += b;
+        }
+        Ok(y)
+    }
+
+    fn backward(
+        &mut self,
+        dy: Tensor,
+        need_input_grad: bool,
+        exec: &Executor,
+    ) -> Result<Option<Tensor>> {
+        let through = self.body.backward(dy.clone(), need_input_grad, exec)?;
+        Ok(through.map(|mut d| {
+            for (a, b) in d.data_mut().iter_mut().zip(dy.data()) {
+                *a += b;
+            }
+            d
+        }))
+    }
+
+    fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, Slot<'_>)) {
+        self.body.visit(prefix, f);
+    }
+
+    fn output_dims(&self, input: [usize; 4]) -> Result<[usize; 4]> {
+        let out = self.body.output_dims(input)?;
+        if out != input {
+            return Err(Error::shape(
+                "residual add",
+                format!("the block's input dims {input:?}"),
+                format!("{out:?}"),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn macs(&self, input: [usize; 4]) -> Result<u64> {
+        self.body.macs(input)
+    }
+}
