@@ -5,6 +5,12 @@
 //! forward).
 //!
 //! `cargo run --release -p dsconv --example grad_speed [batch]`
+//!
+//! One depthwise 3×3 layer (padding 1), for `bench/compare/dw_backward.py`, which
+//! alternates it with PyTorch: `grad_speed --dw C H STRIDE BATCH THREADS REPS` prints the
+//! median milliseconds of the input gradient, the weight gradient and both back to back
+//! (the backward step: `conv2d_input_nhwc_into` + `conv2d_weight_nhwc_into` into reused
+//! buffers), as `dsconv_ms input W weight W backward W`.
 
 use dsconv::rng::SplitMix64;
 use dsconv::{grad, Conv2d, Conv2dParams, Executor, Layout, Padding, Tensor};
@@ -24,7 +30,52 @@ fn median(reps: usize, mut f: impl FnMut()) -> f64 {
     t[t.len() / 2]
 }
 
+/// `--dw C H STRIDE BATCH THREADS REPS`: one depthwise layer's backward, medians in ms.
+fn one_depthwise(args: &[usize]) -> dsconv::Result<()> {
+    let &[c, h, s, batch, threads, reps] = args else {
+        panic!("--dw C H STRIDE BATCH THREADS REPS");
+    };
+    let mut rng = SplitMix64::new(7);
+    let params = Conv2dParams::default()
+        .with_stride(s)
+        .with_padding(Padding::symmetric(1))
+        .with_groups(c);
+    let wdims = [c, 1, 3, 3];
+    let weight = rng.vec(9 * c, -0.5, 0.5);
+    let g = dsconv::ConvGeometry::new([batch, c, h, h], wdims, &params)?;
+    let x = rng.vec(batch * c * h * h, -1.0, 1.0);
+    let dy = rng.vec(g.output_dims().iter().product(), -1.0, 1.0);
+    let mut dx = vec![0.0f32; x.len()];
+    let mut dw = vec![0.0f32; weight.len()];
+    let exec = Executor::new(threads)?;
+    let t_in = median(reps, || {
+        grad::conv2d_input_nhwc_into(&g, &weight, &dy, &mut dx, &exec).unwrap();
+    });
+    let t_w = median(reps, || {
+        grad::conv2d_weight_nhwc_into(&g, &x, &dy, &mut dw, &exec).unwrap();
+    });
+    let t_both = median(reps, || {
+        grad::conv2d_input_nhwc_into(&g, &weight, &dy, &mut dx, &exec).unwrap();
+        grad::conv2d_weight_nhwc_into(&g, &x, &dy, &mut dw, &exec).unwrap();
+    });
+    println!(
+        "dsconv_ms input {:.4} weight {:.4} backward {:.4}",
+        t_in * 1e3,
+        t_w * 1e3,
+        t_both * 1e3
+    );
+    Ok(())
+}
+
 fn main() -> dsconv::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--dw") {
+        let nums: Vec<usize> = argv[2..]
+            .iter()
+            .map(|a| a.parse().expect("--dw takes six positive integers"))
+            .collect();
+        return one_depthwise(&nums);
+    }
     let batch: usize = std::env::args()
         .nth(1)
         .map_or(8, |s| s.parse().expect("batch: a positive integer"));

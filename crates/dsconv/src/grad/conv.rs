@@ -6,7 +6,7 @@
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::{ConvGeometry, PaddingMode};
-use crate::kernels::PackedGemm;
+use crate::kernels::{dwgrad, PackedGemm};
 use crate::ops::Activation;
 
 /// For each input coordinate along one axis, the `(output coordinate, kernel tap)` pairs
@@ -90,6 +90,12 @@ pub(crate) fn input_nhwc(
     if g.is_pointwise() {
         return pointwise_input(g, weight, dy, dx, exec, tasks);
     }
+    if dwgrad::applies(g) {
+        return depthwise_input(g, weight, dy, dx, exec, tasks);
+    }
+    if g.in_channels_per_group() >= DENSE_MIN_CHANNELS {
+        return dense_input(g, weight, dy, dx, exec, tasks);
+    }
     let mode = g.padding_mode();
     let rows = SourceTaps::new(in_h, out_h, g.kernel_h(), mode, |o, k| g.input_row(o, k));
     let cols = SourceTaps::new(in_w, out_w, g.kernel_w(), mode, |o, k| g.input_col(o, k));
@@ -102,6 +108,88 @@ pub(crate) fn input_nhwc(
         }
         Ok(())
     })
+}
+
+/// Depthwise (multiplier 1, zero padding) input gradient on the SIMD kernel
+/// (`kernels::dwgrad`), split by input rows: each element is written by one thread, by
+/// the same operations whatever the split.
+fn depthwise_input(
+    g: &ConvGeometry,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    exec: &Executor,
+    tasks: usize,
+) -> Result<()> {
+    let row_len = g.in_w() * g.in_channels();
+    if dx.is_empty() || row_len == 0 {
+        return Ok(());
+    }
+    let packed = dwgrad::PackedTaps::new(g, weight)?;
+    let isa = exec.tier();
+    exec.try_for_each_rows(dx, row_len, tasks, |first, chunk| {
+        dwgrad::input_rows(
+            isa,
+            g,
+            &packed,
+            dy,
+            first..first + chunk.len() / row_len,
+            chunk,
+        )
+    })
+}
+
+/// Chunks of output rows of the depthwise weight gradient: each chunk's sum is formed by
+/// one thread (its rows in order, each row's sum formed alone and added), then the chunks'
+/// sums are added in chunk order. The chunks depend on the geometry only (at most this
+/// many, as equal as possible), so the bits do not depend on the thread count; 24 splits
+/// evenly over 1, 2, 3, 4, 6 and 8 threads.
+const DEPTHWISE_WEIGHT_CHUNKS: usize = 24;
+
+/// Depthwise (multiplier 1, zero padding) weight gradient on the SIMD kernel
+/// (`kernels::dwgrad`), in [`DEPTHWISE_WEIGHT_CHUNKS`] fixed chunks of output rows.
+fn depthwise_weight(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    exec: &Executor,
+    tasks: usize,
+) -> Result<()> {
+    let total_rows = g.batch() * g.out_h();
+    let chunks = total_rows.clamp(1, DEPTHWISE_WEIGHT_CHUNKS);
+    let len = dwgrad::accumulator_len(g);
+    let mut partial = Vec::new();
+    partial
+        .try_reserve_exact(chunks * len)
+        .map_err(|_| Error::Allocation {
+            what: "depthwise weight-gradient partial sums",
+            bytes: chunks * len * 4,
+        })?;
+    partial.resize(chunks * len, 0.0f32);
+    let isa = exec.tier();
+    exec.try_for_each_rows(&mut partial, len, tasks.min(chunks), |first, part| {
+        for (k, acc) in part.chunks_exact_mut(len).enumerate() {
+            let ci = first + k;
+            let rows = ci * total_rows / chunks..(ci + 1) * total_rows / chunks;
+            dwgrad::weight_rows(isa, g, x, dy, rows, acc)?;
+        }
+        Ok(())
+    })?;
+    let (c, taps) = (g.in_channels(), g.kernel_h() * g.kernel_w());
+    let cp = dwgrad::padded_channels(c);
+    let (total, rest) = partial.split_at_mut(len);
+    for part in rest.chunks_exact(len) {
+        for (t, &p) in total.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
+    for ch in 0..c {
+        for t in 0..taps {
+            dw[ch * taps + t] = total[t * cp + ch];
+        }
+    }
+    Ok(())
 }
 
 /// The weight as `[kH, kW, C_out, C_in/groups]`: for one tap, each output channel's row
@@ -191,6 +279,12 @@ pub(crate) fn weight_nhwc(
     let tasks = exec.tasks_for(crate::cost::conv_macs(g));
     if g.is_pointwise() {
         return pointwise_weight(g, x, dy, dw, exec, tasks);
+    }
+    if dwgrad::applies(g) {
+        return depthwise_weight(g, x, dy, dw, exec, tasks);
+    }
+    if g.in_channels_per_group() >= DENSE_MIN_CHANNELS {
+        return dense_weight(g, x, dy, dw, exec, tasks);
     }
     exec.try_for_each_rows(dw, row_len, tasks, |first, chunk| {
         weight_channels(g, x, dy, first..first + chunk.len() / row_len, chunk);
@@ -385,4 +479,211 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
             }
         }
     }
+}
+
+/// Input channels per group from which a k×k convolution's gradients run as GEMMs (with
+/// one channel per group — depthwise with a multiplier — the GEMM's reduction would be
+/// just the multiplier, and the direct loops are faster).
+const DENSE_MIN_CHANNELS: usize = 2;
+
+/// Floats of one pixel block of the dense gradients' unfolded input (`rows × kH·kW·C_in/G`,
+/// per thread): 2^20 (4 MiB), so memory stays bounded whatever the layer.
+const DENSE_BLOCK_FLOATS: usize = 1 << 20;
+
+/// Output pixels per block of the dense gradients: as many as fit
+/// [`DENSE_BLOCK_FLOATS`], between 64 and [`POINTWISE_BLOCK`]. A function of the geometry
+/// only, so the blocks (and the bits) do not depend on the thread count.
+fn dense_block_rows(kdim: usize) -> usize {
+    (DENSE_BLOCK_FLOATS / kdim.max(1)).clamp(64, POINTWISE_BLOCK)
+}
+
+/// The source pixel of every `(output coordinate, tap)` along one axis under the padding
+/// mode (`None`: a zero), `[out][tap]`.
+fn axis_sources(
+    n_in: usize,
+    n_out: usize,
+    kernel: usize,
+    mode: PaddingMode,
+    coord: impl Fn(usize, usize) -> isize,
+) -> Vec<Option<usize>> {
+    (0..n_out)
+        .flat_map(|o| (0..kernel).map(move |k| (o, k)))
+        .map(|(o, k)| mode.source_index(coord(o, k), n_in))
+        .collect()
+}
+
+/// The rows and columns read by every output coordinate and tap.
+struct Unfold {
+    rows: Vec<Option<usize>>,
+    cols: Vec<Option<usize>>,
+}
+
+impl Unfold {
+    fn new(g: &ConvGeometry) -> Self {
+        let mode = g.padding_mode();
+        Unfold {
+            rows: axis_sources(g.in_h(), g.out_h(), g.kernel_h(), mode, |o, k| {
+                g.input_row(o, k)
+            }),
+            cols: axis_sources(g.in_w(), g.out_w(), g.kernel_w(), mode, |o, k| {
+                g.input_col(o, k)
+            }),
+        }
+    }
+
+    /// The input pixel (`n·H·W + iy·W + ix`) read by output pixel `m` at tap `(i, j)`.
+    #[inline]
+    fn source(&self, g: &ConvGeometry, m: usize, i: usize, j: usize) -> Option<usize> {
+        let (ow, oh) = (g.out_w(), g.out_h());
+        let (n, oy, ox) = (m / (oh * ow), (m / ow) % oh, m % ow);
+        let iy = self.rows[oy * g.kernel_h() + i]?;
+        let ix = self.cols[ox * g.kernel_w() + j]?;
+        Some((n * g.in_h() + iy) * g.in_w() + ix)
+    }
+}
+
+/// Unfolds group `gi`'s input channels for output pixels `m0 .. m0 + rows` into `col`
+/// (`[rows, kH·kW·C_in/G]`, columns in tap-major order `(i, j, ci)`; padding zeros, or
+/// the copied pixel under the padding mode).
+fn im2col(g: &ConvGeometry, u: &Unfold, x: &[f32], gi: usize, m0: usize, col: &mut [f32]) {
+    let (cin, cin_g) = (g.in_channels(), g.in_channels_per_group());
+    let (kh, kw) = (g.kernel_h(), g.kernel_w());
+    let kdim = kh * kw * cin_g;
+    for (r, row) in col.chunks_exact_mut(kdim).enumerate() {
+        for i in 0..kh {
+            for j in 0..kw {
+                let dst = &mut row[(i * kw + j) * cin_g..][..cin_g];
+                match u.source(g, m0 + r, i, j) {
+                    Some(p) => dst.copy_from_slice(&x[p * cin + gi * cin_g..][..cin_g]),
+                    None => dst.fill(0.0),
+                }
+            }
+        }
+    }
+}
+
+/// Dense / grouped k×k input gradient: per block of output pixels and group, the GEMM
+/// `cols[m, (i, j, ci)] = Σ_co dy[m, co] · w[co, ci, i, j]` (over the threads; each element
+/// computed by the same operations for every split), then `col2im`: each column added to
+/// the input pixel it was read from (its source under the padding mode), on one thread in
+/// pixel order. Bitwise identical for every thread count.
+fn dense_input(
+    g: &ConvGeometry,
+    weight: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    exec: &Executor,
+    tasks: usize,
+) -> Result<()> {
+    let (cin, cout) = (g.in_channels(), g.out_channels());
+    let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
+    let (kh, kw) = (g.kernel_h(), g.kernel_w());
+    let kdim = kh * kw * cin_g;
+    let taps = kh * kw;
+    let packed: Vec<PackedGemm> = (0..g.groups())
+        .map(|gi| {
+            PackedGemm::from_fn(cout_g, kdim, None, |co, kk| {
+                let (t, ci) = (kk / cin_g, kk % cin_g);
+                weight[((gi * cout_g + co) * cin_g + ci) * taps + t]
+            })
+        })
+        .collect::<Result<_>>()?;
+    let u = Unfold::new(g);
+    let m = g.batch() * g.out_h() * g.out_w();
+    let block = dense_block_rows(kdim);
+    let mut cols = vec![0.0f32; block.min(m) * kdim];
+    dx.fill(0.0);
+    for m0 in (0..m).step_by(block) {
+        let rows = block.min(m - m0);
+        let cols = &mut cols[..rows * kdim];
+        for (gi, b) in packed.iter().enumerate() {
+            let a = &dy[m0 * cout + gi * cout_g..];
+            b.run_parallel(exec, tasks, a, cout, rows, cols, kdim, Activation::None)?;
+            for (r, row) in cols.chunks_exact(kdim).enumerate() {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        if let Some(p) = u.source(g, m0 + r, i, j) {
+                            let src = &row[(i * kw + j) * cin_g..][..cin_g];
+                            let dst = &mut dx[p * cin + gi * cin_g..][..cin_g];
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Dense / grouped k×k weight gradient: per block of output pixels and group, the GEMM
+/// `dwᵀ-block[co, (i, j, ci)] = Σ_m dy[m, co] · cols[m, (i, j, ci)]` (the block's input
+/// unfolded by `im2col`), each block on one thread into its own buffer (a wave of one
+/// block per thread at a time), the blocks' products added in block order; the total is
+/// then reordered to PyTorch's `[C_out, C_in/G, kH, kW]`. Blocks depend on the geometry
+/// only: bitwise identical for every thread count.
+fn dense_weight(
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    dw: &mut [f32],
+    exec: &Executor,
+    tasks: usize,
+) -> Result<()> {
+    let cout = g.out_channels();
+    let (cin_g, cout_g) = (g.in_channels_per_group(), g.out_channels_per_group());
+    let (kh, kw) = (g.kernel_h(), g.kernel_w());
+    let kdim = kh * kw * cin_g;
+    let taps = kh * kw;
+    let u = Unfold::new(g);
+    let m = g.batch() * g.out_h() * g.out_w();
+    let block = dense_block_rows(kdim);
+    let blocks = m.div_ceil(block);
+    let wave = tasks.clamp(1, blocks);
+    let size = cout_g * kdim;
+    let isa = exec.tier();
+    for gi in 0..g.groups() {
+        let mut total = vec![0.0f32; size];
+        let mut partials = vec![0.0f32; wave * size];
+        for first in (0..blocks).step_by(wave) {
+            let count = wave.min(blocks - first);
+            let partials = &mut partials[..count * size];
+            exec.try_for_each_rows(partials, size, count, |k0, chunk| {
+                let mut col = vec![0.0f32; block * kdim];
+                let mut at = vec![0.0f32; cout_g * block];
+                for (k, part) in chunk.chunks_exact_mut(size).enumerate() {
+                    let m0 = (first + k0 + k) * block;
+                    let rows = block.min(m - m0);
+                    let col = &mut col[..rows * kdim];
+                    im2col(g, &u, x, gi, m0, col);
+                    // at[co, r] = dy[m0 + r, gi·cout_g + co].
+                    let at = &mut at[..cout_g * rows];
+                    for r in 0..rows {
+                        let d = &dy[(m0 + r) * cout + gi * cout_g..][..cout_g];
+                        for (co, &v) in d.iter().enumerate() {
+                            at[co * rows + r] = v;
+                        }
+                    }
+                    let bb = PackedGemm::from_rows(col, rows, kdim, kdim)?;
+                    bb.run(isa, at, rows, cout_g, part, kdim, Activation::None)?;
+                }
+                Ok(())
+            })?;
+            for part in partials.chunks_exact(size) {
+                for (t, &p) in total.iter_mut().zip(part) {
+                    *t += p;
+                }
+            }
+        }
+        for co in 0..cout_g {
+            for t in 0..taps {
+                for ci in 0..cin_g {
+                    dw[((gi * cout_g + co) * cin_g + ci) * taps + t] =
+                        total[co * kdim + t * cin_g + ci];
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -115,6 +115,36 @@ pub fn conv2d_bias(grad_output: &Tensor) -> Result<Vec<f32>> {
     bias_nhwc(dy.data(), grad_output.logical_dims()[1])
 }
 
+/// The input gradient of the convolution `g` into a caller's buffer, NHWC throughout:
+/// `weight` in PyTorch order (`g.weight_dims()`), `grad_output` NHWC
+/// (`[N, out_H, out_W, C_out]`), `grad_input` NHWC (`[N, H, W, C_in]`, every element
+/// overwritten: no need to zero it). The fast entry for training layers that keep NHWC
+/// activations and reuse their gradient buffers; bitwise the same as [`conv2d_input`].
+/// Wrong slice lengths are an [`Error::Shape`].
+pub fn conv2d_input_nhwc_into(
+    g: &ConvGeometry,
+    weight: &[f32],
+    grad_output: &[f32],
+    grad_input: &mut [f32],
+    exec: &Executor,
+) -> Result<()> {
+    input_nhwc(g, weight, grad_output, grad_input, exec)
+}
+
+/// The weight gradient of the convolution `g` into a caller's buffer: `input` and
+/// `grad_output` NHWC, `grad_weight` in PyTorch order (`g.weight_dims()`, every element
+/// overwritten). Bitwise the same as [`conv2d_weight`]. Wrong slice lengths are an
+/// [`Error::Shape`].
+pub fn conv2d_weight_nhwc_into(
+    g: &ConvGeometry,
+    input: &[f32],
+    grad_output: &[f32],
+    grad_weight: &mut [f32],
+    exec: &Executor,
+) -> Result<()> {
+    weight_nhwc(g, input, grad_output, grad_weight, exec)
+}
+
 /// `t` (NHWC) in `layout`, without a copy when it already is.
 pub(crate) fn in_layout(t: Tensor, layout: Layout) -> Tensor {
     match layout {

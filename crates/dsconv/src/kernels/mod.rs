@@ -77,6 +77,7 @@
 mod aligned;
 pub(crate) mod dense;
 pub(crate) mod depthwise;
+pub(crate) mod dwgrad;
 
 pub(crate) mod fused;
 pub(crate) mod gemm;

@@ -1,0 +1,680 @@
+//! NHWC depthwise backward (multiplier 1, zero padding, any kernel, stride and dilation):
+//! the input gradient and the weight gradient of
+//! `y[n, oy, ox, c] = Σ_{i,j} x[n, oy·sH + i·dH − pad_top, ox·sW + j·dW − pad_left, c] · w[i, j, c]`.
+//!
+//! # Input gradient: a depthwise transposed convolution, by output phase
+//! `dx[n, iy, ix, c] = Σ dy[n, oy, ox, c] · w[i, j, c]` over the taps with
+//! `oy·sH + i·dH − pad_top = iy` and `ox·sW + j·dW − pad_left = ix`. For one input row the
+//! kernel rows that reach it (and their `oy`) are resolved once (`rows`); the columns go by
+//! phase `r = ix mod sW`: every pixel `ix = r + sW·t` of a phase is reached by the same
+//! kernel columns `J_r`, at output column `t + off_j`, so a phase is a stride-1
+//! correlation of `dy` with the taps `J_r` (at stride 1 there is one phase: the
+//! convolution with the flipped kernel; at stride 2, two). Inside the columns where every
+//! tap of `J_r` lands in `dy`, blocks of `P` pixels × one channel vector accumulate in
+//! registers (each weight vector loaded once per block); border pixels check each tap.
+//! Every pixel sums its taps in the same order (kernel rows, then `J_r`) on every path, so
+//! the split into blocks and threads never changes a bit. Every element of `dx` is written
+//! (no zeroing beforehand).
+//!
+//! # Weight gradient: per output row, in registers
+//! `dw[i, j, c] = Σ_{n, oy, ox} x[n, iy, ix, c] · dy[n, oy, ox, c]`. For one output row,
+//! one channel vector and one kernel row, the taps go in groups of up to 5 columns
+//! (`TAP_GROUP`): 2 × group accumulators in registers (even and odd pixels, so that two
+//! independent FMA chains hide the latency) sweep the row, checked only at the border
+//! columns; the row's sum is then added to the caller's accumulator. The caller (`grad`)
+//! splits the rows into a fixed number of chunks that depends on the geometry only and
+//! adds the chunks' sums in chunk order: bitwise identical for every thread count.
+
+use super::simd::{Portable, Simd};
+use super::{AlignedVec, Isa, Tier};
+use crate::error::{Error, Result};
+use crate::geometry::{ConvGeometry, PaddingMode};
+
+/// Channel padding of the packed weights and of the weight-gradient accumulators: the
+/// widest vector (AVX-512), so every tier loads and stores whole vectors there.
+pub(crate) const CHANNEL_PAD: usize = 16;
+
+/// Most kernel columns of one weight-gradient register group: 2 × 5 accumulators + the
+/// `dy` vector + an input vector = 12 of AVX2's 16 registers.
+const TAP_GROUP: usize = 5;
+
+/// Whether the depthwise backward kernels take `g`: one input channel per group and one
+/// output per input channel (multiplier 1), zero padding (or none).
+pub(crate) fn applies(g: &ConvGeometry) -> bool {
+    let c = g.in_channels();
+    let padded = g.pad_top() + g.pad_bottom() + g.pad_left() + g.pad_right() > 0;
+    g.groups() == c && g.out_channels() == c && (g.padding_mode() == PaddingMode::Zeros || !padded)
+}
+
+/// Channels padded to [`CHANNEL_PAD`].
+pub(crate) fn padded_channels(c: usize) -> usize {
+    c.next_multiple_of(CHANNEL_PAD)
+}
+
+/// A depthwise weight `[C, 1, kH, kW]` packed tap major, `[kH·kW, C_pad]`, channels padded
+/// with zeros: one tap's channel vectors are contiguous.
+pub(crate) struct PackedTaps {
+    channels: usize,
+    taps: usize,
+    data: AlignedVec,
+}
+
+impl PackedTaps {
+    /// Packs the PyTorch-order weight of `g` (which [`applies`]).
+    pub(crate) fn new(g: &ConvGeometry, weight: &[f32]) -> Result<Self> {
+        let c = g.in_channels();
+        let taps = g.kernel_h() * g.kernel_w();
+        check("depthwise weight", weight.len(), c * taps)?;
+        let cp = padded_channels(c);
+        let mut data = AlignedVec::zeros(taps * cp);
+        for ch in 0..c {
+            for t in 0..taps {
+                data[t * cp + ch] = weight[ch * taps + t];
+            }
+        }
+        Ok(PackedTaps {
+            channels: c,
+            taps,
+            data,
+        })
+    }
+}
+
+fn check(what: &'static str, len: usize, expected: usize) -> Result<()> {
+    if len != expected {
+        return Err(Error::shape(
+            what,
+            format!("{expected} elements"),
+            format!("{len} elements"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_geometry(g: &ConvGeometry) -> Result<()> {
+    if !applies(g) {
+        return Err(Error::shape(
+            "depthwise backward kernel geometry",
+            "groups = C_in = C_out, zero padding",
+            format!("{g:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// One phase of the input columns: pixels `ix = r + sW·t`, `t < count`, reached by the
+/// kernel columns `taps` (`(j, off)`: output column `t + off`); `lo..hi` are the `t` at
+/// which every tap lands inside `dy`.
+struct Phase {
+    r: usize,
+    count: usize,
+    taps: Vec<(usize, isize)>,
+    lo: usize,
+    hi: usize,
+}
+
+/// What the input-gradient bodies read, resolved once per call.
+struct InputCtx {
+    c: usize,
+    cp: usize,
+    kw: usize,
+    sw: usize,
+    out_w: usize,
+    phases: Vec<Phase>,
+    w: *const f32,
+}
+
+fn phases(g: &ConvGeometry) -> Vec<Phase> {
+    let (sw, dw, pl) = (g.stride_w(), g.dilation_w(), g.pad_left() as isize);
+    let (in_w, out_w) = (g.in_w(), g.out_w() as isize);
+    (0..sw.min(in_w))
+        .map(|r| {
+            let count = (in_w - r).div_ceil(sw);
+            // ix + pl − j·dW = ox·sW with ix = r + sW·t ⇒ ox = t + (r + pl − j·dW)/sW.
+            let taps: Vec<(usize, isize)> = (0..g.kernel_w())
+                .filter_map(|j| {
+                    let num = r as isize + pl - (j * dw) as isize;
+                    (num.rem_euclid(sw as isize) == 0).then(|| (j, num.div_euclid(sw as isize)))
+                })
+                .collect();
+            // 0 ≤ t + off < out_w for every tap.
+            let lo = taps.iter().map(|&(_, o)| -o).max().unwrap_or(0).max(0);
+            let hi = taps
+                .iter()
+                .map(|&(_, o)| out_w - o)
+                .min()
+                .unwrap_or(count as isize)
+                .clamp(0, count as isize);
+            let lo = (lo as usize).min(hi as usize);
+            Phase {
+                r,
+                count,
+                taps,
+                lo,
+                hi: hi as usize,
+            }
+        })
+        .collect()
+}
+
+/// The input gradient of input rows `rows` (global index `n·in_H + iy`) into `dx` (those
+/// rows, NHWC, every element written), from `dy` (NHWC, whole) and the packed weight, on
+/// tier `isa`, single-threaded.
+pub(crate) fn input_rows(
+    isa: Tier,
+    g: &ConvGeometry,
+    w: &PackedTaps,
+    dy: &[f32],
+    rows: std::ops::Range<usize>,
+    dx: &mut [f32],
+) -> Result<()> {
+    check_geometry(g)?;
+    let c = g.in_channels();
+    if w.channels != c || w.taps != g.kernel_h() * g.kernel_w() {
+        return Err(Error::shape(
+            "depthwise packed weight",
+            format!("{c} channels × {} taps", g.kernel_h() * g.kernel_w()),
+            format!("{} × {}", w.channels, w.taps),
+        ));
+    }
+    check(
+        "depthwise grad_output",
+        dy.len(),
+        g.batch() * g.out_h() * g.out_w() * c,
+    )?;
+    if rows.start > rows.end || rows.end > g.batch() * g.in_h() {
+        return Err(Error::shape(
+            "depthwise input-gradient rows",
+            format!("a range within 0..{}", g.batch() * g.in_h()),
+            format!("{rows:?}"),
+        ));
+    }
+    let row_len = g.in_w() * c;
+    check("depthwise input gradient", dx.len(), rows.len() * row_len)?;
+    let ctx = InputCtx {
+        c,
+        cp: padded_channels(c),
+        kw: g.kernel_w(),
+        sw: g.stride_w(),
+        out_w: g.out_w(),
+        phases: phases(g),
+        w: w.data.as_ptr(),
+    };
+    let (sh, dh, pt) = (g.stride_h(), g.dilation_h(), g.pad_top());
+    let mut taps: Vec<(*const f32, usize)> = Vec::with_capacity(g.kernel_h());
+    for (k, row) in rows.enumerate() {
+        let (n, iy) = (row / g.in_h(), row % g.in_h());
+        taps.clear();
+        for i in 0..g.kernel_h() {
+            // oy·sH = iy + pad_top − i·dH.
+            let Some(num) = (iy + pt).checked_sub(i * dh) else {
+                continue;
+            };
+            if num % sh == 0 && num / sh < g.out_h() {
+                let oy = num / sh;
+                // In bounds: oy < out_h, n < batch.
+                taps.push((dy[(n * g.out_h() + oy) * g.out_w() * c..].as_ptr(), i));
+            }
+        }
+        let out = &mut dx[k * row_len..][..row_len];
+        // SAFETY: `taps` point at whole rows of `dy` (out_w·C floats), `out` is one whole
+        // row of `dx` (in_w·C floats), the weights hold kH·kW·C_pad floats, and the phases'
+        // taps are used only at output columns inside 0..out_w (interior ranges from
+        // `phases`, checked elsewhere); `isa` was detected.
+        unsafe { input_dispatch(isa, &ctx, &taps, out.as_mut_ptr()) };
+    }
+    Ok(())
+}
+
+/// # Safety
+/// As `input_rows` checks them.
+unsafe fn input_dispatch(isa: Tier, ctx: &InputCtx, taps: &[(*const f32, usize)], out: *mut f32) {
+    // SAFETY: the function's contract; a `Tier` exists only for a tier this CPU has.
+    unsafe {
+        match isa.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => input_avx512(ctx, taps, out),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => input_avx2(ctx, taps, out),
+            _ => input_portable(ctx, taps, out),
+        }
+    }
+}
+
+/// The weight-gradient accumulator of one call: `[kH·kW, C_pad]`.
+pub(crate) fn accumulator_len(g: &ConvGeometry) -> usize {
+    g.kernel_h() * g.kernel_w() * padded_channels(g.in_channels())
+}
+
+/// A kernel row's tap groups: `(first column, columns, interior output columns)`.
+type Group = (usize, usize, std::ops::Range<usize>);
+
+struct WeightCtx {
+    c: usize,
+    cp: usize,
+    kw: usize,
+    sw: usize,
+    dw: usize,
+    pl: usize,
+    in_w: usize,
+    out_w: usize,
+    groups: Vec<Group>,
+}
+
+/// Adds the weight gradient of output rows `rows` (global index `n·out_H + oy`) to `acc`
+/// (`[kH·kW, C_pad]`, [`accumulator_len`]): each row's sum is formed alone and added, rows
+/// in order. `x` and `dy` are NHWC and whole. Tier `isa`, single-threaded.
+pub(crate) fn weight_rows(
+    isa: Tier,
+    g: &ConvGeometry,
+    x: &[f32],
+    dy: &[f32],
+    rows: std::ops::Range<usize>,
+    acc: &mut [f32],
+) -> Result<()> {
+    check_geometry(g)?;
+    let c = g.in_channels();
+    check(
+        "depthwise input",
+        x.len(),
+        g.batch() * g.in_h() * g.in_w() * c,
+    )?;
+    check(
+        "depthwise grad_output",
+        dy.len(),
+        g.batch() * g.out_h() * g.out_w() * c,
+    )?;
+    check(
+        "depthwise weight accumulator",
+        acc.len(),
+        accumulator_len(g),
+    )?;
+    if rows.start > rows.end || rows.end > g.batch() * g.out_h() {
+        return Err(Error::shape(
+            "depthwise weight-gradient rows",
+            format!("a range within 0..{}", g.batch() * g.out_h()),
+            format!("{rows:?}"),
+        ));
+    }
+    let kw = g.kernel_w();
+    let groups = (0..kw)
+        .step_by(TAP_GROUP)
+        .map(|j0| {
+            let n = TAP_GROUP.min(kw - j0);
+            let mut lo = 0;
+            let mut hi = g.out_w();
+            for j in j0..j0 + n {
+                let v = g.valid_cols(j);
+                lo = lo.max(v.start);
+                hi = hi.min(v.end);
+            }
+            (j0, n, lo.min(hi)..hi)
+        })
+        .collect();
+    let ctx = WeightCtx {
+        c,
+        cp: padded_channels(c),
+        kw,
+        sw: g.stride_w(),
+        dw: g.dilation_w(),
+        pl: g.pad_left(),
+        in_w: g.in_w(),
+        out_w: g.out_w(),
+        groups,
+    };
+    let mut taps: Vec<(*const f32, usize)> = Vec::with_capacity(g.kernel_h());
+    for row in rows {
+        let (n, oy) = (row / g.out_h(), row % g.out_h());
+        taps.clear();
+        for i in 0..g.kernel_h() {
+            let iy = g.input_row(oy, i);
+            if (0..g.in_h() as isize).contains(&iy) {
+                taps.push((x[(n * g.in_h() + iy as usize) * g.in_w() * c..].as_ptr(), i));
+            }
+        }
+        let d = &dy[row * g.out_w() * c..][..g.out_w() * c];
+        // SAFETY: `taps` point at whole input rows (in_w·C floats) and `d` is a whole
+        // `dy` row; input columns are used only inside 0..in_w (interior ranges from
+        // `valid_cols`, checked elsewhere); `acc` holds kH·kW·C_pad floats; `isa` was
+        // detected.
+        unsafe { weight_dispatch(isa, &ctx, &taps, d.as_ptr(), acc.as_mut_ptr()) };
+    }
+    Ok(())
+}
+
+/// # Safety
+/// As `weight_rows` checks them.
+unsafe fn weight_dispatch(
+    isa: Tier,
+    ctx: &WeightCtx,
+    taps: &[(*const f32, usize)],
+    dy: *const f32,
+    acc: *mut f32,
+) {
+    // SAFETY: the function's contract; a `Tier` exists only for a tier this CPU has.
+    unsafe {
+        match isa.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => weight_avx512(ctx, taps, dy, acc),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => weight_avx2(ctx, taps, dy, acc),
+            _ => weight_portable(ctx, taps, dy, acc),
+        }
+    }
+}
+
+// Pixels per input-gradient register block: P accumulators + a weight + a `dy` vector
+// (AVX2: 8 of 16 ymm, AVX-512: 10 of 32 zmm).
+macro_rules! tier {
+    ($input:ident, $weight:ident, $S:ty, [$($feat:literal)?], $p:literal) => {
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn $input(ctx: &InputCtx, taps: &[(*const f32, usize)], out: *mut f32) {
+            // SAFETY: the caller's contract (`input_rows`).
+            unsafe { input_row::<$S, $p>(ctx, taps, out) }
+        }
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn $weight(
+            ctx: &WeightCtx,
+            taps: &[(*const f32, usize)],
+            dy: *const f32,
+            acc: *mut f32,
+        ) {
+            // SAFETY: the caller's contract (`weight_rows`).
+            unsafe { weight_row::<$S>(ctx, taps, dy, acc) }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+tier!(
+    input_avx512,
+    weight_avx512,
+    super::simd::Avx512,
+    ["avx512f,avx512bw,avx512vl,avx2,fma"],
+    8
+);
+#[cfg(target_arch = "x86_64")]
+tier!(input_avx2, weight_avx2, super::simd::Avx2, ["avx2,fma"], 6);
+tier!(input_portable, weight_portable, Portable, [], 4);
+
+#[inline(always)]
+unsafe fn load_in<S: Simd, const MASKED: bool>(p: *const f32, valid: usize) -> S::V {
+    // SAFETY: the caller guarantees `valid` (LANES when not masked) readable floats at p.
+    unsafe {
+        if MASKED {
+            S::load_partial(p, valid)
+        } else {
+            S::load(p)
+        }
+    }
+}
+
+#[inline(always)]
+unsafe fn store_out<S: Simd, const MASKED: bool>(p: *mut f32, v: S::V, valid: usize) {
+    // SAFETY: the caller guarantees `valid` (LANES when not masked) writable floats at p.
+    unsafe {
+        if MASKED {
+            S::store_partial(p, v, valid)
+        } else {
+            S::store(p, v)
+        }
+    }
+}
+
+/// One input row of `dx`, every channel tile.
+#[inline(always)]
+unsafe fn input_row<S: Simd, const P: usize>(
+    ctx: &InputCtx,
+    taps: &[(*const f32, usize)],
+    out: *mut f32,
+) {
+    let mut c0 = 0;
+    while c0 < ctx.c {
+        let valid = S::LANES.min(ctx.c - c0);
+        // SAFETY: the caller's contract; c0 + valid ≤ C.
+        unsafe {
+            if valid == S::LANES {
+                input_tile::<S, P, false>(ctx, taps, out, c0, valid);
+            } else {
+                input_tile::<S, P, true>(ctx, taps, out, c0, valid);
+            }
+        }
+        c0 += S::LANES;
+    }
+}
+
+#[inline(always)]
+unsafe fn input_tile<S: Simd, const P: usize, const MASKED: bool>(
+    ctx: &InputCtx,
+    taps: &[(*const f32, usize)],
+    out: *mut f32,
+    c0: usize,
+    valid: usize,
+) {
+    for ph in &ctx.phases {
+        // SAFETY (all calls below): t < ph.count keeps ix = r + sW·t < in_w; blocks stay
+        // inside lo..hi, where every tap's output column is inside dy's row.
+        unsafe {
+            let mut t = 0;
+            while t < ph.lo {
+                input_checked::<S, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                t += 1;
+            }
+            while t + P <= ph.hi {
+                input_block::<S, P, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                t += P;
+            }
+            while t < ph.hi {
+                input_block::<S, 1, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                t += 1;
+            }
+            while t < ph.count {
+                input_checked::<S, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                t += 1;
+            }
+        }
+    }
+}
+
+/// Pixels `t .. t + B` of phase `ph`, every tap inside `dy`.
+#[inline(always)]
+unsafe fn input_block<S: Simd, const B: usize, const MASKED: bool>(
+    ctx: &InputCtx,
+    ph: &Phase,
+    taps: &[(*const f32, usize)],
+    out: *mut f32,
+    c0: usize,
+    valid: usize,
+    t: usize,
+) {
+    let c = ctx.c;
+    // SAFETY: the caller's contract: t + B ≤ hi, so every `t + p + off` is an output
+    // column; weights are padded to C_pad ≥ c0 + LANES.
+    unsafe {
+        let mut acc = [S::zero(); B];
+        for &(row, i) in taps {
+            for &(j, off) in &ph.taps {
+                let w = S::load(ctx.w.add((i * ctx.kw + j) * ctx.cp + c0));
+                let base = row.add((t as isize + off) as usize * c + c0);
+                for (p, a) in acc.iter_mut().enumerate() {
+                    *a = S::mul_add(load_in::<S, MASKED>(base.add(p * c), valid), w, *a);
+                }
+            }
+        }
+        for (p, a) in acc.iter().enumerate() {
+            let ix = ph.r + ctx.sw * (t + p);
+            store_out::<S, MASKED>(out.add(ix * c + c0), *a, valid);
+        }
+    }
+}
+
+/// Pixel `t` of phase `ph`, each tap checked (the same order as `input_block`).
+#[inline(always)]
+unsafe fn input_checked<S: Simd, const MASKED: bool>(
+    ctx: &InputCtx,
+    ph: &Phase,
+    taps: &[(*const f32, usize)],
+    out: *mut f32,
+    c0: usize,
+    valid: usize,
+    t: usize,
+) {
+    let c = ctx.c;
+    // SAFETY: output columns are checked against 0..out_w; t < count keeps ix < in_w.
+    unsafe {
+        let mut acc = S::zero();
+        for &(row, i) in taps {
+            for &(j, off) in &ph.taps {
+                let ox = t as isize + off;
+                if ox < 0 || ox >= ctx.out_w as isize {
+                    continue;
+                }
+                let w = S::load(ctx.w.add((i * ctx.kw + j) * ctx.cp + c0));
+                let v = load_in::<S, MASKED>(row.add(ox as usize * c + c0), valid);
+                acc = S::mul_add(v, w, acc);
+            }
+        }
+        let ix = ph.r + ctx.sw * t;
+        store_out::<S, MASKED>(out.add(ix * c + c0), acc, valid);
+    }
+}
+
+/// One output row's weight gradient added to `acc`, every channel tile.
+#[inline(always)]
+unsafe fn weight_row<S: Simd>(
+    ctx: &WeightCtx,
+    taps: &[(*const f32, usize)],
+    dy: *const f32,
+    acc: *mut f32,
+) {
+    let mut c0 = 0;
+    while c0 < ctx.c {
+        let valid = S::LANES.min(ctx.c - c0);
+        for &(row, i) in taps {
+            for (j0, n, interior) in &ctx.groups {
+                let at = (*j0, interior.clone());
+                // SAFETY: the caller's contract; c0 + valid ≤ C.
+                unsafe {
+                    match (n, valid == S::LANES) {
+                        (1, true) => {
+                            weight_group::<S, 1, false>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (2, true) => {
+                            weight_group::<S, 2, false>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (3, true) => {
+                            weight_group::<S, 3, false>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (4, true) => {
+                            weight_group::<S, 4, false>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (_, true) => {
+                            weight_group::<S, 5, false>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (1, false) => {
+                            weight_group::<S, 1, true>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (2, false) => {
+                            weight_group::<S, 2, true>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (3, false) => {
+                            weight_group::<S, 3, true>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (4, false) => {
+                            weight_group::<S, 4, true>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                        (_, false) => {
+                            weight_group::<S, 5, true>(ctx, row, i, at, dy, acc, c0, valid)
+                        }
+                    }
+                }
+            }
+        }
+        c0 += S::LANES;
+    }
+}
+
+/// Kernel row `i`, columns `j0 .. j0 + T`, of one output row and channel tile: the sum over
+/// the row's pixels (even and odd pixels of the interior in two accumulator sets), added
+/// to `acc`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn weight_group<S: Simd, const T: usize, const MASKED: bool>(
+    ctx: &WeightCtx,
+    row: *const f32,
+    i: usize,
+    (j0, interior): (usize, std::ops::Range<usize>),
+    dy: *const f32,
+    acc: *mut f32,
+    c0: usize,
+    valid: usize,
+) {
+    let c = ctx.c;
+    // Input column of tap j0 + jj at output column ox (inside the input in the interior).
+    let col = (ctx.sw, ctx.dw, ctx.pl);
+    // SAFETY: interior columns read inside the input row (from `valid_cols`), border ones
+    // are checked; `dy` holds out_w pixels; `acc` is padded to C_pad ≥ c0 + LANES.
+    unsafe {
+        let mut sums = [[S::zero(); T]; 2];
+        for ox in 0..interior.start {
+            weight_checked::<S, T, MASKED>(ctx, row, j0, dy, c0, valid, ox, &mut sums[0]);
+        }
+        let mut ox = interior.start;
+        let step = ctx.sw * c;
+        while ox + 2 <= interior.end {
+            let d0 = load_in::<S, MASKED>(dy.add(ox * c + c0), valid);
+            let d1 = load_in::<S, MASKED>(dy.add((ox + 1) * c + c0), valid);
+            let base = row.add((ox * col.0 + j0 * col.1 - col.2) * c + c0);
+            for jj in 0..T {
+                let p = base.add(jj * ctx.dw * c);
+                let v0 = load_in::<S, MASKED>(p, valid);
+                let v1 = load_in::<S, MASKED>(p.add(step), valid);
+                sums[0][jj] = S::mul_add(v0, d0, sums[0][jj]);
+                sums[1][jj] = S::mul_add(v1, d1, sums[1][jj]);
+            }
+            ox += 2;
+        }
+        if ox < interior.end {
+            let d = load_in::<S, MASKED>(dy.add(ox * c + c0), valid);
+            let base = row.add((ox * col.0 + j0 * col.1 - col.2) * c + c0);
+            for jj in 0..T {
+                let v = load_in::<S, MASKED>(base.add(jj * ctx.dw * c), valid);
+                sums[0][jj] = S::mul_add(v, d, sums[0][jj]);
+            }
+        }
+        for ox in interior.end..ctx.out_w {
+            weight_checked::<S, T, MASKED>(ctx, row, j0, dy, c0, valid, ox, &mut sums[1]);
+        }
+        for jj in 0..T {
+            let p = acc.add((i * ctx.kw + j0 + jj) * ctx.cp + c0);
+            S::store(p, S::add(S::load(p), S::add(sums[0][jj], sums[1][jj])));
+        }
+    }
+}
+
+/// Output column `ox` of `weight_group`, each tap checked against the input row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn weight_checked<S: Simd, const T: usize, const MASKED: bool>(
+    ctx: &WeightCtx,
+    row: *const f32,
+    j0: usize,
+    dy: *const f32,
+    c0: usize,
+    valid: usize,
+    ox: usize,
+    sums: &mut [S::V; T],
+) {
+    let c = ctx.c;
+    // SAFETY: ox < out_w; input columns are checked against 0..in_w.
+    unsafe {
+        let d = load_in::<S, MASKED>(dy.add(ox * c + c0), valid);
+        for (jj, a) in sums.iter_mut().enumerate() {
+            let ix = (ox * ctx.sw + (j0 + jj) * ctx.dw) as isize - ctx.pl as isize;
+            if ix >= 0 && (ix as usize) < ctx.in_w {
+                let v = load_in::<S, MASKED>(row.add(ix as usize * c + c0), valid);
+                *a = S::mul_add(v, d, *a);
+            }
+        }
+    }
+}
