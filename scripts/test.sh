@@ -15,4 +15,12 @@ if [ -z "${DSCONV_EFFNET_WEIGHTS:-}" ]; then
         echo "test.sh: could not fetch the EfficientNet-Lite0 weights; real-network tests will skip" >&2
     fi
 fi
+# torchvision's ImageNet MobileNetV2 (13 MB, once, into target/mobilenetv2), likewise.
+if [ -z "${DSCONV_MOBILENETV2_WEIGHTS:-}" ]; then
+    if line=$(scripts/fetch_mobilenetv2_weights.sh); then
+        eval "$line"
+    else
+        echo "test.sh: could not fetch the MobileNetV2 weights; real-network tests will skip" >&2
+    fi
+fi
 cargo test --workspace "$@"
