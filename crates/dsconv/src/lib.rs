@@ -36,6 +36,7 @@ pub mod machine;
 pub mod models;
 pub mod npy;
 pub mod ops;
+pub mod preprocess;
 pub mod reference;
 pub mod rng;
 pub mod tensor;

@@ -6,6 +6,7 @@
 //! which owns those rules.
 
 use super::user_error;
+use dsconv::preprocess::{Resampling, Resize};
 use dsconv::{Layout, Padding, PaddingMode};
 
 /// A non-negative integer, with messages that say what is wrong with it.
@@ -142,6 +143,68 @@ pub fn layout(option: &str, text: &str) -> anyhow::Result<Layout> {
         .map_err(|_| user_error(format!("{option}: '{text}' is not nchw or nhwc")))
 }
 
+/// `N` or `HxW` (height x width; `X`, `×` and `,` also separate), each at least 1.
+fn size_or_hw(option: &str, text: &str) -> anyhow::Result<[usize; 2]> {
+    positive_pair(option, text, &['x', 'X', '×', ','])
+}
+
+/// `--resize`: `N` (the shorter side to N, torchvision's `Resize(N)`), `HxW` (exactly,
+/// `Resize((H, W))`) or `none`.
+pub fn resize(option: &str, text: &str) -> anyhow::Result<Resize> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Resize::Keep);
+    }
+    let one = !text.contains(['x', 'X', '×', ',']);
+    let [height, width] = size_or_hw(option, text)?;
+    Ok(if one {
+        Resize::ShorterSide(height)
+    } else {
+        Resize::Exact { height, width }
+    })
+}
+
+/// `--crop`: `N` (square), `HxW` or `none`.
+pub fn crop(option: &str, text: &str) -> anyhow::Result<Option<[usize; 2]>> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    size_or_hw(option, text).map(Some)
+}
+
+/// `--resample`: bilinear or bicubic (Pillow's filters).
+pub fn resampling(option: &str, text: &str) -> anyhow::Result<Resampling> {
+    text.parse()
+        .map_err(|_| user_error(format!("{option}: '{text}' is not bilinear or bicubic")))
+}
+
+/// `--mean` / `--std`: three comma-separated numbers for R, G, B, or one for all three;
+/// each finite (and, with `nonzero`, not 0: a standard deviation).
+pub fn rgb(option: &str, text: &str, nonzero: bool) -> anyhow::Result<[f32; 3]> {
+    let parts: Vec<&str> = text.split(',').collect();
+    let values = parts
+        .iter()
+        .map(|p| {
+            let v: f32 = number(option, p)?;
+            if !v.is_finite() || (nonzero && v == 0.0) {
+                let what = if nonzero { "finite non-zero" } else { "finite" };
+                return Err(user_error(format!(
+                    "{option}: '{}' is not a {what} number",
+                    p.trim()
+                )));
+            }
+            Ok(v)
+        })
+        .collect::<anyhow::Result<Vec<f32>>>()?;
+    match values.as_slice() {
+        [v] => Ok([*v; 3]),
+        [r, g, b] => Ok([*r, *g, *b]),
+        _ => Err(user_error(format!(
+            "{option}: '{text}' has {} values; give 3 (R,G,B) or 1 (all channels)",
+            values.len()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,5 +291,40 @@ mod tests {
         assert_eq!(layout("--layout", "NHWC").unwrap(), Layout::Nhwc);
         assert_eq!(layout("--layout", "nchw").unwrap(), Layout::Nchw);
         assert!(message(layout("--layout", "chw")).contains("'chw' is not"));
+    }
+
+    #[test]
+    fn preprocessing_options() {
+        assert_eq!(resize("--resize", "256").unwrap(), Resize::ShorterSide(256));
+        assert_eq!(
+            resize("--resize", "48x192").unwrap(),
+            Resize::Exact {
+                height: 48,
+                width: 192
+            }
+        );
+        assert_eq!(resize("--resize", "None").unwrap(), Resize::Keep);
+        assert!(message(resize("--resize", "0")).contains("--resize: must be at least 1"));
+        assert!(message(resize("--resize", "2x3x4")).contains("has 3 values"));
+        assert_eq!(crop("--crop", "224").unwrap(), Some([224, 224]));
+        assert_eq!(crop("--crop", "48,192").unwrap(), Some([48, 192]));
+        assert_eq!(crop("--crop", "none").unwrap(), None);
+        assert!(message(crop("--crop", "big")).contains("not a positive integer"));
+        assert_eq!(
+            resampling("--resample", "BICUBIC").unwrap(),
+            Resampling::Bicubic
+        );
+        assert!(message(resampling("--resample", "lanczos")).contains("'lanczos' is not"));
+        assert_eq!(
+            rgb("--mean", "0.485, 0.456,0.406", false).unwrap(),
+            [0.485, 0.456, 0.406]
+        );
+        assert_eq!(rgb("--std", "0.5", true).unwrap(), [0.5; 3]);
+        assert!(message(rgb("--mean", "1,2", false)).contains("has 2 values; give 3"));
+        assert!(message(rgb("--mean", "1,2,3,4", false)).contains("has 4 values"));
+        assert!(message(rgb("--std", "1,0,1", true)).contains("'0' is not a finite non-zero"));
+        assert!(message(rgb("--mean", "nan", false)).contains("not a finite number"));
+        assert!(message(rgb("--mean", "1,x,3", false)).contains("'x' is not a number"));
+        assert_eq!(rgb("--mean", "0", false).unwrap(), [0.0; 3]);
     }
 }

@@ -12,7 +12,7 @@
 //! let spec = lookup("MobileNetV2")?; // case-insensitive, aliases accepted
 //! assert_eq!(spec.name, "mobilenet-v2");
 //! assert_eq!(spec.family, Family::MobileNetV2);
-//! assert_eq!(spec.preprocess.unwrap().crop, 224);
+//! assert_eq!(spec.preprocess.unwrap().crop, Some([224, 224]));
 //! let net = spec.random(0.25, spec.resolution, 7)?;
 //! let table = spec.cost_table(0.25, 224, 1, Default::default())?;
 //! assert_eq!(net.cost([1, 3, 224, 224])?.macs, table.total().macs);
@@ -28,56 +28,20 @@ use crate::cost::NetworkCost;
 use crate::error::{Error, Result};
 use crate::weights::StateDict;
 
-/// The resampling filter of a resize, as Pillow implements it (torchvision resizes PIL
-/// images with Pillow).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resampling {
-    /// Pillow `BICUBIC`: Keys' cubic, a = −0.5, support 2 (widened when shrinking).
-    Bicubic,
-    /// Pillow `BILINEAR`: the triangle filter, support 1 (widened when shrinking);
-    /// torchvision's default for `Resize`.
-    Bilinear,
-}
-
-/// How the ImageNet weights of a network expect a photo, torchvision style:
-/// `Resize(resize)` (the shorter side), `CenterCrop(crop)`, `ToTensor` (÷255),
-/// `Normalize(mean, std)`, channels RGB.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Preprocess {
-    /// The shorter side is resized to this many pixels (the longer one in proportion).
-    pub resize: usize,
-    /// Then the centre `crop`×`crop` pixels are kept.
-    pub crop: usize,
-    /// The filter of the resize.
-    pub resampling: Resampling,
-    /// Subtracted from each RGB channel after scaling to [0, 1].
-    pub mean: [f32; 3],
-    /// Then each RGB channel is divided by this.
-    pub std: [f32; 3],
-}
-
-/// ImageNet's channel means (torchvision's `Normalize`).
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet's channel standard deviations (torchvision's `Normalize`).
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use crate::preprocess::{Preprocess, Resampling, Resize, IMAGENET_MEAN, IMAGENET_STD};
 
 /// torchvision's ImageNet evaluation transform (`ImageClassification(crop_size=224)`, as
 /// for its MobileNetV2 weights, and the classic PyTorch MobileNetV1 scripts): bilinear
-/// resize to 256, centre crop 224, ImageNet mean and std.
-pub const TORCHVISION_IMAGENET: Preprocess = Preprocess {
-    resize: 256,
-    crop: 224,
-    resampling: Resampling::Bilinear,
-    mean: IMAGENET_MEAN,
-    std: IMAGENET_STD,
-};
+/// resize to 256, centre crop 224, ImageNet mean and std (checked against torchvision on
+/// two photos with the real MobileNetV2, `crates/dsconv/tests/mobilenet_v2_imagenet.rs`).
+pub const TORCHVISION_IMAGENET: Preprocess = Preprocess::TORCHVISION_IMAGENET;
 
 /// The EfficientNet-Lite0 ImageNet weights (lukemelas / ml-illustrated): bicubic resize to
 /// 256, centre crop 224, `(x − 0.5) / 0.5` (checked against PyTorch on two photos,
 /// `crates/dsconv/tests/efficientnet_lite0.rs`).
 pub const EFFICIENTNET_LITE0_IMAGENET: Preprocess = Preprocess {
-    resize: 256,
-    crop: 224,
+    resize: Resize::ShorterSide(256),
+    crop: Some([224, 224]),
     resampling: Resampling::Bicubic,
     mean: [0.5; 3],
     std: [0.5; 3],
