@@ -15,9 +15,9 @@ Writes crates/dsconv/tests/fixtures/train/:
                               difference (PyTorch float32's own error)
   <opt>.losses.npy            float64 losses of the 4 steps
 
-With --check CKPT: loads a dsconv-written checkpoint into the PyTorch model strictly
-(model.load_state_dict(safetensors.torch.load_file(CKPT))) and checks that eval-mode logits
-on x.npy match dsconv's (CKPT with .logits.npy beside it).
+With --check CKPT [--dsconv BIN]: loads a checkpoint `dsconv train --data digits` wrote into
+the PyTorch model strictly (model.load_state_dict(safetensors.torch.load_file(CKPT))) and
+checks that its eval-mode accuracy and mean loss on all 1,797 digits equal `dsconv eval`'s.
 
 Run with /work/venv-torch/bin/python scripts/train_reference.py (PyTorch 2.9.1).
 """
@@ -153,26 +153,53 @@ def generate():
         print(f"{name}: losses {l64}, float32 vs float64 worst {worst:.2e}")
 
 
-def check(ckpt):
+def check(ckpt, binary):
+    """Loads a dsconv-trained digits checkpoint into PyTorch strictly and compares eval-mode
+    accuracy and mean loss on all 1,797 digits with `dsconv eval` on the same images."""
+    import gzip
+    import json
+    import subprocess
+    import tempfile
+    from safetensors import safe_open
+
+    with safe_open(ckpt, "pt") as f:
+        arch = f.metadata().get("dsconv.model", "ds-cnn")
     sd = load_file(ckpt)
-    x = torch.from_numpy(np.load(os.path.join(OUT, "x.npy")))
-    classes = sd["classifier.1.weight"].shape[0]
-    net = small_net() if classes == 3 else None
+    widths = [sd["features.0.0.weight"].shape[0]]
+    i = 1
+    key = "3" if arch == "ds-cnn" else "0"
+    while f"features.{i}.{key}.weight" in sd:
+        widths.append(sd[f"features.{i}.{key}.weight"].shape[0])
+        i += 1
+    net = Net(arch, 1, 8, 8, sd["classifier.1.weight"].shape[0], widths=tuple(widths),
+              k=sd["features.1.0.weight"].shape[2])
     net.load_state_dict(sd)  # strict: every name, shape and buffer must match
     net.eval()
+    path = os.path.join(os.path.dirname(__file__), "..", "crates", "dsconv-cli", "data", "digits", "digits.csv.gz")
+    rows = np.loadtxt(gzip.open(path, "rt"), delimiter=",")
+    x = (rows[:, :64] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    y = rows[:, 64].astype(np.int64)
     with torch.no_grad():
-        got = net(x).numpy()
-    want = np.load(os.path.splitext(ckpt)[0] + ".logits.npy")
-    err = np.abs(got - want).max()
-    print(f"{ckpt}: PyTorch load_state_dict strict OK; eval logits max |diff| {err:.2e}")
-    assert err < 1e-4 * max(1.0, np.abs(want).max()), err
+        logits = net(torch.from_numpy(x)).double()
+    loss = nn.functional.cross_entropy(logits, torch.from_numpy(y)).item()
+    acc = float((logits.argmax(1).numpy() == y).mean())
+    with tempfile.TemporaryDirectory() as d:
+        np.save(os.path.join(d, "x.npy"), x)
+        np.save(os.path.join(d, "y.npy"), y)
+        out = subprocess.run([binary, "eval", "--model", arch, "--weights", ckpt, "--json", "--data",
+                              f"{d}/x.npy,{d}/y.npy"], check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)
+    print(f"{ckpt} ({arch}): PyTorch load_state_dict strict OK; accuracy PyTorch {acc:.6f} "
+          f"dsconv {r['accuracy']:.6f}; mean loss PyTorch {loss:.8f} dsconv {r['loss']:.8f}")
+    assert acc == r["accuracy"] and abs(loss - r["loss"]) < 1e-5 * max(1.0, loss)
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
-    ap.add_argument("--check", help="a dsconv-written checkpoint to load into PyTorch")
+    ap.add_argument("--check", help="a dsconv-trained digits checkpoint to load into PyTorch")
+    ap.add_argument("--dsconv", default="target/release/dsconv", help="the dsconv binary (--check)")
     a = ap.parse_args()
     if a.check:
-        check(a.check)
+        check(a.check, a.dsconv)
     else:
         generate()

@@ -26,7 +26,12 @@ fn quick_demo_walks_the_seed_and_compares_mobilenets() {
         .stdout(predicate::str::contains("MobileNetV1 128x128, width 0.25"))
         .stdout(predicate::str::contains("mult-adds (MACs)"))
         .stdout(predicate::str::contains("forward latency"))
-        .stdout(predicate::str::contains("x theoretical"));
+        .stdout(predicate::str::contains("x theoretical"))
+        // Part 3: both networks trained on the digits, with their counts.
+        .stdout(predicate::str::contains("Part 3"))
+        .stdout(predicate::str::contains("31,370"))
+        .stdout(predicate::str::contains("241,898"))
+        .stdout(predicate::str::contains("test accuracy"));
 }
 
 #[test]

@@ -237,3 +237,36 @@ fn training_is_bitwise_identical_for_any_thread_count() {
         assert_eq!(one.state_dict(), two.state_dict(), "{name}");
     }
 }
+
+#[test]
+fn checkpoint_round_trip_of_a_file_pytorch_wrote() {
+    let (mut model, _) = steps_like_pytorch("adamw", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.safetensors");
+    dsconv::train::save_checkpoint(&path, &mut model, &[]).unwrap();
+    let sd = StateDict::load(&path).unwrap();
+    let nbt = sd.get("features.2.4.num_batches_tracked").unwrap();
+    assert_eq!(
+        (nbt.dtype, nbt.dims.len(), nbt.data[0]),
+        (dsconv::weights::DType::I64, 0, 4.0)
+    );
+    let mut back = Model::from_state_dict(Arch::DsCnn, &CnnConfig::new(2, 6, 6, 3), &sd).unwrap();
+    assert_eq!(back.state_dict(), model.state_dict());
+    // The optimizer state too, and a model of another architecture is refused.
+    let (mut m2, _) = steps_like_pytorch("sgd_momentum_wd", 1);
+    let mut opt = optimizer("sgd_momentum_wd");
+    let (dims, x) = npy("x.npy");
+    let xb = Tensor::from_nchw(x[..4 * 72].to_vec(), [4, dims[1], dims[2], dims[3]]).unwrap();
+    let exec = Executor::single();
+    m2.train_step(&xb, &[0, 1, 2, 0], &mut opt, 0.05, 0.0, &exec)
+        .unwrap();
+    let opt_path = dir.path().join("m.optim.safetensors");
+    dsconv::train::save_optimizer(&opt_path, &opt).unwrap();
+    let mut restored = optimizer("sgd_momentum_wd");
+    dsconv::train::load_optimizer(&opt_path, &mut restored, &mut m2).unwrap();
+    assert_eq!(restored.state_tensors(), opt.state_tensors());
+    let mut wrong = optimizer("adamw");
+    assert!(dsconv::train::load_optimizer(&opt_path, &mut wrong, &mut m2).is_err());
+    let err = Model::from_state_dict(Arch::StdCnn, &CnnConfig::new(2, 6, 6, 3), &sd).unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+}

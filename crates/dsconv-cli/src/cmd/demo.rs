@@ -212,9 +212,7 @@ fn digits(epochs: u64) -> Result<()> {
         percent(ds.1 as f64 / std.1 as f64),
         (ds.2 - std.2) * 100.0
     )?;
-    outln!(
-        "  Train your own: dsconv train --model ds-cnn --data digits --val digits-test --out ds.safetensors"
-    )?;
+    outln!("  Train it yourself: dsconv train --model ds-cnn --data digits --out ds.safetensors")?;
     Ok(())
 }
 

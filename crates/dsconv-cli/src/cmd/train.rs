@@ -265,7 +265,7 @@ pub struct Bar {
 }
 
 impl Bar {
-    pub fn new() -> Self {
+    pub fn stderr() -> Self {
         Bar {
             on: std::io::stderr().is_terminal(),
         }
@@ -311,7 +311,7 @@ fn parse_schedule(text: &str) -> Result<Schedule> {
             }
             let every: u64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
             let gamma: f32 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-            if every == 0 || !(gamma > 0.0) || parts.next().is_some() {
+            if every == 0 || gamma.is_nan() || gamma <= 0.0 || parts.next().is_some() {
                 return Err(bad());
             }
             Ok(Schedule::Step { every, gamma })
@@ -478,7 +478,7 @@ pub fn run(args: Args) -> Result<()> {
         opt.base_lr(),
         exec.threads()
     ))?;
-    let bar = Bar::new();
+    let bar = Bar::stderr();
     let start = Instant::now();
     let reports = fit(
         &mut model,

@@ -62,7 +62,7 @@ impl ConvLayer {
         Conv2d::new(
             Tensor::from_nchw(weight.clone(), dims)?,
             bias.clone(),
-            params.clone(),
+            params,
         )?;
         Ok(ConvLayer {
             weight: Param::new(dims.to_vec(), weight, ParamKind::Weight),
@@ -110,7 +110,7 @@ impl Layer for ConvLayer {
         let conv = Conv2d::new(
             w.clone(),
             self.bias.as_ref().map(|b| b.value.clone()),
-            self.params.clone(),
+            self.params,
         )?;
         let y = conv.forward_with(&x, exec)?;
         self.cache = (mode == Mode::Train).then_some((x, w));
@@ -546,7 +546,7 @@ pub struct Linear {
 impl Linear {
     /// A linear layer from its PyTorch tensors.
     pub fn new(out_features: usize, weight: Vec<f32>, bias: Vec<f32>) -> Result<Self> {
-        if out_features == 0 || weight.is_empty() || weight.len() % out_features != 0 {
+        if out_features == 0 || weight.is_empty() || !weight.len().is_multiple_of(out_features) {
             return Err(Error::shape(
                 "linear weight",
                 format!("a positive multiple of {out_features} elements"),

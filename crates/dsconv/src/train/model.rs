@@ -122,7 +122,7 @@ impl CnnConfig {
                 "need a stem width and at least one block width, all positive",
             ));
         }
-        if self.kernel % 2 == 0 {
+        if self.kernel.is_multiple_of(2) {
             return Err(Error::param(
                 "kernel",
                 "must be odd (padding k/2 keeps the size)",

@@ -134,13 +134,13 @@ impl Optimizer {
         let bad = |p: &'static str, v: f32| Error::param(p, format!("invalid value {v}"));
         match self.kind {
             Kind::Sgd(o) => {
-                if !(o.lr >= 0.0) || !o.lr.is_finite() {
+                if !nonneg(o.lr) || !o.lr.is_finite() {
                     return Err(bad("lr", o.lr));
                 }
-                if !(o.momentum >= 0.0) {
+                if !nonneg(o.momentum) {
                     return Err(bad("momentum", o.momentum));
                 }
-                if !(o.weight_decay >= 0.0) {
+                if !nonneg(o.weight_decay) {
                     return Err(bad("weight_decay", o.weight_decay));
                 }
                 if o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0) {
@@ -151,7 +151,7 @@ impl Optimizer {
                 }
             }
             Kind::AdamW(o) => {
-                if !(o.lr >= 0.0) || !o.lr.is_finite() {
+                if !nonneg(o.lr) || !o.lr.is_finite() {
                     return Err(bad("lr", o.lr));
                 }
                 if !(0.0..1.0).contains(&o.betas.0) {
@@ -160,10 +160,10 @@ impl Optimizer {
                 if !(0.0..1.0).contains(&o.betas.1) {
                     return Err(bad("beta2", o.betas.1));
                 }
-                if !(o.eps >= 0.0) {
+                if !nonneg(o.eps) {
                     return Err(bad("eps", o.eps));
                 }
-                if !(o.weight_decay >= 0.0) {
+                if !nonneg(o.weight_decay) {
                     return Err(bad("weight_decay", o.weight_decay));
                 }
             }
@@ -258,6 +258,12 @@ impl Optimizer {
         self.steps = steps.unwrap_or(0);
         Ok(())
     }
+}
+
+/// `v ≥ 0` (false for NaN).
+fn nonneg(v: f32) -> bool {
+    v.partial_cmp(&0.0)
+        .is_some_and(|o| o != std::cmp::Ordering::Less)
 }
 
 /// `torch.optim.SGD`'s `_single_tensor_sgd` for one parameter.
