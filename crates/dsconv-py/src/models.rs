@@ -5,8 +5,9 @@
 
 use crate::convert::{self, err, executor, read, value_error};
 use dsconv::models::mobilenet_v1::Variant;
-use dsconv::models::registry::{self, ModelSpec, Preprocess, Resampling};
+use dsconv::models::registry::{self, ModelSpec};
 use dsconv::models::Network;
+use dsconv::preprocess::{Preprocess, Resampling, Resize};
 use dsconv::weights::{DType, StateDict, WeightTensor};
 use dsconv::Tensor;
 use numpy::PyArrayDyn;
@@ -27,8 +28,14 @@ pub struct PyNetwork {
 
 fn preprocess_dict<'py>(py: Python<'py>, p: &Preprocess) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    d.set_item("resize", p.resize)?;
-    d.set_item("crop", p.crop)?;
+    // resize: the shorter side (int), an exact (height, width), or None (no resize);
+    // crop: (height, width) of the centre crop, or None.
+    match p.resize {
+        Resize::ShorterSide(n) => d.set_item("resize", n)?,
+        Resize::Exact { height, width } => d.set_item("resize", (height, width))?,
+        Resize::Keep => d.set_item("resize", py.None())?,
+    }
+    d.set_item("crop", p.crop.map(|[h, w]| (h, w)))?;
     d.set_item(
         "resampling",
         match p.resampling {

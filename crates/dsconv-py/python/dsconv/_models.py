@@ -182,21 +182,26 @@ def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
         raise TypeError(
             f"an image must be a path, a PIL image or a uint8 array, not {type(image).__name__}"
         )
-    resize, crop = int(spec["resize"]), int(spec["crop"])
+    resize, crop = spec["resize"], spec["crop"]
     w, h = img.size
-    if w <= h:
-        size = (resize, resize * h // w)
+    if resize is None:
+        size = (w, h)
+    elif isinstance(resize, (tuple, list)):
+        size = (int(resize[1]), int(resize[0]))
+    elif w <= h:
+        size = (int(resize), int(resize) * h // w)
     else:
-        size = (resize * w // h, resize)
+        size = (int(resize) * w // h, int(resize))
     flt = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[spec["resampling"]]
     if size != (w, h):
         img = img.resize(size, flt)
     rw, rh = img.size
-    if rw < crop or rh < crop:
-        raise ValueError(f"crop {crop} is larger than the resized image {rw}×{rh}")
-    top = int(round((rh - crop) / 2.0))
-    left = int(round((rw - crop) / 2.0))
-    px = np.asarray(img, dtype=np.uint8)[top : top + crop, left : left + crop]
+    ch, cw = (rh, rw) if crop is None else (int(crop[0]), int(crop[1]))
+    if rw < cw or rh < ch:
+        raise ValueError(f"crop {ch}×{cw} is larger than the resized image {rh}×{rw}")
+    top = int(round((rh - ch) / 2.0))
+    left = int(round((rw - cw) / 2.0))
+    px = np.asarray(img, dtype=np.uint8)[top : top + ch, left : left + cw]
     mean = np.asarray(spec["mean"], np.float32)
     std = np.asarray(spec["std"], np.float32)
     x = (px.astype(np.float32) / np.float32(255.0) - mean) / std
