@@ -46,16 +46,16 @@ Examples:
 /// `--std`. [`PreprocessArgs::resolve`] turns them into a [`Preprocess`].
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PreprocessArgs {
-    /// Resize: N (the shorter side to N, the longer in proportion), HxW (exactly) or none.
+    /// Resize: N (shorter side to N, aspect kept), HxW (exactly) or none.
     #[arg(long, value_name = "N|HxW|none")]
     resize: Option<String>,
-    /// Centre crop: N (square), HxW or none; the crop is the network's input size.
+    /// Centre crop: N (square), HxW or none; the network's input size.
     #[arg(long, value_name = "N|HxW|none")]
     crop: Option<String>,
-    /// Resize filter: bilinear (torchvision's default) or bicubic, as Pillow has them.
+    /// Resize filter: bilinear (torchvision's default) or bicubic (Pillow's).
     #[arg(long, value_name = "FILTER")]
     resample: Option<String>,
-    /// Subtracted per channel after scaling to [0, 1]: R,G,B or one value for all.
+    /// Subtracted after scaling to [0, 1]: R,G,B or one value for all.
     #[arg(long, value_name = "R,G,B", allow_hyphen_values = true)]
     mean: Option<String>,
     /// Then divided per channel: R,G,B or one value for all (non-zero).
@@ -146,7 +146,7 @@ pub struct Args {
     /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.
     #[arg(long)]
     weights: PathBuf,
-    /// Class names, one per line in class-index order (default: the 1000 ImageNet ones).
+    /// Class names, one per line in index order (default: ImageNet's 1000).
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
     /// Classes to print per image [default: 5, or all when fewer]
