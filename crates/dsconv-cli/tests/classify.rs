@@ -598,3 +598,132 @@ fn labels_file_names_other_classifiers() {
         ))
         .stderr(predicate::str::contains("names 3"));
 }
+
+fn onnx_fixture() -> PathBuf {
+    repo().join("crates/dsconv-onnx/tests/fixtures/torch/mobilenet_v2_ts_op11.onnx")
+}
+
+const FLAGS: [&str; 8] = [
+    "--resize",
+    "72",
+    "--crop",
+    "64",
+    "--mean",
+    "0.485,0.456,0.406",
+    "--std",
+    "0.229,0.224,0.225",
+];
+
+#[test]
+fn classify_onnx_takes_preprocessing_from_flags_and_no_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let labels = dir.path().join("labels.txt");
+    let names: Vec<String> = (0..10).map(|i| format!("class {i}")).collect();
+    std::fs::write(&labels, names.join("\n")).unwrap();
+    // A 10-class torchvision MobileNetV2 export (random weights, dynamic H×W).
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .arg("classify")
+        .arg("--model")
+        .arg(onnx_fixture())
+        .args(FLAGS)
+        .arg("--labels")
+        .arg(&labels)
+        .args(["--top", "10", "--json", "--threads", "2"])
+        .arg(photo("chelsea.png"))
+        .arg(photo("coffee.png"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let mut tops = Vec::new();
+    for row in rows {
+        let top = row["top"].as_array().unwrap();
+        assert_eq!(top.len(), 10);
+        let p: Vec<f64> = top
+            .iter()
+            .map(|t| t["probability"].as_f64().unwrap())
+            .collect();
+        assert!(p.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{p:?}");
+        tops.push(p);
+    }
+    assert_ne!(
+        tops[0], tops[1],
+        "two different photos gave the same output"
+    );
+    // No preprocessing flags: a .onnx has no built-in pipeline.
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .arg("classify")
+        .arg("--model")
+        .arg(onnx_fixture())
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "missing: --resize, --crop, --mean, --std",
+        ));
+    // --weights with a .onnx: refused, not ignored.
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .arg("classify")
+        .arg("--model")
+        .arg(onnx_fixture())
+        .args(FLAGS)
+        .args(["--weights", "w.pth"])
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds its weights"));
+    // 1000 ImageNet names against a 10-class output: one line, exit 2.
+    Command::cargo_bin("dsconv")
+        .unwrap()
+        .arg("classify")
+        .arg("--model")
+        .arg(onnx_fixture())
+        .args(FLAGS)
+        .arg(photo("coffee.png"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("give --labels FILE"))
+        .stderr(predicate::function(|s: &str| s.lines().count() == 1));
+}
+
+/// The real torchvision MobileNetV2 through its ONNX export
+/// (`scripts/export_mobilenetv2_onnx.py` writes it; that needs PyTorch, so CI does not
+/// have it and this test runs only where `DSCONV_MOBILENETV2_ONNX` names the file).
+#[test]
+fn classify_onnx_export_of_real_mobilenet_v2_names_the_photos() {
+    let Some(model) = std::env::var_os("DSCONV_MOBILENETV2_ONNX") else {
+        eprintln!("skipped: DSCONV_MOBILENETV2_ONNX is not set");
+        return;
+    };
+    let out = Command::cargo_bin("dsconv")
+        .unwrap()
+        .arg("classify")
+        .arg("--model")
+        .arg(model)
+        .args(["--resize", "256", "--crop", "224"])
+        .args(["--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225"])
+        .args(["--top", "1", "--json"])
+        .arg(photo("chelsea.png"))
+        .arg(photo("coffee.png"))
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let idx: Vec<u64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["top"][0]["index"].as_u64().unwrap())
+        .collect();
+    assert_eq!(idx, [285, 967]);
+}

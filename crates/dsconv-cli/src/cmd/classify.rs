@@ -143,9 +143,10 @@ pub struct Args {
     /// Width multiplier (the MobileNets only; 1 for the others).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors.
+    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors (not for a .onnx
+    /// model, which holds its weights).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Class names, one per line in index order (default: ImageNet's 1000).
     #[arg(long, value_name = "FILE")]
     labels: Option<PathBuf>,
@@ -212,10 +213,8 @@ fn softmax(logits: &[f32]) -> Vec<f64> {
     exp.iter().map(|e| e / total).collect()
 }
 
-/// Runs `dsconv classify`.
-pub fn run(args: Args) -> Result<()> {
-    let labels = labels(args.labels.as_deref())?;
-    let classes = labels.len();
+/// The logits `[images × classes]` of a built-in network, and its checkpoint.
+fn builtin_logits(args: &Args, classes: usize) -> Result<(Vec<f32>, StateDict)> {
     let spec = registry::lookup(&args.model)?;
     let p = &args.preprocess;
     let any_flag = [&p.resize, &p.crop, &p.resample, &p.mean, &p.std]
@@ -236,10 +235,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     let pipeline = args.preprocess.resolve(spec.preprocess, spec.name)?;
     spec.check_width(args.alpha).context("--alpha")?;
-    let top = args.top.unwrap_or(classes.min(5));
-    if top == 0 || top > classes {
-        return Err(user_error(format!("--top must be in 1..={classes}")));
-    }
     let images = args
         .images
         .iter()
@@ -258,7 +253,13 @@ pub fn run(args: Args) -> Result<()> {
         _ => height,
     };
     // Images first (cheap, and the likelier mistake), then the weights.
-    let sd = StateDict::load(&args.weights)?;
+    let Some(weights) = &args.weights else {
+        return Err(user_error(format!(
+            "--model {}: give --weights CHECKPOINT",
+            spec.name
+        )));
+    };
+    let sd = StateDict::load(weights)?;
     let net = spec.from_state_dict(&sd, args.alpha, resolution)?;
     let exec = Executor::new(args.threads)?;
     let logits = net.forward_with(&x, &exec)?;
@@ -270,14 +271,70 @@ pub fn run(args: Args) -> Result<()> {
         };
         return Err(user_error(format!(
             "{}: the classifier has {got} classes; {names}",
-            args.weights.display()
+            weights.display()
         )));
     }
+    Ok((logits.data().to_vec(), sd))
+}
+
+/// The logits `[images × classes]` of a `.onnx` classifier (first output; preprocessing
+/// from the flags alone).
+fn onnx_logits(args: &Args, classes: usize) -> Result<Vec<f32>> {
+    if let Some(w) = &args.weights {
+        return Err(user_error(format!(
+            "--weights {}: a .onnx model holds its weights; leave --weights out",
+            w.display()
+        )));
+    }
+    let pipeline = args.preprocess.resolve(None, &args.model)?;
+    let model = super::onnx::load(&args.model)?;
+    let images = args
+        .images
+        .iter()
+        .map(|p| decode(p))
+        .collect::<Result<Vec<_>>>()?;
+    let x = preprocess_batch(&images, &pipeline).context("preprocessing")?;
+    let plan = super::onnx::plan(&model, &x.dims())?;
+    let exec = Executor::new(args.threads)?;
+    let ys = plan.run(&[x.data()], &exec)?;
+    let y = ys
+        .into_iter()
+        .next()
+        .ok_or_else(|| user_error(format!("{}: the model has no output", args.model)))?;
+    let n = images.len();
+    let per_image = y.data.len().checked_div(n).unwrap_or(0);
+    if y.dims.first() != Some(&n) || per_image != classes {
+        let names = match &args.labels {
+            Some(p) => format!("--labels {} names {classes}", p.display()),
+            None => format!("classify names the {CLASSES} ImageNet ones (give --labels FILE)"),
+        };
+        return Err(user_error(format!(
+            "{}: the first output has shape {:?}, not [{n}, classes]; {names}",
+            args.model, y.dims
+        )));
+    }
+    Ok(y.data)
+}
+
+/// Runs `dsconv classify`.
+pub fn run(args: Args) -> Result<()> {
+    let labels = labels(args.labels.as_deref())?;
+    let classes = labels.len();
+    let top = args.top.unwrap_or(classes.min(5));
+    if top == 0 || top > classes {
+        return Err(user_error(format!("--top must be in 1..={classes}")));
+    }
+    let (logits, sd) = if super::onnx::is_onnx(&args.model) {
+        (onnx_logits(&args, classes)?, None)
+    } else {
+        let (logits, sd) = builtin_logits(&args, classes)?;
+        (logits, Some(sd))
+    };
     // Every image checked before anything is printed: no partial output.
-    for (path, row) in args.images.iter().zip(logits.data().chunks_exact(classes)) {
+    for (path, row) in args.images.iter().zip(logits.chunks_exact(classes)) {
         let bad = NonFinite::count(row);
         if bad.total() > 0 {
-            let source = match values::in_checkpoint(&sd) {
+            let source = match sd.as_ref().and_then(values::in_checkpoint) {
                 Some((w, first)) => {
                     format!(
                         "the weights hold {} NaN/Inf (first in '{first}')",
@@ -293,7 +350,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     let mut results = Vec::new();
-    for (path, row) in args.images.iter().zip(logits.data().chunks_exact(classes)) {
+    for (path, row) in args.images.iter().zip(logits.chunks_exact(classes)) {
         let p = softmax(row);
         let mut order: Vec<usize> = (0..classes).collect();
         order.sort_by(|&a, &b| p[b].total_cmp(&p[a]).then(a.cmp(&b)));
