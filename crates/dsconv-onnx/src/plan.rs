@@ -489,7 +489,7 @@ impl<'a> Builder<'a> {
             w: w.clone(),
             wdims: *wdims,
             bias: bias.clone(),
-            params: params.clone(),
+            params: *params,
             act: Activation::None,
             input: n.ins[0],
             out: n.out,
@@ -584,8 +584,7 @@ impl<'a> Builder<'a> {
         let input = self.nhwc_of(u.input);
         let in_dims = self.dims(u.input);
         self.conv_cost(&u, &in_dims)?;
-        let conv =
-            Conv2d::new(u.tensor()?, u.bias.clone(), u.params.clone())?.with_activation(u.act);
+        let conv = Conv2d::new(u.tensor()?, u.bias.clone(), u.params)?.with_activation(u.act);
         let out = self.new_val(self.dims(u.out), true);
         self.push(&u.name, POp::Conv(Box::new(conv)), vec![input], out);
         self.fusion.convs += 1;
@@ -613,8 +612,8 @@ impl<'a> Builder<'a> {
         let dw_dims = self.dims(dw.out);
         self.conv_cost(&pr, &dw_dims)?;
         name.push_str(&format!("{} + {}", dw.name, pr.name));
-        let dwl = DepthwiseConv2d::new(dw.tensor()?, dw.bias.clone(), dw.params.clone())?
-            .with_activation(dw.act);
+        let dwl =
+            DepthwiseConv2d::new(dw.tensor()?, dw.bias.clone(), dw.params)?.with_activation(dw.act);
         let pwl = PointwiseConv2d::new(pr.tensor()?, pr.bias.clone())?.with_activation(pr.act);
         let residual = self
             .residual_add(pr.out, block_in)

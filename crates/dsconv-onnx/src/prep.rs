@@ -1398,7 +1398,7 @@ fn step(
                 .try_into()
                 .map_err(|_| cx.invalid("W is not 4-D"))?;
             let group = cx.pos(cx.int("group", 1)?, "group")?;
-            if d[1] != wdims[0] || wdims[0] % group != 0 {
+            if d[1] != wdims[0] || !wdims[0].is_multiple_of(group) {
                 return Err(cx.invalid(format!(
                     "an input of {} channels does not fit W {wdims:?} with group {group}",
                     d[1]
