@@ -37,3 +37,8 @@ mod prep;
 pub use error::{Error, Result};
 pub use model::Model;
 pub use plan::{Output, Plan};
+
+/// docs/onnx.md's code block, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/onnx.md")]
+pub struct OnnxDoctests;

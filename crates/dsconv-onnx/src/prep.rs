@@ -1065,24 +1065,21 @@ fn step(
                     return Err(cx.invalid("a slice step of 0"));
                 }
                 let norm = |v: i64| if v < 0 { v.saturating_add(n) } else { v };
-                let (s, e, count) = if st > 0 {
+                let (s, count) = if st > 0 {
                     let s = norm(starts[i]).clamp(0, n);
                     let e = norm(ends[i]).clamp(0, n);
-                    (s, e, if e > s { (e - s + st - 1) / st } else { 0 })
+                    (
+                        s,
+                        ((e as i128 - s as i128).max(0) + st as i128 - 1) / st as i128,
+                    )
                 } else {
                     let s = norm(starts[i]).clamp(0, n - 1);
                     let e = norm(ends[i]).clamp(-1, n - 1);
                     (
                         s,
-                        e,
-                        if s > e {
-                            (s - e + (-st) - 1) / (-st)
-                        } else {
-                            0
-                        },
+                        ((s as i128 - e as i128).max(0) - st as i128 - 1) / -(st as i128),
                     )
                 };
-                let _ = e;
                 spec.starts[a] = s.max(0) as usize;
                 spec.steps[a] = st as isize;
                 spec.out_dims[a] = count as usize;
