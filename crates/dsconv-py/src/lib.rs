@@ -10,6 +10,7 @@
 mod convert;
 mod layers;
 mod models;
+mod onnx;
 
 use convert::{err, executor, params, read, to_numpy, value_error};
 use dsconv::cost::SeparableComparison;
@@ -371,6 +372,7 @@ fn _dsconv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     layers::register(m)?;
     models::register(m)?;
+    onnx::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -38,7 +38,7 @@ from ._dsconv import (
     models,
     set_num_threads,
 )
-from ._models import Model, load, preprocess_image, top_classes
+from ._models import Model, OnnxModel, load, preprocess_image, top_classes
 
 __all__ = [
     "conv2d",
@@ -49,6 +49,7 @@ __all__ = [
     "models",
     "load",
     "Model",
+    "OnnxModel",
     "Network",
     "Conv2d",
     "DepthwiseConv2d",

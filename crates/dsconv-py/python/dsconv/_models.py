@@ -101,6 +101,89 @@ class Model:
         return f"dsconv.Model({self.name!r}, width={self.width}, resolution={self.resolution})"
 
 
+class OnnxModel:
+    """An ONNX model (``dsconv.load("model.onnx")``): ``run`` (every output), ``predict``
+    (the first output of a one-input model), ``classify`` with preprocessing given as
+    arguments, ``cost`` tables. Immutable and safe to share between threads; every call
+    releases the GIL; plans are cached per input shape.
+
+    >>> import numpy as np, dsconv                                # doctest: +SKIP
+    >>> m = dsconv.load("mobilenet_v3_small.onnx")                # doctest: +SKIP
+    >>> m.predict(np.zeros((1, 3, 224, 224), np.float32)).shape   # doctest: +SKIP
+    (1, 1000)
+    """
+
+    def __init__(self, model: "_dsconv.OnnxModel") -> None:
+        self._m = model
+
+    @property
+    def path(self) -> str:
+        """The file it was read from."""
+        return self._m.path
+
+    @property
+    def inputs(self) -> list:
+        """``[(name, dims or None)]``; a free dimension is None."""
+        return self._m.inputs
+
+    @property
+    def outputs(self) -> List[str]:
+        """The graph outputs' names."""
+        return self._m.outputs
+
+    def run(self, inputs: Any, threads: Optional[int] = None) -> List[np.ndarray]:
+        """Every output (float32 arrays, in the graph's order) for ``inputs``: one NCHW
+        array per graph input (a list, or one array for a one-input model)."""
+        return self._m.run(inputs, threads)
+
+    def predict(self, batch: Any, threads: Optional[int] = None) -> np.ndarray:
+        """The first output (a classifier's logits) for one NCHW float32 batch."""
+        return self._m.predict(batch, threads)
+
+    __call__ = predict
+
+    def classify(
+        self,
+        images: Union[ImageLike, Sequence[ImageLike]],
+        top: int = 5,
+        *,
+        resize: Union[int, Sequence[int], None],
+        crop: Union[int, Sequence[int], None],
+        mean: Sequence[float],
+        std: Sequence[float],
+        resampling: str = "bilinear",
+        threads: Optional[int] = None,
+    ) -> List[List[dict]]:
+        """Top-``top`` classes of each image, preprocessed as the arguments say (an ONNX
+        file carries no preprocessing): ``resize`` the shorter side (int) or to
+        ``(height, width)`` or not at all (None), centre ``crop`` (int, pair or None),
+        ``mean``/``std`` per RGB channel after scaling to [0, 1]. Labels are ImageNet's
+        when the model has 1000 classes, else the class index."""
+        if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+            raise ValueError(f"top must be a positive int, got {top!r}")
+        if resampling not in ("bilinear", "bicubic"):
+            raise ValueError(f"resampling must be 'bilinear' or 'bicubic', not {resampling!r}")
+        if isinstance(crop, int):
+            crop = (crop, crop)
+        mean, std = [float(v) for v in mean], [float(v) for v in std]
+        if len(mean) != 3 or len(std) != 3 or any(v == 0 for v in std):
+            raise ValueError("mean and std need 3 values each, std non-zero")
+        spec = {"resize": resize, "crop": crop, "resampling": resampling, "mean": mean, "std": std}
+        items = _as_list(images)
+        if not items:
+            raise ValueError("no images given")
+        batch = np.stack([preprocess_image(im, spec) for im in items])
+        logits = np.asarray(self.predict(batch, threads), np.float64).reshape(len(items), -1)
+        return top_classes(logits, top)
+
+    def cost(self, shape: Sequence[int]) -> dict:
+        """The per-layer cost table for one input of ``shape``, e.g. ``(1, 3, 224, 224)``."""
+        return self._m.cost(list(shape))
+
+    def __repr__(self) -> str:
+        return f"dsconv.OnnxModel({self.path!r})"
+
+
 def top_classes(logits: np.ndarray, top: int) -> List[List[dict]]:
     """Softmax (float64) and the ``top`` best classes of each row of ``logits``."""
     labels = _labels()
@@ -216,7 +299,7 @@ def load(
     seed: int = 0,
     resolution: Optional[int] = None,
     threads: Optional[int] = None,
-) -> Model:
+) -> Union[Model, "OnnxModel"]:
     """A network by name: ``dsconv.models()`` lists them (aliases and any letter case
     work). ``weights``: a checkpoint path (PyTorch ``.pth``/``.pt``, zip or legacy, or
     ``.safetensors``, in the names ``dsconv.model_info(name)["checkpoint_names"]`` says),
@@ -226,19 +309,19 @@ def load(
     MobileNetV1 is built for (the others take any); ``threads``: the object's default
     thread count.
 
-    A path ending in ``.onnx`` is an ONNX model: not supported by this build yet.
+    A path ending in ``.onnx`` is an ONNX model (``crates/dsconv-onnx``: torchvision and
+    PP-OCR style separable networks): an :class:`OnnxModel`, planned for each input shape
+    it is run on.
 
     >>> import dsconv
     >>> net = dsconv.load("mobilenet-v1", width=0.25, seed=1)
     >>> net.cost()["total"]["macs"]
     41121616
     """
-    if str(os.fspath(name)).lower().endswith(".onnx"):
-        raise NotImplementedError(
-            f"{os.fspath(name)}: ONNX models are not supported by this build of dsconv yet "
-            "(the ONNX importer, crates/dsconv-onnx, is not wired into the Python package); "
-            f"built-in networks: {', '.join(_dsconv.models())}"
-        )
+    if isinstance(name, (str, os.PathLike)) and str(os.fspath(name)).lower().endswith(".onnx"):
+        if weights is not None:
+            raise ValueError(f"{os.fspath(name)}: a .onnx model holds its weights; leave weights out")
+        return OnnxModel(_dsconv._load_onnx(os.fspath(name), threads))
     if not isinstance(name, str):
         raise TypeError(f"name must be a model name or an .onnx path, not {type(name).__name__}")
     net = _dsconv._load(name, weights, width, seed, resolution, threads)
