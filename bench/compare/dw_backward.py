@@ -5,7 +5,7 @@ one run (per round: PyTorch NCHW, PyTorch channels_last, dsconv, layer by layer)
 
     cargo build --release -p dsconv --example grad_speed
     /work/venv-torch/bin/python bench/compare/dw_backward.py [--batch 32 8] [--threads 1 2]
-        [--rounds 3] [--reps 5] [--bin target/release/examples/grad_speed]
+        [--rounds 3] [--reps 5] [--layers 384@14/1 ...] [--bin target/release/examples/grad_speed]
 
 PyTorch runs `torch.ops.aten.convolution_backward` (what autograd calls for `nn.Conv2d`)
 with output_mask [input, weight] under `torch.no_grad()`, after `torch.set_num_threads`;
@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--layers", nargs="+", default=None,
+                    help="only these layers, as C@H/S (e.g. 384@14/1)")
     ap.add_argument("--bin", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", "target"), "release", "examples", "grad_speed"))
     args = ap.parse_args()
@@ -80,6 +82,8 @@ def main():
             torch.set_num_threads(threads)
             totals = [0.0, 0.0, 0.0]
             for (c, h, s, count) in LAYERS:
+                if args.layers and f"{c}@{h}/{s}" not in args.layers:
+                    continue
                 runs = [[], [], []]
                 for _ in range(args.rounds):
                     runs[0].append(torch_ms(c, h, s, batch, args.reps, False))
@@ -93,6 +97,8 @@ def main():
                 print(f"| {batch} | {threads} | dw {c}@{h} s{s} | {count} | {nchw:.2f} | "
                       f"{cl:.2f} | {ds:.2f} | {min(nchw, cl) / ds:.2f}× | "
                       f"{traffic / ds / 1e6:.1f} |", flush=True)
+            if args.layers:
+                continue
             print(f"| {batch} | {threads} | all 17 layers | | {totals[0]:.1f} | "
                   f"{totals[1]:.1f} | {totals[2]:.1f} | "
                   f"{min(totals[0], totals[1]) / totals[2]:.2f}× | |", flush=True)

@@ -90,11 +90,14 @@ fn depthwise_3x3_5x5_every_width_and_padding_side() {
     assert!(checked > 100, "only {checked} valid cases");
 }
 
+/// Kernel, stride, dilation, padding.
+type Shape = ([usize; 2], [usize; 2], [usize; 2], Padding);
+
 /// Dilation, rectangular kernels and strides per axis, widths of 1..7 and 7 columns
 /// (tap groups of 1..5 and 5 + 2), no padding.
 #[test]
 fn depthwise_general_shapes() {
-    let shapes: [([usize; 2], [usize; 2], [usize; 2], Padding); 7] = [
+    let shapes: [Shape; 7] = [
         ([3, 3], [1, 1], [2, 2], Padding::symmetric(2)),
         ([5, 5], [2, 2], [2, 1], Padding::asymmetric(0, 3, 4, 1)),
         ([1, 4], [1, 1], [1, 1], Padding::asymmetric(0, 0, 2, 1)),
@@ -184,7 +187,12 @@ fn dense_gemm_paths_over_several_blocks() {
         )
         .unwrap();
         let g = ConvGeometry::new(input, wdims, &params).unwrap();
-        let x = common::random_tensor(input, Layout::Nhwc, 3 + k as u64, 1.0);
+        let x = common::random_tensor(
+            Layout::Nhwc.dims_from_logical(input),
+            Layout::Nhwc,
+            3 + k as u64,
+            1.0,
+        );
         let dy = common::random_tensor(
             Layout::Nhwc.dims_from_logical(g.output_dims()),
             Layout::Nhwc,

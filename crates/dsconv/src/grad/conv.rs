@@ -139,15 +139,20 @@ fn depthwise_input(
     })
 }
 
-/// Chunks of output rows of the depthwise weight gradient: each chunk's sum is formed by
-/// one thread (its rows in order, each row's sum formed alone and added), then the chunks'
-/// sums are added in chunk order. The chunks depend on the geometry only (at most this
-/// many, as equal as possible), so the bits do not depend on the thread count; 24 splits
-/// evenly over 1, 2, 3, 4, 6 and 8 threads.
+/// Most chunks of output rows of the depthwise weight gradient: each chunk's sum is formed
+/// by one thread (its rows in order, each row's sum formed alone and added), then the
+/// chunks' sums are added in chunk order. The chunks depend on the geometry only (one per
+/// [`DEPTHWISE_CHUNK_MACS`], at most this many, at most one per row, as equal as
+/// possible), so the bits do not depend on the thread count; 24 splits evenly over 1, 2,
+/// 3, 4, 6 and 8 threads.
 const DEPTHWISE_WEIGHT_CHUNKS: usize = 24;
 
+/// Multiply-accumulates per depthwise weight-gradient chunk (below 24 chunks): small
+/// layers do not pay 24 partial sums of `kH·kW·C` each (C = 960 at 7×7: 830 KB).
+const DEPTHWISE_CHUNK_MACS: u64 = 1 << 20;
+
 /// Depthwise (multiplier 1, zero padding) weight gradient on the SIMD kernel
-/// (`kernels::dwgrad`), in [`DEPTHWISE_WEIGHT_CHUNKS`] fixed chunks of output rows.
+/// (`kernels::dwgrad`), in fixed chunks of output rows (see [`DEPTHWISE_WEIGHT_CHUNKS`]).
 fn depthwise_weight(
     g: &ConvGeometry,
     x: &[f32],
@@ -157,7 +162,11 @@ fn depthwise_weight(
     tasks: usize,
 ) -> Result<()> {
     let total_rows = g.batch() * g.out_h();
-    let chunks = total_rows.clamp(1, DEPTHWISE_WEIGHT_CHUNKS);
+    let by_work = (crate::cost::conv_macs(g) / DEPTHWISE_CHUNK_MACS).max(1);
+    let chunks = total_rows
+        .min(DEPTHWISE_WEIGHT_CHUNKS)
+        .min(usize::try_from(by_work).unwrap_or(usize::MAX))
+        .max(1);
     let len = dwgrad::accumulator_len(g);
     let mut partial = Vec::new();
     partial

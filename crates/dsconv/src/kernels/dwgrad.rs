@@ -11,17 +11,22 @@
 //! correlation of `dy` with the taps `J_r` (at stride 1 there is one phase: the
 //! convolution with the flipped kernel; at stride 2, two). Inside the columns where every
 //! tap of `J_r` lands in `dy`, blocks of `P` pixels × one channel vector accumulate in
-//! registers (each weight vector loaded once per block); border pixels check each tap.
-//! Every pixel sums its taps in the same order (kernel rows, then `J_r`) on every path, so
-//! the split into blocks and threads never changes a bit. Every element of `dx` is written
+//! registers (each weight vector loaded once per block), a block sweeping every channel
+//! tile before the next block (whole NHWC pixels, read and written in order: with the
+//! channel tiles outermost, strided reads missed the cache); border pixels check each tap.
+//! The interior's last pixels form one narrower block (1..P−1 pixels); border pixels take
+//! their taps alternately into two accumulators. Which path a pixel takes depends on the
+//! geometry only, so the split into threads never changes a bit. Every element of `dx` is written
 //! (no zeroing beforehand).
 //!
-//! # Weight gradient: per output row, in registers
-//! `dw[i, j, c] = Σ_{n, oy, ox} x[n, iy, ix, c] · dy[n, oy, ox, c]`. For one output row,
-//! one channel vector and one kernel row, the taps go in groups of up to 5 columns
-//! (`TAP_GROUP`): 2 × group accumulators in registers (even and odd pixels, so that two
-//! independent FMA chains hide the latency) sweep the row, checked only at the border
-//! columns; the row's sum is then added to the caller's accumulator. The caller (`grad`)
+//! # Weight gradient: per output row, pixel pairs over every channel tile
+//! `dw[i, j, c] = Σ_{n, oy, ox} x[n, iy, ix, c] · dy[n, oy, ox, c]`. For one output row
+//! and kernel row, the taps go in groups of up to 5 columns (`TAP_GROUP`); pixels go in
+//! pairs (checked only at the border columns), each pair sweeping every channel tile and
+//! adding its products to the row's sums (`[kH·kW, C_pad]`, in L1; the tiles' chains are
+//! independent). Whole NHWC pixels are read in order: with the channel tiles outermost and
+//! the sums in registers, the strided reads missed the cache (C384@14², batch 32: 24 ms).
+//! The row's sums are then added to the caller's accumulator. The caller (`grad`)
 //! splits the rows into a fixed number of chunks that depends on the geometry only and
 //! adds the chunks' sums in chunk order: bitwise identical for every thread count.
 
@@ -34,8 +39,8 @@ use crate::geometry::{ConvGeometry, PaddingMode};
 /// widest vector (AVX-512), so every tier loads and stores whole vectors there.
 pub(crate) const CHANNEL_PAD: usize = 16;
 
-/// Most kernel columns of one weight-gradient register group: 2 × 5 accumulators + the
-/// `dy` vector + an input vector = 12 of AVX2's 16 registers.
+/// Most kernel columns of one weight-gradient group: the bodies are unrolled over the
+/// group, and 5 takes a 3×3 or 5×5 kernel row in one group (7 columns: 5 + 2).
 const TAP_GROUP: usize = 5;
 
 /// Whether the depthwise backward kernels take `g`: one input channel per group and one
@@ -252,6 +257,7 @@ type Group = (usize, usize, std::ops::Range<usize>);
 struct WeightCtx {
     c: usize,
     cp: usize,
+    kh: usize,
     kw: usize,
     sw: usize,
     dw: usize,
@@ -314,6 +320,7 @@ pub(crate) fn weight_rows(
     let ctx = WeightCtx {
         c,
         cp: padded_channels(c),
+        kh: g.kernel_h(),
         kw,
         sw: g.stride_w(),
         dw: g.dilation_w(),
@@ -322,6 +329,7 @@ pub(crate) fn weight_rows(
         out_w: g.out_w(),
         groups,
     };
+    let mut row_acc = AlignedVec::zeros(accumulator_len(g));
     let mut taps: Vec<(*const f32, usize)> = Vec::with_capacity(g.kernel_h());
     for row in rows {
         let (n, oy) = (row / g.out_h(), row % g.out_h());
@@ -336,8 +344,17 @@ pub(crate) fn weight_rows(
         // SAFETY: `taps` point at whole input rows (in_w·C floats) and `d` is a whole
         // `dy` row; input columns are used only inside 0..in_w (interior ranges from
         // `valid_cols`, checked elsewhere); `acc` holds kH·kW·C_pad floats; `isa` was
-        // detected.
-        unsafe { weight_dispatch(isa, &ctx, &taps, d.as_ptr(), acc.as_mut_ptr()) };
+        // detected; `row_acc` is as long as `acc`.
+        unsafe {
+            weight_dispatch(
+                isa,
+                &ctx,
+                &taps,
+                d.as_ptr(),
+                acc.as_mut_ptr(),
+                row_acc.as_mut_ptr(),
+            )
+        };
     }
     Ok(())
 }
@@ -350,15 +367,16 @@ unsafe fn weight_dispatch(
     taps: &[(*const f32, usize)],
     dy: *const f32,
     acc: *mut f32,
+    row_acc: *mut f32,
 ) {
     // SAFETY: the function's contract; a `Tier` exists only for a tier this CPU has.
     unsafe {
         match isa.isa() {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => weight_avx512(ctx, taps, dy, acc),
+            Isa::Avx512 => weight_avx512(ctx, taps, dy, acc, row_acc),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => weight_avx2(ctx, taps, dy, acc),
-            _ => weight_portable(ctx, taps, dy, acc),
+            Isa::Avx2 => weight_avx2(ctx, taps, dy, acc, row_acc),
+            _ => weight_portable(ctx, taps, dy, acc, row_acc),
         }
     }
 }
@@ -378,9 +396,10 @@ macro_rules! tier {
             taps: &[(*const f32, usize)],
             dy: *const f32,
             acc: *mut f32,
+            row_acc: *mut f32,
         ) {
             // SAFETY: the caller's contract (`weight_rows`).
-            unsafe { weight_row::<$S>(ctx, taps, dy, acc) }
+            unsafe { weight_row::<$S>(ctx, taps, dy, acc, row_acc) }
         }
     };
 }
@@ -421,55 +440,61 @@ unsafe fn store_out<S: Simd, const MASKED: bool>(p: *mut f32, v: S::V, valid: us
     }
 }
 
-/// One input row of `dx`, every channel tile.
+/// `over_tiles!(S, c, f[G,](args))` runs `f::<S, G, MASKED>(args, c0, valid)` on every channel tile of `$c`
+/// channels: the whole vectors, then the masked tail. A macro, not a closure: closures do
+/// not inherit the entry point's target features.
+macro_rules! over_tiles {
+    ($S:ident, $c:expr, $f:ident[$($g:tt)*]($($arg:expr),*)) => {{
+        let c = $c;
+        let full = c / $S::LANES * $S::LANES;
+        let mut c0 = 0;
+        while c0 < full {
+            $f::<$S, $($g)* false>($($arg,)* c0, $S::LANES);
+            c0 += $S::LANES;
+        }
+        if full < c {
+            $f::<$S, $($g)* true>($($arg,)* full, c - full);
+        }
+    }};
+}
+
+/// One input row of `dx`: by phase, pixel block by pixel block, each block over every
+/// channel tile (so the NHWC reads and writes stream through whole pixels).
 #[inline(always)]
 unsafe fn input_row<S: Simd, const P: usize>(
     ctx: &InputCtx,
     taps: &[(*const f32, usize)],
     out: *mut f32,
 ) {
-    let mut c0 = 0;
-    while c0 < ctx.c {
-        let valid = S::LANES.min(ctx.c - c0);
-        // SAFETY: the caller's contract; c0 + valid ≤ C.
-        unsafe {
-            if valid == S::LANES {
-                input_tile::<S, P, false>(ctx, taps, out, c0, valid);
-            } else {
-                input_tile::<S, P, true>(ctx, taps, out, c0, valid);
-            }
-        }
-        c0 += S::LANES;
-    }
-}
-
-#[inline(always)]
-unsafe fn input_tile<S: Simd, const P: usize, const MASKED: bool>(
-    ctx: &InputCtx,
-    taps: &[(*const f32, usize)],
-    out: *mut f32,
-    c0: usize,
-    valid: usize,
-) {
     for ph in &ctx.phases {
         // SAFETY (all calls below): t < ph.count keeps ix = r + sW·t < in_w; blocks stay
-        // inside lo..hi, where every tap's output column is inside dy's row.
+        // inside lo..hi, where every tap's output column is inside dy's row; tiles stay
+        // within C.
         unsafe {
             let mut t = 0;
             while t < ph.lo {
-                input_checked::<S, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                over_tiles!(S, ctx.c, input_checked[](ctx, ph, taps, out, t));
                 t += 1;
             }
             while t + P <= ph.hi {
-                input_block::<S, P, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                over_tiles!(S, ctx.c, input_block[P,](ctx, ph, taps, out, t));
                 t += P;
             }
-            while t < ph.hi {
-                input_block::<S, 1, MASKED>(ctx, ph, taps, out, c0, valid, t);
-                t += 1;
+            // The rest of the interior as one narrower block (P ≤ 8).
+            let rest = ph.hi - t.min(ph.hi);
+            match rest {
+                0 => {}
+                1 => over_tiles!(S, ctx.c, input_block[1,](ctx, ph, taps, out, t)),
+                2 => over_tiles!(S, ctx.c, input_block[2,](ctx, ph, taps, out, t)),
+                3 => over_tiles!(S, ctx.c, input_block[3,](ctx, ph, taps, out, t)),
+                4 => over_tiles!(S, ctx.c, input_block[4,](ctx, ph, taps, out, t)),
+                5 => over_tiles!(S, ctx.c, input_block[5,](ctx, ph, taps, out, t)),
+                6 => over_tiles!(S, ctx.c, input_block[6,](ctx, ph, taps, out, t)),
+                _ => over_tiles!(S, ctx.c, input_block[7,](ctx, ph, taps, out, t)),
             }
+            t += rest;
             while t < ph.count {
-                input_checked::<S, MASKED>(ctx, ph, taps, out, c0, valid, t);
+                over_tiles!(S, ctx.c, input_checked[](ctx, ph, taps, out, t));
                 t += 1;
             }
         }
@@ -483,9 +508,9 @@ unsafe fn input_block<S: Simd, const B: usize, const MASKED: bool>(
     ph: &Phase,
     taps: &[(*const f32, usize)],
     out: *mut f32,
+    t: usize,
     c0: usize,
     valid: usize,
-    t: usize,
 ) {
     let c = ctx.c;
     // SAFETY: the caller's contract: t + B ≤ hi, so every `t + p + off` is an output
@@ -508,21 +533,23 @@ unsafe fn input_block<S: Simd, const B: usize, const MASKED: bool>(
     }
 }
 
-/// Pixel `t` of phase `ph`, each tap checked (the same order as `input_block`).
+/// Pixel `t` of phase `ph`, each tap checked.
 #[inline(always)]
 unsafe fn input_checked<S: Simd, const MASKED: bool>(
     ctx: &InputCtx,
     ph: &Phase,
     taps: &[(*const f32, usize)],
     out: *mut f32,
+    t: usize,
     c0: usize,
     valid: usize,
-    t: usize,
 ) {
     let c = ctx.c;
     // SAFETY: output columns are checked against 0..out_w; t < count keeps ix < in_w.
     unsafe {
-        let mut acc = S::zero();
+        // Two accumulators taking the taps in turn (swapped after each: register
+        // renaming, no move), so two FMA chains overlap.
+        let (mut acc, mut other) = (S::zero(), S::zero());
         for &(row, i) in taps {
             for &(j, off) in &ph.taps {
                 let ox = t as isize + off;
@@ -532,127 +559,123 @@ unsafe fn input_checked<S: Simd, const MASKED: bool>(
                 let w = S::load(ctx.w.add((i * ctx.kw + j) * ctx.cp + c0));
                 let v = load_in::<S, MASKED>(row.add(ox as usize * c + c0), valid);
                 acc = S::mul_add(v, w, acc);
+                std::mem::swap(&mut acc, &mut other);
             }
         }
         let ix = ph.r + ctx.sw * t;
-        store_out::<S, MASKED>(out.add(ix * c + c0), acc, valid);
+        store_out::<S, MASKED>(out.add(ix * c + c0), S::add(acc, other), valid);
     }
 }
 
-/// One output row's weight gradient added to `acc`, every channel tile.
+/// One output row's weight gradient added to `acc`: the row's sums formed alone in
+/// `row_acc` (same layout, zeroed here), then added. Pixel pairs sweep every channel tile
+/// (whole NHWC pixels, read in order), the pair's products added to `row_acc` in L1.
 #[inline(always)]
 unsafe fn weight_row<S: Simd>(
     ctx: &WeightCtx,
     taps: &[(*const f32, usize)],
     dy: *const f32,
     acc: *mut f32,
+    row_acc: *mut f32,
 ) {
-    let mut c0 = 0;
-    while c0 < ctx.c {
-        let valid = S::LANES.min(ctx.c - c0);
+    let len = ctx.kh * ctx.kw * ctx.cp;
+    // SAFETY: `acc` and `row_acc` hold kH·kW·C_pad floats (C_pad a multiple of LANES);
+    // the groups' bodies keep the caller's contract.
+    unsafe {
+        let mut k = 0;
+        while k < len {
+            S::store(row_acc.add(k), S::zero());
+            k += S::LANES;
+        }
         for &(row, i) in taps {
             for (j0, n, interior) in &ctx.groups {
-                let at = (*j0, interior.clone());
-                // SAFETY: the caller's contract; c0 + valid ≤ C.
-                unsafe {
-                    match (n, valid == S::LANES) {
-                        (1, true) => {
-                            weight_group::<S, 1, false>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (2, true) => {
-                            weight_group::<S, 2, false>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (3, true) => {
-                            weight_group::<S, 3, false>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (4, true) => {
-                            weight_group::<S, 4, false>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (_, true) => {
-                            weight_group::<S, 5, false>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (1, false) => {
-                            weight_group::<S, 1, true>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (2, false) => {
-                            weight_group::<S, 2, true>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (3, false) => {
-                            weight_group::<S, 3, true>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (4, false) => {
-                            weight_group::<S, 4, true>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                        (_, false) => {
-                            weight_group::<S, 5, true>(ctx, row, i, at, dy, acc, c0, valid)
-                        }
-                    }
+                let at = row_acc.add((i * ctx.kw + j0) * ctx.cp);
+                let g = (row, *j0, at, interior.clone());
+                match n {
+                    1 => weight_group::<S, 1>(ctx, g, dy),
+                    2 => weight_group::<S, 2>(ctx, g, dy),
+                    3 => weight_group::<S, 3>(ctx, g, dy),
+                    4 => weight_group::<S, 4>(ctx, g, dy),
+                    _ => weight_group::<S, 5>(ctx, g, dy),
                 }
             }
         }
-        c0 += S::LANES;
+        let mut k = 0;
+        while k < len {
+            S::store(
+                acc.add(k),
+                S::add(S::load(acc.add(k)), S::load(row_acc.add(k))),
+            );
+            k += S::LANES;
+        }
     }
 }
 
-/// Kernel row `i`, columns `j0 .. j0 + T`, of one output row and channel tile: the sum over
-/// the row's pixels (even and odd pixels of the interior in two accumulator sets), added
-/// to `acc`.
+/// One kernel row's columns `j0 .. j0 + T` of one output row (`row`: its input row,
+/// `at`: `row_acc` at tap `(i, j0)`), every pixel: border pixels checked, interior pixels
+/// in pairs, each over every channel tile.
+#[inline(always)]
+unsafe fn weight_group<S: Simd, const T: usize>(
+    ctx: &WeightCtx,
+    (row, j0, at, interior): (*const f32, usize, *mut f32, std::ops::Range<usize>),
+    dy: *const f32,
+) {
+    // SAFETY: interior columns read inside the input row (from `valid_cols`), border ones
+    // are checked; tiles stay within C; `at` has T·C_pad floats per tap row.
+    unsafe {
+        for ox in 0..interior.start {
+            over_tiles!(S, ctx.c, weight_checked[T,](ctx, row, j0, dy, at, ox));
+        }
+        let mut ox = interior.start;
+        while ox + 2 <= interior.end {
+            over_tiles!(S, ctx.c, weight_pixels[T, 2,](ctx, row, j0, dy, at, ox));
+            ox += 2;
+        }
+        if ox < interior.end {
+            over_tiles!(S, ctx.c, weight_pixels[T, 1,](ctx, row, j0, dy, at, ox));
+        }
+        for ox in interior.end..ctx.out_w {
+            over_tiles!(S, ctx.c, weight_checked[T,](ctx, row, j0, dy, at, ox));
+        }
+    }
+}
+
+/// Interior pixels `ox .. ox + B` of one channel tile: `at[jj] += Σ_p x[ix_jj(ox + p)] ·
+/// dy[ox + p]`, pixels in order.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn weight_group<S: Simd, const T: usize, const MASKED: bool>(
+unsafe fn weight_pixels<S: Simd, const T: usize, const B: usize, const MASKED: bool>(
     ctx: &WeightCtx,
     row: *const f32,
-    i: usize,
-    (j0, interior): (usize, std::ops::Range<usize>),
+    j0: usize,
     dy: *const f32,
-    acc: *mut f32,
+    at: *mut f32,
+    ox: usize,
     c0: usize,
     valid: usize,
 ) {
     let c = ctx.c;
-    // Input column of tap j0 + jj at output column ox (inside the input in the interior).
-    let col = (ctx.sw, ctx.dw, ctx.pl);
-    // SAFETY: interior columns read inside the input row (from `valid_cols`), border ones
-    // are checked; `dy` holds out_w pixels; `acc` is padded to C_pad ≥ c0 + LANES.
+    // SAFETY: the caller's contract: pixels ox .. ox + B are interior, so every tap's input
+    // column is inside the row; `at` rows are C_pad ≥ c0 + LANES long.
     unsafe {
-        let mut sums = [[S::zero(); T]; 2];
-        for ox in 0..interior.start {
-            weight_checked::<S, T, MASKED>(ctx, row, j0, dy, c0, valid, ox, &mut sums[0]);
+        let mut d = [S::zero(); B];
+        for (p, dv) in d.iter_mut().enumerate() {
+            *dv = load_in::<S, MASKED>(dy.add((ox + p) * c + c0), valid);
         }
-        let mut ox = interior.start;
-        let step = ctx.sw * c;
-        while ox + 2 <= interior.end {
-            let d0 = load_in::<S, MASKED>(dy.add(ox * c + c0), valid);
-            let d1 = load_in::<S, MASKED>(dy.add((ox + 1) * c + c0), valid);
-            let base = row.add((ox * col.0 + j0 * col.1 - col.2) * c + c0);
-            for jj in 0..T {
-                let p = base.add(jj * ctx.dw * c);
-                let v0 = load_in::<S, MASKED>(p, valid);
-                let v1 = load_in::<S, MASKED>(p.add(step), valid);
-                sums[0][jj] = S::mul_add(v0, d0, sums[0][jj]);
-                sums[1][jj] = S::mul_add(v1, d1, sums[1][jj]);
-            }
-            ox += 2;
-        }
-        if ox < interior.end {
-            let d = load_in::<S, MASKED>(dy.add(ox * c + c0), valid);
-            let base = row.add((ox * col.0 + j0 * col.1 - col.2) * c + c0);
-            for jj in 0..T {
-                let v = load_in::<S, MASKED>(base.add(jj * ctx.dw * c), valid);
-                sums[0][jj] = S::mul_add(v, d, sums[0][jj]);
-            }
-        }
-        for ox in interior.end..ctx.out_w {
-            weight_checked::<S, T, MASKED>(ctx, row, j0, dy, c0, valid, ox, &mut sums[1]);
-        }
+        let base = row.add((ox * ctx.sw + j0 * ctx.dw - ctx.pl) * c + c0);
         for jj in 0..T {
-            let p = acc.add((i * ctx.kw + j0 + jj) * ctx.cp + c0);
-            S::store(p, S::add(S::load(p), S::add(sums[0][jj], sums[1][jj])));
+            let ap = at.add(jj * ctx.cp + c0);
+            let mut a = S::load(ap);
+            for (p, &dv) in d.iter().enumerate() {
+                let v = load_in::<S, MASKED>(base.add((jj * ctx.dw + p * ctx.sw) * c), valid);
+                a = S::mul_add(v, dv, a);
+            }
+            S::store(ap, a);
         }
     }
 }
 
-/// Output column `ox` of `weight_group`, each tap checked against the input row.
+/// Border pixel `ox` of one channel tile, each tap checked against the input row.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn weight_checked<S: Simd, const T: usize, const MASKED: bool>(
@@ -660,20 +683,22 @@ unsafe fn weight_checked<S: Simd, const T: usize, const MASKED: bool>(
     row: *const f32,
     j0: usize,
     dy: *const f32,
+    at: *mut f32,
+    ox: usize,
     c0: usize,
     valid: usize,
-    ox: usize,
-    sums: &mut [S::V; T],
 ) {
     let c = ctx.c;
-    // SAFETY: ox < out_w; input columns are checked against 0..in_w.
+    // SAFETY: ox < out_w; input columns are checked against 0..in_w; `at` rows are
+    // C_pad ≥ c0 + LANES long.
     unsafe {
         let d = load_in::<S, MASKED>(dy.add(ox * c + c0), valid);
-        for (jj, a) in sums.iter_mut().enumerate() {
+        for jj in 0..T {
             let ix = (ox * ctx.sw + (j0 + jj) * ctx.dw) as isize - ctx.pl as isize;
             if ix >= 0 && (ix as usize) < ctx.in_w {
                 let v = load_in::<S, MASKED>(row.add(ix as usize * c + c0), valid);
-                *a = S::mul_add(v, d, *a);
+                let ap = at.add(jj * ctx.cp + c0);
+                S::store(ap, S::mul_add(v, d, S::load(ap)));
             }
         }
     }
