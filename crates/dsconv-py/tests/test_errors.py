@@ -63,7 +63,7 @@ W = np.ones((8, 4, 3, 3), np.float32)
     (lambda: dsconv.load("mobilenet-v2", weights=12), TypeError, "weights"),
     (lambda: dsconv.load("mobilenet-v2", weights="/nonexistent/x.pth"), FileNotFoundError,
      "/nonexistent/x.pth"),
-    (lambda: dsconv.load("model.onnx"), NotImplementedError, "ONNX"),
+    (lambda: dsconv.load("/nonexistent/model.onnx"), FileNotFoundError, "model.onnx"),
     (lambda: dsconv.load("mobilenet-v2", seed=1, width=0.25).predict(
         np.ones((1, 4, 32, 32), np.float32)), ValueError, "3 channels"),
     (lambda: dsconv.load("mobilenet-v2", seed=1, width=0.25).predict(
