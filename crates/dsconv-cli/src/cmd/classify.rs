@@ -143,8 +143,7 @@ pub struct Args {
     /// Width multiplier (the MobileNets only; 1 for the others).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors (not for a .onnx
-    /// model, which holds its weights).
+    /// Checkpoint .pth/.pt or .safetensors (none for a .onnx model)
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Class names, one per line in index order (default: ImageNet's 1000).

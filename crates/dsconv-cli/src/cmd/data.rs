@@ -14,9 +14,9 @@ const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../data/digits/digits.csv.gz");
 pub const DIGITS_SPLIT_SEED: u64 = 2026;
 
 /// How `--data` / `--val` name a data set.
-pub const DATA_HELP: &str = "digits (the UCI digits' 80% training split, embedded), \
-digits-test (its held-out 20%), X.npy,Y.npy (images [N,C,H,W] float32 or uint8, labels \
-int64/int32), or a folder of class subfolders of PNG/JPEG images";
+pub const DATA_HELP: &str = "digits, digits-test (embedded UCI digits, 80/20 split),\n\
+X.npy,Y.npy (images [N,C,H,W] float32 or uint8; labels int64/int32),\n\
+or a folder with one subfolder of PNG/JPEG images per class";
 
 /// What kind of source a data set came from (folders are augmented by default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

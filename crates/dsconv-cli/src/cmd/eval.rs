@@ -17,7 +17,7 @@ pub struct Args {
     /// ds-cnn or std-cnn.
     #[arg(long)]
     model: String,
-    /// The checkpoint (`dsconv train --out`, or PyTorch's state_dict as .safetensors/.pth).
+    /// Checkpoint (`dsconv train --out`, or a PyTorch state_dict file)
     #[arg(long)]
     weights: PathBuf,
     #[arg(long, help = format!("Data: {DATA_HELP}"))]

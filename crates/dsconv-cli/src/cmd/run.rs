@@ -39,22 +39,19 @@ Examples:
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct Args {
-    /// efficientnet-lite0 … lite4, mobilenet-v1 or mobilenet-v2 (aliases too), or an
-    /// ONNX model file (FILE.onnx).
+    /// efficientnet-lite0…4, mobilenet-v1/-v2 (or an alias), or FILE.onnx
     #[arg(long)]
     model: String,
-    /// Checkpoint: PyTorch .pth/.pt (zip or legacy) or .safetensors (built-in networks).
+    /// Checkpoint .pth/.pt or .safetensors (built-in networks only)
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Width multiplier (the MobileNets only; 1 for the others).
     #[arg(long, default_value_t = 1.0)]
     alpha: f64,
-    /// Input batch, float32/float64 NCHW [N, 3, H, W], already normalised (ONNX: once
-    /// per graph input).
+    /// NCHW float32/float64 batch, normalised (ONNX: one per graph input)
     #[arg(long, value_name = "X.npy", required = true)]
     input: Vec<PathBuf>,
-    /// Where to write the logits, float32 [N, classes] (ONNX: once per graph output, or
-    /// one directory).
+    /// The logits, float32 [N, classes] (ONNX: one per output, or a directory)
     #[arg(long, value_name = "Y.npy", required = true)]
     output: Vec<PathBuf>,
     /// Threads (0: one per core).

@@ -20,7 +20,8 @@ Examples:
   dsconv train --model ds-cnn --data digits --val digits-test --epochs 10 --out ds.safetensors
   dsconv train --model std-cnn --data x.npy,y.npy --optimizer sgd --lr 0.05 --momentum 0.9 \\
                --nesterov --weight-decay 5e-4 --schedule cosine --warmup 100 --out std.safetensors
-  dsconv train --model ds-cnn --data photos/ --init ds.safetensors --resume --epochs 5 --out ds2.safetensors
+  dsconv train --model ds-cnn --data photos/ --init ds.safetensors --resume --epochs 5 \\
+               --out ds2.safetensors
 
 Models: ds-cnn (stem 3x3 conv + BN + ReLU, then depthwise kxk + BN + ReLU + pointwise 1x1 +
 BN + ReLU blocks, widths 32 -> 64 -> 128 -> 128, global pooling, dropout, linear) and
@@ -94,7 +95,7 @@ pub struct Args {
     /// Block widths after the stem's, comma-separated, stem first.
     #[arg(long, default_value = "32,64,128,128")]
     pub widths: String,
-    /// Kernel size of the blocks' depthwise (ds-cnn) or standard (std-cnn) convolutions.
+    /// Kernel size of the depthwise (ds-cnn) or standard (std-cnn) convolutions
     #[arg(long, default_value_t = 3)]
     pub kernel: usize,
     /// Keep the data's order (no shuffling).

@@ -71,7 +71,7 @@ pub struct Args {
     /// Time the whole NETWORK, input to logits (see below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
-    /// Checkpoint (.pth/.pt, .safetensors) for --model; random weights without
+    /// Checkpoint (.pth, .safetensors) for --model; random weights without
     #[arg(long, value_name = "PATH", requires = "model")]
     pub weights: Option<std::path::PathBuf>,
     /// Width multiplier α (channels scale by α)
@@ -83,7 +83,7 @@ pub struct Args {
     /// Images per batch
     #[arg(long, default_value_t = 1, value_name = "B")]
     pub batch: usize,
-    /// Input shape of an ONNX --model, e.g. 1x3x224x224 (--batch replaces its first dim)
+    /// ONNX --model input shape, e.g. 1x3x224x224 (--batch sets dim 0)
     #[arg(long, value_name = "NxCxHxW", requires = "model")]
     pub input_shape: Option<String>,
     /// Threads (0 = one per available core)
