@@ -122,7 +122,7 @@ def test_classify_photos_with_the_registry_preprocessing():
     w = effnet_weights()
     need(w is not None and w.is_file(), "EfficientNet-Lite0 weights not found")
     net = dsconv.load("efficientnet-lite0", weights=w, threads=2)
-    assert net.preprocess["resampling"] == "bicubic" and net.preprocess["crop"] == 224
+    assert net.preprocess["resampling"] == "bicubic" and net.preprocess["crop"] == (224, 224)
     x, crops = fixture_batch()
     # Pillow's resize + crop + normalise in Python gives the committed PIL crops exactly
     paths = [IMAGES / "chelsea.png", IMAGES / "coffee.png"]
@@ -147,7 +147,7 @@ def test_mobilenet_preprocessing_is_torchvision_bilinear():
     net = dsconv.load("mobilenet-v2", seed=1, width=0.25)
     spec = net.preprocess
     assert spec == dsconv.model_info("mobilenet-v2")["preprocess"]
-    assert spec["resampling"] == "bilinear" and (spec["resize"], spec["crop"]) == (256, 224)
+    assert spec["resampling"] == "bilinear" and (spec["resize"], spec["crop"]) == (256, (224, 224))
     img = Image.open(IMAGES / "coffee.png").convert("RGB")        # 600×400
     x = net.preprocess_images(img)
     resized = img.resize((384, 256), Image.BILINEAR)              # shorter side → 256
