@@ -33,6 +33,7 @@ mod data;
 mod layers;
 mod loss;
 mod model;
+mod nets;
 mod optim;
 
 pub use checkpoint::{load_optimizer, save_checkpoint, save_optimizer, write_atomic};
@@ -42,6 +43,7 @@ pub use layers::{
 };
 pub use loss::{cross_entropy, CrossEntropy};
 pub use model::{Arch, CnnConfig, EvalStats, Model, StateValue, StepStats};
+pub use nets::{BnAct, DropPath};
 pub use optim::{AdamW, LrSchedule, Optimizer, Schedule, Sgd};
 
 use crate::error::Result;
