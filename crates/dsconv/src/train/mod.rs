@@ -36,6 +36,7 @@ mod fit;
 mod layers;
 mod loss;
 mod model;
+mod nets;
 mod optim;
 
 pub use checkpoint::{load_optimizer, save_checkpoint, save_optimizer, write_atomic};
@@ -51,6 +52,7 @@ pub use layers::{
 };
 pub use loss::{cross_entropy, CrossEntropy};
 pub use model::{Arch, CnnConfig, EvalStats, Model, StateValue, StepStats};
+pub use nets::{BnAct, DropPath};
 pub use optim::{AdamW, LrSchedule, Optimizer, Schedule, Sgd};
 
 use crate::error::Result;
