@@ -236,3 +236,13 @@ def test_bad_input_raises_with_the_library_message(tmp_path):
     with pytest.raises(RuntimeError, match="not built"):
         net.predict(x)
     assert no_files(tmp_path) == ["bad", "empty", "std.safetensors"]
+
+
+def test_every_trainable_model_trains_from_python(rng):
+    names = dsconv.trainable_models()
+    assert {"ds-cnn", "std-cnn", "mobilenet-v2"} <= set(names)
+    x = rng.integers(0, 256, size=(4, 3, 32, 32), dtype=np.uint8)
+    y = np.array([0, 1, 0, 1])
+    net = dsconv.train("MobileNetV2", data=(x, y), steps=1, batch=4, seed=1)
+    assert net.name == "mobilenet-v2" and net.predict(x).shape == (4, 2)
+    assert "features.0.0.weight" in net.state_dict()
