@@ -148,6 +148,23 @@ macro_rules! conv_layer_pymethods {
         layer_pymethods!($ty, {
             $($items)*
 
+            /// from_state_dict(state_dict, prefix="", **options)
+            ///
+            /// The layer from ``state_dict[prefix + "weight"]`` and, when present,
+            /// ``state_dict[prefix + "bias"]`` (a PyTorch ``nn.Conv2d``'s names); ``options``
+            /// are the constructor's keywords.
+            #[staticmethod]
+            #[pyo3(signature = (state_dict, prefix="", **options))]
+            fn from_state_dict<'py>(
+                py: Python<'py>,
+                state_dict: &Bound<'py, PyAny>,
+                prefix: &str,
+                options: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let (w, b) = conv_entries(state_dict, prefix)?;
+                py.get_type::<Self>().call((w, b), options)
+            }
+
             /// forward(input, threads=None)
             ///
             /// The layer on ``input`` (in the layer's layout); the same as calling it.
@@ -291,45 +308,6 @@ conv_layer_pymethods!(PyConv2d, "Conv2d", |layer| &layer.inner, {
         Ok(PyConv2d { inner, settings })
     }
 
-    /// Conv2d.from_state_dict(state_dict, prefix="", stride=1, padding=0, dilation=1,
-    /// groups=1, padding_mode="zeros", activation=None, layout="nchw", threads=None)
-    ///
-    /// The layer from ``state_dict[prefix + "weight"]`` and, when present,
-    /// ``state_dict[prefix + "bias"]``.
-    #[staticmethod]
-    #[pyo3(signature = (state_dict, prefix="", stride=None, padding=None, dilation=None,
-                        groups=None, padding_mode="zeros", activation=None, layout="nchw",
-                        threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_state_dict(
-        py: Python<'_>,
-        state_dict: &Bound<'_, PyAny>,
-        prefix: &str,
-        stride: Option<&Bound<'_, PyAny>>,
-        padding: Option<&Bound<'_, PyAny>>,
-        dilation: Option<&Bound<'_, PyAny>>,
-        groups: Option<&Bound<'_, PyAny>>,
-        padding_mode: &str,
-        activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let (w, b) = conv_entries(state_dict, prefix)?;
-        Self::new(
-            py,
-            &w,
-            b.as_ref(),
-            stride,
-            padding,
-            dilation,
-            groups,
-            padding_mode,
-            activation,
-            layout,
-            threads,
-        )
-    }
-
     /// Input channels.
     #[getter]
     fn in_channels(&self) -> usize {
@@ -424,42 +402,6 @@ conv_layer_pymethods!(
             Ok(PyDepthwiseConv2d { inner, settings })
         }
 
-        /// DepthwiseConv2d.from_state_dict(state_dict, prefix="", ...): the layer from
-        /// ``prefix + "weight"`` (and ``"bias"``), the other keywords as the constructor's.
-        #[staticmethod]
-        #[pyo3(signature = (state_dict, prefix="", stride=None, padding=None, dilation=None,
-                        padding_mode="zeros", multiplier=None, activation=None, layout="nchw",
-                        threads=None))]
-        #[allow(clippy::too_many_arguments)]
-        fn from_state_dict(
-            py: Python<'_>,
-            state_dict: &Bound<'_, PyAny>,
-            prefix: &str,
-            stride: Option<&Bound<'_, PyAny>>,
-            padding: Option<&Bound<'_, PyAny>>,
-            dilation: Option<&Bound<'_, PyAny>>,
-            padding_mode: &str,
-            multiplier: Option<&Bound<'_, PyAny>>,
-            activation: Option<&Bound<'_, PyAny>>,
-            layout: &str,
-            threads: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let (w, b) = conv_entries(state_dict, prefix)?;
-            Self::new(
-                py,
-                &w,
-                b.as_ref(),
-                stride,
-                padding,
-                dilation,
-                padding_mode,
-                multiplier,
-                activation,
-                layout,
-                threads,
-            )
-        }
-
         /// Input channels C.
         #[getter]
         fn channels(&self) -> usize {
@@ -522,22 +464,6 @@ conv_layer_pymethods!(
             let settings = Settings::new(layout, threads)?;
             let inner = build_pointwise(py, weight, bias, activation)?;
             Ok(PyPointwiseConv2d { inner, settings })
-        }
-
-        /// PointwiseConv2d.from_state_dict(state_dict, prefix="", activation=None,
-        /// layout="nchw", threads=None)
-        #[staticmethod]
-        #[pyo3(signature = (state_dict, prefix="", activation=None, layout="nchw", threads=None))]
-        fn from_state_dict(
-            py: Python<'_>,
-            state_dict: &Bound<'_, PyAny>,
-            prefix: &str,
-            activation: Option<&Bound<'_, PyAny>>,
-            layout: &str,
-            threads: Option<&Bound<'_, PyAny>>,
-        ) -> PyResult<Self> {
-            let (w, b) = conv_entries(state_dict, prefix)?;
-            Self::new(py, &w, b.as_ref(), activation, layout, threads)
         }
 
         /// Input channels.
@@ -621,45 +547,26 @@ layer_pymethods!(PySeparable, {
         Ok(PySeparable { inner, settings })
     }
 
-    /// DepthwiseSeparableConv2d.from_state_dict(state_dict, prefix="", ...): from
-    /// ``depthwise.weight``/``.bias`` and ``pointwise.weight``/``.bias`` under ``prefix``.
+    /// DepthwiseSeparableConv2d.from_state_dict(state_dict, prefix="", **options): from
+    /// ``depthwise.weight``/``.bias`` and ``pointwise.weight``/``.bias`` under ``prefix``;
+    /// ``options`` are the constructor's keywords.
     #[staticmethod]
-    #[pyo3(signature = (state_dict, prefix="", stride=None, padding=None, dilation=None,
-                        padding_mode="zeros", multiplier=None, depthwise_activation=None,
-                        pointwise_activation=None, layout="nchw", threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_state_dict(
-        py: Python<'_>,
-        state_dict: &Bound<'_, PyAny>,
+    #[pyo3(signature = (state_dict, prefix="", **options))]
+    fn from_state_dict<'py>(
+        py: Python<'py>,
+        state_dict: &Bound<'py, PyAny>,
         prefix: &str,
-        stride: Option<&Bound<'_, PyAny>>,
-        padding: Option<&Bound<'_, PyAny>>,
-        dilation: Option<&Bound<'_, PyAny>>,
-        padding_mode: &str,
-        multiplier: Option<&Bound<'_, PyAny>>,
-        depthwise_activation: Option<&Bound<'_, PyAny>>,
-        pointwise_activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (dw, dwb) = conv_entries(state_dict, &format!("{prefix}depthwise."))?;
         let (pw, pwb) = conv_entries(state_dict, &format!("{prefix}pointwise."))?;
-        Self::new(
-            py,
-            &dw,
-            &pw,
-            dwb.as_ref(),
-            pwb.as_ref(),
-            stride,
-            padding,
-            dilation,
-            padding_mode,
-            multiplier,
-            depthwise_activation,
-            pointwise_activation,
-            layout,
-            threads,
-        )
+        let kwargs = match options {
+            Some(o) => o.copy()?,
+            None => PyDict::new(py),
+        };
+        kwargs.set_item("depthwise_bias", dwb)?;
+        kwargs.set_item("pointwise_bias", pwb)?;
+        py.get_type::<Self>().call((dw, pw), Some(&kwargs))
     }
 
     /// DepthwiseSeparableConv2d.from_layers(depthwise, pointwise, layout=None,

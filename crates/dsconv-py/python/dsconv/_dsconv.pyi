@@ -142,6 +142,7 @@ class Conv2d(_Conv):
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         stride: IntOrPair = 1,
         padding: Padding = 0,
         dilation: IntOrPair = 1,
@@ -172,6 +173,7 @@ class DepthwiseConv2d(_Conv):
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         stride: IntOrPair = 1,
         padding: Padding = 0,
         dilation: IntOrPair = 1,
@@ -197,6 +199,7 @@ class PointwiseConv2d(_Conv):
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         activation: Activation = None,
         layout: str = "nchw",
         threads: Optional[int] = None,
@@ -225,6 +228,7 @@ class DepthwiseSeparableConv2d(_Layer):
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         stride: IntOrPair = 1,
         padding: Padding = 0,
         dilation: IntOrPair = 1,
