@@ -662,7 +662,9 @@ impl<'a> Builder<'a> {
             };
             match &n.op {
                 Op::GlobalPool { max: false } => pool = Some(j),
-                Op::ReduceMean { axes } if axes[..] == [2, 3] && self.pre.dims[n.out].len() == 4 => {
+                Op::ReduceMean { axes }
+                    if axes[..] == [2, 3] && self.pre.dims[n.out].len() == 4 =>
+                {
                     pool = Some(j)
                 }
                 Op::Binary {
@@ -743,7 +745,7 @@ impl<'a> Builder<'a> {
         )?;
         let n = d[0];
         self.costs
-            .push(LayerCost::global_avg_pool(&self.pre_name(pool), d4(&d)));
+            .push(LayerCost::global_avg_pool(self.pre_name(pool), d4(&d)));
         let r = f1.wdims[0];
         self.costs.push(LayerCost::linear(
             f1.name.clone(),
@@ -763,7 +765,10 @@ impl<'a> Builder<'a> {
         name.push_str(&format!(" + {}", self.pre_name(mul)));
         self.take(&f1);
         self.take(&f2);
-        for j in [Some(pool), Some(mul), hard.map(|h| h.0)].into_iter().flatten() {
+        for j in [Some(pool), Some(mul), hard.map(|h| h.0)]
+            .into_iter()
+            .flatten()
+        {
             self.nodes[j] = None;
         }
         let input = self.nhwc_of(x);

@@ -22,19 +22,30 @@ fn reference(
     for b in 0..n {
         let img = &x.data()[b * h * w * c..(b + 1) * h * w * c];
         let mean: Vec<f64> = (0..c)
-            .map(|ch| img.iter().skip(ch).step_by(c).map(|&v| v as f64).sum::<f64>() / (h * w) as f64)
+            .map(|ch| {
+                img.iter()
+                    .skip(ch)
+                    .step_by(c)
+                    .map(|&v| v as f64)
+                    .sum::<f64>()
+                    / (h * w) as f64
+            })
             .collect();
         let hid: Vec<f64> = (0..r)
             .map(|j| {
                 let s = b1[j] as f64
-                    + (0..c).map(|i| w1.data()[j * c + i] as f64 * mean[i]).sum::<f64>();
+                    + (0..c)
+                        .map(|i| w1.data()[j * c + i] as f64 * mean[i])
+                        .sum::<f64>();
                 act.apply_f64(s)
             })
             .collect();
         let g: Vec<f64> = (0..c)
             .map(|i| {
                 let s = b2[i] as f64
-                    + (0..r).map(|j| w2.data()[i * r + j] as f64 * hid[j]).sum::<f64>();
+                    + (0..r)
+                        .map(|j| w2.data()[i * r + j] as f64 * hid[j])
+                        .sum::<f64>();
                 gate.apply_f64(s)
             })
             .collect();
@@ -55,11 +66,27 @@ fn bits(t: &Tensor) -> Vec<u32> {
 fn squeeze_excite_matches_the_f64_reference_at_every_tier_and_thread_count() {
     let cases = [
         // (N, C, H, W, R, act, gate)
-        (1, 16, 7, 6, 4, Activation::Relu, Activation::Clamp { min: 0.0, max: 1.0 }),
+        (
+            1,
+            16,
+            7,
+            6,
+            4,
+            Activation::Relu,
+            Activation::Clamp { min: 0.0, max: 1.0 },
+        ),
         (2, 37, 9, 11, 9, Activation::Silu, Activation::Sigmoid),
         (1, 96, 56, 33, 4, Activation::Silu, Activation::Sigmoid),
         (3, 5, 1, 1, 2, Activation::HardSwish, Activation::Sigmoid),
-        (2, 200, 13, 3, 50, Activation::Relu, Activation::Clamp { min: 0.0, max: 1.0 }),
+        (
+            2,
+            200,
+            13,
+            3,
+            50,
+            Activation::Relu,
+            Activation::Clamp { min: 0.0, max: 1.0 },
+        ),
     ];
     for (i, &(n, c, h, w, r, act, gate)) in cases.iter().enumerate() {
         let seed = 100 + i as u64;
@@ -68,15 +95,18 @@ fn squeeze_excite_matches_the_f64_reference_at_every_tier_and_thread_count() {
         let w2 = random_tensor([c, r, 1, 1], Layout::Nchw, seed + 2, 0.5);
         let b1 = common::random_vec(seed + 3, r, 0.3);
         let b2 = common::random_vec(seed + 4, c, 0.3);
-        let se = SqueezeExcite::new(&w1, Some(b1.clone()), act, &w2, Some(b2.clone()), gate)
-            .unwrap();
+        let se =
+            SqueezeExcite::new(&w1, Some(b1.clone()), act, &w2, Some(b2.clone()), gate).unwrap();
         assert_eq!((se.channels(), se.squeezed()), (c, r));
         let want = reference(&x, (&w1, &b1, act), (&w2, &b2, gate));
         let scale = common::max_abs(want.iter().copied()).max(1e-3);
         for tier in available_tiers() {
             let mut first: Option<Vec<u32>> = None;
             for threads in [1, 2, 3] {
-                let exec = Executor::new(threads).unwrap().with_isa(tier.isa()).unwrap();
+                let exec = Executor::new(threads)
+                    .unwrap()
+                    .with_isa(tier.isa())
+                    .unwrap();
                 let y = se.forward_with(&x, &exec).unwrap();
                 assert_eq!(y.logical_dims(), x.logical_dims());
                 let err = common::max_abs_diff_f64(y.data(), &want);
@@ -130,7 +160,9 @@ fn pointwise_with_residual_equals_conv_then_add_bitwise() {
         let seed = 200 + i as u64;
         let wt = random_tensor([cout, cin, 1, 1], Layout::Nchw, seed, 0.3);
         let bias = common::random_vec(seed + 1, cout, 0.2);
-        let pw = PointwiseConv2d::new(wt, Some(bias)).unwrap().with_activation(act);
+        let pw = PointwiseConv2d::new(wt, Some(bias))
+            .unwrap()
+            .with_activation(act);
         let x = random_tensor([n, h, w, cin], Layout::Nhwc, seed + 2, 1.0);
         let res = random_tensor([n, h, w, cout], Layout::Nhwc, seed + 3, 1.0);
         for tier in available_tiers() {
@@ -141,10 +173,18 @@ fn pointwise_with_residual_equals_conv_then_add_bitwise() {
                 *o += r;
             }
             for threads in [1, 2, 3] {
-                let exec = Executor::new(threads).unwrap().with_isa(tier.isa()).unwrap();
+                let exec = Executor::new(threads)
+                    .unwrap()
+                    .with_isa(tier.isa())
+                    .unwrap();
                 let mut got = Tensor::zeros([n, h, w, cout], Layout::Nhwc).unwrap();
                 pw.forward_add_into(&x, &res, &mut got, &exec).unwrap();
-                assert_eq!(bits(&got), bits(&want), "case {i} [{}] {threads}", tier.name());
+                assert_eq!(
+                    bits(&got),
+                    bits(&want),
+                    "case {i} [{}] {threads}",
+                    tier.name()
+                );
             }
         }
         // A residual of other dims or layout is an error.

@@ -204,10 +204,7 @@ impl SqueezeExcite {
             return Err(Error::shape(
                 "squeeze-excitation input",
                 format!("a non-empty NHWC tensor of {} channels", self.c),
-                format!(
-                    "{} with logical dims {dims:?}",
-                    input.layout().name()
-                ),
+                format!("{} with logical dims {dims:?}", input.layout().name()),
             ));
         }
         Ok(dims)

@@ -321,9 +321,7 @@ mod x86 {
         #[inline(always)]
         unsafe fn round(a: __m512) -> __m512 {
             // SAFETY: AVX-512F is present (module contract).
-            unsafe {
-                _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
-            }
+            unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
         }
         #[inline(always)]
         unsafe fn pow2i(n: __m512) -> __m512 {
@@ -393,7 +391,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
         p = S::mul_add(p, r, S::splat(8.333_452e-3));
         p = S::mul_add(p, r, S::splat(4.166_579_6e-2));
         p = S::mul_add(p, r, S::splat(1.666_666_5e-1));
-        p = S::mul_add(p, r, S::splat(5.000_000_1e-1));
+        p = S::mul_add(p, r, S::splat(0.5));
         let y = S::add(S::mul_add(p, S::mul(r, r), r), S::splat(1.0));
         let n1 = S::round(S::mul(n, S::splat(0.5)));
         let n2 = S::sub(n, n1);

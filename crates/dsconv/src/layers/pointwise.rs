@@ -87,8 +87,7 @@ impl PointwiseConv2d {
     ) -> Result<()> {
         let g = self.conv.geometry(input.logical_dims())?;
         crate::layers::conv2d::check_nhwc_pair(&g, input, out)?;
-        if residual.layout() != crate::Layout::Nhwc
-            || residual.logical_dims() != out.logical_dims()
+        if residual.layout() != crate::Layout::Nhwc || residual.logical_dims() != out.logical_dims()
         {
             return Err(crate::Error::shape(
                 "pointwise residual",

@@ -2,9 +2,9 @@
 //! random input; the same JSON fields as the built-in networks.
 
 use super::timing::{median_and_min, time, Budget, Progress, MAX_RUNS};
-use crate::cmd::table::{Align, Table};
 use super::{Args, Report, SEED};
 use crate::cmd::onnx;
+use crate::cmd::table::{Align, Table};
 use anyhow::Result;
 use dsconv::rng::SplitMix64;
 use dsconv::Executor;
@@ -147,25 +147,25 @@ fn profile(
             break;
         }
     }
-    let medians: Vec<f64> = samples
-        .iter_mut()
-        .map(|s| median_and_min(s).0)
-        .collect();
+    let medians: Vec<f64> = samples.iter_mut().map(|s| median_and_min(s).0).collect();
     let total: f64 = medians.iter().sum::<f64>().max(f64::MIN_POSITIVE);
     let whole_ms = median_and_min(&mut whole).0;
-    Ok((whole_ms, names
-        .into_iter()
-        .zip(medians)
-        .map(|(line, median_ms)| {
-            let (name, kind) = line.rsplit_once(": ").unwrap_or((line.as_str(), ""));
-            StepTime {
-                name: name.to_string(),
-                kind: kind.to_string(),
-                median_ms,
-                share: median_ms / total,
-            }
-        })
-        .collect()))
+    Ok((
+        whole_ms,
+        names
+            .into_iter()
+            .zip(medians)
+            .map(|(line, median_ms)| {
+                let (name, kind) = line.rsplit_once(": ").unwrap_or((line.as_str(), ""));
+                StepTime {
+                    name: name.to_string(),
+                    kind: kind.to_string(),
+                    median_ms,
+                    share: median_ms / total,
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// The profile as text: every step in plan order, then the time per kind of step.
