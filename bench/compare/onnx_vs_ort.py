@@ -78,6 +78,7 @@ def main():
     p.add_argument("--max-time", type=float, default=3.0)
     p.add_argument("--dsconv", default=DSCONV)
     p.add_argument("--out")
+    p.add_argument("--only", help="comma-separated model names to keep (e.g. efficientnet_b0)")
     args = p.parse_args()
     models = []
     for name in ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]:
@@ -90,6 +91,9 @@ def main():
             ("PP-OCRv4 rec", os.path.join(args.ppocr, "ch_PP-OCRv4_rec_infer.onnx"), (3, 48, 320)),
             ("PP-OCR mobile v2.0 cls", os.path.join(args.ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), (3, 48, 192)),
         ]
+    if args.only:
+        keep = args.only.split(",")
+        models = [m for m in models if any(m[0].startswith(k) for k in keep)]
     rows = []
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
@@ -117,7 +121,7 @@ def main():
             rows.append(row)
             print(json.dumps(row), flush=True)
     lines = [
-        "# Imported ONNX models: dsconv vs ONNX Runtime (same file), 2026-12-06",
+        f"# Imported ONNX models: dsconv vs ONNX Runtime (same file), {time.strftime('%Y-%m-%d')}",
         "",
         f"CPU: {cpu_name()} ({os.cpu_count()} vCPUs, shared and noisy); ONNX Runtime {ort.__version__};"
         f" {args.threads} threads; {args.rounds} rounds alternating dsconv and ORT per model;"

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::kernels;
 use crate::model::Model;
 use crate::prep::{self, Bin, DNode, Op, Operand, PoolSpec, Prepared, Unary};
-use dsconv::blocks::InvertedResidual;
+use dsconv::blocks::{InvertedResidual, SqueezeExcite};
 use dsconv::cost::{LayerCost, NetworkCost};
 use dsconv::workspace::Workspace;
 use dsconv::{
@@ -46,6 +46,10 @@ pub struct Fusion {
     pub activations_fused: usize,
     /// Layout conversions NCHW ↔ NHWC that copy.
     pub conversions: usize,
+    /// Squeeze-excitation blocks (pool → FC → act → FC → gate → Mul) run as one step.
+    pub squeeze_excite: usize,
+    /// Residual Adds fused into a lone pointwise convolution's GEMM epilogue.
+    pub pointwise_adds: usize,
     /// Steps in all.
     pub steps: usize,
 }
@@ -69,6 +73,11 @@ enum POp {
     Sep(Box<DepthwiseSeparableConv2d>),
     Ir(Box<InvertedResidual>),
     Linear(Box<PointwiseConv2d>),
+    /// A pointwise convolution with a residual (`ins[1]`) added in its epilogue.
+    PwAdd(Box<PointwiseConv2d>),
+    Se(Box<SqueezeExcite>),
+    /// An activation no convolution took, on the kernels' vectorised code.
+    Act(Activation),
     ToNhwc,
     ToRows,
     Unary(Unary),
@@ -210,6 +219,8 @@ fn to_act(u: Unary) -> Option<Activation> {
     Some(match u {
         Unary::Relu => Activation::Relu,
         Unary::HardSwish => Activation::HardSwish,
+        Unary::Sigmoid => Activation::Sigmoid,
+        Unary::Silu => Activation::Silu,
         Unary::Clip(lo, hi) if lo == 0.0 && hi == 6.0 => Activation::Relu6,
         Unary::Clip(lo, hi) if lo == 0.0 && hi == f32::INFINITY => Activation::Relu,
         Unary::Clip(lo, hi) if lo <= hi => Activation::Clamp { min: lo, max: hi },
@@ -584,12 +595,194 @@ impl<'a> Builder<'a> {
         let input = self.nhwc_of(u.input);
         let in_dims = self.dims(u.input);
         self.conv_cost(&u, &in_dims)?;
+        if u.is_pointwise() {
+            if let Some((j, skip)) = self.lone_residual(u.out) {
+                let layer =
+                    PointwiseConv2d::new(u.tensor()?, u.bias.clone())?.with_activation(u.act);
+                let skip = self.nhwc_of(skip);
+                let out_id = self.nodes[j].as_ref().map_or(u.out, |n| n.out);
+                self.nodes[j] = None;
+                let out = self.new_val(self.dims(out_id), true);
+                self.push(
+                    &format!("{} + add", u.name),
+                    POp::PwAdd(Box::new(layer)),
+                    vec![input, skip],
+                    out,
+                );
+                self.fusion.convs += 1;
+                self.fusion.pointwise_adds += 1;
+                self.define(out_id, out);
+                return Ok(());
+            }
+        }
         let conv = Conv2d::new(u.tensor()?, u.bias.clone(), u.params)?.with_activation(u.act);
         let out = self.new_val(self.dims(u.out), true);
         self.push(&u.name, POp::Conv(Box::new(conv)), vec![input], out);
         self.fusion.convs += 1;
         self.define(u.out, out);
+        self.squeeze_excite(u.out)
+    }
+
+    /// `Add(out, skip)` reading `out` alone, with `skip` of the same dims already
+    /// computed (so the Add can run in the epilogue of what makes `out`): its node and
+    /// `skip`.
+    fn lone_residual(&self, out: usize) -> Option<(usize, usize)> {
+        let j = self.sole(out)?;
+        let n = self.nodes[j].as_ref()?;
+        let Op::Binary {
+            op: Bin::Add,
+            a: Operand::Dyn(_),
+            b: Operand::Dyn(_),
+        } = n.op
+        else {
+            return None;
+        };
+        let skip = if n.ins[0] == out { n.ins[1] } else { n.ins[0] };
+        let defined = self.nhwc.contains_key(&skip) || self.rows.contains_key(&skip);
+        (skip != out
+            && defined
+            && self.pre.dims[skip] == self.pre.dims[out]
+            && self.pre.dims[n.out] == self.pre.dims[out])
+            .then_some((j, skip))
+    }
+
+    /// Squeeze-excitation on `x`: `Mul(x, gate(FC₂(act(FC₁(GlobalAveragePool(x))))))`
+    /// with the pool and the Mul the only readers of `x`, the FCs 1×1 convolutions (their
+    /// activation folded as usual) and the gate a Sigmoid (in FC₂'s epilogue) or a
+    /// HardSigmoid (folded into FC₂'s weights, then a clamp to [0, 1]): one step.
+    fn squeeze_excite(&mut self, x: usize) -> Result<()> {
+        let d = self.dims(x);
+        if d.len() != 4 || self.uses[x] != 2 || self.cons[x].len() != 2 {
+            return Ok(());
+        }
+        let (mut pool, mut mul) = (None, None);
+        for &j in &self.cons[x] {
+            let Some(n) = self.nodes[j].as_ref() else {
+                return Ok(());
+            };
+            match &n.op {
+                Op::GlobalPool { max: false } => pool = Some(j),
+                Op::ReduceMean { axes }
+                    if axes[..] == [2, 3] && self.pre.dims[n.out].len() == 4 =>
+                {
+                    pool = Some(j)
+                }
+                Op::Binary {
+                    op: Bin::Mul,
+                    a: Operand::Dyn(_),
+                    b: Operand::Dyn(_),
+                } => mul = Some(j),
+                _ => return Ok(()),
+            }
+        }
+        let (Some(pool), Some(mul)) = (pool, mul) else {
+            return Ok(());
+        };
+        let Some(p_out) = self.nodes[pool].as_ref().map(|n| n.out) else {
+            return Ok(());
+        };
+        let Some(f1) = self.sole(p_out).and_then(|j| self.unit(j)) else {
+            return Ok(());
+        };
+        let Some(f2) = self.sole(f1.out).and_then(|j| self.unit(j)) else {
+            return Ok(());
+        };
+        let c = d[1];
+        if !f1.is_pointwise()
+            || !f2.is_pointwise()
+            || f1.input != p_out
+            || f1.bn
+            || f2.bn
+            || f1.wdims[1] != c
+            || f2.wdims[0] != c
+            || f2.wdims[1] != f1.wdims[0]
+        {
+            return Ok(());
+        }
+        let (gate, gate_val, hard) = if f2.act != Activation::None {
+            (f2.act, f2.out, None)
+        } else {
+            let Some(j) = self.sole(f2.out) else {
+                return Ok(());
+            };
+            match self.nodes[j].as_ref().map(|n| (&n.op, n.out)) {
+                Some((Op::Unary(Unary::HardSigmoid(a, b)), o)) => (
+                    Activation::Clamp { min: 0.0, max: 1.0 },
+                    o,
+                    Some((j, *a, *b)),
+                ),
+                _ => return Ok(()),
+            }
+        };
+        let Some(mn) = self.nodes[mul].as_ref() else {
+            return Ok(());
+        };
+        if self.sole(gate_val) != Some(mul)
+            || !mn.ins.contains(&x)
+            || !mn.ins.contains(&gate_val)
+            || self.pre.dims[mn.out] != d
+        {
+            return Ok(());
+        }
+        let out_id = mn.out;
+        let (mut w2, mut b2) = (f2.w.clone(), f2.bias.clone());
+        if let Some((_, a, b)) = hard {
+            for w in &mut w2 {
+                *w *= a;
+            }
+            let bv = b2.get_or_insert_with(|| vec![0.0; c]);
+            for v in bv.iter_mut() {
+                *v = *v * a + b;
+            }
+        }
+        let se = SqueezeExcite::new(
+            &f1.tensor()?,
+            f1.bias.clone(),
+            f1.act,
+            &Tensor::from_nchw(w2, f2.wdims)?,
+            b2,
+            gate,
+        )?;
+        let n = d[0];
+        self.costs
+            .push(LayerCost::global_avg_pool(self.pre_name(pool), d4(&d)));
+        let r = f1.wdims[0];
+        self.costs.push(LayerCost::linear(
+            f1.name.clone(),
+            n,
+            c,
+            r,
+            f1.bias.is_some(),
+        ));
+        self.costs.push(LayerCost::linear(
+            f2.name.clone(),
+            n,
+            r,
+            c,
+            f2.bias.is_some(),
+        ));
+        let mut name = format!("{} + {} + {}", self.pre_name(pool), f1.name, f2.name);
+        name.push_str(&format!(" + {}", self.pre_name(mul)));
+        self.take(&f1);
+        self.take(&f2);
+        for j in [Some(pool), Some(mul), hard.map(|h| h.0)]
+            .into_iter()
+            .flatten()
+        {
+            self.nodes[j] = None;
+        }
+        let input = self.nhwc_of(x);
+        let out = self.new_val(self.dims(out_id), true);
+        self.push(&name, POp::Se(Box::new(se)), vec![input], out);
+        self.fusion.squeeze_excite += 1;
+        self.define(out_id, out);
         Ok(())
+    }
+
+    fn pre_name(&self, node: usize) -> String {
+        self.nodes[node]
+            .as_ref()
+            .map_or_else(String::new, |n| n.name.clone())
     }
 
     fn emit_ir(&mut self, expand: Option<Unit>, dw: Unit, pr: Unit) -> Result<()> {
@@ -717,7 +910,11 @@ impl<'a> Builder<'a> {
             Op::Unary(u) => {
                 let inp = self.any_of(x);
                 let o = self.new_val(od, self.vals[inp].nhwc);
-                self.push(name, POp::Unary(u), vec![inp], o);
+                let op = match to_act(u) {
+                    Some(a) => POp::Act(a),
+                    None => POp::Unary(u),
+                };
+                self.push(name, op, vec![inp], o);
                 o
             }
             Op::Affine { scale, shift } => {
@@ -1054,6 +1251,9 @@ impl Plan {
                     POp::Ir(b) if b.has_residual() => "fused inverted residual + skip",
                     POp::Ir(_) => "fused inverted residual",
                     POp::Linear(_) => "linear (GEMM)",
+                    POp::PwAdd(_) => "conv + add",
+                    POp::Se(_) => "fused squeeze-excitation",
+                    POp::Act(_) => "activation",
                     POp::ToNhwc => "layout NCHW -> NHWC",
                     POp::ToRows => "layout NHWC -> NCHW",
                     POp::Unary(_) => "elementwise",
@@ -1081,6 +1281,29 @@ impl Plan {
     /// Runs the plan on row-major inputs (one slice per graph input, of the planned dims)
     /// with `exec`'s threads. Results are bitwise identical for every thread count.
     pub fn run(&self, inputs: &[&[f32]], exec: &Executor) -> Result<Vec<Output>> {
+        self.run_timed(inputs, exec, None)
+    }
+
+    /// [`run`](Self::run), also timing each step: `step_ms` is resized to the number of
+    /// steps and gets each one's wall time in milliseconds, in the order of
+    /// [`describe`](Self::describe) (the per-step profile of `dsconv bench --profile`).
+    pub fn run_profiled(
+        &self,
+        inputs: &[&[f32]],
+        exec: &Executor,
+        step_ms: &mut Vec<f64>,
+    ) -> Result<Vec<Output>> {
+        step_ms.clear();
+        step_ms.resize(self.steps.len(), 0.0);
+        self.run_timed(inputs, exec, Some(step_ms))
+    }
+
+    fn run_timed(
+        &self,
+        inputs: &[&[f32]],
+        exec: &Executor,
+        mut step_ms: Option<&mut Vec<f64>>,
+    ) -> Result<Vec<Output>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::Input {
                 name: self
@@ -1111,7 +1334,11 @@ impl Plan {
             slots[pv.slot] = Some(t);
         }
         for (s, st) in self.steps.iter().enumerate() {
+            let start = step_ms.is_some().then(std::time::Instant::now);
             let t = self.step(st, &mut slots, exec)?;
+            if let (Some(ms), Some(start)) = (step_ms.as_deref_mut(), start) {
+                ms[s] = start.elapsed().as_secs_f64() * 1e3;
+            }
             slots[self.vals[st.out].slot] = Some(t);
             for &f in &self.frees[s] {
                 if let Some(t) = slots[f].take() {
@@ -1151,9 +1378,13 @@ impl Plan {
     fn step(&self, st: &Step, slots: &mut [Option<Tensor>], exec: &Executor) -> Result<Tensor> {
         let out_pv = &self.vals[st.out];
         let on = numel(&out_pv.dims)?;
-        let conv_in = matches!(st.op, POp::Conv(_) | POp::Sep(_) | POp::Ir(_));
-        if conv_in {
-            let pv = &self.vals[st.ins[0]];
+        let conv_ins = match st.op {
+            POp::Conv(_) | POp::Sep(_) | POp::Ir(_) | POp::Se(_) => 1,
+            POp::PwAdd(_) => 2,
+            _ => 0,
+        };
+        for &v in &st.ins[..conv_ins] {
+            let pv = &self.vals[v];
             if let Some(t) = slots[pv.slot].as_mut() {
                 t.reshape(nhwc_dims(&pv.dims), Layout::Nhwc)?;
             }
@@ -1201,6 +1432,19 @@ impl Plan {
             POp::Ir(b) => {
                 let (x, _) = get(0)?;
                 b.forward_into(x, &mut out, exec, &self.ws)?;
+            }
+            POp::PwAdd(l) => {
+                let ((x, _), (r, _)) = (get(0)?, get(1)?);
+                l.forward_add_into(x, r, &mut out, exec)?;
+            }
+            POp::Se(b) => {
+                let (x, _) = get(0)?;
+                b.forward_into(x, &mut out, exec)?;
+            }
+            POp::Act(a) => {
+                let x = data(0)?;
+                o[..x.len()].copy_from_slice(x);
+                a.apply_slice(&mut o[..x.len()], exec);
             }
             POp::Linear(l) => {
                 let (x, _) = get(0)?;

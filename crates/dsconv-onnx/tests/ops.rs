@@ -89,6 +89,8 @@ fn every_operator_matches_onnx_runtime() {
                     "residual_adds" => fu.residual_adds,
                     "batchnorms_folded" => fu.batchnorms_folded,
                     "activations_fused" => fu.activations_fused,
+                    "squeeze_excite" => fu.squeeze_excite,
+                    "pointwise_adds" => fu.pointwise_adds,
                     other => panic!("unknown fusion key {other}"),
                 };
                 assert_eq!(

@@ -44,13 +44,23 @@ fn torchvision_exports_match_pytorch_float64_and_onnx_runtime() {
             eort <= 1e-4,
             "{name}: {eort:.3e} × max|ref| from ONNX Runtime"
         );
-        // The separable chains run on the fused kernels (EfficientNet-B0's SiLU and
-        // squeeze-excitation between depthwise and project keep its convolutions apart).
-        if name.starts_with("efficientnet") {
-            continue;
-        }
+        // Squeeze-excitation runs as one step in MobileNetV3 and EfficientNet-B0, SiLU in
+        // the convolutions' epilogues (no standalone activation step), and the separable
+        // chains without SE on the fused kernels (EfficientNet-B0 has SE in every block).
         let plan = model.plan(&[&x.shape]).unwrap();
         let f = plan.fusion();
+        let steps = plan.describe();
+        if !name.starts_with("mobilenet_v2") {
+            assert!(f.squeeze_excite >= 2, "{name}: {f:?}\n{steps:#?}");
+        }
+        assert!(
+            !steps.iter().any(|s| s.ends_with(": elementwise")),
+            "{name}: an activation left unfused\n{steps:#?}"
+        );
+        if name.starts_with("efficientnet") {
+            assert!(f.pointwise_adds >= 1, "{name}: {f:?}\n{steps:#?}");
+            continue;
+        }
         assert!(
             f.inverted_residual + f.separable >= 1,
             "{name}: {f:?}\n{:#?}",

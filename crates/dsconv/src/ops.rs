@@ -11,7 +11,11 @@ use crate::error::{Error, Result};
 /// ReLU(−Inf) = 0, ReLU6(±Inf) = 6 / 0, hard-swish(+Inf) = +Inf and hard-swish(−Inf) = NaN
 /// (`x · clamp(x + 3, 0, 6) / 6` = −Inf · 0; the documented piecewise form would say 0, the
 /// kernel computes NaN). A `Clamp` with a NaN bound gives NaN everywhere (`clamp_out`
-/// fills the result with NaN); `min > max` gives `max` everywhere.
+/// fills the result with NaN); `min > max` gives `max` everywhere. Sigmoid: NaN → NaN,
+/// +Inf → 1, −Inf → 0; SiLU: NaN → NaN, +Inf → +Inf, −Inf → NaN (`x / (1 + e⁻ˣ)` =
+/// −Inf / +Inf, as PyTorch's `silu` gives it), and an f32 SiLU of x ≲ −88.7 is −0 (e⁻ˣ
+/// overflows), as in PyTorch. The kernels' vectorised `exp` is within 2 ulp of the
+/// correctly rounded one; [`apply`](Self::apply) uses the standard library's.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Activation {
     /// Identity.
@@ -30,6 +34,11 @@ pub enum Activation {
     },
     /// `x · relu6(x + 3) / 6` (MobileNetV3).
     HardSwish,
+    /// `1 / (1 + e⁻ˣ)` (the gate of EfficientNet's squeeze-excitation).
+    Sigmoid,
+    /// SiLU / swish, `x · sigmoid(x)`, computed as PyTorch's CPU kernel does,
+    /// `x / (1 + e⁻ˣ)` (EfficientNet).
+    Silu,
 }
 
 /// `min(max(x, lo), hi)` keeping a NaN `x` (and a NaN bound is the caller's business):
@@ -59,6 +68,8 @@ impl Activation {
             Activation::Clamp { min, max } if min.is_nan() || max.is_nan() => f32::NAN,
             Activation::Clamp { min, max } => clamp_keep_nan!(x, min, max),
             Activation::HardSwish => x * clamp_keep_nan!(x + 3.0, 0.0, 6.0) / 6.0,
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Silu => x / (1.0 + (-x).exp()),
         }
     }
 
@@ -72,7 +83,29 @@ impl Activation {
             Activation::Clamp { min, max } if min.is_nan() || max.is_nan() => f64::NAN,
             Activation::Clamp { min, max } => clamp_keep_nan!(x, min as f64, max as f64),
             Activation::HardSwish => x * clamp_keep_nan!(x + 3.0, 0.0, 6.0) / 6.0,
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Silu => x / (1.0 + (-x).exp()),
         }
+    }
+
+    /// Applies the activation in place to every element of `data` with `exec`'s tier and
+    /// threads: the kernels' vectorised code (the same bits as a fused epilogue at that
+    /// tier), for an activation no convolution could take. Element-wise, so bitwise
+    /// identical for every thread count.
+    pub fn apply_slice(self, data: &mut [f32], exec: &crate::Executor) {
+        if self == Activation::None || data.is_empty() {
+            return;
+        }
+        // Weigh the transcendental ones like a few multiply-adds per element.
+        let weight = match self {
+            Activation::Sigmoid | Activation::Silu => 16,
+            _ => 2,
+        };
+        let tasks = exec.tasks_for((data.len() as u64).saturating_mul(weight));
+        let isa = exec.tier();
+        exec.for_each_row_blocks(data, 1, 64, tasks, |_, chunk| {
+            crate::kernels::act::activate_slice(isa, self, chunk)
+        });
     }
 
     /// Name used in tables and on the command line.
@@ -83,6 +116,8 @@ impl Activation {
             Activation::Relu6 => "relu6",
             Activation::Clamp { .. } => "clamp",
             Activation::HardSwish => "hardswish",
+            Activation::Sigmoid => "sigmoid",
+            Activation::Silu => "silu",
         }
     }
 }

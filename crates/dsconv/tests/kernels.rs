@@ -14,7 +14,7 @@ use dsconv::{
     Executor, Padding, PointwiseConv2d, Tensor,
 };
 
-const ACTIVATIONS: [Activation; 5] = [
+const ACTIVATIONS: [Activation; 7] = [
     Activation::None,
     Activation::Relu,
     Activation::Relu6,
@@ -23,6 +23,8 @@ const ACTIVATIONS: [Activation; 5] = [
         max: 0.75,
     },
     Activation::HardSwish,
+    Activation::Sigmoid,
+    Activation::Silu,
 ];
 
 /// Runs `conv` on an NHWC input of logical dims `input` at every tier with 1 and 2

@@ -24,7 +24,7 @@ use dsconv::{
     DepthwiseSeparableConv2d, Executor, Layout, Padding, PaddingMode, PointwiseConv2d, Tensor,
 };
 
-const ACTIVATIONS: [Activation; 5] = [
+const ACTIVATIONS: [Activation; 7] = [
     Activation::None,
     Activation::Relu,
     Activation::Relu6,
@@ -33,6 +33,8 @@ const ACTIVATIONS: [Activation; 5] = [
         max: 0.75,
     },
     Activation::HardSwish,
+    Activation::Sigmoid,
+    Activation::Silu,
 ];
 
 /// Random values in [−1, 1) with NaN at the first element (a corner of channel 0) and at

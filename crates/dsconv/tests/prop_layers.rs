@@ -33,6 +33,8 @@ fn activation_strategy() -> impl Strategy<Value = Activation> {
             max: 0.75
         }),
         Just(Activation::HardSwish),
+        Just(Activation::Sigmoid),
+        Just(Activation::Silu),
     ]
 }
 

@@ -74,6 +74,7 @@
 //! the numbers at each commit. Standalone depthwise rates move by ±20% with heap and code
 //! layout: compare binaries alternating on the same layer (`bench/compare/dw_ab.sh`).
 
+pub(crate) mod act;
 mod aligned;
 pub(crate) mod dense;
 pub(crate) mod depthwise;

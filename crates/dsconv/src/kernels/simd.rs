@@ -36,6 +36,15 @@ pub(crate) trait Simd: Copy {
     unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
     /// `a·b`.
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// `a − b`.
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b` (IEEE division, correctly rounded).
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    /// Rounds to the nearest integer, ties to even (NaN stays NaN).
+    unsafe fn round(a: Self::V) -> Self::V;
+    /// `2ⁿ` for lanes holding an integer `n` in `[−126, 127]` (built from the exponent
+    /// bits; other lanes give an unspecified finite or infinite value, NaN never).
+    unsafe fn pow2i(n: Self::V) -> Self::V;
     /// Lane-wise `a > b ? a : b`: **`b` when either is NaN** (and when both are zeros of
     /// either sign), the x86 `MAXPS` rule (Intel SDM: "if only one value is a NaN ... the
     /// second operand ... is written to the result"), which the portable tier copies. So
@@ -103,6 +112,23 @@ impl Simd for Portable {
     #[inline(always)]
     unsafe fn mul(a: Self::V, b: Self::V) -> Self::V {
         std::array::from_fn(|l| a[l] * b[l])
+    }
+    #[inline(always)]
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] - b[l])
+    }
+    #[inline(always)]
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] / b[l])
+    }
+    #[inline(always)]
+    unsafe fn round(a: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l].round_ties_even())
+    }
+    #[inline(always)]
+    unsafe fn pow2i(n: Self::V) -> Self::V {
+        // `as i32` saturates (NaN → 0); the shift keeps the exponent field's 8 bits.
+        std::array::from_fn(|l| f32::from_bits((((n[l] as i32) + 127) as u32 & 0xff) << 23))
     }
     #[inline(always)]
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V {
@@ -189,6 +215,30 @@ mod x86 {
             unsafe { _mm256_mul_ps(a, b) }
         }
         #[inline(always)]
+        unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn div(a: __m256, b: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_div_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn round(a: __m256) -> __m256 {
+            // SAFETY: AVX is present (module contract).
+            unsafe { _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+        }
+        #[inline(always)]
+        unsafe fn pow2i(n: __m256) -> __m256 {
+            // SAFETY: AVX2 is present (module contract); register-only operations.
+            unsafe {
+                let e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+                let e = _mm256_and_si256(e, _mm256_set1_epi32(0xff));
+                _mm256_castsi256_ps(_mm256_slli_epi32::<23>(e))
+            }
+        }
+        #[inline(always)]
         unsafe fn max(a: __m256, b: __m256) -> __m256 {
             // SAFETY: AVX is present (module contract).
             unsafe { _mm256_max_ps(a, b) }
@@ -259,6 +309,30 @@ mod x86 {
             unsafe { _mm512_mul_ps(a, b) }
         }
         #[inline(always)]
+        unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn div(a: __m512, b: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_div_ps(a, b) }
+        }
+        #[inline(always)]
+        unsafe fn round(a: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract).
+            unsafe { _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a) }
+        }
+        #[inline(always)]
+        unsafe fn pow2i(n: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract); register-only operations.
+            unsafe {
+                let e = _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127));
+                let e = _mm512_and_si512(e, _mm512_set1_epi32(0xff));
+                _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e))
+            }
+        }
+        #[inline(always)]
         unsafe fn max(a: __m512, b: __m512) -> __m512 {
             // SAFETY: AVX-512F is present (module contract).
             unsafe { _mm512_max_ps(a, b) }
@@ -292,6 +366,54 @@ unsafe fn hard_swish<S: Simd>(x: S::V, three: S::V, six: S::V, sixth: S::V) -> S
     }
 }
 
+/// `eˣ` lane-wise, within 2 ulp of the correctly rounded result over the whole f32 range
+/// (tested against f64 at every tier), subnormal results included: `x > 88.72…` gives
+/// +Inf, `x < −103.97…` gives 0, NaN stays NaN, +Inf → +Inf, −Inf → 0.
+///
+/// Cody–Waite reduction `x = n·ln 2 + r`, `|r| ≤ ½ ln 2` (ln 2 split in Cephes's two
+/// constants, the first with few enough bits that `n·LN2_HI` is exact without FMA), the
+/// degree-6 Cephes `expf` polynomial for `eʳ`, then `2ⁿ` applied as two factors `2^⌊n/2⌉`
+/// and `2^(n − ⌊n/2⌉)` so that neither leaves the normal range (the product rounds once,
+/// into the subnormals where it must).
+#[inline(always)]
+pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe {
+        let x = clamp::<S>(x, S::splat(-104.0), S::splat(89.0));
+        let n = S::round(S::mul(x, S::splat(LOG2E)));
+        let r = S::sub(x, S::mul(n, S::splat(LN2_HI)));
+        let r = S::sub(r, S::mul(n, S::splat(LN2_LO)));
+        let mut p = S::splat(1.987_569_1e-4);
+        p = S::mul_add(p, r, S::splat(1.398_199_9e-3));
+        p = S::mul_add(p, r, S::splat(8.333_452e-3));
+        p = S::mul_add(p, r, S::splat(4.166_579_6e-2));
+        p = S::mul_add(p, r, S::splat(1.666_666_5e-1));
+        p = S::mul_add(p, r, S::splat(0.5));
+        let y = S::add(S::mul_add(p, S::mul(r, r), r), S::splat(1.0));
+        let n1 = S::round(S::mul(n, S::splat(0.5)));
+        let n2 = S::sub(n, n1);
+        S::mul(S::mul(y, S::pow2i(n1)), S::pow2i(n2))
+    }
+}
+
+/// `1 / (1 + e⁻ˣ)`: NaN stays NaN, +Inf → 1, −Inf → 0 (PyTorch's `sigmoid`).
+#[inline(always)]
+unsafe fn sigmoid<S: Simd>(x: S::V, one: S::V) -> S::V {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe { S::div(one, S::add(one, exp::<S>(S::sub(S::zero(), x)))) }
+}
+
+/// `x / (1 + e⁻ˣ)` (PyTorch's CPU `silu` formula): NaN stays NaN, +Inf → +Inf,
+/// −Inf → NaN (−Inf / +Inf), large negative x → −0.
+#[inline(always)]
+unsafe fn silu<S: Simd>(x: S::V, one: S::V) -> S::V {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe { S::div(x, S::add(one, exp::<S>(S::sub(S::zero(), x)))) }
+}
+
 /// Applies an activation to one register, lane-wise (the fused epilogue). NaN and ±Inf
 /// come out as PyTorch gives them (see [`Epilogue`]).
 #[inline(always)]
@@ -304,6 +426,8 @@ pub(crate) unsafe fn activate<S: Simd>(v: S::V, act: &Epilogue) -> S::V {
             EpilogueKind::HardSwish => {
                 hard_swish::<S>(v, S::splat(3.0), S::splat(6.0), S::splat(1.0 / 6.0))
             }
+            EpilogueKind::Sigmoid => sigmoid::<S>(v, S::splat(1.0)),
+            EpilogueKind::Silu => silu::<S>(v, S::splat(1.0)),
             EpilogueKind::Nan => S::splat(f32::NAN),
         }
     }
@@ -336,6 +460,22 @@ pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
                     }
                 }
             }
+            EpilogueKind::Sigmoid => {
+                let one = S::splat(1.0);
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        *x = sigmoid::<S>(*x, one);
+                    }
+                }
+            }
+            EpilogueKind::Silu => {
+                let one = S::splat(1.0);
+                for row in acc.iter_mut() {
+                    for x in row.iter_mut() {
+                        *x = silu::<S>(*x, one);
+                    }
+                }
+            }
             EpilogueKind::Nan => {
                 let nan = S::splat(f32::NAN);
                 for row in acc.iter_mut() {
@@ -364,6 +504,8 @@ enum EpilogueKind {
     None,
     Clamp,
     HardSwish,
+    Sigmoid,
+    Silu,
     /// Every output NaN: `Clamp` with a NaN bound (PyTorch's `clamp_out` fills the result
     /// with NaN then).
     Nan,
@@ -380,6 +522,8 @@ impl Epilogue {
             A::Clamp { min, max } if min.is_nan() || max.is_nan() => (EpilogueKind::Nan, 0.0, 0.0),
             A::Clamp { min, max } => (EpilogueKind::Clamp, min, max),
             A::HardSwish => (EpilogueKind::HardSwish, 0.0, 0.0),
+            A::Sigmoid => (EpilogueKind::Sigmoid, 0.0, 0.0),
+            A::Silu => (EpilogueKind::Silu, 0.0, 0.0),
         };
         Epilogue { kind, lo, hi }
     }

@@ -73,4 +73,49 @@ impl PointwiseConv2d {
     pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {
         self.conv.forward_into(input, out, exec)
     }
+
+    /// [`forward_into`](Self::forward_into) plus a residual added after the activation
+    /// (the skip of an inverted residual whose chain something else broke, e.g.
+    /// squeeze-excitation): `out = act(conv(input)) + residual`, in the GEMM's epilogue,
+    /// bitwise the same as adding afterwards. `residual` is NHWC with the output's dims.
+    pub fn forward_add_into(
+        &self,
+        input: &Tensor,
+        residual: &Tensor,
+        out: &mut Tensor,
+        exec: &Executor,
+    ) -> Result<()> {
+        let g = self.conv.geometry(input.logical_dims())?;
+        crate::layers::conv2d::check_nhwc_pair(&g, input, out)?;
+        if residual.layout() != crate::Layout::Nhwc || residual.logical_dims() != out.logical_dims()
+        {
+            return Err(crate::Error::shape(
+                "pointwise residual",
+                format!("NHWC with logical dims {:?}", out.logical_dims()),
+                format!(
+                    "{} with logical dims {:?}",
+                    residual.layout().name(),
+                    residual.logical_dims()
+                ),
+            ));
+        }
+        let p = self.conv.pointwise_kernel(&g).ok_or_else(|| {
+            crate::Error::param("pointwise layer", "not a pointwise GEMM for this input")
+        })?;
+        let (cin, cout) = (g.in_channels(), g.out_channels());
+        let m = g.batch() * g.out_h() * g.out_w();
+        let tasks = exec.tasks_for(crate::cost::conv_macs(&g));
+        let act = self.conv.activation();
+        p.run_parallel_add(
+            exec,
+            tasks,
+            input.data(),
+            cin,
+            m,
+            out.data_mut(),
+            cout,
+            act,
+            Some((residual.data(), cout)),
+        )
+    }
 }

@@ -382,7 +382,7 @@ impl Layer for BatchNorm2d {
 /// An element-wise activation (`nn.ReLU`, `nn.ReLU6`, `nn.Hardswish`, a clamp) with
 /// PyTorch's derivative: ReLU passes the gradient where the input is > 0; ReLU6 and clamp
 /// (`hardtanh`) strictly inside the bounds; hard-swish `0` below −3, `x/3 + ½` up to 3,
-/// `1` above.
+/// `1` above; sigmoid `s(1 − s)`, SiLU `s(1 + x(1 − s))` with `s = sigmoid(x)`.
 #[derive(Debug)]
 pub struct Act {
     kind: Activation,
@@ -403,6 +403,14 @@ impl Act {
             Activation::Relu => f32::from(u8::from(x > 0.0)),
             Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
             Activation::Clamp { min, max } => f32::from(u8::from(x > min && x < max)),
+            Activation::Sigmoid => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            }
+            Activation::Silu => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }
             Activation::HardSwish => {
                 if x < -3.0 {
                     0.0

@@ -110,6 +110,9 @@ pub struct Args {
     /// No progress on stderr
     #[arg(long)]
     pub quiet: bool,
+    /// ONNX --model: also time each plan step (median ms and share of the whole)
+    #[arg(long, requires = "model")]
+    pub profile: bool,
 }
 
 /// Largest single activation tensor a benchmark may allocate (several are alive at once).
@@ -134,9 +137,9 @@ pub fn run(args: Args) -> Result<()> {
     if !layers && crate::cmd::onnx::is_onnx(name) {
         return run_onnx(&args, name);
     }
-    if args.input_shape.is_some() {
+    if args.input_shape.is_some() || args.profile {
         return Err(user_error(
-            "--input-shape applies to an ONNX --model (FILE.onnx)",
+            "--input-shape and --profile apply to an ONNX --model (FILE.onnx)",
         ));
     }
     let spec = registry::lookup(name)?;

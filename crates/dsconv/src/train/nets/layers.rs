@@ -24,7 +24,8 @@ fn missing_forward(what: &'static str) -> Error {
 }
 
 /// PyTorch's derivative of `act` at its input `x` (as [`crate::train::Act`]: ReLU where
-/// `x > 0`, ReLU6 / clamp strictly inside the bounds, hard-swish piecewise).
+/// `x > 0`, ReLU6 / clamp strictly inside the bounds, hard-swish piecewise; sigmoid
+/// `s(1 − s)`, SiLU `s(1 + x(1 − s))`).
 fn derivative(act: Activation, x: f32) -> f32 {
     match act {
         Activation::None => 1.0,
@@ -39,6 +40,14 @@ fn derivative(act: Activation, x: f32) -> f32 {
             } else {
                 1.0
             }
+        }
+        Activation::Sigmoid => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 - s)
+        }
+        Activation::Silu => {
+            let s = 1.0 / (1.0 + (-x).exp());
+            s * (1.0 + x * (1.0 - s))
         }
     }
 }

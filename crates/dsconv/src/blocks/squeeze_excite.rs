@@ -1,0 +1,212 @@
+//! Squeeze-excitation (MobileNetV3, EfficientNet) as one block: the mean of each channel
+//! over the pixels, a reducing fully connected layer and its activation, an expanding
+//! one and the gate, then every pixel scaled by its channel's gate.
+
+use crate::error::{Error, Result};
+use crate::exec::Executor;
+use crate::ops::Activation;
+use crate::tensor::{Layout, Tensor};
+
+/// `out[n, y, x, c] = in[n, y, x, c] · gate(b₂ + W₂ · act(b₁ + W₁ · mean_{y,x} in[n, ·, ·, ·]))[c]`
+/// on NHWC tensors: torchvision's `SqueezeExcitation` (ReLU inside, hard-sigmoid gate in
+/// MobileNetV3: give the gate as `Clamp {0, 1}` with the hard sigmoid's `x/6 + ½` folded
+/// into `W₂` and `b₂`; SiLU inside and a sigmoid gate in EfficientNet).
+///
+/// The means are f32 sums in pixel order divided once (as
+/// [`GlobalAvgPool`](crate::layers::GlobalAvgPool)), split over the threads by channels;
+/// the two small layers run on one thread in a fixed order; the scale is split by pixel
+/// rows. Every value is computed by the same operations whatever the split: bitwise
+/// identical for every thread count.
+#[derive(Debug, Clone)]
+pub struct SqueezeExcite {
+    c: usize,
+    r: usize,
+    /// W₁ transposed, `[C][R]`.
+    w1t: Vec<f32>,
+    b1: Vec<f32>,
+    act: Activation,
+    /// W₂ transposed, `[R][C]`.
+    w2t: Vec<f32>,
+    b2: Vec<f32>,
+    gate: Activation,
+}
+
+impl SqueezeExcite {
+    /// The block from the reducing 1×1 convolution's weight `[R, C, 1, 1]` (NCHW, PyTorch
+    /// order) and bias, its activation, the expanding one's weight `[C, R, 1, 1]` and bias,
+    /// and the gate (`Sigmoid`, or `Clamp {0, 1}` for a folded hard sigmoid).
+    pub fn new(
+        reduce: &Tensor,
+        reduce_bias: Option<Vec<f32>>,
+        act: Activation,
+        expand: &Tensor,
+        expand_bias: Option<Vec<f32>>,
+        gate: Activation,
+    ) -> Result<Self> {
+        let [r, c, kh, kw] = reduce.logical_dims();
+        let [c2, r2, kh2, kw2] = expand.logical_dims();
+        if [kh, kw, kh2, kw2] != [1, 1, 1, 1] || c2 != c || r2 != r || c == 0 || r == 0 {
+            return Err(Error::shape(
+                "squeeze-excitation weights",
+                "[R, C, 1, 1] and [C, R, 1, 1]".to_string(),
+                format!(
+                    "{:?} and {:?}",
+                    reduce.logical_dims(),
+                    expand.logical_dims()
+                ),
+            ));
+        }
+        for (name, b, n) in [("reduce", &reduce_bias, r), ("expand", &expand_bias, c)] {
+            if b.as_ref().is_some_and(|b| b.len() != n) {
+                return Err(Error::shape(
+                    "squeeze-excitation bias",
+                    format!("{n} values for the {name} layer"),
+                    format!("{}", b.as_ref().map_or(0, Vec::len)),
+                ));
+            }
+        }
+        let w1 = reduce.to_layout(Layout::Nchw);
+        let w2 = expand.to_layout(Layout::Nchw);
+        let mut w1t = vec![0f32; c * r];
+        let mut w2t = vec![0f32; c * r];
+        for j in 0..r {
+            for i in 0..c {
+                w1t[i * r + j] = w1.data()[j * c + i];
+                w2t[j * c + i] = w2.data()[i * r + j];
+            }
+        }
+        Ok(SqueezeExcite {
+            c,
+            r,
+            w1t,
+            b1: reduce_bias.unwrap_or_else(|| vec![0.0; r]),
+            act,
+            w2t,
+            b2: expand_bias.unwrap_or_else(|| vec![0.0; c]),
+            gate,
+        })
+    }
+
+    /// Channels C (in and out).
+    pub fn channels(&self) -> usize {
+        self.c
+    }
+
+    /// Channels of the squeezed vector R.
+    pub fn squeezed(&self) -> usize {
+        self.r
+    }
+
+    /// Multiply-accumulates of the two small layers per image (`2·C·R`).
+    pub fn macs_per_image(&self) -> u64 {
+        2 * self.c as u64 * self.r as u64
+    }
+
+    /// The gates `[N][C]` of an NHWC input.
+    pub fn gates(&self, input: &Tensor, exec: &Executor) -> Result<Vec<f32>> {
+        let [n, c, h, w] = self.check(input)?;
+        let hw = h * w;
+        let x = input.data();
+        // Sums as [C][N]: split by channels, each summed over the pixels in order.
+        let mut sums = vec![0f32; c * n];
+        let tasks = exec.tasks_for((x.len() as u64) / 4).min(c.div_ceil(16));
+        exec.for_each_row_blocks(&mut sums, n, 16, tasks, |c0, chunk| {
+            let k = chunk.len() / n;
+            for b in 0..n {
+                let img = &x[b * hw * c..(b + 1) * hw * c];
+                let mut acc = [0f32; 16];
+                for cb in (0..k).step_by(16) {
+                    let kk = (k - cb).min(16);
+                    acc[..kk].fill(0.0);
+                    for px in img.chunks_exact(c) {
+                        for (a, v) in acc[..kk].iter_mut().zip(&px[c0 + cb..c0 + cb + kk]) {
+                            *a += v;
+                        }
+                    }
+                    for (j, a) in acc[..kk].iter().enumerate() {
+                        chunk[(cb + j) * n + b] = *a;
+                    }
+                }
+            }
+        });
+        let r = self.r;
+        let mut gates = vec![0f32; n * c];
+        let mut hid = vec![0f32; r];
+        let scale = hw as f32;
+        for (b, g) in gates.chunks_exact_mut(c).enumerate() {
+            hid.copy_from_slice(&self.b1);
+            for (i, wrow) in self.w1t.chunks_exact(r).enumerate() {
+                let m = sums[i * n + b] / scale;
+                for (hj, wj) in hid.iter_mut().zip(wrow) {
+                    *hj += m * wj;
+                }
+            }
+            for v in hid.iter_mut() {
+                *v = self.act.apply(*v);
+            }
+            g.copy_from_slice(&self.b2);
+            for (hj, wrow) in hid.iter().zip(self.w2t.chunks_exact(c)) {
+                for (gi, wi) in g.iter_mut().zip(wrow) {
+                    *gi += hj * wi;
+                }
+            }
+            for v in g.iter_mut() {
+                *v = self.gate.apply(*v);
+            }
+        }
+        Ok(gates)
+    }
+
+    /// The block on an NHWC input into an NHWC output of the same dims.
+    pub fn forward_into(&self, input: &Tensor, out: &mut Tensor, exec: &Executor) -> Result<()> {
+        let dims = self.check(input)?;
+        if out.layout() != Layout::Nhwc || out.logical_dims() != dims {
+            return Err(Error::shape(
+                "squeeze-excitation output",
+                format!("NHWC with logical dims {dims:?}"),
+                format!(
+                    "{} with logical dims {:?}",
+                    out.layout().name(),
+                    out.logical_dims()
+                ),
+            ));
+        }
+        let gates = self.gates(input, exec)?;
+        let [_, c, h, w] = dims;
+        let hw = h * w;
+        let x = input.data();
+        let tasks = exec.tasks_for(x.len() as u64 / 4);
+        exec.for_each_rows(out.data_mut(), c, tasks, |p0, chunk| {
+            for (i, (o, xi)) in chunk
+                .chunks_exact_mut(c)
+                .zip(x[p0 * c..].chunks_exact(c))
+                .enumerate()
+            {
+                let b = (p0 + i) / hw;
+                for ((o, &v), &g) in o.iter_mut().zip(xi).zip(&gates[b * c..(b + 1) * c]) {
+                    *o = v * g;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// [`forward_into`](Self::forward_into) into a new tensor.
+    pub fn forward_with(&self, input: &Tensor, exec: &Executor) -> Result<Tensor> {
+        let mut out = Tensor::zeros(input.dims(), Layout::Nhwc)?;
+        self.forward_into(input, &mut out, exec)?;
+        Ok(out)
+    }
+
+    fn check(&self, input: &Tensor) -> Result<[usize; 4]> {
+        let dims = input.logical_dims();
+        if input.layout() != Layout::Nhwc || dims[1] != self.c || input.is_empty() {
+            return Err(Error::shape(
+                "squeeze-excitation input",
+                format!("a non-empty NHWC tensor of {} channels", self.c),
+                format!("{} with logical dims {dims:?}", input.layout().name()),
+            ));
+        }
+        Ok(dims)
+    }
+}
