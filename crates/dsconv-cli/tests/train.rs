@@ -360,3 +360,143 @@ fn image_folders_train() {
     let sd = dsconv::weights::StateDict::load(&out).unwrap();
     assert_eq!(sd.get("features.0.0.weight").unwrap().dims, [4, 3, 3, 3]);
 }
+
+/// MobileNetV2 trains on a folder, its checkpoint runs in `dsconv run` (class count from
+/// it) and `dsconv eval`; fine-tuning from it with another `--classes` resets only the
+/// classifier; a checkpoint of another architecture is one clear line and exit 2.
+#[test]
+fn mobilenet_v2_trains_fine_tunes_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for (class, v) in [("a", 30u8), ("b", 220u8), ("c", 120u8)] {
+        std::fs::create_dir_all(d.join("imgs").join(class)).unwrap();
+        for i in 0..3u8 {
+            let img = image::RgbImage::from_fn(32, 32, |x, y| {
+                image::Rgb([v, v.wrapping_add(i * 9), ((x + y) as u8) * 4])
+            });
+            img.save(d.join("imgs").join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let ckpt = d.join("m.safetensors");
+    dsconv()
+        .args([
+            "train",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.25",
+            "--steps",
+            "2",
+            "--batch",
+            "4",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.01",
+        ])
+        .arg("--data")
+        .arg(d.join("imgs"))
+        .arg("--out")
+        .arg(&ckpt)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("3 classes"));
+    let sd = dsconv::weights::StateDict::load(&ckpt).unwrap();
+    assert_eq!(sd.get("classifier.1.weight").unwrap().dims, [3, 1280]);
+    assert_eq!(
+        sd.get("features.0.1.num_batches_tracked").unwrap().dtype,
+        dsconv::weights::DType::I64
+    );
+    let x: Vec<f32> = (0..2 * 3 * 32 * 32).map(|i| (i % 7) as f32 * 0.1).collect();
+    write_npy(&d.join("x.npy"), &[2, 3, 32, 32], &x).unwrap();
+    dsconv()
+        .args([
+            "run",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.25",
+            "--weights",
+        ])
+        .arg(&ckpt)
+        .arg("--input")
+        .arg(d.join("x.npy"))
+        .arg("--output")
+        .arg(d.join("y.npy"))
+        .assert()
+        .success();
+    let y = dsconv::npy::read_npy(&d.join("y.npy")).unwrap();
+    assert_eq!(y.data.len(), 6, "{:?}", y.shape);
+    dsconv()
+        .args([
+            "eval",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.25",
+            "--json",
+            "--weights",
+        ])
+        .arg(&ckpt)
+        .arg("--data")
+        .arg(d.join("imgs"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"accuracy\""));
+    // Fine-tune to 2 classes: a fresh classifier, everything else from the checkpoint.
+    std::fs::remove_dir_all(d.join("imgs").join("c")).unwrap();
+    let tuned = d.join("t.safetensors");
+    dsconv()
+        .args([
+            "train",
+            "--model",
+            "mobilenet-v2",
+            "--alpha",
+            "0.25",
+            "--steps",
+            "1",
+            "--batch",
+            "4",
+            "--classes",
+            "2",
+            "--init",
+        ])
+        .arg(&ckpt)
+        .arg("--data")
+        .arg(d.join("imgs"))
+        .arg("--out")
+        .arg(&tuned)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("except the classifier"));
+    let sd2 = dsconv::weights::StateDict::load(&tuned).unwrap();
+    assert_eq!(sd2.get("classifier.1.weight").unwrap().dims, [2, 1280]);
+    // Another architecture's checkpoint, or the wrong width: one line, exit 2.
+    bad(
+        &[
+            "train",
+            "--model",
+            "efficientnet-lite0",
+            "--data",
+            &d.join("imgs").display().to_string(),
+            "--init",
+            &ckpt.display().to_string(),
+        ],
+        d,
+        "looks like a mobilenet-v2 checkpoint",
+    );
+    bad(
+        &[
+            "train",
+            "--model",
+            "mobilenet-v2",
+            "--data",
+            &d.join("imgs").display().to_string(),
+            "--init",
+            &ckpt.display().to_string(),
+        ],
+        d,
+        "width multiplier",
+    );
+}

@@ -1,22 +1,29 @@
 //! `dsconv eval`: accuracy, mean loss and per-class accuracy of a trained checkpoint.
 
 use super::data::{self, DATA_HELP};
-use super::train::{arch, build_model};
+use super::train::{arch, build_model, normalise_folder, ModelArgs};
 use anyhow::{Context, Result};
 use dsconv::Executor;
 use std::path::PathBuf;
 
 const ABOUT: &str = "\
-Example:
-  dsconv eval --model ds-cnn --weights ds.safetensors --data digits-test";
+Examples:
+  dsconv eval --model ds-cnn --weights ds.safetensors --data digits-test
+  dsconv eval --model mobilenet-v2 --weights mnv2.safetensors --data photos-val/
+
+The class count (and the widths of ds-cnn / std-cnn) come from the checkpoint. Folder
+images are normalised with the ImageNet networks' mean and std, as in dsconv train.";
 
 /// Arguments of `dsconv eval`.
 #[derive(clap::Args)]
 #[command(after_help = ABOUT)]
 pub struct Args {
-    /// ds-cnn or std-cnn.
+    /// ds-cnn, std-cnn, mobilenet-v1, mobilenet-v2 or efficientnet-lite0.
     #[arg(long)]
     model: String,
+    /// Width multiplier of mobilenet-v1 / mobilenet-v2.
+    #[arg(long, default_value_t = 1.0)]
+    alpha: f64,
     /// Checkpoint (`dsconv train --out`, or a PyTorch state_dict file)
     #[arg(long)]
     weights: PathBuf,
@@ -37,11 +44,21 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let arch = arch(&args.model)?;
     let exec = Executor::new(args.threads)?;
-    let (data, _) = data::load(&args.data, None).context("--data")?;
-    let mut model = build_model(arch, &data, Some(&args.weights), vec![1, 1], 3, 0.0, 0)?;
+    let (data, source) = data::load(&args.data, None).context("--data")?;
+    let model_args = ModelArgs {
+        width: args.alpha,
+        widths: vec![1, 1],
+        kernel: 3,
+        dropout: 0.0,
+        drop_path: 0.0,
+        classes: None,
+        seed: 0,
+    };
+    let (mut model, _) = build_model(arch, &data, Some(&args.weights), model_args)?;
     let data = data
         .with_classes(model.config().classes)
         .context("--data")?;
+    let data = normalise_folder(arch, source, data)?;
     let stats = model.evaluate(&data, args.batch.max(1), &exec)?;
     let per_class: Vec<Option<f64>> = stats
         .per_class

@@ -1,13 +1,14 @@
-//! `dsconv train`: train `ds-cnn` / `std-cnn` on the embedded digits, a NumPy pair or an
-//! image folder; save a `.safetensors` checkpoint PyTorch loads, and the optimizer state
+//! `dsconv train`: train `ds-cnn` / `std-cnn` or MobileNetV1 / V2 / EfficientNet-Lite0 on
+//! the embedded digits, a NumPy pair or an image folder (or fine-tune from any checkpoint
+//! the loaders read); save a `.safetensors` checkpoint PyTorch loads, and the optimizer state
 //! beside it.
 
 use super::data::{self, Source, DATA_HELP};
 use super::user_error;
 use anyhow::{Context, Result};
 use dsconv::train::{
-    fit, optimizer_path, save_training, steps_per_epoch, Arch, Augment, Dataset, Event, FitConfig,
-    Length, Model, NetOptions, Optimizer, OptimizerSpec, Schedule,
+    fit, optimizer_path, save_training, steps_per_epoch, Arch, Augment, CnnConfig, Dataset, Event,
+    FitConfig, Length, Model, Optimizer, OptimizerSpec, Schedule,
 };
 use dsconv::weights::StateDict;
 use dsconv::Executor;
@@ -22,6 +23,8 @@ Examples:
                --nesterov --weight-decay 5e-4 --schedule cosine --warmup 100 --out std.safetensors
   dsconv train --model ds-cnn --data photos/ --init ds.safetensors --resume --epochs 5 \\
                --out ds2.safetensors
+  dsconv train --model mobilenet-v2 --init mobilenet_v2-b0353104.pth --classes 10 \\
+               --data photos/ --optimizer sgd --lr 0.01 --momentum 0.9 --out mnv2.safetensors
 
 Models: ds-cnn (stem 3x3 conv + BN + ReLU, then depthwise kxk + BN + ReLU + pointwise 1x1 +
 BN + ReLU blocks, widths 32 -> 64 -> 128 -> 128, global pooling, dropout, linear) and
@@ -30,13 +33,21 @@ channels, image size and class count. The checkpoint has PyTorch's state_dict na
 (features.1.3.weight, features.1.1.running_var, classifier.1.weight, ...); the optimizer
 state goes beside it as NAME.optim.safetensors (--resume reads it back with --init).
 Both are written atomically, only once training finished: a failed run leaves nothing.
-Results are bitwise identical for any --threads.";
+Results are bitwise identical for any --threads.
+
+Also mobilenet-v1, mobilenet-v2 (width --alpha) and efficientnet-lite0 with the names the
+inference loaders read (model.N.M/fc, torchvision's features.N/classifier.1, lukemelas'
+_conv_stem/_blocks.N/_fc): a checkpoint runs in dsconv classify/run and loads in PyTorch.
+Without --init they get torchvision's initialisation. --init takes any checkpoint of the
+model (.pth or .safetensors; e.g. torchvision's ImageNet MobileNetV2); with --classes N
+different from its class count, only the classifier starts afresh (fine-tuning). Folder
+images are normalised with the network's ImageNet mean and std.";
 
 /// Arguments of `dsconv train`.
 #[derive(clap::Args)]
 #[command(after_help = ABOUT)]
 pub struct Args {
-    /// ds-cnn or std-cnn.
+    /// ds-cnn, std-cnn, mobilenet-v1, mobilenet-v2 or efficientnet-lite0.
     #[arg(long)]
     pub model: String,
     #[arg(long, help = format!("Training data: {DATA_HELP}"))]
@@ -47,6 +58,13 @@ pub struct Args {
     /// Start from this checkpoint (widths, kernel and class count come from it).
     #[arg(long)]
     pub init: Option<PathBuf>,
+    /// Classes (default: the data's, or --init's); with --init of another class count,
+    /// a fresh classifier.
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Width multiplier of mobilenet-v1 / mobilenet-v2.
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha: f64,
     /// With --init: also restore the optimizer state saved beside it.
     #[arg(long, requires = "init")]
     pub resume: bool,
@@ -89,9 +107,13 @@ pub struct Args {
     /// Label smoothing of the cross-entropy.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f32,
-    /// Dropout before the classifier.
+    /// Dropout before the classifier (default: 0.2 for mobilenet-v2 and
+    /// efficientnet-lite0, else 0).
+    #[arg(long)]
+    pub dropout: Option<f32>,
+    /// efficientnet-lite0's stochastic depth (drop_connect_rate; lukemelas trains with 0.2).
     #[arg(long, default_value_t = 0.0)]
-    pub dropout: f32,
+    pub drop_path: f32,
     /// Block widths after the stem's, comma-separated, stem first.
     #[arg(long, default_value = "32,64,128,128")]
     pub widths: String,
@@ -131,32 +153,81 @@ pub fn arch(name: &str) -> Result<Arch> {
     })
 }
 
-/// A model for `data` of `arch`: from `init` (its widths, kernel and classes), or new.
+/// What [`build_model`] builds besides the data's shape.
+pub struct ModelArgs {
+    /// Width multiplier (MobileNets).
+    pub width: f64,
+    /// `ds-cnn` / `std-cnn` widths.
+    pub widths: Vec<usize>,
+    /// `ds-cnn` / `std-cnn` kernel.
+    pub kernel: usize,
+    /// Dropout before the classifier.
+    pub dropout: f32,
+    /// EfficientNet-Lite0's stochastic depth.
+    pub drop_path: f32,
+    /// Class count asked for (a fresh classifier when `init` has another).
+    pub classes: Option<usize>,
+    /// Seed of the initialisation and dropout.
+    pub seed: u64,
+}
+
+/// A model for `data` of `arch`: from `init` (its widths, kernel and classes, or
+/// `m.classes` with a fresh classifier), or new. The second value says whether the
+/// classifier was reinitialised over a checkpoint of another class count.
 pub fn build_model(
     arch: Arch,
     data: &Dataset,
     init: Option<&Path>,
-    widths: Vec<usize>,
-    kernel: usize,
-    dropout: f32,
-    seed: u64,
-) -> Result<Model> {
-    let options = NetOptions {
-        widths,
-        kernel,
-        dropout,
-    };
-    let (dims, classes) = (data.image_dims(), data.classes());
+    m: ModelArgs,
+) -> Result<(Model, bool)> {
+    let [c, h, w] = data.image_dims();
+    if m.classes.is_some_and(|k| k < 2) {
+        return Err(user_error("--classes must be at least 2"));
+    }
+    let mut config = CnnConfig::new(c, h, w, m.classes.unwrap_or(data.classes()));
+    config.widths = m.widths;
+    config.kernel = m.kernel;
+    config.dropout = m.dropout;
+    config.dropout_seed = m.seed ^ 0x5EED;
+    config.width_mult = m.width;
+    config.drop_path = m.drop_path;
     match init {
         Some(path) => {
             let sd = StateDict::load(path)?;
-            dsconv::train::build_model(arch, dims, classes, &options, Some(&sd), seed)
-                .with_context(|| format!("{}", path.display()))
+            let built = match m.classes {
+                Some(_) => Model::fine_tune(arch, &config, &sd, m.seed),
+                None => Model::from_state_dict(arch, &config, &sd).map(|m| (m, false)),
+            };
+            Ok(built.with_context(|| format!("{}", path.display()))?)
         }
-        None => Ok(dsconv::train::build_model(
-            arch, dims, classes, &options, None, seed,
-        )?),
+        None => Ok((Model::new(arch, config, m.seed)?, false)),
     }
+}
+
+/// ImageNet networks see folder images as their ImageNet weights expect: the registry's
+/// mean and std over the [0, 1] pixels.
+pub fn normalise_folder(arch: Arch, source: Source, data: Dataset) -> Result<Dataset> {
+    if !arch.is_imagenet() || source != Source::Folder || data.image_dims()[0] != 3 {
+        return Ok(data);
+    }
+    let Some(pre) = dsconv::models::registry::lookup(arch.name())?.preprocess else {
+        return Ok(data);
+    };
+    let all: Vec<usize> = (0..data.len()).collect();
+    let (x, labels) = data.batch(&all, None, 0)?;
+    let [n, c, h, w] = x.logical_dims();
+    let mut images = x.to_layout(dsconv::Layout::Nchw).into_data();
+    for (i, v) in images.iter_mut().enumerate() {
+        let ch = (i / (h * w)) % c;
+        *v = (*v - pre.mean[ch]) / pre.std[ch];
+    }
+    let labels: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
+    Ok(Dataset::new(
+        images,
+        [n, c, h, w],
+        &labels,
+        Some(data.classes()),
+    )?)
 }
 
 /// Renders a one-line progress bar on stderr (terminals only).
@@ -262,19 +333,35 @@ pub fn run(args: Args) -> Result<()> {
     let mut opt = optimizer(&args)?;
     let exec = Executor::new(args.threads)?;
     let (train, source) = data::load(&args.data, None).context("--data")?;
-    let mut model = build_model(
+    let dropout = args.dropout.unwrap_or(arch.default_dropout());
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(user_error("--dropout must be in [0, 1)"));
+    }
+    if !(0.0..1.0).contains(&args.drop_path) {
+        return Err(user_error("--drop-path must be in [0, 1)"));
+    }
+    let (mut model, fresh) = build_model(
         arch,
         &train,
         args.init.as_deref(),
-        widths,
-        args.kernel,
-        args.dropout,
-        args.seed,
+        ModelArgs {
+            width: args.alpha,
+            widths,
+            kernel: args.kernel,
+            dropout,
+            drop_path: args.drop_path,
+            classes: args.classes,
+            seed: args.seed,
+        },
     )?;
     let classes = model.config().classes;
     let train = train.with_classes(classes).context("--data")?;
+    let train = normalise_folder(arch, source, train)?;
     let val = match &args.val {
-        Some(spec) => Some(data::load(spec, Some(classes)).context("--val")?.0),
+        Some(spec) => {
+            let (v, vsource) = data::load(spec, Some(classes)).context("--val")?;
+            Some(normalise_folder(arch, vsource, v)?)
+        }
         None => None,
     };
     if let Some(v) = &val {
@@ -345,6 +432,14 @@ pub fn run(args: Args) -> Result<()> {
         opt.base_lr(),
         exec.threads()
     ))?;
+    if fresh {
+        say(format!(
+            "fine-tuning: every tensor from {} except the classifier ({}), initialised \
+             afresh for {classes} classes",
+            args.init.as_deref().unwrap_or(Path::new("")).display(),
+            arch.classifier_name()
+        ))?;
+    }
     let bar = Bar::stderr();
     let start = Instant::now();
     let history = fit(

@@ -240,6 +240,10 @@ pub struct NetOptions {
     pub kernel: usize,
     /// Dropout before the classifier (default 0).
     pub dropout: f32,
+    /// Width multiplier α of MobileNetV1 / V2 (default 1).
+    pub width_mult: f64,
+    /// EfficientNet-Lite0's stochastic depth (default 0).
+    pub drop_path: f32,
 }
 
 impl Default for NetOptions {
@@ -249,6 +253,8 @@ impl Default for NetOptions {
             widths: c.widths,
             kernel: c.kernel,
             dropout: c.dropout,
+            width_mult: c.width_mult,
+            drop_path: c.drop_path,
         }
     }
 }
@@ -270,6 +276,8 @@ pub fn build_model(
     config.kernel = options.kernel;
     config.dropout = options.dropout;
     config.dropout_seed = seed ^ 0x5EED;
+    config.width_mult = options.width_mult;
+    config.drop_path = options.drop_path;
     match init {
         Some(sd) => Model::from_state_dict(arch, &config, sd),
         None => Model::new(arch, config, seed),

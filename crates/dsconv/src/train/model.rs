@@ -281,7 +281,7 @@ impl Model {
     /// layer uniform `±1/√fan_in`, BatchNorm 1 and 0), drawn from `seed`.
     ///
     /// The ImageNet networks have torchvision's initialisation instead (see
-    /// `train::nets`); their `widths` and `kernel` are ignored.
+    /// `docs/training.md`); their `widths` and `kernel` are ignored.
     pub fn new(arch: Arch, config: CnnConfig, seed: u64) -> Result<Self> {
         config.validate(arch)?;
         if arch.is_imagenet() {
