@@ -1,6 +1,6 @@
 //! The trainable layers and the sequential / residual containers.
 
-use super::{join, Layer, Mode, Param, ParamKind, Slot};
+use super::{join, par, Layer, Mode, Param, ParamKind, Slot};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, ConvGeometry};
@@ -224,7 +224,7 @@ impl BatchNorm2d {
 }
 
 impl Layer for BatchNorm2d {
-    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
         let dims = nhwc(&x)?;
         self.check(dims)?;
         let c = dims[1];
@@ -238,28 +238,28 @@ impl Layer for BatchNorm2d {
                         format!("{m}"),
                     ));
                 }
-                let mut sum = vec![0f64; c];
-                for px in x.data().chunks_exact(c) {
-                    for (s, &v) in sum.iter_mut().zip(px) {
-                        *s += f64::from(v);
-                    }
-                }
-                let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
-                let mut sq = vec![0f64; c];
-                for px in x.data().chunks_exact(c) {
-                    for ((s, &v), mu) in sq.iter_mut().zip(px).zip(&mean) {
-                        let d = f64::from(v) - mu;
-                        *s += d * d;
-                    }
-                }
+                // One pass: sums of d and d² for d = x − shift (the first pixel's value,
+                // so the difference of sums does not cancel catastrophically), in f64,
+                // over fixed pixel blocks (thread-count independent).
+                let shift: Vec<f64> = x.data()[..c].iter().map(|&v| f64::from(v)).collect();
+                let shift32: Vec<f32> = x.data()[..c].to_vec();
+                let sums = par::channel_sums(exec, x.data(), &[], c, 2, |xs, _, s| {
+                    stat_groups(xs, None, c, s, &shift32);
+                });
+                let (s1, s2) = sums.split_at(c);
                 let mom = f64::from(self.momentum);
+                let mut mean = Vec::with_capacity(c);
                 let mut invstd = Vec::with_capacity(c);
                 for ch in 0..c {
-                    let var = sq[ch] / m as f64;
-                    let unbiased = sq[ch] / (m - 1) as f64;
+                    let md = s1[ch] / m as f64;
+                    let sq = (s2[ch] - s1[ch] * md).max(0.0);
+                    let mu = shift[ch] + md;
+                    let var = sq / m as f64;
+                    let unbiased = sq / (m - 1) as f64;
+                    mean.push(mu);
                     invstd.push(1.0 / (var + f64::from(self.eps)).sqrt());
                     let rm = &mut self.running_mean.value[ch];
-                    *rm = ((1.0 - mom) * f64::from(*rm) + mom * mean[ch]) as f32;
+                    *rm = ((1.0 - mom) * f64::from(*rm) + mom * mu) as f32;
                     let rv = &mut self.running_var.value[ch];
                     *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
                 }
@@ -283,26 +283,27 @@ impl Layer for BatchNorm2d {
         let invstd: Vec<f32> = invstd.iter().map(|&v| v as f32).collect();
         let (gamma, beta) = (&self.weight.value, &self.bias.value);
         if mode == Mode::Train {
+            // x becomes x̂ (kept for backward); y = x̂·γ + β.
             let mut y = Tensor::zeros(x.dims(), Layout::Nhwc)?;
-            for (px, ypx) in x
-                .data_mut()
-                .chunks_exact_mut(c)
-                .zip(y.data_mut().chunks_exact_mut(c))
-            {
-                for ch in 0..c {
-                    let xh = (px[ch] - mean[ch]) * invstd[ch];
-                    px[ch] = xh;
-                    ypx[ch] = xh * gamma[ch] + beta[ch];
+            par::pair_mut(exec, x.data_mut(), y.data_mut(), c, |xs, ys| {
+                for (px, ypx) in xs.chunks_exact_mut(c).zip(ys.chunks_exact_mut(c)) {
+                    for ch in 0..c {
+                        let xh = (px[ch] - mean[ch]) * invstd[ch];
+                        px[ch] = xh;
+                        ypx[ch] = xh * gamma[ch] + beta[ch];
+                    }
                 }
-            }
+            });
             self.cache = Some((x, invstd, mode));
             Ok(y)
         } else {
-            for px in x.data_mut().chunks_exact_mut(c) {
-                for ch in 0..c {
-                    px[ch] = (px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+            par::each_mut(exec, x.data_mut(), c, |xs| {
+                for px in xs.chunks_exact_mut(c) {
+                    for ch in 0..c {
+                        px[ch] = (px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+                    }
                 }
-            }
+            });
             self.cache = None;
             Ok(x)
         }
@@ -312,7 +313,7 @@ impl Layer for BatchNorm2d {
         &mut self,
         mut dy: Tensor,
         need_input_grad: bool,
-        _exec: &Executor,
+        exec: &Executor,
     ) -> Result<Option<Tensor>> {
         let (xhat, invstd, _) = self
             .cache
@@ -321,14 +322,10 @@ impl Layer for BatchNorm2d {
         check_grad_dims("batchnorm grad_output", &dy, xhat.logical_dims())?;
         let c = self.channels();
         let m = xhat.len() / c;
-        let mut sum_dy = vec![0f64; c];
-        let mut sum_dy_xhat = vec![0f64; c];
-        for (g, xh) in dy.data().chunks_exact(c).zip(xhat.data().chunks_exact(c)) {
-            for ch in 0..c {
-                sum_dy[ch] += f64::from(g[ch]);
-                sum_dy_xhat[ch] += f64::from(g[ch]) * f64::from(xh[ch]);
-            }
-        }
+        let sums = par::channel_sums(exec, dy.data(), xhat.data(), c, 2, |g, xh, s| {
+            stat_groups(g, Some(xh), c, s, &[]);
+        });
+        let (sum_dy, sum_dy_xhat) = sums.split_at(c);
         for ch in 0..c {
             self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
             self.bias.grad[ch] += sum_dy[ch] as f32;
@@ -340,15 +337,13 @@ impl Layer for BatchNorm2d {
         let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
         let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / m as f64) as f32).collect();
         let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / m as f64) as f32).collect();
-        for (g, xh) in dy
-            .data_mut()
-            .chunks_exact_mut(c)
-            .zip(xhat.data().chunks_exact(c))
-        {
-            for ch in 0..c {
-                g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh[ch] * mean_dy_xhat[ch]);
+        par::zip_mut(exec, dy.data_mut(), xhat.data(), c, |gs, xs| {
+            for (g, xh) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                for ch in 0..c {
+                    g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh[ch] * mean_dy_xhat[ch]);
+                }
             }
-        }
+        });
         Ok(Some(dy))
     }
 
@@ -379,6 +374,54 @@ impl Layer for BatchNorm2d {
     }
 }
 
+/// Pixels summed in f32 before their sum joins the f64 total (short enough that the f32
+/// rounding stays at a few ulps; long enough to leave the f64 work off the inner loop).
+const STAT_GROUP: usize = 8;
+
+/// Per channel, over the pixels of `a`: without `b`, `Σ d` into `sums[..c]` and `Σ d²`
+/// into `sums[c..]` for `d = a − shift`; with `b`, `Σ a` and `Σ a·b`. Groups of
+/// [`STAT_GROUP`] pixels are summed in f32, the groups' sums added in f64.
+fn stat_groups(
+    a: &[f32],
+    b: Option<&[f32]>,
+    c: usize,
+    sums: &mut [f64],
+    shift: &[f32],
+) {
+    let (s1, s2) = sums.split_at_mut(c);
+    let mut t1 = vec![0f32; c];
+    let mut t2 = vec![0f32; c];
+    let group = STAT_GROUP * c;
+    for (gi, ga) in a.chunks(group).enumerate() {
+        t1.fill(0.0);
+        t2.fill(0.0);
+        match b {
+            None => {
+                for pa in ga.chunks_exact(c) {
+                    for (((u, w), &v), &sh) in t1.iter_mut().zip(t2.iter_mut()).zip(pa).zip(shift) {
+                        let d = v - sh;
+                        *u += d;
+                        *w += d * d;
+                    }
+                }
+            }
+            Some(b) => {
+                let gb = &b[gi * group..(gi * group + ga.len())];
+                for (pa, pb) in ga.chunks_exact(c).zip(gb.chunks_exact(c)) {
+                    for (((u, w), &v), &bv) in t1.iter_mut().zip(t2.iter_mut()).zip(pa).zip(pb) {
+                        *u += v;
+                        *w += v * bv;
+                    }
+                }
+            }
+        }
+        for (((x1, x2), &u), &w) in s1.iter_mut().zip(s2.iter_mut()).zip(&t1).zip(&t2) {
+            *x1 += f64::from(u);
+            *x2 += f64::from(w);
+        }
+    }
+}
+
 /// An element-wise activation (`nn.ReLU`, `nn.ReLU6`, `nn.Hardswish`, a clamp) with
 /// PyTorch's derivative: ReLU passes the gradient where the input is > 0; ReLU6 and clamp
 /// (`hardtanh`) strictly inside the bounds; hard-swish `0` below −3, `x/3 + ½` up to 3,
@@ -386,7 +429,27 @@ impl Layer for BatchNorm2d {
 #[derive(Debug)]
 pub struct Act {
     kind: Activation,
-    cache: Option<Tensor>,
+    cache: Option<ActCache>,
+}
+
+/// What an activation's backward needs.
+#[derive(Debug)]
+enum ActCache {
+    /// ReLU, ReLU6, clamp, none (derivative 0 or 1): one byte per element, whether the
+    /// gradient passes, and the logical dims.
+    Mask(Vec<u8>, [usize; 4]),
+    /// Hard-swish: the input.
+    Input(Tensor),
+}
+
+/// `x ← f(x).1` and `mask ← f(x).0` element by element (monomorphised per kind so the
+/// loop vectorises).
+fn masked_pass(xs: &mut [f32], ms: &mut [u8], f: impl Fn(f32) -> (bool, f32)) {
+    for (v, m) in xs.iter_mut().zip(ms.iter_mut()) {
+        let (pass, y) = f(*v);
+        *m = u8::from(pass);
+        *v = y;
+    }
 }
 
 impl Act {
@@ -398,13 +461,13 @@ impl Act {
     /// The derivative at `x` (NaN passes NaN through as PyTorch's masks do not: a NaN input
     /// fails every comparison and gets 0, except hard-swish's last branch).
     fn derivative(&self, x: f32) -> f32 {
-        match self.kind {
-            Activation::None => 1.0,
-            Activation::Relu => f32::from(u8::from(x > 0.0)),
-            Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
-            Activation::Clamp { min, max } => f32::from(u8::from(x > min && x < max)),
+        let pass = match self.kind {
+            Activation::None => true,
+            Activation::Relu => x > 0.0,
+            Activation::Relu6 => x > 0.0 && x < 6.0,
+            Activation::Clamp { min, max } => x > min && x < max,
             Activation::HardSwish => {
-                if x < -3.0 {
+                return if x < -3.0 {
                     0.0
                 } else if x <= 3.0 {
                     x / 3.0 + 0.5
@@ -412,18 +475,38 @@ impl Act {
                     1.0
                 }
             }
-        }
+        };
+        f32::from(u8::from(pass))
     }
 }
 
 impl Layer for Act {
-    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
         nhwc(&x)?;
-        let kept = (mode == Mode::Train).then(|| x.clone());
-        for v in x.data_mut() {
-            *v = self.kind.apply(*v);
+        let kind = self.kind;
+        if mode == Mode::Eval || kind == Activation::HardSwish {
+            let kept = (mode == Mode::Train).then(|| ActCache::Input(x.clone()));
+            par::each_mut(exec, x.data_mut(), 1, |xs| {
+                for v in xs {
+                    *v = kind.apply(*v);
+                }
+            });
+            self.cache = kept;
+            return Ok(x);
         }
-        self.cache = kept;
+        // The piecewise-linear kinds keep a byte per element (a quarter of the input).
+        let mut mask = vec![0u8; x.len()];
+        par::pair_mask(exec, x.data_mut(), &mut mask, |xs, ms| match kind {
+            Activation::Relu => masked_pass(xs, ms, |v| (v > 0.0, Activation::Relu.apply(v))),
+            Activation::Relu6 => {
+                masked_pass(xs, ms, |v| (v > 0.0 && v < 6.0, Activation::Relu6.apply(v)))
+            }
+            Activation::Clamp { min, max } => {
+                masked_pass(xs, ms, |v| (v > min && v < max, kind.apply(v)))
+            }
+            _ => masked_pass(xs, ms, |v| (true, v)),
+        });
+        self.cache = Some(ActCache::Mask(mask, x.logical_dims()));
         Ok(x)
     }
 
@@ -431,18 +514,38 @@ impl Layer for Act {
         &mut self,
         mut dy: Tensor,
         need_input_grad: bool,
-        _exec: &Executor,
+        exec: &Executor,
     ) -> Result<Option<Tensor>> {
-        let x = self
+        let cache = self
             .cache
             .take()
             .ok_or_else(|| missing_forward("activation"))?;
-        check_grad_dims("activation grad_output", &dy, x.logical_dims())?;
+        match &cache {
+            ActCache::Input(x) => {
+                check_grad_dims("activation grad_output", &dy, x.logical_dims())?
+            }
+            ActCache::Mask(_, dims) => check_grad_dims("activation grad_output", &dy, *dims)?,
+        }
         if !need_input_grad {
             return Ok(None);
         }
-        for (g, &v) in dy.data_mut().iter_mut().zip(x.data()) {
-            *g *= self.derivative(v);
+        match cache {
+            ActCache::Input(x) => {
+                let this = &*self;
+                par::zip_mut(exec, dy.data_mut(), x.data(), 1, |gs, xs| {
+                    for (g, &v) in gs.iter_mut().zip(xs) {
+                        *g *= this.derivative(v);
+                    }
+                });
+            }
+            ActCache::Mask(mut mask, _) => {
+                // PyTorch's threshold/hardtanh backward: 0 where the input did not pass.
+                par::pair_mask(exec, dy.data_mut(), &mut mask, |gs, ms| {
+                    for (g, &m) in gs.iter_mut().zip(ms.iter()) {
+                        *g = if m != 0 { *g } else { 0.0 };
+                    }
+                });
+            }
         }
         Ok(Some(dy))
     }
@@ -862,9 +965,11 @@ impl Layer for Residual {
                 format!("{:?}", y.logical_dims()),
             ));
         }
-        for (a, b) in y.data_mut().iter_mut().zip(x.data()) {
-            *a += b;
-        }
+        par::zip_mut(exec, y.data_mut(), x.data(), 1, |ys, xs| {
+            for (a, b) in ys.iter_mut().zip(xs) {
+                *a += b;
+            }
+        });
         Ok(y)
     }
 
@@ -876,9 +981,11 @@ impl Layer for Residual {
     ) -> Result<Option<Tensor>> {
         let through = self.body.backward(dy.clone(), need_input_grad, exec)?;
         Ok(through.map(|mut d| {
-            for (a, b) in d.data_mut().iter_mut().zip(dy.data()) {
-                *a += b;
-            }
+            par::zip_mut(exec, d.data_mut(), dy.data(), 1, |ds, gs| {
+                for (a, b) in ds.iter_mut().zip(gs) {
+                    *a += b;
+                }
+            });
             d
         }))
     }

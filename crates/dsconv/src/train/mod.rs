@@ -34,6 +34,7 @@ mod layers;
 mod loss;
 mod model;
 mod optim;
+mod par;
 
 pub use checkpoint::{load_optimizer, save_checkpoint, save_optimizer, write_atomic};
 pub use data::{epoch_order, Augment, Dataset};
