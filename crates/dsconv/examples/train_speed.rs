@@ -177,17 +177,19 @@ fn mobilenet_v2(times: Times) -> dsconv::Result<Sequential> {
     Ok(net)
 }
 
-/// Peak resident set of this process in MiB (`VmHWM`), when Linux says.
-fn peak_rss_mib() -> Option<f64> {
+/// `VmHWM` (peak) or `VmRSS` of this process in MiB, when Linux says.
+fn proc_mib(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
 
 fn main() -> dsconv::Result<()> {
+    let json = std::env::args().any(|a| a == "--json");
     let args: Vec<usize> = std::env::args()
         .skip(1)
+        .filter(|a| a != "--json")
         .map(|a| a.parse().expect("numbers: batch resolution threads steps"))
         .collect();
     let arg = |i: usize, d: usize| args.get(i).copied().unwrap_or(d);
@@ -198,6 +200,8 @@ fn main() -> dsconv::Result<()> {
     let macs = net.macs([batch, 3, res, res])?;
     let mut rng = SplitMix64::new(2);
     let x = rng.input_tensor([batch, 3, res, res], Layout::Nhwc)?;
+    let rss_before = proc_mib("VmRSS:");
+    let mut step_ms = Vec::new();
     let labels: Vec<usize> = (0..batch).map(|i| (i * 37) % 1000).collect();
     let mut opt = Optimizer::sgd(Sgd {
         lr: 0.01,
@@ -229,6 +233,7 @@ fn main() -> dsconv::Result<()> {
         opt.step(&mut net, 0.01)?;
         let t5 = Instant::now();
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+        step_ms.push(ms(t0, t5));
         println!(
             "step {step}: {:.0} ms = zero {:.1} + forward {:.0} + loss {:.1} + backward {:.0} + \
              optimizer {:.1}; loss {loss:.4}; {:.1} GFLOP/s (3x forward FLOPs)",
@@ -241,12 +246,26 @@ fn main() -> dsconv::Result<()> {
             6.0 * macs as f64 / (t5 - t0).as_secs_f64() / 1e9
         );
     }
-    println!("{:<20} {:>10} {:>10}  (last step; residual adds and containers not listed)", "layer type", "fwd ms", "bwd ms");
+    println!(
+        "{:<20} {:>10} {:>10}  (last step; residual adds and containers not listed)",
+        "layer type", "fwd ms", "bwd ms"
+    );
     for (name, (f, b)) in times.lock().unwrap().iter() {
         println!("{name:<20} {:>10.1} {:>10.1}", f * 1e3, b * 1e3);
     }
-    if let Some(mib) = peak_rss_mib() {
+    let peak = proc_mib("VmHWM:");
+    if let Some(mib) = peak {
         println!("peak RSS {mib:.0} MiB");
+    }
+    if json {
+        // One line for bench/compare/train_compare.py (step 0 is the warm-up).
+        let list: Vec<String> = step_ms.iter().map(|v| format!("{v:.3}")).collect();
+        println!(
+            "{{\"ms\": [{}], \"peak_rss_mib\": {}, \"rss_before_mib\": {}}}",
+            list.join(", "),
+            peak.unwrap_or(f64::NAN),
+            rss_before.unwrap_or(f64::NAN)
+        );
     }
     Ok(())
 }

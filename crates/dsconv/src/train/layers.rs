@@ -381,13 +381,7 @@ const STAT_GROUP: usize = 8;
 /// Per channel, over the pixels of `a`: without `b`, `Σ d` into `sums[..c]` and `Σ d²`
 /// into `sums[c..]` for `d = a − shift`; with `b`, `Σ a` and `Σ a·b`. Groups of
 /// [`STAT_GROUP`] pixels are summed in f32, the groups' sums added in f64.
-fn stat_groups(
-    a: &[f32],
-    b: Option<&[f32]>,
-    c: usize,
-    sums: &mut [f64],
-    shift: &[f32],
-) {
+fn stat_groups(a: &[f32], b: Option<&[f32]>, c: usize, sums: &mut [f64], shift: &[f32]) {
     let (s1, s2) = sums.split_at_mut(c);
     let mut t1 = vec![0f32; c];
     let mut t2 = vec![0f32; c];
@@ -521,9 +515,7 @@ impl Layer for Act {
             .take()
             .ok_or_else(|| missing_forward("activation"))?;
         match &cache {
-            ActCache::Input(x) => {
-                check_grad_dims("activation grad_output", &dy, x.logical_dims())?
-            }
+            ActCache::Input(x) => check_grad_dims("activation grad_output", &dy, x.logical_dims())?,
             ActCache::Mask(_, dims) => check_grad_dims("activation grad_output", &dy, *dims)?,
         }
         if !need_input_grad {

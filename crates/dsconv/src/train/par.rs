@@ -31,10 +31,7 @@ pub(crate) fn run_pieces<T: Send>(exec: &Executor, pieces: Vec<T>, f: impl Fn(T)
     }
     let slots: Vec<Mutex<Option<T>>> = pieces.into_iter().map(|p| Mutex::new(Some(p))).collect();
     exec.run_tasks(slots.len(), |i| {
-        let piece = slots[i]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let piece = slots[i].lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(p) = piece {
             f(p);
         }
@@ -93,12 +90,7 @@ pub(crate) fn pair_mask(
 }
 
 /// `f(chunk)` over chunks of `a` cut at multiples of `unit` elements.
-pub(crate) fn each_mut(
-    exec: &Executor,
-    a: &mut [f32],
-    unit: usize,
-    f: impl Fn(&mut [f32]) + Sync,
-) {
+pub(crate) fn each_mut(exec: &Executor, a: &mut [f32], unit: usize, f: impl Fn(&mut [f32]) + Sync) {
     let step = piece_len(exec, a.len(), unit);
     let pieces: Vec<_> = a.chunks_mut(step).collect();
     run_pieces(exec, pieces, f);
