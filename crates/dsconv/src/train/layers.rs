@@ -229,7 +229,7 @@ impl Layer for BatchNorm2d {
         self.check(dims)?;
         let c = dims[1];
         let m = dims[0] * dims[2] * dims[3];
-        let (mean, invstd): (Vec<f64>, Vec<f64>) = match mode {
+        let (mean, invstd): (Vec<f32>, Vec<f32>) = match mode {
             Mode::Train => {
                 if m < 2 {
                     return Err(Error::shape(
@@ -238,49 +238,27 @@ impl Layer for BatchNorm2d {
                         format!("{m}"),
                     ));
                 }
-                // One pass: sums of d and d² for d = x − shift (the first pixel's value,
-                // so the difference of sums does not cancel catastrophically), in f64,
-                // over fixed pixel blocks (thread-count independent).
-                let shift: Vec<f64> = x.data()[..c].iter().map(|&v| f64::from(v)).collect();
-                let shift32: Vec<f32> = x.data()[..c].to_vec();
-                let sums = par::channel_sums(exec, x.data(), &[], c, 2, |xs, _, s| {
-                    stat_groups(xs, None, c, s, &shift32);
-                });
-                let (s1, s2) = sums.split_at(c);
-                let mom = f64::from(self.momentum);
-                let mut mean = Vec::with_capacity(c);
-                let mut invstd = Vec::with_capacity(c);
-                for ch in 0..c {
-                    let md = s1[ch] / m as f64;
-                    let sq = (s2[ch] - s1[ch] * md).max(0.0);
-                    let mu = shift[ch] + md;
-                    let var = sq / m as f64;
-                    let unbiased = sq / (m - 1) as f64;
-                    mean.push(mu);
-                    invstd.push(1.0 / (var + f64::from(self.eps)).sqrt());
-                    let rm = &mut self.running_mean.value[ch];
-                    *rm = ((1.0 - mom) * f64::from(*rm) + mom * mu) as f32;
-                    let rv = &mut self.running_var.value[ch];
-                    *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
-                }
+                let (mean, invstd) = bn_train_stats(
+                    exec,
+                    x.data(),
+                    c,
+                    self.eps,
+                    self.momentum,
+                    &mut self.running_mean.value,
+                    &mut self.running_var.value,
+                );
                 self.num_batches_tracked += 1;
                 (mean, invstd)
             }
             Mode::Eval => (
-                self.running_mean
-                    .value
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect(),
+                self.running_mean.value.clone(),
                 self.running_var
                     .value
                     .iter()
-                    .map(|&v| 1.0 / (f64::from(v) + f64::from(self.eps)).sqrt())
+                    .map(|&v| (1.0 / (f64::from(v) + f64::from(self.eps)).sqrt()) as f32)
                     .collect(),
             ),
         };
-        let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
-        let invstd: Vec<f32> = invstd.iter().map(|&v| v as f32).collect();
         let (gamma, beta) = (&self.weight.value, &self.bias.value);
         if mode == Mode::Train {
             // x becomes x̂ (kept for backward); y = x̂·γ + β.
@@ -322,9 +300,7 @@ impl Layer for BatchNorm2d {
         check_grad_dims("batchnorm grad_output", &dy, xhat.logical_dims())?;
         let c = self.channels();
         let m = xhat.len() / c;
-        let sums = par::channel_sums(exec, dy.data(), xhat.data(), c, 2, |g, xh, s| {
-            stat_groups(g, Some(xh), c, s, &[]);
-        });
+        let sums = bn_grad_sums(exec, dy.data(), xhat.data(), c, None);
         let (sum_dy, sum_dy_xhat) = sums.split_at(c);
         for ch in 0..c {
             self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
@@ -371,6 +347,108 @@ impl Layer for BatchNorm2d {
 
     fn macs(&self, _input: [usize; 4]) -> Result<u64> {
         Ok(0)
+    }
+}
+
+/// BatchNorm's training statistics of NHWC `x` (`c` channels, at least 2 pixels): the
+/// per-channel mean and `1/σ` (biased variance), rounded to f32, with `running_mean` and
+/// `running_var` (unbiased) blended in with `momentum`. One threaded pass of sums of
+/// `d = x − shift` and `d²` (shift: the first pixel's value, so the difference of sums
+/// does not cancel catastrophically) over fixed pixel blocks: thread-count independent.
+/// Shared by [`BatchNorm2d`] and the networks' fused `BnAct`, so both give the same bits.
+pub(crate) fn bn_train_stats(
+    exec: &Executor,
+    x: &[f32],
+    c: usize,
+    eps: f32,
+    momentum: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let m = x.len() / c;
+    let shift: Vec<f32> = x[..c].to_vec();
+    let sums = par::channel_sums(exec, x, &[], c, 2, |xs, _, s| {
+        stat_groups(xs, None, c, s, &shift);
+    });
+    let (s1, s2) = sums.split_at(c);
+    let mom = f64::from(momentum);
+    let mut mean = Vec::with_capacity(c);
+    let mut invstd = Vec::with_capacity(c);
+    for ch in 0..c {
+        let md = s1[ch] / m as f64;
+        let sq = (s2[ch] - s1[ch] * md).max(0.0);
+        let mu = f64::from(shift[ch]) + md;
+        let var = sq / m as f64;
+        let unbiased = sq / (m - 1) as f64;
+        mean.push(mu as f32);
+        invstd.push((1.0 / (var + f64::from(eps)).sqrt()) as f32);
+        let rm = &mut running_mean[ch];
+        *rm = ((1.0 - mom) * f64::from(*rm) + mom * mu) as f32;
+        let rv = &mut running_var[ch];
+        *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
+    }
+    (mean, invstd)
+}
+
+/// BatchNorm's backward sums per channel: `Σ dy` into `[..c]` and `Σ dy·x̂` into `[c..]`,
+/// threaded over fixed pixel blocks. `x` is x̂ itself, or (`recompute = Some((mean,
+/// invstd))`) the input from which x̂ is recomputed as the forward computed it.
+pub(crate) fn bn_grad_sums(
+    exec: &Executor,
+    dy: &[f32],
+    x: &[f32],
+    c: usize,
+    recompute: Option<(&[f32], &[f32])>,
+) -> Vec<f64> {
+    par::channel_sums(exec, dy, x, c, 2, |g, xs, s| match recompute {
+        None => stat_groups(g, Some(xs), c, s, &[]),
+        Some((mean, invstd)) => {
+            let xh: Vec<f32> = xs
+                .chunks_exact(c)
+                .flat_map(|px| {
+                    px.iter()
+                        .zip(mean)
+                        .zip(invstd)
+                        .map(|((&v, &mu), &is)| (v - mu) * is)
+                })
+                .collect();
+            stat_groups(g, Some(&xh), c, s, &[]);
+        }
+    })
+}
+
+/// The gradient through activation `act` at its input `v`: PyTorch's
+/// `threshold_backward` / `hardtanh_backward` for the piecewise-linear kinds (`g` where
+/// the input is strictly inside, ReLU: `> 0`; else 0, NaN included), `g` times the
+/// derivative for hard-swish. Shared by [`Act`] and the networks' fused `BnAct`.
+pub(crate) fn act_grad(act: Activation, g: f32, v: f32) -> f32 {
+    match act {
+        Activation::HardSwish => {
+            g * if v < -3.0 {
+                0.0
+            } else if v <= 3.0 {
+                v / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        }
+        _ => {
+            if act_passes(act, v) {
+                g
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// Whether the gradient of a piecewise-linear activation passes at input `v`.
+fn act_passes(act: Activation, v: f32) -> bool {
+    match act {
+        Activation::Relu => v > 0.0,
+        Activation::Relu6 => v > 0.0 && v < 6.0,
+        Activation::Clamp { min, max } => v > min && v < max,
+        _ => true,
     }
 }
 
@@ -451,27 +529,6 @@ impl Act {
     pub fn new(kind: Activation) -> Self {
         Act { kind, cache: None }
     }
-
-    /// The derivative at `x` (NaN passes NaN through as PyTorch's masks do not: a NaN input
-    /// fails every comparison and gets 0, except hard-swish's last branch).
-    fn derivative(&self, x: f32) -> f32 {
-        let pass = match self.kind {
-            Activation::None => true,
-            Activation::Relu => x > 0.0,
-            Activation::Relu6 => x > 0.0 && x < 6.0,
-            Activation::Clamp { min, max } => x > min && x < max,
-            Activation::HardSwish => {
-                return if x < -3.0 {
-                    0.0
-                } else if x <= 3.0 {
-                    x / 3.0 + 0.5
-                } else {
-                    1.0
-                }
-            }
-        };
-        f32::from(u8::from(pass))
-    }
 }
 
 impl Layer for Act {
@@ -491,12 +548,14 @@ impl Layer for Act {
         // The piecewise-linear kinds keep a byte per element (a quarter of the input).
         let mut mask = vec![0u8; x.len()];
         par::pair_mask(exec, x.data_mut(), &mut mask, |xs, ms| match kind {
-            Activation::Relu => masked_pass(xs, ms, |v| (v > 0.0, Activation::Relu.apply(v))),
-            Activation::Relu6 => {
-                masked_pass(xs, ms, |v| (v > 0.0 && v < 6.0, Activation::Relu6.apply(v)))
-            }
-            Activation::Clamp { min, max } => {
-                masked_pass(xs, ms, |v| (v > min && v < max, kind.apply(v)))
+            Activation::Relu => masked_pass(xs, ms, |v| {
+                (act_passes(Activation::Relu, v), Activation::Relu.apply(v))
+            }),
+            Activation::Relu6 => masked_pass(xs, ms, |v| {
+                (act_passes(Activation::Relu6, v), Activation::Relu6.apply(v))
+            }),
+            Activation::Clamp { .. } => {
+                masked_pass(xs, ms, |v| (act_passes(kind, v), kind.apply(v)))
             }
             _ => masked_pass(xs, ms, |v| (true, v)),
         });
@@ -523,10 +582,10 @@ impl Layer for Act {
         }
         match cache {
             ActCache::Input(x) => {
-                let this = &*self;
+                let kind = self.kind;
                 par::zip_mut(exec, dy.data_mut(), x.data(), 1, |gs, xs| {
                     for (g, &v) in gs.iter_mut().zip(xs) {
-                        *g *= this.derivative(v);
+                        *g = act_grad(kind, *g, v);
                     }
                 });
             }
