@@ -1,12 +1,12 @@
 //! Where a training step's time goes (not a benchmark suite): a MobileNetV2-1.0-shaped
-//! network built from `dsconv::train`'s layers (torchvision's layer shapes: stem 3×3/2 conv
-//! + BN + ReLU6, the 17 inverted residual blocks — expand 1×1, depthwise 3×3 at stride 1
-//! or 2, project 1×1, each followed by BatchNorm, ReLU6 after expand and depthwise, the
-//! residual add where the shapes allow — the 1×1 to 1280, global pooling, dropout 0.2,
-//! linear to 1000 classes), one training step (zero grad, forward in train mode,
-//! cross-entropy, backward, SGD with momentum and weight decay) timed per phase and, inside
-//! forward and backward, per layer type. A stand-in until `train::Model` builds
-//! MobileNetV2 itself.
+//! network built from `dsconv::train`'s layers with torchvision's layer shapes (stem 3×3/2
+//! conv, BN and ReLU6; the 17 inverted residual blocks: expand 1×1, depthwise 3×3 at
+//! stride 1 or 2, project 1×1, each followed by BatchNorm, ReLU6 after expand and
+//! depthwise, the residual add where the shapes allow; the 1×1 to 1280, global pooling,
+//! dropout 0.2, linear to 1000 classes), one training step (zero grad, forward in train
+//! mode, cross-entropy, backward, SGD with momentum and weight decay) timed per phase and,
+//! inside forward and backward, per layer type. `train::Model` now builds MobileNetV2
+//! itself (`dsconv bench --train --model mobilenet-v2`); this keeps the per-layer view.
 //!
 //! `cargo run --release -p dsconv --example train_speed [batch] [resolution] [threads] [steps]`
 //! (defaults 32 224 2 3). Prints, per step, the phase milliseconds and, for the last step,

@@ -36,6 +36,7 @@ Examples:
   dsconv bench --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth --threads 2
   dsconv bench --model mobilenet-v2 --width 0.75 --batch 8
   dsconv bench --train --model ds-cnn --batch 32 --threads 2
+  dsconv bench --train --model mobilenet-v2 --batch 32 --threads 2 --runs 3 --json
 
 Networks: mobilenet-v1 (--layers or --model), mobilenet-v2 and efficientnet-lite0 ...
 efficientnet-lite4 (--model; --resolution defaults to the network's: 224, Lite1..4 240,
@@ -51,8 +52,8 @@ layer runs with forward_into on 64-byte-aligned NHWC tensors allocated once, ran
 weights, bias and ReLU6 fused.
 
 Training (--train --model NAME): steps of a trainable model (ds-cnn, std-cnn: 1x8x8
-digits-shaped input, 10 classes; --resolution sets the size) on a random batch (--batch,
-default 32), one warm-up step, then the timing rule; per phase medians,
+digits-shaped, 10 classes; mobilenet-v1, mobilenet-v2, efficientnet-lite0: 3x224x224, 1000
+classes; --resolution sets the size) on a random batch (--batch, default 32), one warm-up step, then the timing rule; per phase medians,
 images/s, GFLOP/s of 3 x forward FLOPs, peak resident memory.
 
 Timing rule: one warm-up call (more until 20 ms), then timed runs until there are --runs of
@@ -78,7 +79,7 @@ pub struct Args {
     /// Time the whole NETWORK, input to logits (see below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
-    /// Time training steps of --model (ds-cnn, std-cnn): forward, loss, backward, update
+    /// Time training steps of a trainable --model: forward, loss, backward, update
     #[arg(long, requires = "model")]
     pub train: bool,
     /// Optimizer of --train: sgd (momentum 0.9, lr 0.01, decay 4e-5) or adamw (lr 3e-3)

@@ -21,10 +21,10 @@ const MAX_INPUT_ELEMENTS: u128 = 1 << 28;
 
 /// What the model is built for: input channels, default resolution, classes.
 fn shape_of(arch: Arch) -> (usize, usize, usize) {
-    if matches!(arch, Arch::DsCnn | Arch::StdCnn) {
-        (1, 8, 10) // the digits
+    if arch.is_imagenet() {
+        (3, 224, 1000)
     } else {
-        (3, 224, 1000) // ImageNet
+        (1, 8, 10) // the digits
     }
 }
 
@@ -64,7 +64,7 @@ fn validate(args: &Args, batch: usize, optimizer: &str) -> Result<()> {
             "--optimizer {optimizer} is not sgd or adamw"
         )));
     }
-    if batch < 2 || batch > 4096 {
+    if !(2..=4096).contains(&batch) {
         return Err(user_error(format!(
             "--batch {} is not in 2..=4096 (BatchNorm trains on 2 or more images)",
             batch
@@ -123,7 +123,9 @@ pub(super) fn run(args: &Args, name: &str) -> Result<Report> {
     // The peak resident set from here on: the model, its activations, the optimizer.
     let rss_reset = reset_peak_rss();
     let rss_before = proc_status("VmRSS:");
-    let mut model = Model::new(arch, CnnConfig::new(channels, res, res, classes), SEED)?;
+    let mut config = CnnConfig::new(channels, res, res, classes);
+    config.dropout = arch.default_dropout();
+    let mut model = Model::new(arch, config, SEED)?;
     let mut opt = match optimizer_name {
         "adamw" => Optimizer::adamw(AdamW {
             lr: 3e-3,
