@@ -279,3 +279,42 @@ fn model_rejects_layer_filters() {
         1
     );
 }
+
+#[test]
+fn train_reports_every_phase_and_refuses_bad_input() {
+    let out = dsconv()
+        .args(["bench", "--train", "--model", "ds-cnn", "--batch", "4"])
+        .args(["--runs", "2", "--min-time", "0", "--max-time", "0"])
+        .args(["--threads", "2", "--json", "--quiet"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "ds-cnn");
+    assert_eq!(v["batch"], 4);
+    assert_eq!(v["runs"], 2);
+    let phases = v["phases_median_ms"].as_object().unwrap();
+    for p in ["zero_grad", "forward", "loss", "backward", "optimizer"] {
+        assert!(phases[&format!("{p}_ms")].as_f64().unwrap() >= 0.0, "{p}");
+    }
+    assert!(v["median_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["images_per_s"].as_f64().unwrap() > 0.0);
+    assert!(v["flops_step"].as_f64().unwrap() > 0.0);
+    for bad in [
+        &["--model", "nope"][..],
+        &["--model", "ds-cnn", "--batch", "1"],
+        &["--model", "ds-cnn", "--optimizer", "lbfgs"],
+        &["--model", "ds-cnn", "--width", "0.5"],
+        &["--model", "ds-cnn", "--resolution", "0"],
+    ] {
+        let out = dsconv()
+            .args(["bench", "--train", "--quiet"])
+            .args(bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(err.trim().lines().count(), 1, "{bad:?}: {err}");
+        assert!(out.stdout.is_empty(), "{bad:?}");
+    }
+}

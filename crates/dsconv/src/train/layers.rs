@@ -1,6 +1,6 @@
 //! The trainable layers and the sequential / residual containers.
 
-use super::{join, Layer, Mode, Param, ParamKind, Slot};
+use super::{join, par, Layer, Mode, Param, ParamKind, Slot};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, ConvGeometry};
@@ -224,12 +224,12 @@ impl BatchNorm2d {
 }
 
 impl Layer for BatchNorm2d {
-    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
         let dims = nhwc(&x)?;
         self.check(dims)?;
         let c = dims[1];
         let m = dims[0] * dims[2] * dims[3];
-        let (mean, invstd): (Vec<f64>, Vec<f64>) = match mode {
+        let (mean, invstd): (Vec<f32>, Vec<f32>) = match mode {
             Mode::Train => {
                 if m < 2 {
                     return Err(Error::shape(
@@ -238,71 +238,50 @@ impl Layer for BatchNorm2d {
                         format!("{m}"),
                     ));
                 }
-                let mut sum = vec![0f64; c];
-                for px in x.data().chunks_exact(c) {
-                    for (s, &v) in sum.iter_mut().zip(px) {
-                        *s += f64::from(v);
-                    }
-                }
-                let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
-                let mut sq = vec![0f64; c];
-                for px in x.data().chunks_exact(c) {
-                    for ((s, &v), mu) in sq.iter_mut().zip(px).zip(&mean) {
-                        let d = f64::from(v) - mu;
-                        *s += d * d;
-                    }
-                }
-                let mom = f64::from(self.momentum);
-                let mut invstd = Vec::with_capacity(c);
-                for ch in 0..c {
-                    let var = sq[ch] / m as f64;
-                    let unbiased = sq[ch] / (m - 1) as f64;
-                    invstd.push(1.0 / (var + f64::from(self.eps)).sqrt());
-                    let rm = &mut self.running_mean.value[ch];
-                    *rm = ((1.0 - mom) * f64::from(*rm) + mom * mean[ch]) as f32;
-                    let rv = &mut self.running_var.value[ch];
-                    *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
-                }
+                let (mean, invstd) = bn_train_stats(
+                    exec,
+                    x.data(),
+                    c,
+                    self.eps,
+                    self.momentum,
+                    &mut self.running_mean.value,
+                    &mut self.running_var.value,
+                );
                 self.num_batches_tracked += 1;
                 (mean, invstd)
             }
             Mode::Eval => (
-                self.running_mean
-                    .value
-                    .iter()
-                    .map(|&v| f64::from(v))
-                    .collect(),
+                self.running_mean.value.clone(),
                 self.running_var
                     .value
                     .iter()
-                    .map(|&v| 1.0 / (f64::from(v) + f64::from(self.eps)).sqrt())
+                    .map(|&v| (1.0 / (f64::from(v) + f64::from(self.eps)).sqrt()) as f32)
                     .collect(),
             ),
         };
-        let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
-        let invstd: Vec<f32> = invstd.iter().map(|&v| v as f32).collect();
         let (gamma, beta) = (&self.weight.value, &self.bias.value);
         if mode == Mode::Train {
+            // x becomes x̂ (kept for backward); y = x̂·γ + β.
             let mut y = Tensor::zeros(x.dims(), Layout::Nhwc)?;
-            for (px, ypx) in x
-                .data_mut()
-                .chunks_exact_mut(c)
-                .zip(y.data_mut().chunks_exact_mut(c))
-            {
-                for ch in 0..c {
-                    let xh = (px[ch] - mean[ch]) * invstd[ch];
-                    px[ch] = xh;
-                    ypx[ch] = xh * gamma[ch] + beta[ch];
+            par::pair_mut(exec, x.data_mut(), y.data_mut(), c, |xs, ys| {
+                for (px, ypx) in xs.chunks_exact_mut(c).zip(ys.chunks_exact_mut(c)) {
+                    for ch in 0..c {
+                        let xh = (px[ch] - mean[ch]) * invstd[ch];
+                        px[ch] = xh;
+                        ypx[ch] = xh * gamma[ch] + beta[ch];
+                    }
                 }
-            }
+            });
             self.cache = Some((x, invstd, mode));
             Ok(y)
         } else {
-            for px in x.data_mut().chunks_exact_mut(c) {
-                for ch in 0..c {
-                    px[ch] = (px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+            par::each_mut(exec, x.data_mut(), c, |xs| {
+                for px in xs.chunks_exact_mut(c) {
+                    for ch in 0..c {
+                        px[ch] = (px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch];
+                    }
                 }
-            }
+            });
             self.cache = None;
             Ok(x)
         }
@@ -312,7 +291,7 @@ impl Layer for BatchNorm2d {
         &mut self,
         mut dy: Tensor,
         need_input_grad: bool,
-        _exec: &Executor,
+        exec: &Executor,
     ) -> Result<Option<Tensor>> {
         let (xhat, invstd, _) = self
             .cache
@@ -321,14 +300,8 @@ impl Layer for BatchNorm2d {
         check_grad_dims("batchnorm grad_output", &dy, xhat.logical_dims())?;
         let c = self.channels();
         let m = xhat.len() / c;
-        let mut sum_dy = vec![0f64; c];
-        let mut sum_dy_xhat = vec![0f64; c];
-        for (g, xh) in dy.data().chunks_exact(c).zip(xhat.data().chunks_exact(c)) {
-            for ch in 0..c {
-                sum_dy[ch] += f64::from(g[ch]);
-                sum_dy_xhat[ch] += f64::from(g[ch]) * f64::from(xh[ch]);
-            }
-        }
+        let sums = bn_grad_sums(exec, dy.data(), xhat.data(), c, None);
+        let (sum_dy, sum_dy_xhat) = sums.split_at(c);
         for ch in 0..c {
             self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
             self.bias.grad[ch] += sum_dy[ch] as f32;
@@ -340,15 +313,13 @@ impl Layer for BatchNorm2d {
         let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
         let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / m as f64) as f32).collect();
         let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / m as f64) as f32).collect();
-        for (g, xh) in dy
-            .data_mut()
-            .chunks_exact_mut(c)
-            .zip(xhat.data().chunks_exact(c))
-        {
-            for ch in 0..c {
-                g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh[ch] * mean_dy_xhat[ch]);
+        par::zip_mut(exec, dy.data_mut(), xhat.data(), c, |gs, xs| {
+            for (g, xh) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                for ch in 0..c {
+                    g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh[ch] * mean_dy_xhat[ch]);
+                }
             }
-        }
+        });
         Ok(Some(dy))
     }
 
@@ -379,6 +350,168 @@ impl Layer for BatchNorm2d {
     }
 }
 
+/// BatchNorm's training statistics of NHWC `x` (`c` channels, at least 2 pixels): the
+/// per-channel mean and `1/σ` (biased variance), rounded to f32, with `running_mean` and
+/// `running_var` (unbiased) blended in with `momentum`. One threaded pass of sums of
+/// `d = x − shift` and `d²` (shift: the first pixel's value, so the difference of sums
+/// does not cancel catastrophically) over fixed pixel blocks: thread-count independent.
+/// Shared by [`BatchNorm2d`] and the networks' fused `BnAct`, so both give the same bits.
+pub(crate) fn bn_train_stats(
+    exec: &Executor,
+    x: &[f32],
+    c: usize,
+    eps: f32,
+    momentum: f32,
+    running_mean: &mut [f32],
+    running_var: &mut [f32],
+) -> (Vec<f32>, Vec<f32>) {
+    let m = x.len() / c;
+    let shift: Vec<f32> = x[..c].to_vec();
+    let sums = par::channel_sums(exec, x, &[], c, 2, |xs, _, s| {
+        stat_groups(xs, None, c, s, &shift);
+    });
+    let (s1, s2) = sums.split_at(c);
+    let mom = f64::from(momentum);
+    let mut mean = Vec::with_capacity(c);
+    let mut invstd = Vec::with_capacity(c);
+    for ch in 0..c {
+        let md = s1[ch] / m as f64;
+        let sq = (s2[ch] - s1[ch] * md).max(0.0);
+        let mu = f64::from(shift[ch]) + md;
+        let var = sq / m as f64;
+        let unbiased = sq / (m - 1) as f64;
+        mean.push(mu as f32);
+        invstd.push((1.0 / (var + f64::from(eps)).sqrt()) as f32);
+        let rm = &mut running_mean[ch];
+        *rm = ((1.0 - mom) * f64::from(*rm) + mom * mu) as f32;
+        let rv = &mut running_var[ch];
+        *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
+    }
+    (mean, invstd)
+}
+
+/// BatchNorm's backward sums per channel: `Σ dy` into `[..c]` and `Σ dy·x̂` into `[c..]`,
+/// threaded over fixed pixel blocks. `x` is x̂ itself, or (`recompute = Some((mean,
+/// invstd))`) the input from which x̂ is recomputed as the forward computed it.
+pub(crate) fn bn_grad_sums(
+    exec: &Executor,
+    dy: &[f32],
+    x: &[f32],
+    c: usize,
+    recompute: Option<(&[f32], &[f32])>,
+) -> Vec<f64> {
+    par::channel_sums(exec, dy, x, c, 2, |g, xs, s| match recompute {
+        None => stat_groups(g, Some(xs), c, s, &[]),
+        Some((mean, invstd)) => {
+            let xh: Vec<f32> = xs
+                .chunks_exact(c)
+                .flat_map(|px| {
+                    px.iter()
+                        .zip(mean)
+                        .zip(invstd)
+                        .map(|((&v, &mu), &is)| (v - mu) * is)
+                })
+                .collect();
+            stat_groups(g, Some(&xh), c, s, &[]);
+        }
+    })
+}
+
+/// The gradient through activation `act` at its input `v`: PyTorch's
+/// `threshold_backward` / `hardtanh_backward` for the piecewise-linear kinds (`g` where
+/// the input is strictly inside, ReLU: `> 0`; else 0, NaN included), `g` times the
+/// derivative for hard-swish, sigmoid (`s(1 − s)`) and SiLU (`s(1 + x(1 − s))`). Shared
+/// by [`Act`] and the networks' fused `BnAct`.
+pub(crate) fn act_grad(act: Activation, g: f32, v: f32) -> f32 {
+    match act {
+        Activation::Sigmoid => {
+            let s = 1.0 / (1.0 + (-v).exp());
+            g * (s * (1.0 - s))
+        }
+        Activation::Silu => {
+            let s = 1.0 / (1.0 + (-v).exp());
+            g * (s * (1.0 + v * (1.0 - s)))
+        }
+        Activation::HardSwish => {
+            g * if v < -3.0 {
+                0.0
+            } else if v <= 3.0 {
+                v / 3.0 + 0.5
+            } else {
+                1.0
+            }
+        }
+        Activation::None | Activation::Relu | Activation::Relu6 | Activation::Clamp { .. } => {
+            if act_passes(act, v) {
+                g
+            } else {
+                0.0
+            }
+        }
+    }
+}
+
+/// Whether `act`'s gradient is a pass/block mask of its input (ReLU, ReLU6, clamp, none),
+/// so a training forward can keep a byte per element instead of the input.
+fn kind_is_piecewise_linear(act: Activation) -> bool {
+    match act {
+        Activation::None | Activation::Relu | Activation::Relu6 | Activation::Clamp { .. } => true,
+        Activation::HardSwish | Activation::Sigmoid | Activation::Silu => false,
+    }
+}
+
+/// Whether the gradient of a piecewise-linear activation passes at input `v`.
+fn act_passes(act: Activation, v: f32) -> bool {
+    match act {
+        Activation::Relu => v > 0.0,
+        Activation::Relu6 => v > 0.0 && v < 6.0,
+        Activation::Clamp { min, max } => v > min && v < max,
+        Activation::None | Activation::HardSwish | Activation::Sigmoid | Activation::Silu => true,
+    }
+}
+
+/// Pixels summed in f32 before their sum joins the f64 total (short enough that the f32
+/// rounding stays at a few ulps; long enough to leave the f64 work off the inner loop).
+const STAT_GROUP: usize = 8;
+
+/// Per channel, over the pixels of `a`: without `b`, `Σ d` into `sums[..c]` and `Σ d²`
+/// into `sums[c..]` for `d = a − shift`; with `b`, `Σ a` and `Σ a·b`. Groups of
+/// [`STAT_GROUP`] pixels are summed in f32, the groups' sums added in f64.
+fn stat_groups(a: &[f32], b: Option<&[f32]>, c: usize, sums: &mut [f64], shift: &[f32]) {
+    let (s1, s2) = sums.split_at_mut(c);
+    let mut t1 = vec![0f32; c];
+    let mut t2 = vec![0f32; c];
+    let group = STAT_GROUP * c;
+    for (gi, ga) in a.chunks(group).enumerate() {
+        t1.fill(0.0);
+        t2.fill(0.0);
+        match b {
+            None => {
+                for pa in ga.chunks_exact(c) {
+                    for (((u, w), &v), &sh) in t1.iter_mut().zip(t2.iter_mut()).zip(pa).zip(shift) {
+                        let d = v - sh;
+                        *u += d;
+                        *w += d * d;
+                    }
+                }
+            }
+            Some(b) => {
+                let gb = &b[gi * group..(gi * group + ga.len())];
+                for (pa, pb) in ga.chunks_exact(c).zip(gb.chunks_exact(c)) {
+                    for (((u, w), &v), &bv) in t1.iter_mut().zip(t2.iter_mut()).zip(pa).zip(pb) {
+                        *u += v;
+                        *w += v * bv;
+                    }
+                }
+            }
+        }
+        for (((x1, x2), &u), &w) in s1.iter_mut().zip(s2.iter_mut()).zip(&t1).zip(&t2) {
+            *x1 += f64::from(u);
+            *x2 += f64::from(w);
+        }
+    }
+}
+
 /// An element-wise activation (`nn.ReLU`, `nn.ReLU6`, `nn.Hardswish`, a clamp) with
 /// PyTorch's derivative: ReLU passes the gradient where the input is > 0; ReLU6 and clamp
 /// (`hardtanh`) strictly inside the bounds; hard-swish `0` below −3, `x/3 + ½` up to 3,
@@ -386,7 +519,27 @@ impl Layer for BatchNorm2d {
 #[derive(Debug)]
 pub struct Act {
     kind: Activation,
-    cache: Option<Tensor>,
+    cache: Option<ActCache>,
+}
+
+/// What an activation's backward needs.
+#[derive(Debug)]
+enum ActCache {
+    /// ReLU, ReLU6, clamp, none (derivative 0 or 1): one byte per element, whether the
+    /// gradient passes, and the logical dims.
+    Mask(Vec<u8>, [usize; 4]),
+    /// Hard-swish: the input.
+    Input(Tensor),
+}
+
+/// `x ← f(x).1` and `mask ← f(x).0` element by element (monomorphised per kind so the
+/// loop vectorises).
+fn masked_pass(xs: &mut [f32], ms: &mut [u8], f: impl Fn(f32) -> (bool, f32)) {
+    for (v, m) in xs.iter_mut().zip(ms.iter_mut()) {
+        let (pass, y) = f(*v);
+        *m = u8::from(pass);
+        *v = y;
+    }
 }
 
 impl Act {
@@ -394,44 +547,37 @@ impl Act {
     pub fn new(kind: Activation) -> Self {
         Act { kind, cache: None }
     }
-
-    /// The derivative at `x` (NaN passes NaN through as PyTorch's masks do not: a NaN input
-    /// fails every comparison and gets 0, except hard-swish's last branch).
-    fn derivative(&self, x: f32) -> f32 {
-        match self.kind {
-            Activation::None => 1.0,
-            Activation::Relu => f32::from(u8::from(x > 0.0)),
-            Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
-            Activation::Clamp { min, max } => f32::from(u8::from(x > min && x < max)),
-            Activation::Sigmoid => {
-                let s = 1.0 / (1.0 + (-x).exp());
-                s * (1.0 - s)
-            }
-            Activation::Silu => {
-                let s = 1.0 / (1.0 + (-x).exp());
-                s * (1.0 + x * (1.0 - s))
-            }
-            Activation::HardSwish => {
-                if x < -3.0 {
-                    0.0
-                } else if x <= 3.0 {
-                    x / 3.0 + 0.5
-                } else {
-                    1.0
-                }
-            }
-        }
-    }
 }
 
 impl Layer for Act {
-    fn forward(&mut self, mut x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+    fn forward(&mut self, mut x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
         nhwc(&x)?;
-        let kept = (mode == Mode::Train).then(|| x.clone());
-        for v in x.data_mut() {
-            *v = self.kind.apply(*v);
+        let kind = self.kind;
+        if mode == Mode::Eval || !kind_is_piecewise_linear(kind) {
+            let kept = (mode == Mode::Train).then(|| ActCache::Input(x.clone()));
+            par::each_mut(exec, x.data_mut(), 1, |xs| {
+                for v in xs {
+                    *v = kind.apply(*v);
+                }
+            });
+            self.cache = kept;
+            return Ok(x);
         }
-        self.cache = kept;
+        // The piecewise-linear kinds keep a byte per element (a quarter of the input).
+        let mut mask = vec![0u8; x.len()];
+        par::pair_mask(exec, x.data_mut(), &mut mask, |xs, ms| match kind {
+            Activation::Relu => masked_pass(xs, ms, |v| {
+                (act_passes(Activation::Relu, v), Activation::Relu.apply(v))
+            }),
+            Activation::Relu6 => masked_pass(xs, ms, |v| {
+                (act_passes(Activation::Relu6, v), Activation::Relu6.apply(v))
+            }),
+            Activation::Clamp { .. } => {
+                masked_pass(xs, ms, |v| (act_passes(kind, v), kind.apply(v)))
+            }
+            _ => masked_pass(xs, ms, |v| (true, v)),
+        });
+        self.cache = Some(ActCache::Mask(mask, x.logical_dims()));
         Ok(x)
     }
 
@@ -439,18 +585,36 @@ impl Layer for Act {
         &mut self,
         mut dy: Tensor,
         need_input_grad: bool,
-        _exec: &Executor,
+        exec: &Executor,
     ) -> Result<Option<Tensor>> {
-        let x = self
+        let cache = self
             .cache
             .take()
             .ok_or_else(|| missing_forward("activation"))?;
-        check_grad_dims("activation grad_output", &dy, x.logical_dims())?;
+        match &cache {
+            ActCache::Input(x) => check_grad_dims("activation grad_output", &dy, x.logical_dims())?,
+            ActCache::Mask(_, dims) => check_grad_dims("activation grad_output", &dy, *dims)?,
+        }
         if !need_input_grad {
             return Ok(None);
         }
-        for (g, &v) in dy.data_mut().iter_mut().zip(x.data()) {
-            *g *= self.derivative(v);
+        match cache {
+            ActCache::Input(x) => {
+                let kind = self.kind;
+                par::zip_mut(exec, dy.data_mut(), x.data(), 1, |gs, xs| {
+                    for (g, &v) in gs.iter_mut().zip(xs) {
+                        *g = act_grad(kind, *g, v);
+                    }
+                });
+            }
+            ActCache::Mask(mut mask, _) => {
+                // PyTorch's threshold/hardtanh backward: 0 where the input did not pass.
+                par::pair_mask(exec, dy.data_mut(), &mut mask, |gs, ms| {
+                    for (g, &m) in gs.iter_mut().zip(ms.iter()) {
+                        *g = if m != 0 { *g } else { 0.0 };
+                    }
+                });
+            }
         }
         Ok(Some(dy))
     }
@@ -870,9 +1034,11 @@ impl Layer for Residual {
                 format!("{:?}", y.logical_dims()),
             ));
         }
-        for (a, b) in y.data_mut().iter_mut().zip(x.data()) {
-            *a += b;
-        }
+        par::zip_mut(exec, y.data_mut(), x.data(), 1, |ys, xs| {
+            for (a, b) in ys.iter_mut().zip(xs) {
+                *a += b;
+            }
+        });
         Ok(y)
     }
 
@@ -884,9 +1050,11 @@ impl Layer for Residual {
     ) -> Result<Option<Tensor>> {
         let through = self.body.backward(dy.clone(), need_input_grad, exec)?;
         Ok(through.map(|mut d| {
-            for (a, b) in d.data_mut().iter_mut().zip(dy.data()) {
-                *a += b;
-            }
+            par::zip_mut(exec, d.data_mut(), dy.data(), 1, |ds, gs| {
+                for (a, b) in ds.iter_mut().zip(gs) {
+                    *a += b;
+                }
+            });
             d
         }))
     }

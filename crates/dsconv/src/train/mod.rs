@@ -38,6 +38,7 @@ mod loss;
 mod model;
 mod nets;
 mod optim;
+mod par;
 
 pub use checkpoint::{load_optimizer, save_checkpoint, save_optimizer, write_atomic};
 pub use data::{epoch_order, Augment, Dataset};

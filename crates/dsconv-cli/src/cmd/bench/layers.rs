@@ -192,7 +192,7 @@ pub(super) fn bench(
     } = plan;
     let mut rng = SplitMix64::new(SEED);
     let mut rows = Vec::new();
-    let batch = args.batch;
+    let batch = args.batch();
     for (done, &b) in selected.iter().enumerate() {
         let st = &stages[b];
         if st.is_stem {

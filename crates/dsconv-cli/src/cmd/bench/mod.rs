@@ -13,6 +13,7 @@ mod layers;
 mod model;
 mod onnx;
 mod timing;
+mod train;
 
 use super::user_error;
 use anyhow::{Context, Result};
@@ -34,6 +35,8 @@ Examples:
   dsconv bench --model mobilenet-v1 --threads 2 --json
   dsconv bench --model efficientnet-lite0 --weights efficientnet-lite0-57934424.pth --threads 2
   dsconv bench --model mobilenet-v2 --width 0.75 --batch 8
+  dsconv bench --train --model ds-cnn --batch 32 --threads 2
+  dsconv bench --train --model mobilenet-v2 --batch 32 --threads 2 --runs 3 --json
 
 Networks: mobilenet-v1 (--layers or --model), mobilenet-v2 and efficientnet-lite0 ...
 efficientnet-lite4 (--model; --resolution defaults to the network's: 224, Lite1..4 240,
@@ -47,6 +50,11 @@ Layers (--layers): block 0 is the stem (a standard 3x3 conv: only the standard o
 intermediate tensor written out), standard (dense 3x3 conv of the block's shape). Every
 layer runs with forward_into on 64-byte-aligned NHWC tensors allocated once, random
 weights, bias and ReLU6 fused.
+
+Training (--train --model NAME): steps of a trainable model (ds-cnn, std-cnn: 1x8x8
+digits-shaped, 10 classes; mobilenet-v1, mobilenet-v2, efficientnet-lite0: 3x224x224, 1000
+classes; --resolution sets the size) on a random batch (--batch, default 32), one warm-up step, then the timing rule; per phase medians,
+images/s, GFLOP/s of 3 x forward FLOPs, peak resident memory.
 
 Timing rule: one warm-up call (more until 20 ms), then timed runs until there are --runs of
 them adding up to --min-time, or they add up to --max-time with at least 3; the median is
@@ -71,6 +79,12 @@ pub struct Args {
     /// Time the whole NETWORK, input to logits (see below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
+    /// Time training steps of a trainable --model: forward, loss, backward, update
+    #[arg(long, requires = "model")]
+    pub train: bool,
+    /// Optimizer of --train: sgd (momentum 0.9, lr 0.01, decay 4e-5) or adamw (lr 3e-3)
+    #[arg(long, value_name = "NAME", requires = "train")]
+    pub optimizer: Option<String>,
     /// Checkpoint (.pth, .safetensors) for --model; random weights without
     #[arg(long, value_name = "PATH", requires = "model")]
     pub weights: Option<std::path::PathBuf>,
@@ -80,9 +94,9 @@ pub struct Args {
     /// Input resolution (height = width) [default: the network's, e.g. 224]
     #[arg(long, value_name = "R")]
     pub resolution: Option<usize>,
-    /// Images per batch
-    #[arg(long, default_value_t = 1, value_name = "B")]
-    pub batch: usize,
+    /// Images per batch [default: 1; --train: 32]
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
     /// ONNX --model input shape, e.g. 1x3x224x224 (--batch sets dim 0)
     #[arg(long, value_name = "NxCxHxW", requires = "model")]
     pub input_shape: Option<String>,
@@ -115,6 +129,13 @@ pub struct Args {
     pub profile: bool,
 }
 
+impl Args {
+    /// `--batch`, 1 when not given.
+    fn batch(&self) -> usize {
+        self.batch.unwrap_or(1)
+    }
+}
+
 /// Largest single activation tensor a benchmark may allocate (several are alive at once).
 const MAX_ACTIVATION_BYTES: u128 = 4 << 30;
 
@@ -134,6 +155,10 @@ pub fn run(args: Args) -> Result<()> {
         (_, Some(name)) => (name, false),
         (None, None) => return Err(user_error("give --layers NETWORK or --model NETWORK")),
     };
+    if args.train {
+        let report = train::run(&args, name)?;
+        return print(&args, &report);
+    }
     if !layers && crate::cmd::onnx::is_onnx(name) {
         return run_onnx(&args, name);
     }
@@ -196,7 +221,7 @@ fn run_onnx(args: &Args, path: &str) -> Result<()> {
              takes --input-shape",
         ));
     }
-    if args.batch == 0 || args.batch > 4096 || args.runs == 0 || args.runs > MAX_RUNS {
+    if args.batch() == 0 || args.batch() > 4096 || args.runs == 0 || args.runs > MAX_RUNS {
         return Err(user_error(format!(
             "--batch must be in 1..=4096 and --runs in 1..={MAX_RUNS}"
         )));
@@ -231,6 +256,20 @@ fn run_onnx(args: &Args, path: &str) -> Result<()> {
     Ok(())
 }
 
+/// Prints `report` as JSON (`--json`) or as its table.
+fn print(args: &Args, report: &Report) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report.json)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(report.table.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// What a benchmark produced: the JSON document and the table for people.
 struct Report {
     json: Value,
@@ -240,10 +279,10 @@ struct Report {
 fn validate(setup: &Setup) -> Result<()> {
     let (args, resolution) = (setup.args, setup.resolution);
     mobilenet_v1::validate(args.width, resolution)?;
-    if args.batch == 0 || args.batch > 4096 {
+    if args.batch() == 0 || args.batch() > 4096 {
         return Err(user_error(format!(
             "--batch {} is not in 1..=4096",
-            args.batch
+            args.batch()
         )));
     }
     if args.runs == 0 || args.runs > MAX_RUNS {
@@ -273,11 +312,11 @@ fn validate(setup: &Setup) -> Result<()> {
         })
         .max()
         .unwrap_or(0);
-    let bytes = largest * args.batch as u128 * 4;
+    let bytes = largest * args.batch() as u128 * 4;
     if bytes > MAX_ACTIVATION_BYTES {
         return Err(user_error(format!(
             "--batch {} at --resolution {} needs activations of {:.1} GiB, more than the {} GiB allowed",
-            args.batch,
+            args.batch(),
             resolution,
             bytes as f64 / (1u64 << 30) as f64,
             MAX_ACTIVATION_BYTES >> 30
@@ -295,7 +334,7 @@ fn header(setup: &Setup, threads: usize, machine: &dsconv::machine::Profile) -> 
         args.width,
         r,
         r,
-        args.batch,
+        args.batch(),
         threads,
         if threads == 1 { "" } else { "s" },
         machine.peak_gflops,

@@ -17,7 +17,7 @@ pub(super) fn bench(
     progress: &Progress,
 ) -> Result<Report> {
     let (args, spec, resolution) = (setup.args, setup.spec, setup.resolution);
-    let input = [args.batch, 3, resolution, resolution];
+    let input = [args.batch(), 3, resolution, resolution];
     let mut rng = SplitMix64::new(SEED ^ 1);
     let x = rng.input_tensor(input, Layout::Nhwc)?;
     // MobileNetV1 is built for `resolution`; the other networks run any size.
@@ -30,7 +30,7 @@ pub(super) fn bench(
         None => spec.random(args.width, resolution, SEED)?,
     };
     let cost = net.cost(input)?;
-    progress.now(&format!("timing {} (batch {})...", spec.name, args.batch));
+    progress.now(&format!("timing {} (batch {})...", spec.name, args.batch()));
     let timing = time(budget, || net.forward_with(&x, exec).map(drop))?;
     let seconds = timing.median_ms * 1e-3;
     let gflops = cost.flops() as f64 / seconds / 1e9;
@@ -46,7 +46,7 @@ pub(super) fn bench(
         "peak_isa": machine.isa,
         "kernel_isa": exec.isa().name(),
         "threads": threads,
-        "batch": args.batch,
+        "batch": args.batch(),
         "cpu": dsconv::machine::cpu_model(),
         "version": env!("CARGO_PKG_VERSION"),
         "macs": cost.macs,
@@ -56,7 +56,7 @@ pub(super) fn bench(
         "runs": timing.runs,
         "gflops": gflops,
         "pct_peak": pct_peak,
-        "images_per_s": args.batch as f64 / seconds,
+        "images_per_s": args.batch() as f64 / seconds,
     });
     let mut table = header(setup, threads, machine);
     table.push_str(&format!(
@@ -67,7 +67,7 @@ pub(super) fn bench(
         cost.macs as f64 / 1e6,
         gflops,
         pct_peak,
-        args.batch as f64 / seconds
+        args.batch() as f64 / seconds
     ));
     Ok(Report { json, table })
 }

@@ -21,7 +21,7 @@ pub(super) fn bench(
 ) -> Result<Report> {
     progress.now(&format!("loading and planning {path}..."));
     let model = onnx::load(path)?;
-    let batch = (args.batch != 1 || args.input_shape.is_none()).then_some(args.batch);
+    let batch = args.batch.or(args.input_shape.is_none().then_some(1));
     let shape = onnx::input_shape(&model, args.input_shape.as_deref(), batch)?;
     let plan = onnx::plan(&model, &shape)?;
     let n: usize = shape.iter().product();

@@ -2,7 +2,8 @@
 //! (BatchNorm followed by an activation, keeping one tensor for both backward passes) and
 //! [`DropPath`] (stochastic depth on a residual branch, lukemelas' `drop_connect`).
 
-use super::super::{join, Layer, Mode, Param, ParamKind, Slot};
+use super::super::layers::{act_grad, bn_grad_sums, bn_train_stats};
+use super::super::{join, par, Layer, Mode, Param, ParamKind, Slot};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::ops::Activation;
@@ -21,35 +22,6 @@ fn missing_forward(what: &'static str) -> Error {
         "backward",
         format!("{what}: backward without a training forward before it"),
     )
-}
-
-/// PyTorch's derivative of `act` at its input `x` (as [`crate::train::Act`]: ReLU where
-/// `x > 0`, ReLU6 / clamp strictly inside the bounds, hard-swish piecewise; sigmoid
-/// `s(1 − s)`, SiLU `s(1 + x(1 − s))`).
-fn derivative(act: Activation, x: f32) -> f32 {
-    match act {
-        Activation::None => 1.0,
-        Activation::Relu => f32::from(u8::from(x > 0.0)),
-        Activation::Relu6 => f32::from(u8::from(x > 0.0 && x < 6.0)),
-        Activation::Clamp { min, max } => f32::from(u8::from(x > min && x < max)),
-        Activation::HardSwish => {
-            if x < -3.0 {
-                0.0
-            } else if x <= 3.0 {
-                x / 3.0 + 0.5
-            } else {
-                1.0
-            }
-        }
-        Activation::Sigmoid => {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 - s)
-        }
-        Activation::Silu => {
-            let s = 1.0 / (1.0 + (-x).exp());
-            s * (1.0 + x * (1.0 - s))
-        }
-    }
 }
 
 /// `nn.BatchNorm2d` followed by an activation (`nn.ReLU6(inplace=True)` and the like),
@@ -99,41 +71,25 @@ impl BnAct {
         self.weight.value.len()
     }
 
-    /// Per-channel mean and `1/σ` (f64, as [`crate::train::BatchNorm2d`] computes them)
-    /// of a training batch, updating the running statistics.
-    fn batch_stats(&mut self, x: &[f32], c: usize, m: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut sum = vec![0f64; c];
-        for px in x.chunks_exact(c) {
-            for (s, &v) in sum.iter_mut().zip(px) {
-                *s += f64::from(v);
-            }
-        }
-        let mean: Vec<f64> = sum.iter().map(|s| s / m as f64).collect();
-        let mut sq = vec![0f64; c];
-        for px in x.chunks_exact(c) {
-            for ((s, &v), mu) in sq.iter_mut().zip(px).zip(&mean) {
-                let d = f64::from(v) - mu;
-                *s += d * d;
-            }
-        }
-        let mom = f64::from(self.momentum);
-        let mut invstd = Vec::with_capacity(c);
-        for ch in 0..c {
-            let var = sq[ch] / m as f64;
-            let unbiased = sq[ch] / (m - 1) as f64;
-            invstd.push((1.0 / (var + f64::from(self.eps)).sqrt()) as f32);
-            let rm = &mut self.running_mean.value[ch];
-            *rm = ((1.0 - mom) * f64::from(*rm) + mom * mean[ch]) as f32;
-            let rv = &mut self.running_var.value[ch];
-            *rv = ((1.0 - mom) * f64::from(*rv) + mom * unbiased) as f32;
-        }
+    /// Per-channel mean and `1/σ` of a training batch (threaded, as
+    /// [`crate::train::BatchNorm2d`] computes them), updating the running statistics.
+    fn batch_stats(&mut self, x: &[f32], c: usize, exec: &Executor) -> (Vec<f32>, Vec<f32>) {
+        let stats = bn_train_stats(
+            exec,
+            x,
+            c,
+            self.eps,
+            self.momentum,
+            &mut self.running_mean.value,
+            &mut self.running_var.value,
+        );
         self.num_batches_tracked += 1;
-        (mean.iter().map(|&v| v as f32).collect(), invstd)
+        stats
     }
 }
 
 impl Layer for BnAct {
-    fn forward(&mut self, x: Tensor, mode: Mode, _exec: &Executor) -> Result<Tensor> {
+    fn forward(&mut self, x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
         let [n, c, h, w] = nhwc(&x, "batchnorm input")?;
         if c != self.channels() {
             return Err(Error::shape(
@@ -153,19 +109,17 @@ impl Layer for BnAct {
                         format!("{m}"),
                     ));
                 }
-                let (mean, invstd) = self.batch_stats(x.data(), c, m);
+                let (mean, invstd) = self.batch_stats(x.data(), c, exec);
                 let (gamma, beta) = (&self.weight.value, &self.bias.value);
                 let mut y = Tensor::zeros(x.dims(), Layout::Nhwc)?;
-                for (px, ypx) in x
-                    .data()
-                    .chunks_exact(c)
-                    .zip(y.data_mut().chunks_exact_mut(c))
-                {
-                    for ch in 0..c {
-                        let xh = (px[ch] - mean[ch]) * invstd[ch];
-                        ypx[ch] = act.apply(xh * gamma[ch] + beta[ch]);
+                par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
+                    for (px, ypx) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)) {
+                        for ch in 0..c {
+                            let xh = (px[ch] - mean[ch]) * invstd[ch];
+                            ypx[ch] = act.apply(xh * gamma[ch] + beta[ch]);
+                        }
                     }
-                }
+                });
                 self.cache = Some((x, mean, invstd));
                 Ok(y)
             }
@@ -178,11 +132,14 @@ impl Layer for BnAct {
                     .map(|&v| (1.0 / (f64::from(v) + f64::from(self.eps)).sqrt()) as f32)
                     .collect();
                 let mut x = x;
-                for px in x.data_mut().chunks_exact_mut(c) {
-                    for ch in 0..c {
-                        px[ch] = act.apply((px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch]);
+                par::each_mut(exec, x.data_mut(), c, |xs| {
+                    for px in xs.chunks_exact_mut(c) {
+                        for ch in 0..c {
+                            px[ch] =
+                                act.apply((px[ch] - mean[ch]) * invstd[ch] * gamma[ch] + beta[ch]);
+                        }
                     }
-                }
+                });
                 self.cache = None;
                 Ok(x)
             }
@@ -193,7 +150,7 @@ impl Layer for BnAct {
         &mut self,
         mut dy: Tensor,
         need_input_grad: bool,
-        _exec: &Executor,
+        exec: &Executor,
     ) -> Result<Option<Tensor>> {
         let (x, mean, invstd) = self
             .cache
@@ -210,22 +167,17 @@ impl Layer for BnAct {
         let m = x.len() / c;
         let (gamma, beta, act) = (&self.weight.value, &self.bias.value, self.act);
         // Through the activation (its input recomputed exactly as the forward made it),
-        // then BatchNorm's sums, in the order BatchNorm2d sums them.
-        let mut sum_dy = vec![0f64; c];
-        let mut sum_dy_xhat = vec![0f64; c];
-        for (g, px) in dy
-            .data_mut()
-            .chunks_exact_mut(c)
-            .zip(x.data().chunks_exact(c))
-        {
-            for ch in 0..c {
-                let xh = (px[ch] - mean[ch]) * invstd[ch];
-                let d = g[ch] * derivative(act, xh * gamma[ch] + beta[ch]);
-                g[ch] = d;
-                sum_dy[ch] += f64::from(d);
-                sum_dy_xhat[ch] += f64::from(d) * f64::from(xh);
+        // then BatchNorm's sums, as BatchNorm2d sums them (x̂ recomputed the same way).
+        par::zip_mut(exec, dy.data_mut(), x.data(), c, |gs, xs| {
+            for (g, px) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                for ch in 0..c {
+                    let xh = (px[ch] - mean[ch]) * invstd[ch];
+                    g[ch] = act_grad(act, g[ch], xh * gamma[ch] + beta[ch]);
+                }
             }
-        }
+        });
+        let sums = bn_grad_sums(exec, dy.data(), x.data(), c, Some((&mean, &invstd)));
+        let (sum_dy, sum_dy_xhat) = sums.split_at(c);
         for ch in 0..c {
             self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
             self.bias.grad[ch] += sum_dy[ch] as f32;
@@ -237,16 +189,14 @@ impl Layer for BnAct {
         let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
         let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / m as f64) as f32).collect();
         let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / m as f64) as f32).collect();
-        for (g, px) in dy
-            .data_mut()
-            .chunks_exact_mut(c)
-            .zip(x.data().chunks_exact(c))
-        {
-            for ch in 0..c {
-                let xh = (px[ch] - mean[ch]) * invstd[ch];
-                g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh * mean_dy_xhat[ch]);
+        par::zip_mut(exec, dy.data_mut(), x.data(), c, |gs, xs| {
+            for (g, px) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                for ch in 0..c {
+                    let xh = (px[ch] - mean[ch]) * invstd[ch];
+                    g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh * mean_dy_xhat[ch]);
+                }
             }
-        }
+        });
         Ok(Some(dy))
     }
 
