@@ -439,6 +439,7 @@ pub(crate) fn map(ops: &[MapOp], x: &[f32], out: &mut [f32], exec: &Executor) {
 
 /// [`crate::consts::binary`] split over `exec`'s threads by whole rows of the output's last
 /// axis (or by elements when the shapes are equal).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn binary_par(
     op: Bin,
     a: &[f32],

@@ -240,7 +240,7 @@ fn const_affine(op: Bin, a: &Operand, b: &Operand, co: usize) -> Option<(Vec<f64
         && d.len() <= 4
         && d[d.len() - 2..] == [1, 1]
         && d[d.len() - 3] == co;
-    if c.len() != 1 && !per_channel || d.len() > 4 {
+    if (c.len() != 1 && !per_channel) || d.len() > 4 {
         return None;
     }
     let v = |o: usize| c[if c.len() == 1 { 0 } else { o }] as f64;
@@ -805,19 +805,19 @@ impl<'a> Builder<'a> {
                 let o = self.new_val(od, self.vals[inp].nhwc);
                 let scale: Vec<f32> = scale.iter().map(|&v| v as f32).collect();
                 let shift: Vec<f32> = shift.iter().map(|&v| v as f32).collect();
-                let (op, a) = (Bin::Mul, false);
+                // x · scale + shift, per channel (two roundings, as before).
                 let ops = vec![
                     MapOp::Bin {
-                        op,
+                        op: Bin::Mul,
                         c: scale,
                         inner,
-                        rev: a,
+                        rev: false,
                     },
                     MapOp::Bin {
                         op: Bin::Add,
                         c: shift,
                         inner,
-                        rev: a,
+                        rev: false,
                     },
                 ];
                 self.push(name, POp::Map(ops), vec![inp], o);
