@@ -1010,8 +1010,8 @@ impl<'a> Builder<'a> {
                 s,
                 d,
                 pads,
-                group,
-            } if group == 1 => {
+                group: 1,
+            } => {
                 // W [ci, co, kh, kw] → GEMM weights [(kh, kw, co), ci].
                 let [ci, co, kh, kw] = wdims;
                 let mut wg = vec![0f32; w.len()];
