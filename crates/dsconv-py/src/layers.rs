@@ -96,17 +96,116 @@ fn conv_entries<'py>(
     Ok((required(sd, prefix, "weight")?, entry(sd, prefix, "bias")?))
 }
 
-fn weight_array<'py>(py: Python<'py>, conv: &Conv2d) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-    convert::vec_to_numpy(py, conv.weight().to_vec(), &conv.weight_dims())
+/// A layer class's `#[pymethods]` block: the items given plus what every layer class has,
+/// `__call__` (= `forward`), `cost(input_shape)` and `layout`. (One block per class:
+/// PyO3 reads the methods from the block's tokens, so the shared ones are written into it.)
+macro_rules! layer_pymethods {
+    ($ty:ty, { $($items:tt)* }) => {
+        #[pymethods]
+        impl $ty {
+            $($items)*
+
+            #[pyo3(signature = (input, threads=None))]
+            fn __call__<'py>(
+                &self,
+                py: Python<'py>,
+                input: &Bound<'py, PyAny>,
+                threads: Option<&Bound<'py, PyAny>>,
+            ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+                self.forward(py, input, threads)
+            }
+
+            /// cost(input_shape)
+            ///
+            /// MACs, FLOPs, parameters, bytes read and written and arithmetic intensity of
+            /// this layer on an input of ``input_shape`` (in the layer's layout), as a dict.
+            fn cost<'py>(
+                &self,
+                py: Python<'py>,
+                input_shape: &Bound<'py, PyAny>,
+            ) -> PyResult<Bound<'py, PyDict>> {
+                let c = self
+                    .inner
+                    .cost(self.settings.logical(input_shape)?)
+                    .map_err(err)?;
+                convert::cost_dict(py, &c)
+            }
+
+            /// "nchw" or "nhwc".
+            #[getter]
+            fn layout(&self) -> &'static str {
+                self.settings.layout_name()
+            }
+        }
+    };
 }
 
-fn bias_array<'py>(
-    py: Python<'py>,
-    conv: &Conv2d,
-) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
-    conv.bias()
-        .map(|b| convert::vec_to_numpy(py, b.to_vec(), &[b.len()]))
-        .transpose()
+/// The `#[pymethods]` of a single-convolution layer class (`$conv`: its `Conv2d`, from
+/// `$layer`): the items given, `forward`, `weight`, `bias`, `__repr__`, and
+/// `layer_pymethods`' ones.
+macro_rules! conv_layer_pymethods {
+    ($ty:ty, $class:literal, |$layer:ident| $conv:expr, { $($items:tt)* }) => {
+        layer_pymethods!($ty, {
+            $($items)*
+
+            /// from_state_dict(state_dict, prefix="", **options)
+            ///
+            /// The layer from ``state_dict[prefix + "weight"]`` and, when present,
+            /// ``state_dict[prefix + "bias"]`` (a PyTorch ``nn.Conv2d``'s names); ``options``
+            /// are the constructor's keywords.
+            #[staticmethod]
+            #[pyo3(signature = (state_dict, prefix="", **options))]
+            fn from_state_dict<'py>(
+                py: Python<'py>,
+                state_dict: &Bound<'py, PyAny>,
+                prefix: &str,
+                options: Option<&Bound<'py, PyDict>>,
+            ) -> PyResult<Bound<'py, PyAny>> {
+                let (w, b) = conv_entries(state_dict, prefix)?;
+                py.get_type::<Self>().call((w, b), options)
+            }
+
+            /// forward(input, threads=None)
+            ///
+            /// The layer on ``input`` (in the layer's layout); the same as calling it.
+            #[pyo3(signature = (input, threads=None))]
+            fn forward<'py>(
+                &self,
+                py: Python<'py>,
+                input: &Bound<'py, PyAny>,
+                threads: Option<&Bound<'py, PyAny>>,
+            ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+                let $layer = self;
+                run_conv(py, $conv, input, self.settings.layout, self.settings.threads(threads)?)
+            }
+
+            /// The weight, PyTorch order ``[C_out, C_in/groups, kH, kW]`` (a copy).
+            #[getter]
+            fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+                let $layer = self;
+                let conv: &Conv2d = $conv;
+                convert::vec_to_numpy(py, conv.weight().to_vec(), &conv.weight_dims())
+            }
+
+            /// The bias (a copy) or None.
+            #[getter]
+            fn bias<'py>(
+                &self,
+                py: Python<'py>,
+            ) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
+                let $layer = self;
+                let conv: &Conv2d = $conv;
+                conv.bias()
+                    .map(|b| convert::vec_to_numpy(py, b.to_vec(), &[b.len()]))
+                    .transpose()
+            }
+
+            fn __repr__(&self) -> String {
+                let $layer = self;
+                repr_conv($class, $conv, &self.settings)
+            }
+        });
+    };
 }
 
 fn repr_conv(class: &str, conv: &Conv2d, s: &Settings) -> String {
@@ -176,8 +275,7 @@ fn build_conv(
         .with_activation(act))
 }
 
-#[pymethods]
-impl PyConv2d {
+conv_layer_pymethods!(PyConv2d, "Conv2d", |layer| &layer.inner, {
     #[new]
     #[pyo3(signature = (weight, bias=None, stride=None, padding=None, dilation=None, groups=None,
                         padding_mode="zeros", activation=None, layout="nchw", threads=None))]
@@ -210,102 +308,6 @@ impl PyConv2d {
         Ok(PyConv2d { inner, settings })
     }
 
-    /// Conv2d.from_state_dict(state_dict, prefix="", stride=1, padding=0, dilation=1,
-    /// groups=1, padding_mode="zeros", activation=None, layout="nchw", threads=None)
-    ///
-    /// The layer from ``state_dict[prefix + "weight"]`` and, when present,
-    /// ``state_dict[prefix + "bias"]``.
-    #[staticmethod]
-    #[pyo3(signature = (state_dict, prefix="", stride=None, padding=None, dilation=None,
-                        groups=None, padding_mode="zeros", activation=None, layout="nchw",
-                        threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_state_dict(
-        py: Python<'_>,
-        state_dict: &Bound<'_, PyAny>,
-        prefix: &str,
-        stride: Option<&Bound<'_, PyAny>>,
-        padding: Option<&Bound<'_, PyAny>>,
-        dilation: Option<&Bound<'_, PyAny>>,
-        groups: Option<&Bound<'_, PyAny>>,
-        padding_mode: &str,
-        activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let (w, b) = conv_entries(state_dict, prefix)?;
-        Self::new(
-            py,
-            &w,
-            b.as_ref(),
-            stride,
-            padding,
-            dilation,
-            groups,
-            padding_mode,
-            activation,
-            layout,
-            threads,
-        )
-    }
-
-    /// forward(input, threads=None)
-    ///
-    /// The layer on ``input`` (in the layer's layout); the same as calling it.
-    #[pyo3(signature = (input, threads=None))]
-    fn forward<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        run_conv(
-            py,
-            &self.inner,
-            input,
-            self.settings.layout,
-            self.settings.threads(threads)?,
-        )
-    }
-
-    #[pyo3(signature = (input, threads=None))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.forward(py, input, threads)
-    }
-
-    /// cost(input_shape)
-    ///
-    /// MACs, FLOPs, parameters, bytes read and written and arithmetic intensity of this
-    /// layer on an input of ``input_shape`` (in the layer's layout), as a dict.
-    fn cost<'py>(
-        &self,
-        py: Python<'py>,
-        input_shape: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let c = self
-            .inner
-            .cost(self.settings.logical(input_shape)?)
-            .map_err(err)?;
-        convert::cost_dict(py, &c)
-    }
-
-    /// The weight, ``[C_out, C_in/groups, kH, kW]`` (a copy).
-    #[getter]
-    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        weight_array(py, &self.inner)
-    }
-
-    /// The bias (a copy) or None.
-    #[getter]
-    fn bias<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
-        bias_array(py, &self.inner)
-    }
-
     /// Input channels.
     #[getter]
     fn in_channels(&self) -> usize {
@@ -317,17 +319,7 @@ impl PyConv2d {
     fn out_channels(&self) -> usize {
         self.inner.out_channels()
     }
-
-    /// "nchw" or "nhwc".
-    #[getter]
-    fn layout(&self) -> &'static str {
-        self.settings.layout_name()
-    }
-
-    fn __repr__(&self) -> String {
-        repr_conv("Conv2d", &self.inner, &self.settings)
-    }
-}
+});
 
 /// DepthwiseConv2d(weight, bias=None, stride=1, padding=0, dilation=1,
 /// padding_mode="zeros", multiplier=1, activation=None, layout="nchw", threads=None)
@@ -372,151 +364,57 @@ fn build_depthwise(
         .with_activation(act))
 }
 
-#[pymethods]
-impl PyDepthwiseConv2d {
-    #[new]
-    #[pyo3(signature = (weight, bias=None, stride=None, padding=None, dilation=None,
+conv_layer_pymethods!(
+    PyDepthwiseConv2d,
+    "DepthwiseConv2d",
+    |layer| layer.inner.as_conv2d(),
+    {
+        #[new]
+        #[pyo3(signature = (weight, bias=None, stride=None, padding=None, dilation=None,
                         padding_mode="zeros", multiplier=None, activation=None, layout="nchw",
                         threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn new(
-        py: Python<'_>,
-        weight: &Bound<'_, PyAny>,
-        bias: Option<&Bound<'_, PyAny>>,
-        stride: Option<&Bound<'_, PyAny>>,
-        padding: Option<&Bound<'_, PyAny>>,
-        dilation: Option<&Bound<'_, PyAny>>,
-        padding_mode: &str,
-        multiplier: Option<&Bound<'_, PyAny>>,
-        activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let settings = Settings::new(layout, threads)?;
-        let inner = build_depthwise(
-            py,
-            weight,
-            bias,
-            stride,
-            padding,
-            dilation,
-            padding_mode,
-            multiplier,
-            activation,
-        )?;
-        Ok(PyDepthwiseConv2d { inner, settings })
-    }
+        #[allow(clippy::too_many_arguments)]
+        fn new(
+            py: Python<'_>,
+            weight: &Bound<'_, PyAny>,
+            bias: Option<&Bound<'_, PyAny>>,
+            stride: Option<&Bound<'_, PyAny>>,
+            padding: Option<&Bound<'_, PyAny>>,
+            dilation: Option<&Bound<'_, PyAny>>,
+            padding_mode: &str,
+            multiplier: Option<&Bound<'_, PyAny>>,
+            activation: Option<&Bound<'_, PyAny>>,
+            layout: &str,
+            threads: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let settings = Settings::new(layout, threads)?;
+            let inner = build_depthwise(
+                py,
+                weight,
+                bias,
+                stride,
+                padding,
+                dilation,
+                padding_mode,
+                multiplier,
+                activation,
+            )?;
+            Ok(PyDepthwiseConv2d { inner, settings })
+        }
 
-    /// DepthwiseConv2d.from_state_dict(state_dict, prefix="", ...): the layer from
-    /// ``prefix + "weight"`` (and ``"bias"``), the other keywords as the constructor's.
-    #[staticmethod]
-    #[pyo3(signature = (state_dict, prefix="", stride=None, padding=None, dilation=None,
-                        padding_mode="zeros", multiplier=None, activation=None, layout="nchw",
-                        threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_state_dict(
-        py: Python<'_>,
-        state_dict: &Bound<'_, PyAny>,
-        prefix: &str,
-        stride: Option<&Bound<'_, PyAny>>,
-        padding: Option<&Bound<'_, PyAny>>,
-        dilation: Option<&Bound<'_, PyAny>>,
-        padding_mode: &str,
-        multiplier: Option<&Bound<'_, PyAny>>,
-        activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let (w, b) = conv_entries(state_dict, prefix)?;
-        Self::new(
-            py,
-            &w,
-            b.as_ref(),
-            stride,
-            padding,
-            dilation,
-            padding_mode,
-            multiplier,
-            activation,
-            layout,
-            threads,
-        )
-    }
+        /// Input channels C.
+        #[getter]
+        fn channels(&self) -> usize {
+            self.inner.channels()
+        }
 
-    /// forward(input, threads=None): the layer on ``input``; the same as calling it.
-    #[pyo3(signature = (input, threads=None))]
-    fn forward<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        run_conv(
-            py,
-            self.inner.as_conv2d(),
-            input,
-            self.settings.layout,
-            self.settings.threads(threads)?,
-        )
+        /// The depth multiplier.
+        #[getter]
+        fn multiplier(&self) -> usize {
+            self.inner.multiplier()
+        }
     }
-
-    #[pyo3(signature = (input, threads=None))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.forward(py, input, threads)
-    }
-
-    /// cost(input_shape): this layer's cost on an input of ``input_shape``, as a dict.
-    fn cost<'py>(
-        &self,
-        py: Python<'py>,
-        input_shape: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let c = self
-            .inner
-            .cost(self.settings.logical(input_shape)?)
-            .map_err(err)?;
-        convert::cost_dict(py, &c)
-    }
-
-    /// The weight ``[C·multiplier, 1, kH, kW]`` (a copy).
-    #[getter]
-    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        weight_array(py, self.inner.as_conv2d())
-    }
-
-    /// The bias (a copy) or None.
-    #[getter]
-    fn bias<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
-        bias_array(py, self.inner.as_conv2d())
-    }
-
-    /// Input channels C.
-    #[getter]
-    fn channels(&self) -> usize {
-        self.inner.channels()
-    }
-
-    /// The depth multiplier.
-    #[getter]
-    fn multiplier(&self) -> usize {
-        self.inner.multiplier()
-    }
-
-    /// "nchw" or "nhwc".
-    #[getter]
-    fn layout(&self) -> &'static str {
-        self.settings.layout_name()
-    }
-
-    fn __repr__(&self) -> String {
-        repr_conv("DepthwiseConv2d", self.inner.as_conv2d(), &self.settings)
-    }
-}
+);
 
 /// PointwiseConv2d(weight, bias=None, activation=None, layout="nchw", threads=None)
 ///
@@ -548,113 +446,39 @@ fn build_pointwise(
         .with_activation(act))
 }
 
-#[pymethods]
-impl PyPointwiseConv2d {
-    #[new]
-    #[pyo3(signature = (weight, bias=None, activation=None, layout="nchw", threads=None))]
-    fn new(
-        py: Python<'_>,
-        weight: &Bound<'_, PyAny>,
-        bias: Option<&Bound<'_, PyAny>>,
-        activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let settings = Settings::new(layout, threads)?;
-        let inner = build_pointwise(py, weight, bias, activation)?;
-        Ok(PyPointwiseConv2d { inner, settings })
-    }
+conv_layer_pymethods!(
+    PyPointwiseConv2d,
+    "PointwiseConv2d",
+    |layer| layer.inner.as_conv2d(),
+    {
+        #[new]
+        #[pyo3(signature = (weight, bias=None, activation=None, layout="nchw", threads=None))]
+        fn new(
+            py: Python<'_>,
+            weight: &Bound<'_, PyAny>,
+            bias: Option<&Bound<'_, PyAny>>,
+            activation: Option<&Bound<'_, PyAny>>,
+            layout: &str,
+            threads: Option<&Bound<'_, PyAny>>,
+        ) -> PyResult<Self> {
+            let settings = Settings::new(layout, threads)?;
+            let inner = build_pointwise(py, weight, bias, activation)?;
+            Ok(PyPointwiseConv2d { inner, settings })
+        }
 
-    /// PointwiseConv2d.from_state_dict(state_dict, prefix="", activation=None,
-    /// layout="nchw", threads=None)
-    #[staticmethod]
-    #[pyo3(signature = (state_dict, prefix="", activation=None, layout="nchw", threads=None))]
-    fn from_state_dict(
-        py: Python<'_>,
-        state_dict: &Bound<'_, PyAny>,
-        prefix: &str,
-        activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
-        let (w, b) = conv_entries(state_dict, prefix)?;
-        Self::new(py, &w, b.as_ref(), activation, layout, threads)
-    }
+        /// Input channels.
+        #[getter]
+        fn in_channels(&self) -> usize {
+            self.inner.in_channels()
+        }
 
-    /// forward(input, threads=None): the layer on ``input``; the same as calling it.
-    #[pyo3(signature = (input, threads=None))]
-    fn forward<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        run_conv(
-            py,
-            self.inner.as_conv2d(),
-            input,
-            self.settings.layout,
-            self.settings.threads(threads)?,
-        )
+        /// Output channels.
+        #[getter]
+        fn out_channels(&self) -> usize {
+            self.inner.out_channels()
+        }
     }
-
-    #[pyo3(signature = (input, threads=None))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.forward(py, input, threads)
-    }
-
-    /// cost(input_shape): this layer's cost on an input of ``input_shape``, as a dict.
-    fn cost<'py>(
-        &self,
-        py: Python<'py>,
-        input_shape: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let c = self
-            .inner
-            .cost(self.settings.logical(input_shape)?)
-            .map_err(err)?;
-        convert::cost_dict(py, &c)
-    }
-
-    /// The weight ``[C_out, C_in, 1, 1]`` (a copy).
-    #[getter]
-    fn weight<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        weight_array(py, self.inner.as_conv2d())
-    }
-
-    /// The bias (a copy) or None.
-    #[getter]
-    fn bias<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArrayDyn<f32>>>> {
-        bias_array(py, self.inner.as_conv2d())
-    }
-
-    /// Input channels.
-    #[getter]
-    fn in_channels(&self) -> usize {
-        self.inner.in_channels()
-    }
-
-    /// Output channels.
-    #[getter]
-    fn out_channels(&self) -> usize {
-        self.inner.out_channels()
-    }
-
-    /// "nchw" or "nhwc".
-    #[getter]
-    fn layout(&self) -> &'static str {
-        self.settings.layout_name()
-    }
-
-    fn __repr__(&self) -> String {
-        repr_conv("PointwiseConv2d", self.inner.as_conv2d(), &self.settings)
-    }
-}
+);
 
 /// DepthwiseSeparableConv2d(depthwise_weight, pointwise_weight, depthwise_bias=None,
 /// pointwise_bias=None, stride=1, padding=0, dilation=1, padding_mode="zeros",
@@ -683,8 +507,7 @@ pub struct PySeparable {
     settings: Settings,
 }
 
-#[pymethods]
-impl PySeparable {
+layer_pymethods!(PySeparable, {
     #[new]
     #[pyo3(signature = (depthwise_weight, pointwise_weight, depthwise_bias=None,
                         pointwise_bias=None, stride=None, padding=None, dilation=None,
@@ -724,45 +547,26 @@ impl PySeparable {
         Ok(PySeparable { inner, settings })
     }
 
-    /// DepthwiseSeparableConv2d.from_state_dict(state_dict, prefix="", ...): from
-    /// ``depthwise.weight``/``.bias`` and ``pointwise.weight``/``.bias`` under ``prefix``.
+    /// DepthwiseSeparableConv2d.from_state_dict(state_dict, prefix="", **options): from
+    /// ``depthwise.weight``/``.bias`` and ``pointwise.weight``/``.bias`` under ``prefix``;
+    /// ``options`` are the constructor's keywords.
     #[staticmethod]
-    #[pyo3(signature = (state_dict, prefix="", stride=None, padding=None, dilation=None,
-                        padding_mode="zeros", multiplier=None, depthwise_activation=None,
-                        pointwise_activation=None, layout="nchw", threads=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn from_state_dict(
-        py: Python<'_>,
-        state_dict: &Bound<'_, PyAny>,
+    #[pyo3(signature = (state_dict, prefix="", **options))]
+    fn from_state_dict<'py>(
+        py: Python<'py>,
+        state_dict: &Bound<'py, PyAny>,
         prefix: &str,
-        stride: Option<&Bound<'_, PyAny>>,
-        padding: Option<&Bound<'_, PyAny>>,
-        dilation: Option<&Bound<'_, PyAny>>,
-        padding_mode: &str,
-        multiplier: Option<&Bound<'_, PyAny>>,
-        depthwise_activation: Option<&Bound<'_, PyAny>>,
-        pointwise_activation: Option<&Bound<'_, PyAny>>,
-        layout: &str,
-        threads: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+        options: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let (dw, dwb) = conv_entries(state_dict, &format!("{prefix}depthwise."))?;
         let (pw, pwb) = conv_entries(state_dict, &format!("{prefix}pointwise."))?;
-        Self::new(
-            py,
-            &dw,
-            &pw,
-            dwb.as_ref(),
-            pwb.as_ref(),
-            stride,
-            padding,
-            dilation,
-            padding_mode,
-            multiplier,
-            depthwise_activation,
-            pointwise_activation,
-            layout,
-            threads,
-        )
+        let kwargs = match options {
+            Some(o) => o.copy()?,
+            None => PyDict::new(py),
+        };
+        kwargs.set_item("depthwise_bias", dwb)?;
+        kwargs.set_item("pointwise_bias", pwb)?;
+        py.get_type::<Self>().call((dw, pw), Some(&kwargs))
     }
 
     /// DepthwiseSeparableConv2d.from_layers(depthwise, pointwise, layout=None,
@@ -822,29 +626,6 @@ impl PySeparable {
         to_numpy(py, y)
     }
 
-    #[pyo3(signature = (input, threads=None))]
-    fn __call__<'py>(
-        &self,
-        py: Python<'py>,
-        input: &Bound<'py, PyAny>,
-        threads: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
-        self.forward(py, input, threads)
-    }
-
-    /// cost(input_shape): both stages' cost on an input of ``input_shape``, as a dict.
-    fn cost<'py>(
-        &self,
-        py: Python<'py>,
-        input_shape: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let c = self
-            .inner
-            .cost(self.settings.logical(input_shape)?)
-            .map_err(err)?;
-        convert::cost_dict(py, &c)
-    }
-
     /// The depthwise stage, as a ``DepthwiseConv2d``.
     #[getter]
     fn depthwise(&self) -> PyDepthwiseConv2d {
@@ -863,12 +644,6 @@ impl PySeparable {
         }
     }
 
-    /// "nchw" or "nhwc".
-    #[getter]
-    fn layout(&self) -> &'static str {
-        self.settings.layout_name()
-    }
-
     fn __repr__(&self) -> String {
         format!(
             "dsconv.DepthwiseSeparableConv2d(depthwise={}, pointwise={})",
@@ -884,7 +659,7 @@ impl PySeparable {
             )
         )
     }
-}
+});
 
 /// Adds the classes to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -11,6 +11,7 @@ mod convert;
 mod layers;
 mod models;
 mod onnx;
+mod train;
 
 use convert::{err, executor, params, read, to_numpy, value_error};
 use dsconv::cost::SeparableComparison;
@@ -373,6 +374,7 @@ fn _dsconv(m: &Bound<'_, PyModule>) -> PyResult<()> {
     layers::register(m)?;
     models::register(m)?;
     onnx::register(m)?;
+    train::register(m)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -51,7 +51,7 @@ fn preprocess_dict<'py>(py: Python<'py>, p: &Preprocess) -> PyResult<Bound<'py, 
 /// A mapping of name → array as a state_dict (float32; integer entries such as
 /// BatchNorm's `num_batches_tracked` are converted like the rest and ignored by the
 /// loaders).
-fn state_dict_from_mapping(m: &Bound<'_, PyMapping>) -> PyResult<StateDict> {
+pub(crate) fn state_dict_from_mapping(m: &Bound<'_, PyMapping>) -> PyResult<StateDict> {
     let mut sd = StateDict::default();
     for item in m.items()?.iter() {
         let (k, v): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item.extract()?;
@@ -310,6 +310,59 @@ fn imagenet_classes() -> Vec<&'static str> {
         .collect()
 }
 
+/// _preprocess(image, resize, crop, resampling, mean, std)
+///
+/// One decoded RGB image (uint8 ``[H, W, 3]``) as a network input ``[3, H', W']``
+/// (float32): ``dsconv::preprocess`` (torchvision's ``Resize`` with Pillow's filters
+/// ported byte for byte, ``CenterCrop``, ``ToTensor``, ``Normalize``), what ``dsconv
+/// classify`` runs. ``resize``: the shorter side (int), ``(height, width)`` or None;
+/// ``crop``: ``(height, width)`` or None.
+#[pyfunction]
+fn _preprocess<'py>(
+    py: Python<'py>,
+    image: numpy::PyReadonlyArrayDyn<'py, u8>,
+    resize: Option<&Bound<'py, PyAny>>,
+    crop: Option<(usize, usize)>,
+    resampling: &str,
+    mean: [f32; 3],
+    std: [f32; 3],
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    use numpy::PyUntypedArrayMethods;
+    let shape = image.shape().to_vec();
+    let [h, w, 3] = shape[..] else {
+        return Err(value_error(format!(
+            "image: expected uint8 [H, W, 3] (RGB), got shape {}",
+            convert::shape_str(&shape)
+        )));
+    };
+    let resize = match resize.filter(|r| !r.is_none()) {
+        None => Resize::Keep,
+        Some(r) => match r.extract::<(usize, usize)>() {
+            Ok((height, width)) => Resize::Exact { height, width },
+            Err(_) => Resize::ShorterSide(convert::size(r, "resize", 1)?),
+        },
+    };
+    let spec = Preprocess {
+        resize,
+        crop: crop.map(|(h, w)| [h, w]),
+        resampling: resampling.parse().map_err(err)?,
+        mean,
+        std,
+    };
+    let data = match image.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => image.as_array().iter().copied().collect(),
+    };
+    let x = py
+        .detach(|| {
+            let img = dsconv::preprocess::Rgb8::new(w, h, data)?;
+            dsconv::preprocess::preprocess(&img, &spec)
+        })
+        .map_err(err)?;
+    let [_, c, oh, ow] = x.logical_dims();
+    convert::vec_to_numpy(py, x.into_data(), &[c, oh, ow])
+}
+
 /// Adds the functions and the class to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyNetwork>()?;
@@ -318,5 +371,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(model_info, m)?)?;
     m.add_function(wrap_pyfunction!(model_cost, m)?)?;
     m.add_function(wrap_pyfunction!(imagenet_classes, m)?)?;
+    m.add_function(wrap_pyfunction!(_preprocess, m)?)?;
     Ok(())
 }

@@ -4,14 +4,7 @@
 use super::user_error;
 use anyhow::{Context, Result};
 use dsconv::train::Dataset;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-
-/// The UCI handwritten digits as scikit-learn ships them (`data/digits/README.md`).
-const DIGITS_CSV_GZ: &[u8] = include_bytes!("../../data/digits/digits.csv.gz");
-
-/// Seed of the digits' 80/20 split (fixed: `digits` and `digits-test` never overlap).
-pub const DIGITS_SPLIT_SEED: u64 = 2026;
 
 /// How `--data` / `--val` name a data set.
 pub const DATA_HELP: &str = "digits, digits-test (embedded UCI digits, 80/20 split),\n\
@@ -29,35 +22,9 @@ pub enum Source {
     Folder,
 }
 
-/// All 1,797 digits, pixels scaled by 1/16 to [0, 1], as `[N, 1, 8, 8]`.
-pub fn digits_all() -> Result<Dataset> {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(DIGITS_CSV_GZ)
-        .read_to_string(&mut text)
-        .context("decompressing the embedded digits")?;
-    let mut images = Vec::with_capacity(1797 * 64);
-    let mut labels = Vec::with_capacity(1797);
-    for (i, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
-        let values: Vec<f64> = line
-            .split(',')
-            .map(|v| v.trim().parse::<f64>())
-            .collect::<std::result::Result<_, _>>()
-            .with_context(|| format!("embedded digits, row {i}"))?;
-        anyhow::ensure!(
-            values.len() == 65,
-            "embedded digits, row {i}: {} values",
-            values.len()
-        );
-        images.extend(values[..64].iter().map(|&v| (v / 16.0) as f32));
-        labels.push(values[64] as i64);
-    }
-    let n = labels.len();
-    Ok(Dataset::new(images, [n, 1, 8, 8], &labels, Some(10))?)
-}
-
 /// `(train, test)`: the digits split 80/20 by a seeded permutation.
 pub fn digits_split() -> Result<(Dataset, Dataset)> {
-    Ok(digits_all()?.split(0.2, DIGITS_SPLIT_SEED)?)
+    Ok(dsconv::train::digits_split()?)
 }
 
 /// Loads `spec` (see [`DATA_HELP`]); `classes` fixes the class count (labels checked).
@@ -159,22 +126,4 @@ pub fn image_folder(root: &Path) -> Result<Dataset> {
         &labels,
         Some(classes.len()),
     )?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn digits_are_complete_and_split_80_20() {
-        let all = digits_all().unwrap();
-        assert_eq!(all.len(), 1797);
-        assert_eq!(all.classes(), 10);
-        let (train, test) = digits_split().unwrap();
-        assert_eq!((train.len(), test.len()), (1438, 359));
-        let counts = (0..10)
-            .map(|c| all.labels().iter().filter(|&&l| l == c).count())
-            .collect::<Vec<_>>();
-        assert_eq!(counts, [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]);
-    }
 }

@@ -134,8 +134,9 @@ pub fn run(args: Args) -> Result<()> {
 /// seeded split), same recipe: AdamW 3e-3, batch 32, cosine schedule, seed 0.
 fn digits(epochs: u64) -> Result<()> {
     use super::data::digits_split;
-    use super::train::{fit, steps_per_epoch, Plan};
-    use dsconv::train::{AdamW, Arch, CnnConfig, LrSchedule, Model, Optimizer, Schedule};
+    use dsconv::train::{
+        fit, AdamW, Arch, CnnConfig, FitConfig, Length, Model, Optimizer, Schedule,
+    };
     let (train, test) = digits_split()?;
     let exec = Executor::new(0)?;
     outln!(
@@ -150,7 +151,6 @@ fn digits(epochs: u64) -> Result<()> {
         "  cosine schedule, batch 32, {epochs} epoch(s), {} thread(s); blocks 32 -> 64 -> 128 -> 128",
         exec.threads()
     )?;
-    let per_epoch = steps_per_epoch(train.len(), 32);
     let mut t = Table::new(&[
         ("model", Align::Left),
         ("params", Align::Right),
@@ -165,32 +165,12 @@ fn digits(epochs: u64) -> Result<()> {
             lr: 3e-3,
             ..AdamW::default()
         });
-        let plan = Plan {
-            batch: 32,
-            steps: epochs * per_epoch,
-            shuffle: true,
-            augment: None,
-            seed: 0,
-            schedule: LrSchedule {
-                base: 3e-3,
-                schedule: Schedule::Cosine { min_lr: 0.0 },
-                warmup: 0,
-                total_steps: epochs * per_epoch,
-                steps_per_epoch: per_epoch,
-            },
-            label_smoothing: 0.0,
-        };
+        let mut plan = FitConfig::new(train.len(), 32, Length::Epochs(epochs), 3e-3)?;
+        plan.schedule.schedule = Schedule::Cosine { min_lr: 0.0 };
         let start = Instant::now();
-        fit(
-            &mut model,
-            &mut opt,
-            &train,
-            None,
-            &plan,
-            &exec,
-            |_, _, _, _, _, _| {},
-            |_| Ok(()),
-        )?;
+        fit(&mut model, &mut opt, &train, None, &plan, &exec, |_| {
+            Ok::<_, dsconv::Error>(())
+        })?;
         let seconds = start.elapsed().as_secs_f64();
         let acc = model.evaluate(&test, 256, &exec)?.accuracy;
         let params = model.parameter_count() as u64;

@@ -6,8 +6,8 @@ use super::data::{self, Source, DATA_HELP};
 use super::user_error;
 use anyhow::{Context, Result};
 use dsconv::train::{
-    epoch_order, save_checkpoint, save_optimizer, AdamW, Arch, Augment, CnnConfig, Dataset,
-    LrSchedule, Model, Optimizer, Schedule, Sgd,
+    fit, optimizer_path, save_training, steps_per_epoch, Arch, Augment, Dataset, Event, FitConfig,
+    Length, Model, NetOptions, Optimizer, OptimizerSpec, Schedule,
 };
 use dsconv::weights::StateDict;
 use dsconv::Executor;
@@ -121,109 +121,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// How one run trains.
-pub struct Plan {
-    pub batch: usize,
-    pub steps: u64,
-    pub shuffle: bool,
-    pub augment: Option<Augment>,
-    pub seed: u64,
-    pub schedule: LrSchedule,
-    pub label_smoothing: f32,
-}
-
-/// One epoch's numbers.
-pub struct EpochReport {
-    pub epoch: u64,
-    pub loss: f64,
-    pub accuracy: f64,
-    pub images_per_s: f64,
-    pub val_accuracy: Option<f64>,
-    pub val_loss: Option<f64>,
-}
-
-/// Batches of an epoch: `n` samples in batches of `b`; a last batch of one sample is
-/// dropped (BatchNorm cannot train on one value per channel).
-fn batches(order: &[usize], b: usize) -> impl Iterator<Item = &[usize]> {
-    order.chunks(b).filter(|c| c.len() > 1 || order.len() == 1)
-}
-
-/// Steps per epoch for `n` samples at batch `b`.
-pub fn steps_per_epoch(n: usize, b: usize) -> u64 {
-    let full = n / b;
-    let rest = n % b;
-    (full + usize::from(rest > 1)) as u64
-}
-
-/// Trains `model` on `train` for `plan.steps` optimizer steps, evaluating `val` after every
-/// epoch; `report` sees each epoch, `progress(done, total, loss, acc, img/s)` each step.
-pub fn fit(
-    model: &mut Model,
-    optimizer: &mut Optimizer,
-    train: &Dataset,
-    val: Option<&Dataset>,
-    plan: &Plan,
-    exec: &Executor,
-    mut progress: impl FnMut(u64, u64, u64, f64, f64, f64),
-    mut report: impl FnMut(&EpochReport) -> Result<()>,
-) -> Result<Vec<EpochReport>> {
-    let per_epoch = steps_per_epoch(train.len(), plan.batch).max(1);
-    let mut step = 0u64;
-    let mut epoch = 0u64;
-    let mut reports = Vec::new();
-    while step < plan.steps {
-        let order = epoch_order(train.len(), plan.shuffle, plan.seed, epoch);
-        let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
-        let start = Instant::now();
-        let mut in_epoch = 0;
-        for idx in batches(&order, plan.batch) {
-            if step >= plan.steps {
-                break;
-            }
-            let aug_seed = plan.seed ^ (step + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-            let (x, labels) = train.batch(idx, plan.augment.as_ref(), aug_seed)?;
-            let lr = plan.schedule.lr_at(step);
-            let stats = model.train_step(&x, &labels, optimizer, lr, plan.label_smoothing, exec)?;
-            loss_sum += stats.loss * labels.len() as f64;
-            correct += stats.correct;
-            seen += labels.len();
-            step += 1;
-            in_epoch += 1;
-            let rate = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            progress(
-                in_epoch,
-                per_epoch.min(plan.steps - step + in_epoch),
-                epoch + 1,
-                loss_sum / seen as f64,
-                correct as f64 / seen as f64,
-                rate,
-            );
-        }
-        let elapsed = start.elapsed().as_secs_f64();
-        let v = match val {
-            Some(v) => Some(model.evaluate(v, 256, exec)?),
-            None => None,
-        };
-        let r = EpochReport {
-            epoch: epoch + 1,
-            loss: loss_sum / seen.max(1) as f64,
-            accuracy: correct as f64 / seen.max(1) as f64,
-            images_per_s: seen as f64 / elapsed.max(1e-9),
-            val_accuracy: v.as_ref().map(|s| s.accuracy),
-            val_loss: v.as_ref().map(|s| s.loss),
-        };
-        report(&r)?;
-        reports.push(r);
-        epoch += 1;
-    }
-    Ok(reports)
-}
-
-/// The optimizer sidecar of a checkpoint: `ds.safetensors` → `ds.optim.safetensors`.
-pub fn optimizer_path(checkpoint: &Path) -> PathBuf {
-    checkpoint.with_extension("optim.safetensors")
-}
-
 /// `ds-cnn` / `std-cnn`, or a user error listing them.
 pub fn arch(name: &str) -> Result<Arch> {
     Arch::lookup(name).ok_or_else(|| {
@@ -244,19 +141,21 @@ pub fn build_model(
     dropout: f32,
     seed: u64,
 ) -> Result<Model> {
-    let [c, h, w] = data.image_dims();
-    let mut config = CnnConfig::new(c, h, w, data.classes());
-    config.widths = widths;
-    config.kernel = kernel;
-    config.dropout = dropout;
-    config.dropout_seed = seed ^ 0x5EED;
+    let options = NetOptions {
+        widths,
+        kernel,
+        dropout,
+    };
+    let (dims, classes) = (data.image_dims(), data.classes());
     match init {
         Some(path) => {
             let sd = StateDict::load(path)?;
-            Model::from_state_dict(arch, &config, &sd)
+            dsconv::train::build_model(arch, dims, classes, &options, Some(&sd), seed)
                 .with_context(|| format!("{}", path.display()))
         }
-        None => Ok(Model::new(arch, config, seed)?),
+        None => Ok(dsconv::train::build_model(
+            arch, dims, classes, &options, None, seed,
+        )?),
     }
 }
 
@@ -297,27 +196,11 @@ impl Bar {
 }
 
 fn parse_schedule(text: &str) -> Result<Schedule> {
-    let bad = || {
+    text.parse().map_err(|_| {
         user_error(format!(
             "--schedule {text}: expected constant, cosine or step:EPOCHS:GAMMA"
         ))
-    };
-    match text {
-        "constant" => Ok(Schedule::Constant),
-        "cosine" => Ok(Schedule::Cosine { min_lr: 0.0 }),
-        _ => {
-            let mut parts = text.split(':');
-            if parts.next() != Some("step") {
-                return Err(bad());
-            }
-            let every: u64 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-            let gamma: f32 = parts.next().and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-            if every == 0 || gamma.is_nan() || gamma <= 0.0 || parts.next().is_some() {
-                return Err(bad());
-            }
-            Ok(Schedule::Step { every, gamma })
-        }
-    }
+    })
 }
 
 fn parse_widths(text: &str) -> Result<Vec<usize>> {
@@ -336,26 +219,14 @@ fn parse_widths(text: &str) -> Result<Vec<usize>> {
 
 /// The optimizer the arguments describe.
 pub fn optimizer(args: &Args) -> Result<Optimizer> {
-    let opt = match args.optimizer.as_str() {
-        "sgd" => Optimizer::sgd(Sgd {
-            lr: args.lr.unwrap_or(0.1),
-            momentum: args.momentum,
-            dampening: args.dampening,
-            nesterov: args.nesterov,
-            weight_decay: args.weight_decay.unwrap_or(0.0),
-        }),
+    match args.optimizer.as_str() {
+        "sgd" => {}
         "adamw" => {
             if args.momentum != 0.0 || args.nesterov || args.dampening != 0.0 {
                 return Err(user_error(
                     "--momentum, --dampening and --nesterov are SGD options (use --optimizer sgd)",
                 ));
             }
-            let d = AdamW::default();
-            Optimizer::adamw(AdamW {
-                lr: args.lr.unwrap_or(d.lr),
-                weight_decay: args.weight_decay.unwrap_or(d.weight_decay),
-                ..d
-            })
         }
         other => {
             return Err(user_error(format!(
@@ -363,9 +234,16 @@ pub fn optimizer(args: &Args) -> Result<Optimizer> {
             )))
         }
     }
-    .with_decay_norm_and_bias(!args.no_decay_norm_bias);
-    opt.validate()?;
-    Ok(opt)
+    Ok(OptimizerSpec {
+        name: args.optimizer.clone(),
+        lr: args.lr,
+        momentum: args.momentum,
+        dampening: args.dampening,
+        nesterov: args.nesterov,
+        weight_decay: args.weight_decay,
+        decay_norm_and_bias: !args.no_decay_norm_bias,
+    }
+    .build()?)
 }
 
 /// Runs `dsconv train`.
@@ -433,26 +311,14 @@ pub fn run(args: Args) -> Result<()> {
         Source::Folder => true,
         Source::Npy | Source::Digits => args.augment,
     };
-    let [_, h, w] = train.image_dims();
-    let augment = augment_on.then_some(Augment {
-        pad: (h.min(w) / 8).max(1),
-        flip: source == Source::Folder,
-    });
-    let plan = Plan {
-        batch: args.batch,
-        steps,
-        shuffle: !args.no_shuffle,
-        augment,
-        seed: args.seed,
-        schedule: LrSchedule {
-            base: opt.base_lr(),
-            schedule,
-            warmup: args.warmup,
-            total_steps: steps,
-            steps_per_epoch: per_epoch,
-        },
-        label_smoothing: args.label_smoothing,
-    };
+    let mut plan = FitConfig::new(train.len(), args.batch, Length::Steps(steps), opt.base_lr())?;
+    plan.shuffle = !args.no_shuffle;
+    plan.augment =
+        augment_on.then(|| Augment::for_images(train.image_dims(), source == Source::Folder));
+    plan.seed = args.seed;
+    plan.schedule.schedule = schedule;
+    plan.schedule.warmup = args.warmup;
+    plan.label_smoothing = args.label_smoothing;
     let params = model.parameter_count();
     let macs = model.macs_per_image()?;
     let say = |line: String| -> Result<()> {
@@ -481,15 +347,28 @@ pub fn run(args: Args) -> Result<()> {
     ))?;
     let bar = Bar::stderr();
     let start = Instant::now();
-    let reports = fit(
+    let history = fit(
         &mut model,
         &mut opt,
         &train,
         val.as_ref(),
         &plan,
         &exec,
-        |d, t, e, l, a, r| bar.update(d, t, e, l, a, r),
-        |r| {
+        |event| -> Result<()> {
+            let r = match event {
+                Event::Step(s) => {
+                    bar.update(
+                        s.epoch_step,
+                        s.epoch_steps,
+                        s.epoch,
+                        s.mean_loss,
+                        s.accuracy,
+                        s.images_per_s,
+                    );
+                    return Ok(());
+                }
+                Event::Epoch(r) => r,
+            };
             bar.clear();
             let val = match (r.val_accuracy, r.val_loss) {
                 (Some(a), Some(l)) => format!("  val loss {l:.4}  val acc {:.2}%", a * 100.0),
@@ -505,15 +384,9 @@ pub fn run(args: Args) -> Result<()> {
         },
     );
     bar.clear();
-    let reports = reports?;
+    let reports = history?.epochs;
     let seconds = start.elapsed().as_secs_f64();
-    let meta = [
-        ("dsconv.config", format!("{:?}", model.config())),
-        ("dsconv.steps", steps.to_string()),
-    ];
-    save_checkpoint(&args.out, &mut model, &meta)?;
-    let opt_path = optimizer_path(&args.out);
-    save_optimizer(&opt_path, &opt)?;
+    let opt_path = save_training(&args.out, &mut model, &opt, steps)?;
     let last = reports.last();
     if args.json {
         let epochs: Vec<serde_json::Value> = reports

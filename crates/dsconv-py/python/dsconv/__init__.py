@@ -7,6 +7,9 @@ asymmetric padding, reflect/replicate/circular, NHWC), ``grad.conv2d_input`` /
 separable), ``model_cost`` (per-layer tables of the built-in networks).
 Layers: ``Conv2d``, ``DepthwiseConv2d``, ``PointwiseConv2d``, ``DepthwiseSeparableConv2d``.
 Networks: ``load(name, weights=...)`` → ``Model`` with ``predict`` and ``classify``.
+Training: ``train(model, data=..., val=..., epochs=...)`` → ``TrainableModel`` (``fit``,
+``predict``, ``classify``, ``evaluate``, ``state_dict``, ``save``) with its ``history``;
+``Dataset`` (arrays, the embedded digits, NumPy files; image folders through Pillow).
 
 Every call validates its arguments (``ValueError``/``TypeError`` for bad input, ``OSError``
 for files, with the library's message), releases the GIL while it computes, and is safe
@@ -24,6 +27,7 @@ every thread count.
 from . import grad
 from ._dsconv import (
     Conv2d,
+    Dataset,
     DepthwiseConv2d,
     DepthwiseSeparableConv2d,
     Network,
@@ -37,8 +41,10 @@ from ._dsconv import (
     model_info,
     models,
     set_num_threads,
+    trainable_models,
 )
 from ._models import Model, OnnxModel, load, preprocess_image, top_classes
+from ._train import History, TrainableModel, train
 
 __all__ = [
     "conv2d",
@@ -48,6 +54,11 @@ __all__ = [
     "model_info",
     "models",
     "load",
+    "train",
+    "TrainableModel",
+    "Dataset",
+    "History",
+    "trainable_models",
     "Model",
     "OnnxModel",
     "Network",

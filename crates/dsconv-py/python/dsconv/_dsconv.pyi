@@ -74,6 +74,14 @@ def model_cost(
     as_standard: bool = False,
 ) -> Dict[str, Any]: ...
 def imagenet_classes() -> List[str]: ...
+def _preprocess(
+    image: npt.NDArray[np.uint8],
+    resize: Union[None, int, Tuple[int, int]],
+    crop: Optional[Tuple[int, int]],
+    resampling: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> F32Array: ...
 def _load(
     name: str,
     weights: Union[None, str, PathLike, Mapping[str, ArrayLike]] = None,
@@ -102,12 +110,21 @@ class OnnxModel:
     def predict(self, batch: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
     def cost(self, shape: List[int]) -> Dict[str, Any]: ...
 
-class Conv2d:
+# The layer classes share these methods; `_Layer` and `_Conv` exist in the stubs only (the
+# compiled classes have no common base).
+class _Layer:
+    layout: str
+    def forward(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
+    def __call__(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
+    def cost(self, input_shape: Shape4) -> Dict[str, Any]: ...
+
+class _Conv(_Layer):
     weight: F32Array
     bias: Optional[F32Array]
+
+class Conv2d(_Conv):
     in_channels: int
     out_channels: int
-    layout: str
     def __init__(
         self,
         weight: ArrayLike,
@@ -125,6 +142,7 @@ class Conv2d:
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         stride: IntOrPair = 1,
         padding: Padding = 0,
         dilation: IntOrPair = 1,
@@ -134,16 +152,10 @@ class Conv2d:
         layout: str = "nchw",
         threads: Optional[int] = None,
     ) -> Conv2d: ...
-    def forward(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def __call__(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def cost(self, input_shape: Shape4) -> Dict[str, Any]: ...
 
-class DepthwiseConv2d:
-    weight: F32Array
-    bias: Optional[F32Array]
+class DepthwiseConv2d(_Conv):
     channels: int
     multiplier: int
-    layout: str
     def __init__(
         self,
         weight: ArrayLike,
@@ -161,6 +173,7 @@ class DepthwiseConv2d:
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         stride: IntOrPair = 1,
         padding: Padding = 0,
         dilation: IntOrPair = 1,
@@ -170,16 +183,10 @@ class DepthwiseConv2d:
         layout: str = "nchw",
         threads: Optional[int] = None,
     ) -> DepthwiseConv2d: ...
-    def forward(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def __call__(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def cost(self, input_shape: Shape4) -> Dict[str, Any]: ...
 
-class PointwiseConv2d:
-    weight: F32Array
-    bias: Optional[F32Array]
+class PointwiseConv2d(_Conv):
     in_channels: int
     out_channels: int
-    layout: str
     def __init__(
         self,
         weight: ArrayLike,
@@ -192,18 +199,15 @@ class PointwiseConv2d:
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         activation: Activation = None,
         layout: str = "nchw",
         threads: Optional[int] = None,
     ) -> PointwiseConv2d: ...
-    def forward(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def __call__(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def cost(self, input_shape: Shape4) -> Dict[str, Any]: ...
 
-class DepthwiseSeparableConv2d:
+class DepthwiseSeparableConv2d(_Layer):
     depthwise: DepthwiseConv2d
     pointwise: PointwiseConv2d
-    layout: str
     def __init__(
         self,
         depthwise_weight: ArrayLike,
@@ -224,6 +228,7 @@ class DepthwiseSeparableConv2d:
     def from_state_dict(
         state_dict: Mapping[str, ArrayLike],
         prefix: str = "",
+        *,
         stride: IntOrPair = 1,
         padding: Padding = 0,
         dilation: IntOrPair = 1,
@@ -241,6 +246,46 @@ class DepthwiseSeparableConv2d:
         layout: Optional[str] = None,
         threads: Optional[int] = None,
     ) -> DepthwiseSeparableConv2d: ...
-    def forward(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def __call__(self, input: ArrayLike, threads: Optional[int] = None) -> F32Array: ...
-    def cost(self, input_shape: Shape4) -> Dict[str, Any]: ...
+
+def trainable_models() -> List[str]: ...
+def trainable_model(name: str) -> str: ...
+
+class Dataset:
+    image_shape: Tuple[int, int, int]
+    classes: int
+    labels: npt.NDArray[np.int64]
+    images: F32Array
+    def __init__(
+        self, images: ArrayLike, labels: ArrayLike, classes: Optional[int] = None
+    ) -> None: ...
+    @staticmethod
+    def digits(split: str = "train") -> Dataset: ...
+    @staticmethod
+    def from_npy(
+        images_path: Union[str, PathLike], labels_path: Union[str, PathLike],
+        classes: Optional[int] = None,
+    ) -> Dataset: ...
+    def split(self, test_fraction: float, seed: int = 0) -> Tuple[Dataset, Dataset]: ...
+    def __len__(self) -> int: ...
+
+class _Trainable:
+    name: str
+    def __init__(
+        self,
+        name: str,
+        input_shape: Tuple[int, int, int],
+        classes: int,
+        widths: Optional[Sequence[int]] = None,
+        kernel: int = 3,
+        dropout: float = 0.0,
+        seed: int = 0,
+        weights: Union[None, str, PathLike, Mapping[str, ArrayLike]] = None,
+        threads: Optional[int] = None,
+    ) -> None: ...
+    def fit(self, data: Dataset, val: Optional[Dataset] = None, *args: Any) -> Tuple[List[Dict[str, Any]], int, float]: ...
+    def predict(self, images: ArrayLike, batch: int = 256, threads: Optional[int] = None) -> F32Array: ...
+    def evaluate(self, data: Dataset, batch: int = 256, threads: Optional[int] = None) -> Dict[str, Any]: ...
+    def state_dict(self) -> Dict[str, np.ndarray]: ...
+    def load_state_dict(self, state_dict: Union[str, Mapping[str, ArrayLike]]) -> None: ...
+    def save(self, path: str, optimizer: bool = False) -> List[str]: ...
+    def info(self) -> Dict[str, Any]: ...

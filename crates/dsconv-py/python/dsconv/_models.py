@@ -241,10 +241,11 @@ def _pillow():
 
 def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
     """One image as a ``[3, crop, crop]`` float32 array, torchvision style:
-    ``Resize(resize)`` of the shorter side with Pillow's filter (the longer side
-    ``floor(resize·long/short)``), ``CenterCrop(crop)`` (offsets rounded half to even),
-    ``ToTensor`` (÷255) and ``Normalize(mean, std)``, all in float32 — the same bytes and
-    the same float32 operations as ``dsconv classify`` (whose resize is a port of Pillow's).
+    ``Resize(resize)`` of the shorter side (the longer side ``floor(resize·long/short)``)
+    or to ``(height, width)``, ``CenterCrop(crop)`` (offsets rounded half to even),
+    ``ToTensor`` (÷255) and ``Normalize(mean, std)`` in float32. Pillow decodes the image;
+    the rest is the Rust library's ``dsconv::preprocess`` (Pillow's resampling filters
+    ported byte for byte), what ``dsconv classify`` runs: the same array, bit for bit.
     """
     Image = _pillow()
     if isinstance(image, (str, bytes, os.PathLike)):
@@ -266,29 +267,14 @@ def preprocess_image(image: ImageLike, spec: Mapping[str, Any]) -> np.ndarray:
             f"an image must be a path, a PIL image or a uint8 array, not {type(image).__name__}"
         )
     resize, crop = spec["resize"], spec["crop"]
-    w, h = img.size
-    if resize is None:
-        size = (w, h)
-    elif isinstance(resize, (tuple, list)):
-        size = (int(resize[1]), int(resize[0]))
-    elif w <= h:
-        size = (int(resize), int(resize) * h // w)
-    else:
-        size = (int(resize) * w // h, int(resize))
-    flt = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR}[spec["resampling"]]
-    if size != (w, h):
-        img = img.resize(size, flt)
-    rw, rh = img.size
-    ch, cw = (rh, rw) if crop is None else (int(crop[0]), int(crop[1]))
-    if rw < cw or rh < ch:
-        raise ValueError(f"crop {ch}×{cw} is larger than the resized image {rh}×{rw}")
-    top = int(round((rh - ch) / 2.0))
-    left = int(round((rw - cw) / 2.0))
-    px = np.asarray(img, dtype=np.uint8)[top : top + ch, left : left + cw]
-    mean = np.asarray(spec["mean"], np.float32)
-    std = np.asarray(spec["std"], np.float32)
-    x = (px.astype(np.float32) / np.float32(255.0) - mean) / std
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    return _dsconv._preprocess(
+        np.asarray(img, dtype=np.uint8),
+        None if resize is None else (tuple(resize) if isinstance(resize, (tuple, list)) else resize),
+        None if crop is None else tuple(int(v) for v in crop),
+        spec["resampling"],
+        [float(v) for v in spec["mean"]],
+        [float(v) for v in spec["std"]],
+    )
 
 
 def load(

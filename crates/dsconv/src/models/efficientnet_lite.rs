@@ -152,8 +152,20 @@ impl EfficientNetLite {
         Self::new(src, &LITE[0])
     }
 
-    /// Builds the Lite model `scaling` (one of [`LITE`]) from `src`.
+    /// Builds the Lite model `scaling` (one of [`LITE`]) from `src`, 1000 classes.
     pub fn new(src: &mut dyn ParamSource, scaling: &LiteScaling) -> Result<Self> {
+        Self::with_classes(src, scaling, CLASSES)
+    }
+
+    /// Builds the Lite model `scaling` with `classes` outputs from `src`.
+    pub fn with_classes(
+        src: &mut dyn ParamSource,
+        scaling: &LiteScaling,
+        classes: usize,
+    ) -> Result<Self> {
+        if classes == 0 {
+            return Err(crate::Error::param("classes", "at least 1"));
+        }
         let stages = scaling.stages();
         let same = Conv2dParams::default().with_padding(Padding::Same);
         let act = Activation::Relu6;
@@ -214,7 +226,7 @@ impl EfficientNetLite {
         }
         let last = stages[stages.len() - 1].out_channels;
         let head = pointwise_bn(src, "_conv_head", "_bn1", last, HEAD_CHANNELS, BN_EPS, act)?;
-        let classifier = classifier(src, "_fc", HEAD_CHANNELS, CLASSES)?;
+        let classifier = classifier(src, "_fc", HEAD_CHANNELS, classes)?;
         Ok(EfficientNetLite {
             net: MbConvNet::new(stem, blocks, head, classifier),
         })
@@ -223,10 +235,16 @@ impl EfficientNetLite {
     /// Lite0 from a checkpoint's state_dict; every missing, unexpected or mismatched key
     /// is reported at once as [`Error::StateDict`](crate::Error::StateDict).
     pub fn lite0_from_state_dict(sd: &StateDict) -> Result<Self> {
-        let mut loader = Loader::new(sd);
-        let net = Self::lite0(&mut loader)?;
-        loader.finish()?;
-        Ok(net)
+        Self::from_state_dict("efficientnet-lite0", sd)
+    }
+
+    /// The class count of a checkpoint: the rows of `_fc.weight` (1000 if absent, which
+    /// is then reported as missing).
+    fn classes_of(sd: &StateDict) -> usize {
+        sd.get("_fc.weight")
+            .and_then(|t| t.dims.first().copied())
+            .filter(|&c| c > 0)
+            .unwrap_or(CLASSES)
     }
 
     /// Lite0 with seeded random weights (for benchmarks and cost tables).
@@ -235,11 +253,11 @@ impl EfficientNetLite {
     }
 
     /// The Lite model named `name` (`efficientnet-lite0` … `efficientnet-lite4`) from a
-    /// state_dict in the same naming as Lite0's.
+    /// state_dict in the same naming as Lite0's; the class count comes from `_fc.weight`.
     pub fn from_state_dict(name: &str, sd: &StateDict) -> Result<Self> {
         let scaling = Self::scaling(name)?;
         let mut loader = Loader::new(sd);
-        let net = Self::new(&mut loader, scaling)?;
+        let net = Self::with_classes(&mut loader, scaling, Self::classes_of(sd))?;
         loader.finish()?;
         Ok(net)
     }

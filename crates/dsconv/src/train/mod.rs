@@ -30,18 +30,29 @@
 
 mod checkpoint;
 mod data;
+#[cfg(feature = "digits")]
+mod digits;
+mod fit;
 mod layers;
 mod loss;
 mod model;
+mod nets;
 mod optim;
 
 pub use checkpoint::{load_optimizer, save_checkpoint, save_optimizer, write_atomic};
 pub use data::{epoch_order, Augment, Dataset};
+#[cfg(feature = "digits")]
+pub use digits::{digits, digits_split, DIGITS_SPLIT_SEED};
+pub use fit::{
+    build_model, fit, optimizer_path, save_training, steps_per_epoch, EpochReport, Event,
+    FitConfig, History, Length, NetOptions, OptimizerSpec, StepReport,
+};
 pub use layers::{
     Act, BatchNorm2d, ConvLayer, Dropout, GlobalAvgPool, Linear, Residual, Sequential,
 };
 pub use loss::{cross_entropy, CrossEntropy};
 pub use model::{Arch, CnnConfig, EvalStats, Model, StateValue, StepStats};
+pub use nets::{BnAct, DropPath};
 pub use optim::{AdamW, LrSchedule, Optimizer, Schedule, Sgd};
 
 use crate::error::Result;
