@@ -9,6 +9,11 @@ execution, all graph optimisations, a warm-up then the median of as many runs ov
 same time budget) on the same model and input shape, so that a change in machine load
 hits both; each side's per-round medians are reduced to a median over the rounds.
 
+With `--tract BIN` (the standalone binary of bench/compare/tract_bench/, tract-onnx from
+crates.io, built with `cargo build --release` in that folder) each round also runs tract,
+the pure-Rust peer, on the same file and shape (its own process; tract has no intra-op
+threads, so it runs on one thread whatever --threads says).
+
 Usage (from the repository root, after `cargo build --release -p dsconv-cli`):
     python crates/dsconv-onnx/tests/fixtures/torch/gen_torch.py --bench /tmp/benchmodels
     eval "$(scripts/fetch_ppocr_models.sh)"
@@ -36,6 +41,13 @@ def dsconv_bench(args, extra):
            "--min-time", str(args.min_time), "--max-time", str(args.max_time), "--runs", "5"] + extra
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)["median_ms"]
+
+
+def tract_bench(args, path, shape):
+    cmd = [args.tract, path] + [str(d) for d in shape] + [
+        "--min-time", str(args.min_time), "--max-time", str(args.max_time)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["median_ms"]
 
 
 def ort_bench(sess, x, min_time, max_time):
@@ -69,7 +81,7 @@ def cpu_name():
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--models", required=True, help="folder of gen_torch.py --bench exports")
+    p.add_argument("--models", help="folder of gen_torch.py --bench exports")
     p.add_argument("--ppocr", help="folder of the three PP-OCR models")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batches", default="1,8")
@@ -77,13 +89,14 @@ def main():
     p.add_argument("--min-time", type=float, default=0.5)
     p.add_argument("--max-time", type=float, default=3.0)
     p.add_argument("--dsconv", default=DSCONV)
+    p.add_argument("--tract", help="tract_bench binary (bench/compare/tract_bench)")
+    p.add_argument("--only", help="comma-separated substrings: run only the models whose label has one")
     p.add_argument("--out")
-    p.add_argument("--only", help="comma-separated model names to keep (e.g. efficientnet_b0)")
     args = p.parse_args()
     models = []
     for name in ["mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0"]:
-        path = os.path.join(args.models, name + ".onnx")
-        if os.path.exists(path):
+        path = os.path.join(args.models or "", name + ".onnx")
+        if args.models and os.path.exists(path):
             models.append((name + " (torchvision, random weights)", path, (3, 224, 224)))
     if args.ppocr:
         models += [
@@ -92,8 +105,8 @@ def main():
             ("PP-OCR mobile v2.0 cls", os.path.join(args.ppocr, "ch_ppocr_mobile_v2.0_cls_infer.onnx"), (3, 48, 192)),
         ]
     if args.only:
-        keep = args.only.split(",")
-        models = [m for m in models if any(m[0].startswith(k) for k in keep)]
+        keys = [k.strip().lower() for k in args.only.split(",")]
+        models = [m for m in models if any(k in m[0].lower() for k in keys)]
     rows = []
     so = ort.SessionOptions()
     so.intra_op_num_threads = args.threads
@@ -106,15 +119,20 @@ def main():
             shape = (batch,) + chw
             sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
             x = rng.uniform(-1, 1, shape).astype(np.float32)
-            ds, on, builtin = [], [], []
+            ds, on, builtin, tr = [], [], [], []
             for _ in range(args.rounds):
                 ds.append(dsconv_bench(args, ["--model", path, "--input-shape", "x".join(map(str, shape))]))
                 on.append(ort_bench(sess, x, args.min_time, args.max_time))
+                if args.tract:
+                    tr.append(tract_bench(args, path, shape))
                 if label.startswith("mobilenet_v2"):
                     builtin.append(dsconv_bench(args, ["--model", "mobilenet-v2", "--batch", str(batch)]))
             d, o = statistics.median(ds), statistics.median(on)
             row = {"model": label, "batch": batch, "shape": list(shape), "dsconv_ms": d, "ort_ms": o,
                    "ratio": d / o, "dsconv_rounds": ds, "ort_rounds": on}
+            if tr:
+                row["tract_ms"] = statistics.median(tr)
+                row["tract_rounds"] = tr
             if builtin:
                 row["builtin_ms"] = statistics.median(builtin)
                 row["builtin_rounds"] = builtin
@@ -127,12 +145,13 @@ def main():
         f" {args.threads} threads; {args.rounds} rounds alternating dsconv and ORT per model;"
         f" median ms of the per-round medians. Made by `bench/compare/onnx_vs_ort.py`.",
         "",
-        "| model | input | dsconv ms | ORT ms | dsconv / ORT | built-in dsconv MobileNetV2 ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | input | dsconv ms | ORT ms | dsconv / ORT | tract ms (1 thread) | built-in dsconv MobileNetV2 ms |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         b = f"{r['builtin_ms']:.2f}" if "builtin_ms" in r else ""
-        lines.append(f"| {r['model']} | {'x'.join(map(str, r['shape']))} | {r['dsconv_ms']:.2f} | {r['ort_ms']:.2f} | {r['ratio']:.2f} | {b} |")
+        t = f"{r['tract_ms']:.2f}" if "tract_ms" in r else ""
+        lines.append(f"| {r['model']} | {'x'.join(map(str, r['shape']))} | {r['dsconv_ms']:.2f} | {r['ort_ms']:.2f} | {r['ratio']:.2f} | {t} | {b} |")
     lines += ["", "Per-round medians (ms):", "", "```"]
     lines += [json.dumps(r) for r in rows]
     lines += ["```", ""]

@@ -1,6 +1,9 @@
-//! The generic runtime operations that are not convolutions: safe, single-threaded,
-//! simple loops (NHWC where the convolution path keeps its activations, row-major
-//! elsewhere). Sums accumulate in f64, so results do not depend on any split.
+//! The generic runtime operations that are not convolutions: safe loops (NHWC where the
+//! convolution path keeps its activations, row-major elsewhere). The hot ones (elementwise
+//! chains and broadcasting, resize, concat, softmax, the transposed convolution's scatter)
+//! split their output over the executor's threads, below; the rest run on one thread.
+//! Every output element is computed whole by one thread, so results do not depend on the
+//! split.
 
 use crate::prep::{Coord, Nearest, PoolSpec};
 
@@ -188,35 +191,6 @@ pub(crate) fn resize_taps(
         .collect()
 }
 
-/// Resize an NHWC tensor with separable per-axis taps.
-pub(crate) fn resize(
-    x: &[f32],
-    [n, c, h, w]: [usize; 4],
-    ty: &[(usize, usize, f32)],
-    tx: &[(usize, usize, f32)],
-    out: &mut [f32],
-) {
-    let (oh, ow) = (ty.len(), tx.len());
-    for b in 0..n {
-        for (oy, &(y0, y1, fy)) in ty.iter().enumerate() {
-            for (ox, &(x0, x1, fx)) in tx.iter().enumerate() {
-                let o = &mut out[((b * oh + oy) * ow + ox) * c..][..c];
-                let px = |y: usize, xx: usize| &x[((b * h + y) * w + xx) * c..][..c];
-                if fy == 0.0 && fx == 0.0 {
-                    o.copy_from_slice(px(y0, x0));
-                    continue;
-                }
-                let (a, bb, cc, d) = (px(y0, x0), px(y0, x1), px(y1, x0), px(y1, x1));
-                for i in 0..c {
-                    let top = a[i] + (bb[i] - a[i]) * fx;
-                    let bot = cc[i] + (d[i] - cc[i]) * fx;
-                    o[i] = top + (bot - top) * fy;
-                }
-            }
-        }
-    }
-}
-
 /// Softmax over the middle axis of `[outer, n, inner]`.
 pub(crate) fn softmax(x: &[f32], outer: usize, n: usize, inner: usize, out: &mut [f32]) {
     for o in 0..outer {
@@ -343,4 +317,381 @@ pub(crate) fn conv_transpose(
         let c = (idx / (oh * ow)) % co;
         *o = (*a + bias.map_or(0.0, |b| b[c] as f64)) as f32;
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Threaded forms. Every output element is computed by the same arithmetic whichever thread
+// computes it, and the threads split the output only (by rows, pixels or elements), never a
+// sum: results are bitwise identical for any thread count.
+
+use crate::prep::{Bin, Unary};
+use dsconv::Executor;
+
+/// Elements below which an elementwise pass stays on one thread.
+const PAR_MIN: usize = 1 << 14;
+/// Elements an elementwise chain applies each of its steps to at a time (stays in L1).
+const MAP_BLOCK: usize = 1024;
+
+fn tasks(exec: &Executor, work: usize) -> usize {
+    if work < PAR_MIN {
+        1
+    } else {
+        exec.threads().min(work / (PAR_MIN / 2)).max(1)
+    }
+}
+
+/// One step of an elementwise chain applied in place: a unary function, or a binary
+/// function with a constant that is a scalar or varies along one axis (`c[(i / inner) %
+/// c.len()]` for flat index `i`); `rev` puts the constant on the left.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum MapOp {
+    Unary(Unary),
+    Bin {
+        op: Bin,
+        c: Vec<f32>,
+        inner: usize,
+        rev: bool,
+    },
+}
+
+/// `u` over a block, its variant chosen once (each arm a loop LLVM vectorises where the
+/// function allows), the same arithmetic as [`Unary::apply`].
+fn unary_block(u: Unary, y: &mut [f32]) {
+    macro_rules! each {
+        ($u:expr) => {
+            for v in y.iter_mut() {
+                *v = $u.apply(*v);
+            }
+        };
+    }
+    match u {
+        Unary::Relu => each!(Unary::Relu),
+        Unary::Clip(lo, hi) => each!(Unary::Clip(lo, hi)),
+        Unary::HardSwish => each!(Unary::HardSwish),
+        Unary::HardSigmoid(a, b) => each!(Unary::HardSigmoid(a, b)),
+        _ => each!(u),
+    }
+}
+
+fn bin_block(op: Bin, y: &mut [f32], c: &[f32], inner: usize, first: usize, rev: bool) {
+    let f = |x: f32, k: f32| if rev { op.f(k, x) } else { op.f(x, k) };
+    if c.len() == 1 {
+        let k = c[0];
+        match (op, rev) {
+            (Bin::Add, _) => y.iter_mut().for_each(|v| *v += k),
+            (Bin::Mul, _) => y.iter_mut().for_each(|v| *v *= k),
+            (Bin::Sub, false) => y.iter_mut().for_each(|v| *v -= k),
+            (Bin::Div, false) => y.iter_mut().for_each(|v| *v /= k),
+            _ => y.iter_mut().for_each(|v| *v = f(*v, k)),
+        }
+        return;
+    }
+    let n = c.len();
+    if inner == 1 {
+        // Innermost axis (NHWC channels): whole runs of `n` from `first % n`.
+        let mut ci = first % n;
+        let mut rest = y;
+        while !rest.is_empty() {
+            let run = (n - ci).min(rest.len());
+            let (head, tail) = rest.split_at_mut(run);
+            for (v, &k) in head.iter_mut().zip(&c[ci..ci + run]) {
+                *v = f(*v, k);
+            }
+            ci = 0;
+            rest = tail;
+        }
+        return;
+    }
+    for (j, v) in y.iter_mut().enumerate() {
+        *v = f(*v, c[((first + j) / inner) % n]);
+    }
+}
+
+fn map_chunk(ops: &[MapOp], y: &mut [f32], first: usize) {
+    for (b, blk) in y.chunks_mut(MAP_BLOCK).enumerate() {
+        let at = first + b * MAP_BLOCK;
+        for op in ops {
+            match op {
+                MapOp::Unary(u) => unary_block(*u, blk),
+                MapOp::Bin { op, c, inner, rev } => bin_block(*op, blk, c, *inner, at, *rev),
+            }
+        }
+    }
+}
+
+/// Applies the chain `ops` to `y` in place, split over `exec`'s threads.
+pub(crate) fn map_inplace(ops: &[MapOp], y: &mut [f32], exec: &Executor) {
+    if ops.is_empty() {
+        return;
+    }
+    let t = tasks(exec, y.len() * ops.len());
+    exec.for_each_rows(y, 1, t, |first, chunk| map_chunk(ops, chunk, first));
+}
+
+/// `out = ops(x)`.
+pub(crate) fn map(ops: &[MapOp], x: &[f32], out: &mut [f32], exec: &Executor) {
+    let t = tasks(exec, x.len() * ops.len().max(1));
+    exec.for_each_rows(out, 1, t, |first, chunk| {
+        chunk.copy_from_slice(&x[first..first + chunk.len()]);
+        map_chunk(ops, chunk, first);
+    });
+}
+
+/// [`crate::consts::binary`] split over `exec`'s threads by whole rows of the output's last
+/// axis (or by elements when the shapes are equal).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn binary_par(
+    op: Bin,
+    a: &[f32],
+    ad: &[usize],
+    b: &[f32],
+    bd: &[usize],
+    od: &[usize],
+    out: &mut [f32],
+    exec: &Executor,
+) {
+    let t = tasks(exec, out.len());
+    if ad == bd && ad == od {
+        exec.for_each_rows(out, 1, t, |first, chunk| {
+            let (x, y) = (&a[first..][..chunk.len()], &b[first..][..chunk.len()]);
+            match op {
+                Bin::Add => {
+                    for ((o, &p), &q) in chunk.iter_mut().zip(x).zip(y) {
+                        *o = p + q;
+                    }
+                }
+                Bin::Mul => {
+                    for ((o, &p), &q) in chunk.iter_mut().zip(x).zip(y) {
+                        *o = p * q;
+                    }
+                }
+                _ => {
+                    for ((o, &p), &q) in chunk.iter_mut().zip(x).zip(y) {
+                        *o = op.f(p, q);
+                    }
+                }
+            }
+        });
+        return;
+    }
+    let r = od.len();
+    if r == 0 || t == 1 {
+        crate::consts::binary(a, ad, b, bd, od, out, |x, y| op.f(x, y));
+        return;
+    }
+    let inner = od[r - 1].max(1);
+    let sa = crate::consts::broadcast_strides(ad, od);
+    let sb = crate::consts::broadcast_strides(bd, od);
+    exec.for_each_rows(out, inner, t, |first_row, chunk| {
+        for (k, row) in chunk.chunks_mut(inner).enumerate() {
+            // The row's multi-index over the leading axes.
+            let mut rem = first_row + k;
+            let (mut oa, mut ob) = (0usize, 0usize);
+            for ax in (0..r - 1).rev() {
+                let i = rem % od[ax];
+                rem /= od[ax];
+                oa += i * sa[ax];
+                ob += i * sb[ax];
+            }
+            let (ia, ib) = (sa[r - 1], sb[r - 1]);
+            match (ia, ib) {
+                (1, 1) => {
+                    for ((o, &p), &q) in row.iter_mut().zip(&a[oa..]).zip(&b[ob..]) {
+                        *o = op.f(p, q);
+                    }
+                }
+                (1, 0) => {
+                    let q = b[ob];
+                    for (o, &p) in row.iter_mut().zip(&a[oa..]) {
+                        *o = op.f(p, q);
+                    }
+                }
+                (0, 1) => {
+                    let p = a[oa];
+                    for (o, &q) in row.iter_mut().zip(&b[ob..]) {
+                        *o = op.f(p, q);
+                    }
+                }
+                _ => {
+                    for (j, o) in row.iter_mut().enumerate() {
+                        *o = op.f(a[oa + j * ia], b[ob + j * ib]);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Resizes an NHWC tensor with separable per-axis taps ([`resize_taps`]), split over
+/// `exec`'s threads by output rows.
+pub(crate) fn resize_par(
+    x: &[f32],
+    [n, c, h, w]: [usize; 4],
+    ty: &[(usize, usize, f32)],
+    tx: &[(usize, usize, f32)],
+    out: &mut [f32],
+    exec: &Executor,
+) {
+    let (oh, ow) = (ty.len(), tx.len());
+    let row = ow * c;
+    if row == 0 || n * oh == 0 {
+        return;
+    }
+    let t = tasks(exec, out.len());
+    exec.for_each_rows(out, row, t, |first, chunk| {
+        for (k, orow) in chunk.chunks_mut(row).enumerate() {
+            let r = first + k;
+            let (b, oy) = (r / oh, r % oh);
+            let (y0, y1, fy) = ty[oy];
+            let px = |y: usize, xx: usize| &x[((b * h + y) * w + xx) * c..][..c];
+            for (o, &(x0, x1, fx)) in orow.chunks_exact_mut(c).zip(tx) {
+                if fy == 0.0 && fx == 0.0 {
+                    o.copy_from_slice(px(y0, x0));
+                    continue;
+                }
+                let (a, bb, cc, d) = (px(y0, x0), px(y0, x1), px(y1, x0), px(y1, x1));
+                for i in 0..c {
+                    let top = a[i] + (bb[i] - a[i]) * fx;
+                    let bot = cc[i] + (d[i] - cc[i]) * fx;
+                    o[i] = top + (bot - top) * fy;
+                }
+            }
+        }
+    });
+}
+
+/// Transposed convolution's scatter, NHWC: `cols` holds per input pixel the GEMM row
+/// `[kh, kw, co]` (the input pixel times the weights); every output pixel sums, in tap order
+/// (i, j) ascending, the taps that land on it, plus the bias. Split by output rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn col2im_nhwc(
+    cols: &[f32],
+    [n, h, w]: [usize; 3],
+    co: usize,
+    [kh, kw]: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+    pads: [usize; 2],
+    [oh, ow]: [usize; 2],
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    exec: &Executor,
+) {
+    let row = ow * co;
+    if row == 0 || n * oh == 0 {
+        return;
+    }
+    let kk = kh * kw * co;
+    let t = tasks(exec, out.len() * kh * kw);
+    // Input index along one axis whose tap `i` lands on output `o`, if any.
+    let src = |o: usize, i: usize, s: usize, d: usize, p: usize, n_in: usize| {
+        let v = (o + p).checked_sub(i * d)?;
+        (v % s == 0 && v / s < n_in).then_some(v / s)
+    };
+    // Per output column, the (column offset into a cols row) of each tap landing on it, in
+    // tap order; `xs[ox]..xs[ox + 1]` indexes `xt`.
+    let mut xt: Vec<(usize, usize)> = Vec::new();
+    let mut xs = vec![0usize];
+    for ox in 0..ow {
+        for j in 0..kw {
+            if let Some(xx) = src(ox, j, s[1], d[1], pads[1], w) {
+                xt.push((j, xx));
+            }
+        }
+        xs.push(xt.len());
+    }
+    exec.for_each_rows(out, row, t, |first, chunk| {
+        let mut yt: Vec<(usize, usize)> = Vec::with_capacity(kh);
+        for (k, orow) in chunk.chunks_mut(row).enumerate() {
+            let r = first + k;
+            let (b, oy) = (r / oh, r % oh);
+            yt.clear();
+            yt.extend((0..kh).filter_map(|i| src(oy, i, s[0], d[0], pads[0], h).map(|y| (i, y))));
+            for (ox, o) in orow.chunks_exact_mut(co).enumerate() {
+                match bias {
+                    Some(bv) => o.copy_from_slice(bv),
+                    None => o.fill(0.0),
+                }
+                for &(i, y) in &yt {
+                    let base = (b * h + y) * w;
+                    for &(j, xx) in &xt[xs[ox]..xs[ox + 1]] {
+                        let g = &cols[(base + xx) * kk + (i * kw + j) * co..][..co];
+                        for (v, &gv) in o.iter_mut().zip(g) {
+                            *v += gv;
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// [`crate::consts::concat`] split over `exec`'s threads by the leading axes.
+pub(crate) fn concat_par(
+    inputs: &[(&[f32], &[usize])],
+    axis: usize,
+    out: &mut [f32],
+    exec: &Executor,
+) {
+    let Some((_, d0)) = inputs.first() else {
+        return;
+    };
+    let outer: usize = d0[..axis].iter().product();
+    let chunks: Vec<usize> = inputs
+        .iter()
+        .map(|(_, d)| d[axis..].iter().product())
+        .collect();
+    let row: usize = chunks.iter().sum();
+    if row == 0 || outer == 0 {
+        return;
+    }
+    let t = tasks(exec, out.len());
+    exec.for_each_rows(out, row, t, |first, chunk| {
+        for (k, orow) in chunk.chunks_mut(row).enumerate() {
+            let b = first + k;
+            let mut o = 0;
+            for ((x, _), &n) in inputs.iter().zip(&chunks) {
+                orow[o..o + n].copy_from_slice(&x[b * n..(b + 1) * n]);
+                o += n;
+            }
+        }
+    });
+}
+
+/// [`softmax`] split over `exec`'s threads by `outer` (each slice's max and f64 sum stay on
+/// one thread, in index order: the same bits for any split). The last-axis case
+/// (`inner == 1`) runs on contiguous rows.
+pub(crate) fn softmax_par(
+    x: &[f32],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    out: &mut [f32],
+    exec: &Executor,
+) {
+    let row = n * inner;
+    if row == 0 || outer == 0 {
+        return;
+    }
+    let t = tasks(exec, out.len() * 4);
+    exec.for_each_rows(out, row, t, |first, chunk| {
+        let rows = chunk.len() / row;
+        let xs = &x[first * row..(first + rows) * row];
+        if inner > 1 {
+            softmax(xs, rows, n, inner, chunk);
+            return;
+        }
+        for (o, xr) in chunk.chunks_exact_mut(n).zip(xs.chunks_exact(n)) {
+            let m = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f64;
+            for (y, &v) in o.iter_mut().zip(xr) {
+                let e = (v - m).exp();
+                *y = e;
+                sum += e as f64;
+            }
+            for y in o.iter_mut() {
+                *y = (*y as f64 / sum) as f32;
+            }
+        }
+    });
 }

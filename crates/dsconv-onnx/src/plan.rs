@@ -6,7 +6,7 @@
 
 use crate::consts::{self, numel, Const, PadMode, SliceSpec};
 use crate::error::{Error, Result};
-use crate::kernels;
+use crate::kernels::{self, MapOp};
 use crate::model::Model;
 use crate::prep::{self, Bin, DNode, Op, Operand, PoolSpec, Prepared, Unary};
 use dsconv::blocks::{InvertedResidual, SqueezeExcite};
@@ -80,11 +80,8 @@ enum POp {
     Act(Activation),
     ToNhwc,
     ToRows,
-    Unary(Unary),
-    Affine {
-        scale: Vec<f32>,
-        shift: Vec<f32>,
-    },
+    /// An elementwise chain (unary functions, constants broadcast along one axis).
+    Map(Vec<MapOp>),
     Binary {
         op: Bin,
         a: POperand,
@@ -137,6 +134,17 @@ enum POp {
         pads: [usize; 4],
         group: usize,
     },
+    /// Transposed convolution (one group) as a GEMM on dsconv's pointwise kernel (every
+    /// input pixel times the weights as `[kh, kw, co]`) and a scatter, NHWC in and out.
+    ConvTransposeGemm {
+        gemm: Box<PointwiseConv2d>,
+        co: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        d: [usize; 2],
+        pads: [usize; 2],
+        bias: Option<Vec<f32>>,
+    },
 }
 
 #[derive(Debug)]
@@ -145,6 +153,8 @@ struct Step {
     op: POp,
     ins: Vec<usize>,
     out: usize,
+    /// Elementwise steps merged into this one, applied in place to its output.
+    post: Vec<MapOp>,
 }
 
 /// A model compiled for one input shape: run it many times with [`Plan::run`].
@@ -225,6 +235,57 @@ fn to_act(u: Unary) -> Option<Activation> {
         Unary::Clip(lo, hi) if lo == 0.0 && hi == f32::INFINITY => Activation::Relu,
         Unary::Clip(lo, hi) if lo <= hi => Activation::Clamp { min: lo, max: hi },
         _ => return None,
+    })
+}
+
+/// `x op c` (or `c op x` for Add and Mul) with `c` a scalar or one value per channel of a
+/// 4-D NCHW value with `co` channels, as a per-channel `x · s + t`.
+fn const_affine(op: Bin, a: &Operand, b: &Operand, co: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let (c, d, rev) = match (a, b) {
+        (Operand::Dyn(0), Operand::Const(c, d)) => (c, d, false),
+        (Operand::Const(c, d), Operand::Dyn(0)) => (c, d, true),
+        _ => return None,
+    };
+    let per_channel = c.len() == co
+        && d.len() >= 3
+        && d.len() <= 4
+        && d[d.len() - 2..] == [1, 1]
+        && d[d.len() - 3] == co;
+    if (c.len() != 1 && !per_channel) || d.len() > 4 {
+        return None;
+    }
+    let v = |o: usize| c[if c.len() == 1 { 0 } else { o }] as f64;
+    let (s, t): (Vec<f64>, Vec<f64>) = match (op, rev) {
+        (Bin::Mul, _) => ((0..co).map(v).collect(), vec![0.0; co]),
+        (Bin::Add, _) => (vec![1.0; co], (0..co).map(v).collect()),
+        (Bin::Sub, false) => (vec![1.0; co], (0..co).map(|o| -v(o)).collect()),
+        (Bin::Div, false) if (0..co).all(|o| v(o) != 0.0) => {
+            ((0..co).map(|o| 1.0 / v(o)).collect(), vec![0.0; co])
+        }
+        _ => return None,
+    };
+    Some((s, t))
+}
+
+/// A binary step with one constant operand as an in-place map: the constant must be a
+/// scalar or vary along one axis of the output `od` (its dims `cd`, right-aligned).
+fn const_map(op: Bin, c: &[f32], cd: &[usize], od: &[usize], rev: bool) -> Option<MapOp> {
+    if cd.len() > od.len() {
+        return None;
+    }
+    let mut ext = vec![1; od.len() - cd.len()];
+    ext.extend_from_slice(cd);
+    let varying: Vec<usize> = (0..od.len()).filter(|&i| ext[i] != 1).collect();
+    let inner = match varying[..] {
+        [] if c.len() == 1 => 1,
+        [ax] if ext[ax] == od[ax] && c.len() == od[ax] => od[ax + 1..].iter().product(),
+        _ => return None,
+    };
+    Some(MapOp::Bin {
+        op,
+        c: c.to_vec(),
+        inner,
+        rev,
     })
 }
 
@@ -427,6 +488,7 @@ impl<'a> Builder<'a> {
             op,
             ins,
             out,
+            post: Vec::new(),
         });
     }
 
@@ -520,6 +582,19 @@ impl<'a> Builder<'a> {
                         b[o] = (b[o] as f64 * scale[o] + shift[o]) as f32;
                     }
                     u.bn = true;
+                }
+                Op::Binary { op, a, b } if u.act == Activation::None => {
+                    let Some((s, t)) = const_affine(*op, a, b, u.wdims[0]) else {
+                        break;
+                    };
+                    let per = u.w.len() / u.wdims[0];
+                    let bias = u.bias.get_or_insert_with(|| vec![0.0; u.wdims[0]]);
+                    for o in 0..u.wdims[0] {
+                        for w in &mut u.w[o * per..(o + 1) * per] {
+                            *w = (*w as f64 * s[o]) as f32;
+                        }
+                        bias[o] = (bias[o] as f64 * s[o] + t[o]) as f32;
+                    }
                 }
                 Op::Unary(un) if u.act == Activation::None => match to_act(*un) {
                     Some(a) => u.act = a,
@@ -912,17 +987,37 @@ impl<'a> Builder<'a> {
                 let o = self.new_val(od, self.vals[inp].nhwc);
                 let op = match to_act(u) {
                     Some(a) => POp::Act(a),
-                    None => POp::Unary(u),
+                    None => POp::Map(vec![MapOp::Unary(u)]),
                 };
                 self.push(name, op, vec![inp], o);
                 o
             }
             Op::Affine { scale, shift } => {
                 let inp = self.any_of(x);
+                let inner = if self.vals[inp].nhwc {
+                    1
+                } else {
+                    od[2..].iter().product()
+                };
                 let o = self.new_val(od, self.vals[inp].nhwc);
-                let scale = scale.iter().map(|&v| v as f32).collect();
-                let shift = shift.iter().map(|&v| v as f32).collect();
-                self.push(name, POp::Affine { scale, shift }, vec![inp], o);
+                let scale: Vec<f32> = scale.iter().map(|&v| v as f32).collect();
+                let shift: Vec<f32> = shift.iter().map(|&v| v as f32).collect();
+                // x · scale + shift, per channel (two roundings, as before).
+                let ops = vec![
+                    MapOp::Bin {
+                        op: Bin::Mul,
+                        c: scale,
+                        inner,
+                        rev: false,
+                    },
+                    MapOp::Bin {
+                        op: Bin::Add,
+                        c: shift,
+                        inner,
+                        rev: false,
+                    },
+                ];
+                self.push(name, POp::Map(ops), vec![inp], o);
                 o
             }
             Op::Binary { op, a, b } => {
@@ -939,9 +1034,18 @@ impl<'a> Builder<'a> {
                     od.clone()
                 };
                 let o = self.new_val(od, nhwc);
-                self.push(
-                    name,
-                    POp::Binary {
+                let map = match (&pa, &pb) {
+                    (POperand::In(_), POperand::Const(c)) if ad == pod => {
+                        const_map(op, c, &bd, &pod, false)
+                    }
+                    (POperand::Const(c), POperand::In(_)) if bd == pod => {
+                        const_map(op, c, &ad, &pod, true)
+                    }
+                    _ => None,
+                };
+                let pop = match map {
+                    Some(m) => POp::Map(vec![m]),
+                    None => POp::Binary {
                         op,
                         a: pa,
                         b: pb,
@@ -949,9 +1053,8 @@ impl<'a> Builder<'a> {
                         bd,
                         od: pod,
                     },
-                    ins,
-                    o,
-                );
+                };
+                self.push(name, pop, ins, o);
                 o
             }
             Op::GlobalPool { max } => {
@@ -1104,6 +1207,45 @@ impl<'a> Builder<'a> {
                 s,
                 d,
                 pads,
+                group: 1,
+            } => {
+                // W [ci, co, kh, kw] → GEMM weights [(kh, kw, co), ci].
+                let [ci, co, kh, kw] = wdims;
+                let mut wg = vec![0f32; w.len()];
+                for ic in 0..ci {
+                    for oc in 0..co {
+                        for t in 0..kh * kw {
+                            wg[(t * co + oc) * ci + ic] = w[(ic * co + oc) * kh * kw + t];
+                        }
+                    }
+                }
+                let gemm =
+                    PointwiseConv2d::new(Tensor::from_nchw(wg, [kh * kw * co, ci, 1, 1])?, None)?;
+                let inp = self.nhwc_of(x);
+                let o = self.new_val(od, true);
+                self.push(
+                    name,
+                    POp::ConvTransposeGemm {
+                        gemm: Box::new(gemm),
+                        co,
+                        k: [kh, kw],
+                        s,
+                        d,
+                        pads: [pads[0], pads[1]],
+                        bias,
+                    },
+                    vec![inp],
+                    o,
+                );
+                o
+            }
+            Op::ConvTranspose {
+                w,
+                wdims,
+                bias,
+                s,
+                d,
+                pads,
                 group,
             } => {
                 let inp = self.rows_of(x);
@@ -1169,6 +1311,7 @@ impl<'a> Builder<'a> {
                 },
             ));
         }
+        merge_maps(&mut self.steps, &self.vals, &outputs);
         // Last step reading (or writing) each slot; outputs are kept to the end.
         let mut last = vec![0usize; self.nslots];
         for (s, st) in self.steps.iter().enumerate() {
@@ -1199,6 +1342,48 @@ impl<'a> Builder<'a> {
             ws: Workspace::default(),
         })
     }
+}
+
+/// Merges each elementwise-chain step into the step before it when that step's output is
+/// read by it alone (not by another step, not a graph output, through no alias), so the
+/// chain runs in place on the producer's output instead of as a pass of its own.
+fn merge_maps(
+    steps: &mut Vec<Step>,
+    vals: &[PV],
+    outputs: &[(String, std::result::Result<usize, Const>)],
+) {
+    let nslots = vals.iter().map(|v| v.slot + 1).max().unwrap_or(0);
+    let mut reads = vec![0usize; nslots];
+    for st in steps.iter() {
+        for &v in &st.ins {
+            reads[vals[v].slot] += 1;
+        }
+    }
+    for (_, o) in outputs {
+        if let Ok(v) = o {
+            reads[vals[*v].slot] += 1;
+        }
+    }
+    let mut merged: Vec<Step> = Vec::with_capacity(steps.len());
+    for st in steps.drain(..) {
+        if let (POp::Map(ops), Some(prev)) = (&st.op, merged.last_mut()) {
+            let (i, o, p) = (&vals[st.ins[0]], &vals[st.out], &vals[prev.out]);
+            if st.ins.len() == 1
+                && i.slot == p.slot
+                && reads[i.slot] == 1
+                && i.dims == o.dims
+                && i.nhwc == o.nhwc
+                && p.dims == o.dims
+                && p.nhwc == o.nhwc
+            {
+                prev.post.extend(ops.iter().cloned());
+                prev.out = st.out;
+                continue;
+            }
+        }
+        merged.push(st);
+    }
+    *steps = merged;
 }
 
 impl Plan {
@@ -1256,8 +1441,7 @@ impl Plan {
                     POp::Act(_) => "activation",
                     POp::ToNhwc => "layout NCHW -> NHWC",
                     POp::ToRows => "layout NHWC -> NCHW",
-                    POp::Unary(_) => "elementwise",
-                    POp::Affine { .. } => "batchnorm (affine)",
+                    POp::Map(_) => "elementwise",
                     POp::Binary { .. } => "binary elementwise",
                     POp::GlobalPool { .. } => "global pool",
                     POp::Pool(_) => "pool",
@@ -1272,6 +1456,7 @@ impl Plan {
                     POp::ReduceMean { .. } => "reduce mean",
                     POp::MatMul => "matmul",
                     POp::ConvTranspose { .. } => "conv transpose",
+                    POp::ConvTransposeGemm { .. } => "conv transpose (GEMM + scatter)",
                 };
                 format!("{}: {kind}", s.name)
             })
@@ -1335,7 +1520,11 @@ impl Plan {
         }
         for (s, st) in self.steps.iter().enumerate() {
             let start = step_ms.is_some().then(std::time::Instant::now);
-            let t = self.step(st, &mut slots, exec)?;
+            let mut t = self.step(st, &mut slots, exec)?;
+            if !st.post.is_empty() {
+                let n = numel(&self.vals[st.out].dims)?;
+                kernels::map_inplace(&st.post, &mut t.data_mut()[..n], exec);
+            }
             if let (Some(ms), Some(start)) = (step_ms.as_deref_mut(), start) {
                 ms[s] = start.elapsed().as_secs_f64() * 1e3;
             }
@@ -1389,7 +1578,12 @@ impl Plan {
                 t.reshape(nhwc_dims(&pv.dims), Layout::Nhwc)?;
             }
         }
-        if let POp::Linear(l) = &st.op {
+        let linear = match &st.op {
+            POp::Linear(l) => Some(&**l),
+            POp::ConvTransposeGemm { gemm, .. } => Some(&**gemm),
+            _ => None,
+        };
+        if let Some(l) = linear {
             let pv = &self.vals[st.ins[0]];
             let k = l.in_channels();
             let m = numel(&pv.dims)? / k;
@@ -1412,12 +1606,6 @@ impl Plan {
         let data = |k: usize| -> Result<&[f32]> {
             let (t, d) = get(k)?;
             Ok(&t.data()[..numel(d)?])
-        };
-        let opnd = |o: &'_ POperand| -> Result<Vec<f32>> {
-            Ok(match o {
-                POperand::In(k) => data(*k)?.to_vec(),
-                POperand::Const(v) => v.clone(),
-            })
         };
         let o = out.data_mut();
         match &st.op {
@@ -1454,28 +1642,7 @@ impl Plan {
             }
             POp::ToNhwc => kernels::to_nhwc(data(0)?, d4(get(0)?.1), o),
             POp::ToRows => kernels::to_nchw(data(0)?, d4(get(0)?.1), o),
-            POp::Unary(u) => {
-                for (y, &v) in o.iter_mut().zip(data(0)?) {
-                    *y = u.apply(v);
-                }
-            }
-            POp::Affine { scale, shift } => {
-                let (x, d) = (data(0)?, get(0)?.1);
-                let c = d[1];
-                if self.vals[st.ins[0]].nhwc {
-                    for (yo, xo) in o.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
-                        for i in 0..c {
-                            yo[i] = xo[i] * scale[i] + shift[i];
-                        }
-                    }
-                } else {
-                    let inner: usize = d[2..].iter().product();
-                    for (idx, (y, &v)) in o.iter_mut().zip(x).enumerate() {
-                        let ch = (idx / inner.max(1)) % c;
-                        *y = v * scale[ch] + shift[ch];
-                    }
-                }
-            }
+            POp::Map(ops) => kernels::map(ops, data(0)?, &mut o[..on], exec),
             POp::Binary {
                 op,
                 a,
@@ -1484,35 +1651,34 @@ impl Plan {
                 bd,
                 od,
             } => {
-                let op = *op;
-                match (a, b) {
-                    (POperand::In(i), POperand::Const(c)) => {
-                        consts::binary(data(*i)?, ad, c, bd, od, o, |x, y| op.f(x, y))
-                    }
-                    (POperand::Const(c), POperand::In(i)) => {
-                        consts::binary(c, ad, data(*i)?, bd, od, o, |x, y| op.f(x, y))
-                    }
-                    _ => {
-                        let (x, y) = (opnd(a)?, opnd(b)?);
-                        consts::binary(&x, ad, &y, bd, od, o, |x, y| op.f(x, y))
-                    }
-                }
+                let x = match a {
+                    POperand::In(k) => data(*k)?,
+                    POperand::Const(c) => c,
+                };
+                let y = match b {
+                    POperand::In(k) => data(*k)?,
+                    POperand::Const(c) => c,
+                };
+                kernels::binary_par(*op, x, ad, y, bd, od, &mut o[..on], exec);
             }
             POp::GlobalPool { max } => {
                 let d = get(0)?.1;
                 kernels::global_pool(data(0)?, d[0], d[2] * d[3], d[1], *max, o);
             }
             POp::Pool(spec) => kernels::pool(data(0)?, d4(get(0)?.1), spec, o),
-            POp::Resize { ty, tx } => kernels::resize(data(0)?, d4(get(0)?.1), ty, tx, o),
+            POp::Resize { ty, tx } => kernels::resize_par(data(0)?, d4(get(0)?.1), ty, tx, o, exec),
             POp::Concat { axis, parts } => {
-                let vs: Vec<Vec<f32>> =
-                    parts.iter().map(|(p, _)| opnd(p)).collect::<Result<_>>()?;
-                let refs: Vec<(&[f32], &[usize])> = vs
-                    .iter()
-                    .zip(parts)
-                    .map(|(v, (_, d))| (&v[..], &d[..]))
-                    .collect();
-                consts::concat(&refs, *axis, o);
+                let mut refs: Vec<(&[f32], &[usize])> = Vec::with_capacity(parts.len());
+                for (p, d) in parts {
+                    refs.push((
+                        match p {
+                            POperand::In(k) => data(*k)?,
+                            POperand::Const(c) => c,
+                        },
+                        d,
+                    ));
+                }
+                kernels::concat_par(&refs, *axis, &mut o[..on], exec);
             }
             POp::Transpose(perm) => consts::transpose(data(0)?, get(0)?.1, perm, o),
             POp::Slice(spec) => consts::slice(data(0)?, get(0)?.1, spec, o),
@@ -1524,7 +1690,9 @@ impl Plan {
                 let (x, d) = (data(0)?, get(0)?.1);
                 consts::binary(x, d, x, d, &out_pv.dims, o, |v, _| v);
             }
-            POp::Softmax { outer, n, inner } => kernels::softmax(data(0)?, *outer, *n, *inner, o),
+            POp::Softmax { outer, n, inner } => {
+                kernels::softmax_par(data(0)?, *outer, *n, *inner, &mut o[..on], exec)
+            }
             POp::ReduceMean { outer, n, inner } => {
                 kernels::reduce_mean(data(0)?, *outer, *n, *inner, o)
             }
@@ -1554,6 +1722,36 @@ impl Plan {
                     [od[2], od[3]],
                     o,
                 )
+            }
+            POp::ConvTransposeGemm {
+                gemm,
+                co,
+                k,
+                s,
+                d,
+                pads,
+                bias,
+            } => {
+                let (x, xd) = get(0)?;
+                let m = xd[0] * xd[2] * xd[3];
+                let mut cols = self.ws.take([1, 1, m, gemm.out_channels()])?;
+                cols.reshape([1, 1, m, gemm.out_channels()], Layout::Nhwc)?;
+                gemm.forward_into(x, &mut cols, exec)?;
+                let od = &out_pv.dims;
+                kernels::col2im_nhwc(
+                    cols.data(),
+                    [xd[0], xd[2], xd[3]],
+                    *co,
+                    *k,
+                    *s,
+                    *d,
+                    *pads,
+                    [od[2], od[3]],
+                    bias.as_deref(),
+                    &mut o[..on],
+                    exec,
+                );
+                self.ws.give(cols);
             }
         }
         Ok(out)

@@ -1,6 +1,7 @@
 //! Every operator and attribute form against ONNX Runtime's outputs
 //! (`tests/fixtures/ops/gen_ops.py` writes the graphs and the references), at 1 and 2
-//! threads, bitwise identical between them, with the fusions each case expects.
+//! threads, bitwise identical between them (and at 3 threads, an odd split), with the
+//! fusions each case expects.
 
 use dsconv::npy::read_npy;
 use dsconv::Executor;
@@ -35,6 +36,7 @@ fn every_operator_matches_onnx_runtime() {
     let cases = manifest.as_array().unwrap();
     assert!(cases.len() >= 50, "{} cases", cases.len());
     let (one, two) = (Executor::new(1).unwrap(), Executor::new(2).unwrap());
+    let three = Executor::new(3).unwrap();
     let mut worst = (0f64, String::new());
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -58,6 +60,7 @@ fn every_operator_matches_onnx_runtime() {
         // A second run reuses the workspace and must give the same bits.
         let again = plan.run(&data, &two).unwrap();
         assert_eq!(got2, again, "{name}: second run differs");
+        let got3 = plan.run(&data, &three).unwrap();
         let outs = case["outputs"].as_array().unwrap();
         assert_eq!(got1.len(), outs.len(), "{name}");
         for (i, f) in outs.iter().enumerate() {
@@ -69,6 +72,11 @@ fn every_operator_matches_onnx_runtime() {
                 bits(&got1[i]),
                 bits(&got2[i]),
                 "{name} output {i}: 1 and 2 threads differ"
+            );
+            assert_eq!(
+                bits(&got1[i]),
+                bits(&got3[i]),
+                "{name} output {i}: 1 and 3 threads differ"
             );
             let e = rel_err(&got1[i].data, &want.data);
             assert!(
