@@ -79,7 +79,7 @@ pub struct Args {
     /// Time the whole NETWORK, input to logits (see below)
     #[arg(long, value_name = "NETWORK")]
     pub model: Option<String>,
-    /// Time training steps of a trainable --model: forward, loss, backward, update
+    /// Time training steps of a trainable --model, per phase
     #[arg(long, requires = "model")]
     pub train: bool,
     /// Optimizer of --train: sgd (momentum 0.9, lr 0.01, decay 4e-5) or adamw (lr 3e-3)
