@@ -58,8 +58,7 @@ pub struct Args {
     /// Start from this checkpoint (widths, kernel and class count come from it).
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Classes (default: the data's, or --init's); with --init of another class count,
-    /// a fresh classifier.
+    /// Classes (default: the data's or --init's; another count: a fresh classifier)
     #[arg(long)]
     pub classes: Option<usize>,
     /// Width multiplier of mobilenet-v1 / mobilenet-v2.
@@ -107,11 +106,10 @@ pub struct Args {
     /// Label smoothing of the cross-entropy.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f32,
-    /// Dropout before the classifier (default: 0.2 for mobilenet-v2 and
-    /// efficientnet-lite0, else 0).
+    /// Dropout before the classifier (default: 0.2 for mobilenet-v2, efficientnet-lite0)
     #[arg(long)]
     pub dropout: Option<f32>,
-    /// efficientnet-lite0's stochastic depth (drop_connect_rate; lukemelas trains with 0.2).
+    /// efficientnet-lite0's stochastic depth (drop_connect_rate; lukemelas: 0.2)
     #[arg(long, default_value_t = 0.0)]
     pub drop_path: f32,
     /// Block widths after the stem's, comma-separated, stem first.

@@ -53,8 +53,9 @@ weights, bias and ReLU6 fused.
 
 Training (--train --model NAME): steps of a trainable model (ds-cnn, std-cnn: 1x8x8
 digits-shaped, 10 classes; mobilenet-v1, mobilenet-v2, efficientnet-lite0: 3x224x224, 1000
-classes; --resolution sets the size) on a random batch (--batch, default 32), one warm-up step, then the timing rule; per phase medians,
-images/s, GFLOP/s of 3 x forward FLOPs, peak resident memory.
+classes; --resolution sets the size) on a random batch (--batch, default 32), one warm-up
+step, then the timing rule; per phase medians, images/s, GFLOP/s of 3 x forward FLOPs, peak
+resident memory.
 
 Timing rule: one warm-up call (more until 20 ms), then timed runs until there are --runs of
 them adding up to --min-time, or they add up to --max-time with at least 3; the median is
@@ -82,7 +83,7 @@ pub struct Args {
     /// Time training steps of a trainable --model, per phase
     #[arg(long, requires = "model")]
     pub train: bool,
-    /// Optimizer of --train: sgd (momentum 0.9, lr 0.01, decay 4e-5) or adamw (lr 3e-3)
+    /// --train optimizer: sgd (momentum 0.9, lr 0.01) or adamw (lr 3e-3)
     #[arg(long, value_name = "NAME", requires = "train")]
     pub optimizer: Option<String>,
     /// Checkpoint (.pth, .safetensors) for --model; random weights without
@@ -124,7 +125,7 @@ pub struct Args {
     /// No progress on stderr
     #[arg(long)]
     pub quiet: bool,
-    /// ONNX --model: also time each plan step (median ms and share of the whole)
+    /// ONNX --model: also time each plan step (median ms, share)
     #[arg(long, requires = "model")]
     pub profile: bool,
 }
