@@ -1,6 +1,6 @@
-//! Element-wise passes on the SIMD tiers: an activation over a slice (for activations no
-//! convolution's epilogue could take), and the per-channel scale of squeeze-excitation
-//! with its gate. The activation is the epilogues' own code (`simd::activate`), so a value
+//! Element-wise passes on the SIMD tiers: an activation (then a residual add) over rows of
+//! a matrix, for activations no convolution's epilogue could take and for the GEMM
+//! microkernel's exponential epilogues. The activation is the epilogues' own code (`simd::activate`), so a value
 //! gets the same bits here as in a kernel's epilogue at the same tier.
 
 use super::simd::{activate, Epilogue, Simd};
@@ -13,51 +13,129 @@ pub(crate) fn activate_slice(isa: Tier, act: Activation, data: &mut [f32]) {
         return;
     }
     let epi = Epilogue::new(act);
-    // SAFETY: the pointer and length describe `data`; a `Tier` exists only for a tier
-    // whose features this CPU has.
+    let (p, n, res) = (data.as_mut_ptr(), data.len(), std::ptr::null());
+    // SAFETY: the pointer and length describe `data` (one row); a `Tier` exists only for
+    // a tier whose features this CPU has.
     unsafe {
         match isa.isa() {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => act_avx512(data.as_mut_ptr(), data.len(), &epi),
+            Isa::Avx512 => rows_avx512(p, n, 1, n, res, 0, &epi),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => act_avx2(data.as_mut_ptr(), data.len(), &epi),
-            _ => act_body::<super::simd::Portable>(data.as_mut_ptr(), data.len(), &epi),
+            Isa::Avx2 => rows_avx2(p, n, 1, n, res, 0, &epi),
+            _ => rows_portable(p, n, 1, n, res, 0, &epi),
         }
     }
 }
 
-/// The body of [`activate_slice`] for one tier.
+/// `C = act(C) [+ res]` over `rows × cols` of C at stride `ldc` (residual at stride `ldr`,
+/// null: none): the activation first, then the add, as in the microkernel's epilogue.
+///
+/// Its per-tier instances below are `#[inline(never)]` on purpose: inlined into the GEMM
+/// microkernel, the exponential's code cost every GEMM (whatever its activation) ~2.8× in
+/// speed; as a call after the tile is stored it costs nothing where it does not run.
 ///
 /// # Safety
-/// `p` is valid for reads and writes of `n` floats; the tier's features are present.
+/// `c` is valid for reads and writes, and `res` (unless null) for reads, of `rows` rows of
+/// `cols` floats at their strides; the tier's features are present.
 #[inline(always)]
-unsafe fn act_body<S: Simd>(p: *mut f32, n: usize, epi: &Epilogue) {
-    let mut i = 0;
-    // SAFETY: every access is inside `p[..n]` (full vectors while `i + LANES ≤ n`, then one
-    // partial vector of the `n − i < LANES` left).
+unsafe fn rows<S: Simd>(
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    res: *const f32,
+    ldr: usize,
+    epi: &Epilogue,
+) {
+    let lanes = S::LANES;
+    // SAFETY: every access is inside row `r`'s `cols` floats of C (and of `res`): full
+    // vectors while `i + LANES ≤ cols`, then one partial vector of the `cols − i` left.
     unsafe {
-        while i + S::LANES <= n {
-            let v = activate::<S>(S::load(p.add(i)), epi);
-            S::store(p.add(i), v);
-            i += S::LANES;
-        }
-        if i < n {
-            let v = activate::<S>(S::load_partial(p.add(i), n - i), epi);
-            S::store_partial(p.add(i), v, n - i);
+        for r in 0..rows {
+            let p = c.add(r * ldc);
+            let q = if res.is_null() { res } else { res.add(r * ldr) };
+            let mut i = 0;
+            while i < cols {
+                let n = lanes.min(cols - i);
+                let x = if n == lanes {
+                    S::load(p.add(i))
+                } else {
+                    S::load_partial(p.add(i), n)
+                };
+                let mut y = activate::<S>(x, epi);
+                if !q.is_null() {
+                    let z = if n == lanes {
+                        S::load(q.add(i))
+                    } else {
+                        S::load_partial(q.add(i), n)
+                    };
+                    y = S::add(y, z);
+                }
+                if n == lanes {
+                    S::store(p.add(i), y);
+                } else {
+                    S::store_partial(p.add(i), y, n);
+                }
+                i += n;
+            }
         }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-unsafe fn act_avx512(p: *mut f32, n: usize, epi: &Epilogue) {
-    // SAFETY: the caller's contract; AVX-512 is enabled here.
-    unsafe { act_body::<super::simd::Avx512>(p, n, epi) }
+/// [`rows`] on the portable tier.
+///
+/// # Safety
+/// As [`rows`].
+#[inline(never)]
+pub(crate) unsafe fn rows_portable(
+    c: *mut f32,
+    ldc: usize,
+    n_rows: usize,
+    cols: usize,
+    res: *const f32,
+    ldr: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: the caller's contract.
+    unsafe { rows::<super::simd::Portable>(c, ldc, n_rows, cols, res, ldr, epi) }
 }
 
+/// [`rows`] on the AVX2 tier.
+///
+/// # Safety
+/// As [`rows`]; AVX2 and FMA are present.
 #[cfg(target_arch = "x86_64")]
+#[inline(never)]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn act_avx2(p: *mut f32, n: usize, epi: &Epilogue) {
+pub(crate) unsafe fn rows_avx2(
+    c: *mut f32,
+    ldc: usize,
+    n_rows: usize,
+    cols: usize,
+    res: *const f32,
+    ldr: usize,
+    epi: &Epilogue,
+) {
     // SAFETY: the caller's contract; AVX2 and FMA are enabled here.
-    unsafe { act_body::<super::simd::Avx2>(p, n, epi) }
+    unsafe { rows::<super::simd::Avx2>(c, ldc, n_rows, cols, res, ldr, epi) }
+}
+
+/// [`rows`] on the AVX-512 tier.
+///
+/// # Safety
+/// As [`rows`]; AVX-512 F/BW/VL are present.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+pub(crate) unsafe fn rows_avx512(
+    c: *mut f32,
+    ldc: usize,
+    n_rows: usize,
+    cols: usize,
+    res: *const f32,
+    ldr: usize,
+    epi: &Epilogue,
+) {
+    // SAFETY: the caller's contract; AVX-512 is enabled here.
+    unsafe { rows::<super::simd::Avx512>(c, ldc, n_rows, cols, res, ldr, epi) }
 }

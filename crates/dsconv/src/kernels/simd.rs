@@ -52,6 +52,22 @@ pub(crate) trait Simd: Copy {
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
     /// Lane-wise `a < b ? a : b`: `b` when either is NaN (`MINPS`), like [`Simd::max`].
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// `C = act(C) [+ res]` over `rows × cols` floats of C (row stride `ldc`; residual
+    /// rows at stride `ldr`, null for none) on this tier, in a function of its own that is
+    /// never inlined (see [`super::act::rows`]): the GEMM microkernel hands its
+    /// exponential epilogues (sigmoid, SiLU) here.
+    ///
+    /// # Safety
+    /// The pointers are valid for those rows and columns; the tier's features are present.
+    unsafe fn rows_epilogue(
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        res: *const f32,
+        ldr: usize,
+        epi: &Epilogue,
+    );
 }
 
 /// The portable tier: 8 lanes held in an array, plain Rust arithmetic (not fused, so no
@@ -138,6 +154,19 @@ impl Simd for Portable {
     unsafe fn min(a: Self::V, b: Self::V) -> Self::V {
         std::array::from_fn(|l| if a[l] < b[l] { a[l] } else { b[l] })
     }
+    #[inline(always)]
+    unsafe fn rows_epilogue(
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        cols: usize,
+        res: *const f32,
+        ldr: usize,
+        epi: &Epilogue,
+    ) {
+        // SAFETY: the caller's contract, which is the callee's.
+        unsafe { super::act::rows_portable(c, ldc, rows, cols, res, ldr, epi) }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -145,7 +174,7 @@ pub(crate) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Simd;
+    use super::{Epilogue, Simd};
     use std::arch::x86_64::*;
 
     /// AVX2 + FMA, 8 lanes in a ymm register.
@@ -248,6 +277,19 @@ mod x86 {
             // SAFETY: AVX is present (module contract).
             unsafe { _mm256_min_ps(a, b) }
         }
+        #[inline(always)]
+        unsafe fn rows_epilogue(
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+            res: *const f32,
+            ldr: usize,
+            epi: &Epilogue,
+        ) {
+            // SAFETY: the caller's contract, which is the callee's.
+            unsafe { crate::kernels::act::rows_avx2(c, ldc, rows, cols, res, ldr, epi) }
+        }
     }
 
     /// AVX-512 F (+BW/VL required by the tier), 16 lanes in a zmm register, masked tails.
@@ -342,6 +384,19 @@ mod x86 {
             // SAFETY: AVX-512F is present (module contract).
             unsafe { _mm512_min_ps(a, b) }
         }
+        #[inline(always)]
+        unsafe fn rows_epilogue(
+            c: *mut f32,
+            ldc: usize,
+            rows: usize,
+            cols: usize,
+            res: *const f32,
+            ldr: usize,
+            epi: &Epilogue,
+        ) {
+            // SAFETY: the caller's contract, which is the callee's.
+            unsafe { crate::kernels::act::rows_avx512(c, ldc, rows, cols, res, ldr, epi) }
+        }
     }
 }
 
@@ -434,7 +489,8 @@ pub(crate) unsafe fn activate<S: Simd>(v: S::V, act: &Epilogue) -> S::V {
 }
 
 /// Applies an activation to a whole register tile; the kind is matched once outside the
-/// loops so that they stay branch-free (and the tile stays in registers).
+/// loops so that they stay branch-free (and the tile stays in registers). Sigmoid and SiLU
+/// are left to the caller ([`Epilogue::out_of_line`]).
 #[inline(always)]
 pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
     acc: &mut [[S::V; NV]; R],
@@ -460,22 +516,10 @@ pub(crate) unsafe fn activate_tile<S: Simd, const R: usize, const NV: usize>(
                     }
                 }
             }
-            EpilogueKind::Sigmoid => {
-                let one = S::splat(1.0);
-                for row in acc.iter_mut() {
-                    for x in row.iter_mut() {
-                        *x = sigmoid::<S>(*x, one);
-                    }
-                }
-            }
-            EpilogueKind::Silu => {
-                let one = S::splat(1.0);
-                for row in acc.iter_mut() {
-                    for x in row.iter_mut() {
-                        *x = silu::<S>(*x, one);
-                    }
-                }
-            }
+            // Out of line, after the store (`Simd::rows_epilogue`): the exponential's code
+            // inlined here, even never run, slowed every GEMM ~2.8x (the microkernel's
+            // accumulators and loop lost their registers).
+            EpilogueKind::Sigmoid | EpilogueKind::Silu => {}
             EpilogueKind::Nan => {
                 let nan = S::splat(f32::NAN);
                 for row in acc.iter_mut() {
@@ -512,6 +556,14 @@ enum EpilogueKind {
 }
 
 impl Epilogue {
+    /// Whether [`activate_tile`] leaves this activation to the caller: the exponential
+    /// ones (sigmoid, SiLU), which a register-tiled kernel applies through
+    /// [`Simd::rows_epilogue`] after storing its tile.
+    #[inline(always)]
+    pub(crate) fn out_of_line(&self) -> bool {
+        matches!(self.kind, EpilogueKind::Sigmoid | EpilogueKind::Silu)
+    }
+
     /// Decodes an activation.
     pub(crate) fn new(act: crate::ops::Activation) -> Self {
         use crate::ops::Activation as A;

@@ -125,7 +125,8 @@ pub(super) struct Tile {
 
 /// The register-blocked microkernel: `R × NV` accumulators.
 /// `acc = first ? bias : C`; `acc += Σ_p a[r, p] · b[p, :]`;
-/// `C = last ? act(acc) [+ res] : acc`.
+/// `C = last ? act(acc) [+ res] : acc` (sigmoid and SiLU applied to C after the store,
+/// by a call: their code inlined here slowed the loop for every activation).
 #[inline(always)]
 unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilogue) {
     let lanes = S::LANES;
@@ -185,7 +186,9 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
             }
             a = a.add(t.seg_jump);
         }
-        if t.last {
+        // Sigmoid and SiLU run after the store, out of line (see `Epilogue::out_of_line`).
+        let later = t.last && epi.out_of_line();
+        if t.last && !later {
             activate_tile::<S, R, NV>(&mut acc, epi);
             if !t.res.is_null() {
                 if full {
@@ -220,6 +223,9 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
                 }
             }
             tmp.copy_out(t.c, t.ldc, t.cols);
+        }
+        if later {
+            S::rows_epilogue(t.c, t.ldc, R, t.cols, t.res, t.ldr, epi);
         }
     }
 }
