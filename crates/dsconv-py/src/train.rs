@@ -326,10 +326,11 @@ impl PyTrainable {
 #[pymethods]
 impl PyTrainable {
     /// _Trainable(name, input_shape, classes, widths=None, kernel=3, dropout=0.0, seed=0,
-    /// weights=None, threads=None)
+    /// weights=None, threads=None, width_mult=1.0, drop_path=0.0, fine_tune=False)
     #[new]
     #[pyo3(signature = (name, input_shape, classes, widths=None, kernel=3, dropout=0.0,
-                        seed=0, weights=None, threads=None))]
+                        seed=0, weights=None, threads=None, width_mult=1.0, drop_path=0.0,
+                        fine_tune=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -342,11 +343,17 @@ impl PyTrainable {
         seed: u64,
         weights: Option<&Bound<'_, PyAny>>,
         threads: Option<&Bound<'_, PyAny>>,
+        width_mult: f64,
+        drop_path: f32,
+        fine_tune: bool,
     ) -> PyResult<Self> {
         let arch = arch(name)?;
         let mut options = NetOptions {
             kernel,
             dropout,
+            width_mult,
+            drop_path,
+            fine_tune,
             ..NetOptions::default()
         };
         if let Some(w) = widths {
@@ -363,7 +370,8 @@ impl PyTrainable {
         let (c, h, w) = input_shape;
         let model = py
             .detach(|| train::build_model(arch, [c, h, w], classes, &options, init.as_ref(), seed))
-            .map_err(err)?;
+            .map_err(err)?
+            .0;
         Ok(PyTrainable {
             state: Mutex::new(State {
                 model,

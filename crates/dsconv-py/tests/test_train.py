@@ -246,3 +246,41 @@ def test_every_trainable_model_trains_from_python(rng):
     net = dsconv.train("MobileNetV2", data=(x, y), steps=1, batch=4, seed=1)
     assert net.name == "mobilenet-v2" and net.predict(x).shape == (4, 2)
     assert "features.0.0.weight" in net.state_dict()
+
+
+def test_width_mult_drop_path_and_fine_tune(tmp_path, rng):
+    # width_mult: MobileNetV2's stem has round(32·α to a multiple of 8) channels.
+    half = dsconv.TrainableModel("mobilenet-v2", input_shape=(3, 32, 32), classes=3,
+                                 width_mult=0.5)
+    assert half.state_dict()["features.0.0.weight"].shape == (16, 3, 3, 3)
+    assert half.state_dict()["classifier.1.weight"].shape[0] == 3
+    lite = dsconv.TrainableModel("efficientnet-lite0", input_shape=(3, 32, 32), classes=2,
+                                 drop_path=0.2)
+    x = rng.integers(0, 256, size=(2, 3, 32, 32), dtype=np.uint8)
+    assert lite.predict(x).shape == (2, 2)
+    with pytest.raises(ValueError, match="drop_path"):
+        dsconv.TrainableModel("efficientnet-lite0", input_shape=(3, 32, 32), classes=2,
+                              drop_path=1.5)
+    # Fine-tuning a 4-class checkpoint to 3 classes: a fresh classifier, the rest loaded;
+    # without fine_tune the checkpoint's class count wins.
+    src = dsconv.TrainableModel("ds-cnn", input_shape=(1, 8, 8), classes=4, seed=3, **SMALL)
+    ckpt = tmp_path / "four.safetensors"
+    src.save(str(ckpt))
+    base = src.state_dict()
+    kept = dsconv.TrainableModel("ds-cnn", input_shape=(1, 8, 8), classes=3, weights=ckpt)
+    assert kept.classes == 4
+    tuned = dsconv.TrainableModel("ds-cnn", input_shape=(1, 8, 8), classes=3, weights=ckpt,
+                                  fine_tune=True, seed=5)
+    assert tuned.classes == 3
+    sd = tuned.state_dict()
+    head = [k for k in sd if sd[k].shape != base[k].shape]
+    assert head and all(k.startswith(("classifier", "fc")) for k in head), head
+    for k in sd:
+        if k not in head:
+            np.testing.assert_array_equal(sd[k], base[k], err_msg=k)
+    x, y = toy(12)
+    net = dsconv.train("ds-cnn", data=(x, y % 3), init=ckpt, fine_tune=True, steps=1,
+                       batch=4, seed=0)
+    assert net.classes == 3 and net.predict(x).shape == (12, 3)
+    with pytest.raises(ValueError, match="fine_tune"):
+        dsconv.TrainableModel("ds-cnn", fine_tune=True)

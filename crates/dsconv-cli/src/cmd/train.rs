@@ -7,8 +7,8 @@ use super::data::{self, Source, DATA_HELP};
 use super::user_error;
 use anyhow::{Context, Result};
 use dsconv::train::{
-    fit, optimizer_path, save_training, steps_per_epoch, Arch, Augment, CnnConfig, Dataset, Event,
-    FitConfig, Length, Model, Optimizer, OptimizerSpec, Schedule,
+    fit, optimizer_path, save_training, steps_per_epoch, Arch, Augment, Dataset, Event, FitConfig,
+    Length, Model, NetOptions, Optimizer, OptimizerSpec, Schedule,
 };
 use dsconv::weights::StateDict;
 use dsconv::Executor;
@@ -178,27 +178,29 @@ pub fn build_model(
     init: Option<&Path>,
     m: ModelArgs,
 ) -> Result<(Model, bool)> {
-    let [c, h, w] = data.image_dims();
     if m.classes.is_some_and(|k| k < 2) {
         return Err(user_error("--classes must be at least 2"));
     }
-    let mut config = CnnConfig::new(c, h, w, m.classes.unwrap_or(data.classes()));
-    config.widths = m.widths;
-    config.kernel = m.kernel;
-    config.dropout = m.dropout;
-    config.dropout_seed = m.seed ^ 0x5EED;
-    config.width_mult = m.width;
-    config.drop_path = m.drop_path;
+    let options = NetOptions {
+        widths: m.widths,
+        kernel: m.kernel,
+        dropout: m.dropout,
+        width_mult: m.width,
+        drop_path: m.drop_path,
+        fine_tune: m.classes.is_some(),
+    };
+    let classes = m.classes.unwrap_or(data.classes());
+    let dims = data.image_dims();
     match init {
         Some(path) => {
             let sd = StateDict::load(path)?;
-            let built = match m.classes {
-                Some(_) => Model::fine_tune(arch, &config, &sd, m.seed),
-                None => Model::from_state_dict(arch, &config, &sd).map(|m| (m, false)),
-            };
+            let built =
+                dsconv::train::build_model(arch, dims, classes, &options, Some(&sd), m.seed);
             Ok(built.with_context(|| format!("{}", path.display()))?)
         }
-        None => Ok((Model::new(arch, config, m.seed)?, false)),
+        None => Ok(dsconv::train::build_model(
+            arch, dims, classes, &options, None, m.seed,
+        )?),
     }
 }
 

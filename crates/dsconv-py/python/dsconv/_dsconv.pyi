@@ -281,6 +281,9 @@ class _Trainable:
         seed: int = 0,
         weights: Union[None, str, PathLike, Mapping[str, ArrayLike]] = None,
         threads: Optional[int] = None,
+        width_mult: float = 1.0,
+        drop_path: float = 0.0,
+        fine_tune: bool = False,
     ) -> None: ...
     def fit(self, data: Dataset, val: Optional[Dataset] = None, *args: Any) -> Tuple[List[Dict[str, Any]], int, float]: ...
     def predict(self, images: ArrayLike, batch: int = 256, threads: Optional[int] = None) -> F32Array: ...

@@ -158,8 +158,11 @@ class TrainableModel:
     The network is built for its data: give ``input_shape=(C, H, W)`` and ``classes`` to
     build it now, or leave them out and the first ``fit`` builds it for its data.
     ``weights`` (a checkpoint path or a mapping of arrays) starts from trained weights
-    (their widths, kernel and class count win). ``seed`` draws the initial weights and is
-    ``fit``'s default seed.
+    (their widths, kernel and class count win); with ``fine_tune=True`` the network keeps
+    ``classes`` (or its data's class count) and gets a fresh classifier where the
+    checkpoint's has another class count, as ``dsconv train --init CKPT --classes N``.
+    ``width_mult`` is MobileNetV1/V2's width multiplier α, ``drop_path`` EfficientNet-Lite0's
+    stochastic depth. ``seed`` draws the initial weights and is ``fit``'s default seed.
 
     >>> import dsconv
     >>> net = dsconv.TrainableModel("ds-cnn", widths=(8, 16), seed=1)
@@ -183,8 +186,13 @@ class TrainableModel:
         weights: Union[None, PathLike, Mapping[str, Any]] = None,
         threads: Optional[int] = None,
         class_names: Optional[Sequence[str]] = None,
+        width_mult: float = 1.0,
+        drop_path: float = 0.0,
+        fine_tune: bool = False,
     ) -> None:
         model = _dsconv.trainable_model(model)  # the canonical name, or ValueError
+        if fine_tune and weights is None:
+            raise ValueError("fine_tune=True needs weights= (the checkpoint to start from)")
         self._name = model
         self._options = dict(
             widths=None if widths is None else [int(w) for w in widths],
@@ -193,6 +201,9 @@ class TrainableModel:
             seed=seed,
             weights=None if weights is None else _weights_arg(weights),
             threads=threads,
+            width_mult=float(width_mult),
+            drop_path=float(drop_path),
+            fine_tune=bool(fine_tune),
         )
         self.seed = seed
         self.class_names: Optional[List[str]] = (
@@ -220,6 +231,9 @@ class TrainableModel:
             o["seed"],
             o["weights"],
             o["threads"],
+            o["width_mult"],
+            o["drop_path"],
+            o["fine_tune"],
         )
 
     def _trained(self) -> "_dsconv._Trainable":
@@ -458,15 +472,20 @@ def train(
     threads: Optional[int] = None,
     init: Optional[PathLike] = None,
     resume: bool = False,
+    width_mult: float = 1.0,
+    drop_path: float = 0.0,
+    fine_tune: bool = False,
     **options: Any,
 ) -> TrainableModel:
     """Trains ``model`` (``dsconv.trainable_models()``) on ``data`` as ``dsconv train``
     does, with the same options under the same names, and returns the trained
     :class:`TrainableModel`; its ``history`` holds the per-epoch loss and accuracy.
 
-    ``widths``, ``kernel`` and ``dropout`` shape the network; ``seed`` draws its weights
-    and the shuffling, augmentation and dropout; ``init``: start from this checkpoint
-    (``resume=True``: and its optimizer state). Every other keyword is
+    ``widths``, ``kernel``, ``dropout``, ``width_mult`` (α of MobileNetV1/V2) and
+    ``drop_path`` (EfficientNet-Lite0's stochastic depth) shape the network; ``seed``
+    draws its weights and the shuffling, augmentation and dropout; ``init``: start from
+    this checkpoint (``resume=True``: and its optimizer state; ``fine_tune=True``: keep the
+    data's class count, with a fresh classifier if the checkpoint's differs). Every other keyword is
     :meth:`TrainableModel.fit`'s: ``epochs``, ``steps``, ``batch``, ``optimizer``, ``lr``,
     ``momentum``, ``dampening``, ``nesterov``, ``weight_decay``, ``decay_norm_bias``,
     ``schedule``, ``warmup``, ``label_smoothing``, ``shuffle``, ``augment``,
@@ -489,6 +508,9 @@ def train(
         seed=seed,
         weights=init,
         threads=threads,
+        width_mult=width_mult,
+        drop_path=drop_path,
+        fine_tune=fine_tune,
     )
     resume_from = os.fspath(init) if resume and init is not None else False
     net.fit(data, val, seed=seed, threads=threads, resume=resume_from, **options)

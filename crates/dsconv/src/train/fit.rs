@@ -244,6 +244,11 @@ pub struct NetOptions {
     pub width_mult: f64,
     /// EfficientNet-Lite0's stochastic depth (default 0).
     pub drop_path: f32,
+    /// With a checkpoint to start from: keep the class count asked for, giving the network
+    /// a freshly initialised classifier when the checkpoint's has another class count
+    /// (fine-tuning, [`Model::fine_tune`]). Off (the default), the checkpoint's class
+    /// count wins.
+    pub fine_tune: bool,
 }
 
 impl Default for NetOptions {
@@ -255,14 +260,16 @@ impl Default for NetOptions {
             dropout: c.dropout,
             width_mult: c.width_mult,
             drop_path: c.drop_path,
+            fine_tune: false,
         }
     }
 }
 
 /// A model of `arch` for images of `image_dims` (`[C, H, W]`) and `classes` classes: from
-/// `init`'s tensors (its widths, kernel and class count win over `options`') or new,
-/// initialised from `seed` (dropout masks from `seed ^ 0x5EED`), as `dsconv train` builds
-/// it.
+/// `init`'s tensors (its widths, kernel and class count win over `options`', unless
+/// `options.fine_tune` keeps `classes`) or new, initialised from `seed` (dropout masks
+/// from `seed ^ 0x5EED`), as `dsconv train` builds it. The second value says whether a
+/// fine-tune gave the network a fresh classifier.
 pub fn build_model(
     arch: Arch,
     [c, h, w]: [usize; 3],
@@ -270,7 +277,7 @@ pub fn build_model(
     options: &NetOptions,
     init: Option<&StateDict>,
     seed: u64,
-) -> Result<Model> {
+) -> Result<(Model, bool)> {
     let mut config = CnnConfig::new(c, h, w, classes);
     config.widths = options.widths.clone();
     config.kernel = options.kernel;
@@ -279,8 +286,9 @@ pub fn build_model(
     config.width_mult = options.width_mult;
     config.drop_path = options.drop_path;
     match init {
-        Some(sd) => Model::from_state_dict(arch, &config, sd),
-        None => Model::new(arch, config, seed),
+        Some(sd) if options.fine_tune => Model::fine_tune(arch, &config, sd, seed),
+        Some(sd) => Model::from_state_dict(arch, &config, sd).map(|m| (m, false)),
+        None => Model::new(arch, config, seed).map(|m| (m, false)),
     }
 }
 
@@ -528,7 +536,9 @@ mod tests {
             widths: vec![4, 8],
             ..NetOptions::default()
         };
-        build_model(Arch::DsCnn, [1, 4, 4], 2, &options, None, seed).unwrap()
+        build_model(Arch::DsCnn, [1, 4, 4], 2, &options, None, seed)
+            .unwrap()
+            .0
     }
 
     #[test]
