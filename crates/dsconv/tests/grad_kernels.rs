@@ -224,6 +224,52 @@ fn dense_gemm_paths_over_several_blocks() {
     }
 }
 
+/// Pointwise weight gradients with fewer 4,096-pixel blocks than threads (one GEMM per
+/// block split over the threads) and with more (a wave of whole blocks per thread): both
+/// within tolerance of the reference at every tier, and 1, 2 and 3 threads bitwise equal,
+/// so the two schedules give the same bits (2 blocks run as waves on 2 threads and one
+/// after another, each split, on 3). Both operand orders (fewer input or output
+/// channels).
+#[test]
+fn pointwise_weight_gradient_few_blocks_split_bitwise() {
+    for (input, cout) in [
+        ([2, 24, 30, 31], 70), // 1 block, C_in < C_out
+        ([3, 40, 40, 37], 18), // 2 blocks, C_in > C_out
+        ([1, 33, 70, 71], 41), // 2 blocks, C_in < C_out
+    ] {
+        let params = Conv2dParams::default();
+        let wdims = [cout, input[1], 1, 1];
+        let w = Tensor::from_nchw(common::random_vec(5, cout * input[1], 1.0), wdims).unwrap();
+        let g = ConvGeometry::new(input, wdims, &params).unwrap();
+        let x = common::random_tensor(Layout::Nhwc.dims_from_logical(input), Layout::Nhwc, 6, 1.0);
+        let dy = common::random_tensor(
+            Layout::Nhwc.dims_from_logical(g.output_dims()),
+            Layout::Nhwc,
+            7,
+            1.0,
+        );
+        let want = reference::conv2d_backward(&x, &w, &dy, &params).unwrap();
+        for tier in available_tiers() {
+            let mut first: Option<Vec<f32>> = None;
+            for threads in 1..=3 {
+                let exec = Executor::new(threads)
+                    .unwrap()
+                    .with_isa(tier.isa())
+                    .unwrap();
+                let dw = grad::conv2d_weight(&x, wdims, &dy, &params, &exec).unwrap();
+                let what = format!("{input:?}→{cout} {} {threads}t", tier.name());
+                let e = relative_error(&dw, &want.weight, 0.0);
+                assert!(e <= TOLERANCE, "{what}: weight gradient error {e:e}");
+                let bits = dw.into_data();
+                match &first {
+                    None => first = Some(bits),
+                    Some(f) => assert!(*f == bits, "{what}: differs from 1 thread"),
+                }
+            }
+        }
+    }
+}
+
 /// The `_into` entries write every element of a dirty buffer, bitwise as the allocating
 /// functions, and refuse buffers of the wrong length.
 #[test]

@@ -267,3 +267,72 @@ fn residual_add_is_thread_count_independent() {
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
 }
+
+/// The networks' fused `BnAct` (the activation's gradient and BatchNorm's sums in one
+/// threaded pass) on a tensor of several 1,024-pixel blocks and pool-sized buffers: on 1,
+/// 2 and 3 threads bitwise what `BatchNorm2d` then `Act` give on one thread, forward,
+/// backward and parameter gradients, for every kind of activation gradient.
+#[test]
+fn bnact_is_bitwise_batchnorm_then_activation_on_every_thread_count() {
+    use dsconv::train::BnAct;
+    // 3·61·53 = 9,699 pixels (not a multiple of the sum block) × 29 channels: above the
+    // pool's 2^18 floats.
+    let dims = [3, 29, 61, 53];
+    let x = nhwc(dims, 21, -4.0, 8.0);
+    let dy = nhwc(dims, 22, -1.0, 1.0);
+    let c = dims[1];
+    let mut rng = SplitMix64::new(23);
+    let gamma: Vec<f32> = (0..c).map(|_| rng.uniform(0.5, 2.0)).collect();
+    let beta: Vec<f32> = (0..c).map(|_| rng.uniform(-1.0, 1.0)).collect();
+    let set = |l: &mut dyn Layer| {
+        l.visit("", &mut |name, slot| {
+            if let Slot::Param(p) = slot {
+                match name {
+                    "weight" => p.value = gamma.clone(),
+                    "bias" => p.value = beta.clone(),
+                    _ => {}
+                }
+            }
+        })
+    };
+    let grads = |l: &mut dyn Layer| {
+        let mut out = Vec::new();
+        l.visit("", &mut |_, slot| {
+            if let Slot::Param(p) = slot {
+                out.push((bits(&p.value), bits(&p.grad)));
+            }
+        });
+        out
+    };
+    for act in [
+        Activation::Relu6,
+        Activation::Relu,
+        Activation::None,
+        Activation::Silu,
+        Activation::HardSwish,
+    ] {
+        let single = Executor::single();
+        let mut bn = BatchNorm2d::new(c).with_eps_momentum(1e-3, 0.01);
+        let mut a = Act::new(act);
+        set(&mut bn);
+        let y = a
+            .forward(
+                bn.forward(x.clone(), Mode::Train, &single).unwrap(),
+                Mode::Train,
+                &single,
+            )
+            .unwrap();
+        let d = a.backward(dy.clone(), true, &single).unwrap().unwrap();
+        let dx = bn.backward(d, true, &single).unwrap().unwrap();
+        let want = (bits(y.data()), bits(dx.data()), grads(&mut bn));
+        for threads in [1, 2, 3] {
+            let exec = Executor::new(threads).unwrap();
+            let mut fused = BnAct::new(c, 1e-3, 0.01, act);
+            set(&mut fused);
+            let y = fused.forward(x.clone(), Mode::Train, &exec).unwrap();
+            let dx = fused.backward(dy.clone(), true, &exec).unwrap().unwrap();
+            let got = (bits(y.data()), bits(dx.data()), grads(&mut fused));
+            assert!(got == want, "{act:?} on {threads} threads");
+        }
+    }
+}

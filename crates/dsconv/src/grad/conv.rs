@@ -341,6 +341,21 @@ fn weight_channels(
                             for ((a, &dv), &xv) in p.iter_mut().zip(d).zip(&px[co.clone()]) {
                                 *a += dv * xv;
                             }
+                        } else if cin_g == 1 {
+                            // One input channel per group (a 1-channel stem, depthwise
+                            // with a multiplier): each run of output channels of one
+                            // group scales that group's input value, vectorised; the same
+                            // products and sums as the loop below.
+                            let mut k = 0;
+                            while k < nco {
+                                let group = (co.start + k) / cout_g;
+                                let end = ((group + 1) * cout_g - co.start).min(nco);
+                                let xv = px[group];
+                                for (a, &dv) in p[k..end].iter_mut().zip(&d[k..end]) {
+                                    *a += dv * xv;
+                                }
+                                k = end;
+                            }
                         } else {
                             for (k, (p_row, &dv)) in p.chunks_exact_mut(cin_g).zip(d).enumerate() {
                                 let group = (co.start + k) / cout_g;
@@ -441,9 +456,39 @@ fn pointwise_weight(
         ((dy, cout), (x, cin))
     };
     let blocks = m.div_ceil(POINTWISE_BLOCK);
-    let wave = tasks.clamp(1, blocks);
     let size = a_ch * b_ch;
     let mut total = vec![0.0f32; size];
+    if blocks < tasks {
+        // Fewer blocks than threads (small batches and feature maps): the blocks one
+        // after another, each GEMM split over the threads (each element computed by the
+        // same operations for every split, as `run` computes it), so the bits are those
+        // of the waves below.
+        let mut at = vec![0.0f32; a_ch * POINTWISE_BLOCK.min(m)];
+        let mut part = vec![0.0f32; size];
+        for blk in 0..blocks {
+            let m0 = blk * POINTWISE_BLOCK;
+            let rows = POINTWISE_BLOCK.min(m - m0);
+            let at = &mut at[..rows * a_ch];
+            transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
+            let bb = PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
+            bb.run_parallel(
+                exec,
+                tasks,
+                at,
+                rows,
+                a_ch,
+                &mut part,
+                b_ch,
+                Activation::None,
+            )?;
+            for (t, &p) in total.iter_mut().zip(&part) {
+                *t += p;
+            }
+        }
+        finish_pointwise_weight(&total, transposed, cin, cout, dw);
+        return Ok(());
+    }
+    let wave = tasks.clamp(1, blocks);
     let mut partials = vec![0.0f32; wave * size];
     let isa = exec.tier();
     for first in (0..blocks).step_by(wave) {
@@ -467,12 +512,23 @@ fn pointwise_weight(
             }
         }
     }
-    if transposed {
-        transpose(&total, cin, cout, dw);
-    } else {
-        dw.copy_from_slice(&total);
-    }
+    finish_pointwise_weight(&total, transposed, cin, cout, dw);
     Ok(())
+}
+
+/// `dw` from the pointwise weight gradient's total (`dwᵀ` when `transposed`).
+fn finish_pointwise_weight(
+    total: &[f32],
+    transposed: bool,
+    cin: usize,
+    cout: usize,
+    dw: &mut [f32],
+) {
+    if transposed {
+        transpose(total, cin, cout, dw);
+    } else {
+        dw.copy_from_slice(total);
+    }
 }
 
 /// `dst[c·rows + r] = src[r·cols + c]`, in 16×16 tiles (both sides touch whole cache

@@ -1,6 +1,6 @@
 //! The trainable layers and the sequential / residual containers.
 
-use super::{join, par, Layer, Mode, Param, ParamKind, Slot};
+use super::{join, par, pool, Layer, Mode, Param, ParamKind, Slot};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::geometry::{Conv2dParams, ConvGeometry};
@@ -45,8 +45,8 @@ pub struct ConvLayer {
     weight: Param,
     bias: Option<Param>,
     params: Conv2dParams,
-    /// The training forward's input and weight tensor.
-    cache: Option<(Tensor, Tensor)>,
+    /// The training forward's input and convolution (its weight the forward's).
+    cache: Option<(Tensor, Conv2d)>,
 }
 
 impl ConvLayer {
@@ -106,14 +106,22 @@ impl ConvLayer {
 impl Layer for ConvLayer {
     fn forward(&mut self, x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
         nhwc(&x)?;
-        let w = Tensor::from_nchw(self.weight.value.clone(), self.weight_dims())?;
         let conv = Conv2d::new(
-            w.clone(),
+            Tensor::from_nchw(self.weight.value.clone(), self.weight_dims())?,
             self.bias.as_ref().map(|b| b.value.clone()),
             self.params,
         )?;
-        let y = conv.forward_with(&x, exec)?;
-        self.cache = (mode == Mode::Train).then_some((x, w));
+        let g = conv.geometry(x.logical_dims())?;
+        // The output in a reused buffer (the kernel writes every element).
+        let dims = [g.batch(), g.out_h(), g.out_w(), g.out_channels()];
+        let mut y = pool::tensor(dims, Layout::Nhwc)?;
+        conv.forward_into(&x, &mut y, exec)?;
+        if mode == Mode::Train {
+            self.cache = Some((x, conv));
+        } else {
+            self.cache = None;
+            pool::recycle(x);
+        }
         Ok(y)
     }
 
@@ -123,7 +131,7 @@ impl Layer for ConvLayer {
         need_input_grad: bool,
         exec: &Executor,
     ) -> Result<Option<Tensor>> {
-        let (x, w) = self.cache.take().ok_or_else(|| missing_forward("conv"))?;
+        let (x, conv) = self.cache.take().ok_or_else(|| missing_forward("conv"))?;
         let g = self.geometry(x.logical_dims())?;
         check_grad_dims("conv grad_output", &dy, g.output_dims())?;
         let dw = crate::grad::conv2d_weight(&x, self.weight_dims(), &dy, &self.params, exec)?;
@@ -131,11 +139,15 @@ impl Layer for ConvLayer {
         if let Some(b) = &mut self.bias {
             b.accumulate(&crate::grad::conv2d_bias(&dy)?);
         }
+        pool::recycle(x);
         if !need_input_grad {
+            pool::recycle(dy);
             return Ok(None);
         }
-        let dx =
-            crate::grad::conv2d_input(x.logical_dims(), &w, &dy, &self.params, Layout::Nhwc, exec)?;
+        // Every element of dx is written (`grad::conv2d_input_nhwc_into`).
+        let mut dx = pool::tensor(Layout::Nhwc.dims_from_logical(g.input_dims()), Layout::Nhwc)?;
+        crate::grad::input_nhwc(&g, conv.weight(), dy.data(), dx.data_mut(), exec)?;
+        pool::recycle(dy);
         Ok(Some(dx))
     }
 
@@ -261,8 +273,8 @@ impl Layer for BatchNorm2d {
         };
         let (gamma, beta) = (&self.weight.value, &self.bias.value);
         if mode == Mode::Train {
-            // x becomes x̂ (kept for backward); y = x̂·γ + β.
-            let mut y = Tensor::zeros(x.dims(), Layout::Nhwc)?;
+            // x becomes x̂ (kept for backward); y = x̂·γ + β (every element written).
+            let mut y = pool::tensor(x.dims(), Layout::Nhwc)?;
             par::pair_mut(exec, x.data_mut(), y.data_mut(), c, |xs, ys| {
                 for (px, ypx) in xs.chunks_exact_mut(c).zip(ys.chunks_exact_mut(c)) {
                     for ch in 0..c {
@@ -300,7 +312,7 @@ impl Layer for BatchNorm2d {
         check_grad_dims("batchnorm grad_output", &dy, xhat.logical_dims())?;
         let c = self.channels();
         let m = xhat.len() / c;
-        let sums = bn_grad_sums(exec, dy.data(), xhat.data(), c, None);
+        let sums = bn_grad_sums(exec, dy.data(), xhat.data(), c);
         let (sum_dy, sum_dy_xhat) = sums.split_at(c);
         for ch in 0..c {
             self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
@@ -320,6 +332,7 @@ impl Layer for BatchNorm2d {
                 }
             }
         });
+        pool::recycle(xhat);
         Ok(Some(dy))
     }
 
@@ -391,30 +404,82 @@ pub(crate) fn bn_train_stats(
 }
 
 /// BatchNorm's backward sums per channel: `Σ dy` into `[..c]` and `Σ dy·x̂` into `[c..]`,
-/// threaded over fixed pixel blocks. `x` is x̂ itself, or (`recompute = Some((mean,
-/// invstd))`) the input from which x̂ is recomputed as the forward computed it.
-pub(crate) fn bn_grad_sums(
+/// threaded over fixed pixel blocks (`x` is x̂).
+pub(crate) fn bn_grad_sums(exec: &Executor, dy: &[f32], x: &[f32], c: usize) -> Vec<f64> {
+    par::channel_sums(exec, dy, x, c, 2, |g, xs, s| {
+        stat_groups(g, Some(xs), c, s, &[])
+    })
+}
+
+/// The first half of a fused BatchNorm + activation backward, in one pass: `dy` becomes
+/// the gradient at the activation's input (`act_grad` at `x̂·γ + β`, x̂ = `(x − mean)·1/σ`
+/// recomputed from the input `x` as the forward computed it), and the BatchNorm sums of
+/// [`bn_grad_sums`] (`Σ dy`, `Σ dy·x̂` of the new `dy`) are returned, over the same blocks
+/// and groups in the same order: the same bits as the activation pass followed by
+/// [`bn_grad_sums`] on x̂.
+pub(crate) fn bn_act_grad_sums(
     exec: &Executor,
-    dy: &[f32],
+    dy: &mut [f32],
     x: &[f32],
     c: usize,
-    recompute: Option<(&[f32], &[f32])>,
+    (mean, invstd): (&[f32], &[f32]),
+    (gamma, beta): (&[f32], &[f32]),
+    act: Activation,
 ) -> Vec<f64> {
-    par::channel_sums(exec, dy, x, c, 2, |g, xs, s| match recompute {
-        None => stat_groups(g, Some(xs), c, s, &[]),
-        Some((mean, invstd)) => {
-            let xh: Vec<f32> = xs
-                .chunks_exact(c)
-                .flat_map(|px| {
-                    px.iter()
-                        .zip(mean)
-                        .zip(invstd)
-                        .map(|((&v, &mu), &is)| (v - mu) * is)
-                })
-                .collect();
-            stat_groups(g, Some(&xh), c, s, &[]);
+    let mut run = |f: &(dyn Fn(&mut [f32], &[f32], &mut [f64]) + Sync)| {
+        par::channel_sums_mut(exec, dy, x, c, 2, f)
+    };
+    let stats = (mean, invstd, gamma, beta);
+    // One monomorphised loop per activation kind (the match leaves the inner loop).
+    match act {
+        Activation::Relu => run(&|g, xs, s| {
+            act_stat_groups(g, xs, c, s, stats, |g, v| act_grad(Activation::Relu, g, v))
+        }),
+        Activation::Relu6 => run(&|g, xs, s| {
+            act_stat_groups(g, xs, c, s, stats, |g, v| act_grad(Activation::Relu6, g, v))
+        }),
+        Activation::None => run(&|g, xs, s| act_stat_groups(g, xs, c, s, stats, |g, _| g)),
+        Activation::Silu => run(&|g, xs, s| {
+            act_stat_groups(g, xs, c, s, stats, |g, v| act_grad(Activation::Silu, g, v))
+        }),
+        _ => run(&|g, xs, s| act_stat_groups(g, xs, c, s, stats, |g, v| act_grad(act, g, v))),
+    }
+}
+
+/// [`stat_groups`] with `b` = x̂ for `a` rewritten on the way: per pixel and channel,
+/// `x̂ = (x − mean)·invstd`, `a ← grad(a, x̂·γ + β)`, then `Σ a`, `Σ a·x̂` as
+/// [`stat_groups`] sums them (groups of [`STAT_GROUP`] pixels in f32, added in f64).
+fn act_stat_groups(
+    a: &mut [f32],
+    x: &[f32],
+    c: usize,
+    sums: &mut [f64],
+    (mean, invstd, gamma, beta): (&[f32], &[f32], &[f32], &[f32]),
+    grad: impl Fn(f32, f32) -> f32,
+) {
+    let (s1, s2) = sums.split_at_mut(c);
+    let mut t1 = vec![0f32; c];
+    let mut t2 = vec![0f32; c];
+    // Every slice exactly `c` long, so the channel loop runs without bounds checks.
+    let (mean, invstd, gamma, beta) = (&mean[..c], &invstd[..c], &gamma[..c], &beta[..c]);
+    let group = STAT_GROUP * c;
+    for (ga, gx) in a.chunks_mut(group).zip(x.chunks(group)) {
+        t1.fill(0.0);
+        t2.fill(0.0);
+        for (pa, px) in ga.chunks_exact_mut(c).zip(gx.chunks_exact(c)) {
+            for ch in 0..c {
+                let xh = (px[ch] - mean[ch]) * invstd[ch];
+                let g = grad(pa[ch], xh * gamma[ch] + beta[ch]);
+                pa[ch] = g;
+                t1[ch] += g;
+                t2[ch] += g * xh;
+            }
         }
-    })
+        for (((x1, x2), &u), &w) in s1.iter_mut().zip(s2.iter_mut()).zip(&t1).zip(&t2) {
+            *x1 += f64::from(u);
+            *x2 += f64::from(w);
+        }
+    }
 }
 
 /// The gradient through activation `act` at its input `v`: PyTorch's
@@ -680,7 +745,8 @@ impl Layer for GlobalAvgPool {
             return Ok(None);
         }
         let inv = 1.0 / (h * w) as f32;
-        let mut dx = Tensor::zeros([n, h, w, c], Layout::Nhwc)?;
+        // Every element written below.
+        let mut dx = pool::tensor([n, h, w, c], Layout::Nhwc)?;
         for (img, g) in dx
             .data_mut()
             .chunks_exact_mut(h * w * c)
@@ -1026,7 +1092,7 @@ impl Residual {
 
 impl Layer for Residual {
     fn forward(&mut self, x: Tensor, mode: Mode, exec: &Executor) -> Result<Tensor> {
-        let mut y = self.body.forward(x.clone(), mode, exec)?;
+        let mut y = self.body.forward(pool::copy(&x)?, mode, exec)?;
         if y.dims() != x.dims() {
             return Err(Error::shape(
                 "residual add",
@@ -1039,6 +1105,7 @@ impl Layer for Residual {
                 *a += b;
             }
         });
+        pool::recycle(x);
         Ok(y)
     }
 
@@ -1048,15 +1115,19 @@ impl Layer for Residual {
         need_input_grad: bool,
         exec: &Executor,
     ) -> Result<Option<Tensor>> {
-        let through = self.body.backward(dy.clone(), need_input_grad, exec)?;
-        Ok(through.map(|mut d| {
+        let through = self
+            .body
+            .backward(pool::copy(&dy)?, need_input_grad, exec)?;
+        let dx = through.map(|mut d| {
             par::zip_mut(exec, d.data_mut(), dy.data(), 1, |ds, gs| {
                 for (a, b) in ds.iter_mut().zip(gs) {
                     *a += b;
                 }
             });
             d
-        }))
+        });
+        pool::recycle(dy);
+        Ok(dx)
     }
 
     fn visit(&mut self, prefix: &str, f: &mut dyn FnMut(&str, Slot<'_>)) {

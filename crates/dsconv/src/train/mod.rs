@@ -39,6 +39,7 @@ mod model;
 mod nets;
 mod optim;
 mod par;
+mod pool;
 
 pub use checkpoint::{load_optimizer, save_checkpoint, save_optimizer, write_atomic};
 pub use data::{epoch_order, Augment, Dataset};
@@ -55,6 +56,7 @@ pub use loss::{cross_entropy, CrossEntropy};
 pub use model::{Arch, CnnConfig, EvalStats, Model, StateValue, StepStats};
 pub use nets::{BnAct, DropPath};
 pub use optim::{AdamW, LrSchedule, Optimizer, Schedule, Sgd};
+pub use pool::{pooled_bytes, release_buffers};
 
 use crate::error::Result;
 use crate::exec::Executor;

@@ -474,7 +474,12 @@ impl Model {
                 return Ok(net.forward_with(x, exec)?.into_data());
             }
         }
-        let y = self.net.forward(x.to_layout(Layout::Nhwc), mode, exec)?;
+        // The first layer keeps (and in the end recycles) its input: a pooled copy.
+        let x = match x.layout() {
+            Layout::Nhwc => super::pool::copy(x)?,
+            Layout::Nchw => x.to_layout(Layout::Nhwc),
+        };
+        let y = self.net.forward(x, mode, exec)?;
         Ok(y.into_data())
     }
 
@@ -733,6 +738,14 @@ impl Model {
         config.kernel = kernel;
         config.classes = classes[0];
         Ok(config)
+    }
+}
+
+impl Drop for Model {
+    /// Frees the activation buffers the training layers keep for reuse between steps
+    /// (see [`super::release_buffers`]).
+    fn drop(&mut self) {
+        super::release_buffers();
     }
 }
 

@@ -136,3 +136,52 @@ pub(crate) fn channel_sums(
     }
     total
 }
+
+/// [`channel_sums`] whose accumulator may also rewrite its block of `a` (`acc(block_a,
+/// block_b, sums)`): a pass that transforms `a` and sums the result in one read of each
+/// element. The same fixed blocks and block order as [`channel_sums`], so the same bits
+/// for the same per-block work.
+pub(crate) fn channel_sums_mut(
+    exec: &Executor,
+    a: &mut [f32],
+    b: &[f32],
+    c: usize,
+    width: usize,
+    acc: impl Fn(&mut [f32], &[f32], &mut [f64]) + Sync,
+) -> Vec<f64> {
+    let size = width * c;
+    let pixels = a.len() / c.max(1);
+    let blocks = pixels.div_ceil(SUM_BLOCK).max(1);
+    let mut partials = vec![0f64; blocks * size];
+    let per = blocks.div_ceil(pieces_for(exec, a.len()));
+    let block_elems = SUM_BLOCK * c.max(1);
+    let len = a.len();
+    let pieces: Vec<_> = partials
+        .chunks_mut(per * size)
+        .zip(a.chunks_mut(per * block_elems))
+        .enumerate()
+        .map(|(i, (p, a))| (i * per * block_elems, p, a))
+        .collect();
+    run_pieces(exec, pieces, |(lo0, part, ap)| {
+        for (k, (sums, ab)) in part
+            .chunks_exact_mut(size)
+            .zip(ap.chunks_mut(block_elems))
+            .enumerate()
+        {
+            let lo = (lo0 + k * block_elems).min(len);
+            let xb = if b.is_empty() {
+                &[][..]
+            } else {
+                &b[lo..lo + ab.len()]
+            };
+            acc(ab, xb, sums);
+        }
+    });
+    let mut total = vec![0f64; size];
+    for part in partials.chunks_exact(size) {
+        for (t, &p) in total.iter_mut().zip(part) {
+            *t += p;
+        }
+    }
+    total
+}

@@ -2,8 +2,8 @@
 //! (BatchNorm followed by an activation, keeping one tensor for both backward passes) and
 //! [`DropPath`] (stochastic depth on a residual branch, lukemelas' `drop_connect`).
 
-use super::super::layers::{act_grad, bn_grad_sums, bn_train_stats};
-use super::super::{join, par, Layer, Mode, Param, ParamKind, Slot};
+use super::super::layers::{bn_act_grad_sums, bn_train_stats};
+use super::super::{join, par, pool, Layer, Mode, Param, ParamKind, Slot};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::ops::Activation;
@@ -111,7 +111,8 @@ impl Layer for BnAct {
                 }
                 let (mean, invstd) = self.batch_stats(x.data(), c, exec);
                 let (gamma, beta) = (&self.weight.value, &self.bias.value);
-                let mut y = Tensor::zeros(x.dims(), Layout::Nhwc)?;
+                // Every element written below.
+                let mut y = pool::tensor(x.dims(), Layout::Nhwc)?;
                 par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
                     for (px, ypx) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)) {
                         for ch in 0..c {
@@ -166,23 +167,26 @@ impl Layer for BnAct {
         let c = self.channels();
         let m = x.len() / c;
         let (gamma, beta, act) = (&self.weight.value, &self.bias.value, self.act);
-        // Through the activation (its input recomputed exactly as the forward made it),
-        // then BatchNorm's sums, as BatchNorm2d sums them (x̂ recomputed the same way).
-        par::zip_mut(exec, dy.data_mut(), x.data(), c, |gs, xs| {
-            for (g, px) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
-                for ch in 0..c {
-                    let xh = (px[ch] - mean[ch]) * invstd[ch];
-                    g[ch] = act_grad(act, g[ch], xh * gamma[ch] + beta[ch]);
-                }
-            }
-        });
-        let sums = bn_grad_sums(exec, dy.data(), x.data(), c, Some((&mean, &invstd)));
+        // Through the activation (its input recomputed exactly as the forward made it)
+        // and BatchNorm's sums, as BatchNorm2d sums them (x̂ recomputed the same way), in
+        // one pass.
+        let sums = bn_act_grad_sums(
+            exec,
+            dy.data_mut(),
+            x.data(),
+            c,
+            (&mean, &invstd),
+            (gamma, beta),
+            act,
+        );
         let (sum_dy, sum_dy_xhat) = sums.split_at(c);
         for ch in 0..c {
             self.weight.grad[ch] += sum_dy_xhat[ch] as f32;
             self.bias.grad[ch] += sum_dy[ch] as f32;
         }
         if !need_input_grad {
+            pool::recycle(x);
+            pool::recycle(dy);
             return Ok(None);
         }
         let gamma = &self.weight.value;
@@ -197,6 +201,7 @@ impl Layer for BnAct {
                 }
             }
         });
+        pool::recycle(x);
         Ok(Some(dy))
     }
 
