@@ -426,9 +426,7 @@ pub(crate) fn bn_act_grad_sums(
     (gamma, beta): (&[f32], &[f32]),
     act: Activation,
 ) -> Vec<f64> {
-    let mut run = |f: &(dyn Fn(&mut [f32], &[f32], &mut [f64]) + Sync)| {
-        par::channel_sums_mut(exec, dy, x, c, 2, f)
-    };
+    let mut run = |f: &BlockSums<'_>| par::channel_sums_mut(exec, dy, x, c, 2, f);
     let stats = (mean, invstd, gamma, beta);
     // One monomorphised loop per activation kind (the match leaves the inner loop).
     match act {
@@ -445,6 +443,9 @@ pub(crate) fn bn_act_grad_sums(
         _ => run(&|g, xs, s| act_stat_groups(g, xs, c, s, stats, |g, v| act_grad(act, g, v))),
     }
 }
+
+/// A per-block accumulator of [`par::channel_sums_mut`] (`block_a`, `block_b`, sums).
+type BlockSums<'a> = dyn Fn(&mut [f32], &[f32], &mut [f64]) + Sync + 'a;
 
 /// [`stat_groups`] with `b` = x̂ for `a` rewritten on the way: per pixel and channel,
 /// `x̂ = (x − mean)·invstd`, `a ← grad(a, x̂·γ + β)`, then `Σ a`, `Σ a·x̂` as
