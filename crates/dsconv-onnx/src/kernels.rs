@@ -9,33 +9,29 @@ use crate::prep::{Coord, Nearest, PoolSpec};
 
 /// NCHW (row-major ONNX order) → NHWC.
 pub(crate) fn to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    let hw = h * w;
-    for b in 0..n {
-        let (src, dst) = (
-            &x[b * c * hw..(b + 1) * c * hw],
-            &mut out[b * c * hw..(b + 1) * c * hw],
-        );
-        for ch in 0..c {
-            for p in 0..hw {
-                dst[p * c + ch] = src[ch * hw + p];
-            }
-        }
+    let size = c * h * w;
+    if size == 0 {
+        return;
+    }
+    for (src, dst) in x[..n * size]
+        .chunks_exact(size)
+        .zip(out.chunks_exact_mut(size))
+    {
+        dsconv::tensor::transpose(src, c, h * w, dst);
     }
 }
 
 /// NHWC → NCHW.
 pub(crate) fn to_nchw(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    let hw = h * w;
-    for b in 0..n {
-        let (src, dst) = (
-            &x[b * c * hw..(b + 1) * c * hw],
-            &mut out[b * c * hw..(b + 1) * c * hw],
-        );
-        for p in 0..hw {
-            for ch in 0..c {
-                dst[ch * hw + p] = src[p * c + ch];
-            }
-        }
+    let size = c * h * w;
+    if size == 0 {
+        return;
+    }
+    for (src, dst) in x[..n * size]
+        .chunks_exact(size)
+        .zip(out.chunks_exact_mut(size))
+    {
+        dsconv::tensor::transpose(src, h * w, c, dst);
     }
 }
 
