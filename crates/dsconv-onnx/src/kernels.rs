@@ -9,21 +9,17 @@ use crate::prep::{Coord, Nearest, PoolSpec};
 
 /// NCHW (row-major ONNX order) → NHWC.
 pub(crate) fn to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    let size = c * h * w;
-    if size == 0 {
-        return;
-    }
-    for (src, dst) in x[..n * size]
-        .chunks_exact(size)
-        .zip(out.chunks_exact_mut(size))
-    {
-        dsconv::tensor::transpose(src, c, h * w, dst);
-    }
+    transpose_images(x, n, c, h * w, out);
 }
 
 /// NHWC → NCHW.
 pub(crate) fn to_nchw(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    let size = c * h * w;
+    transpose_images(x, n, h * w, c, out);
+}
+
+/// Each of `n` images, a row-major `rows × cols` matrix, transposed into `out`.
+fn transpose_images(x: &[f32], n: usize, rows: usize, cols: usize, out: &mut [f32]) {
+    let size = rows * cols;
     if size == 0 {
         return;
     }
@@ -31,7 +27,7 @@ pub(crate) fn to_nchw(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
         .chunks_exact(size)
         .zip(out.chunks_exact_mut(size))
     {
-        dsconv::tensor::transpose(src, h * w, c, dst);
+        dsconv::tensor::transpose(src, rows, cols, dst);
     }
 }
 
