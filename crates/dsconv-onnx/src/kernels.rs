@@ -9,33 +9,25 @@ use crate::prep::{Coord, Nearest, PoolSpec};
 
 /// NCHW (row-major ONNX order) → NHWC.
 pub(crate) fn to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    let hw = h * w;
-    for b in 0..n {
-        let (src, dst) = (
-            &x[b * c * hw..(b + 1) * c * hw],
-            &mut out[b * c * hw..(b + 1) * c * hw],
-        );
-        for ch in 0..c {
-            for p in 0..hw {
-                dst[p * c + ch] = src[ch * hw + p];
-            }
-        }
-    }
+    transpose_images(x, n, c, h * w, out);
 }
 
 /// NHWC → NCHW.
 pub(crate) fn to_nchw(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    let hw = h * w;
-    for b in 0..n {
-        let (src, dst) = (
-            &x[b * c * hw..(b + 1) * c * hw],
-            &mut out[b * c * hw..(b + 1) * c * hw],
-        );
-        for p in 0..hw {
-            for ch in 0..c {
-                dst[ch * hw + p] = src[p * c + ch];
-            }
-        }
+    transpose_images(x, n, h * w, c, out);
+}
+
+/// Each of `n` images, a row-major `rows × cols` matrix, transposed into `out`.
+fn transpose_images(x: &[f32], n: usize, rows: usize, cols: usize, out: &mut [f32]) {
+    let size = rows * cols;
+    if size == 0 {
+        return;
+    }
+    for (src, dst) in x[..n * size]
+        .chunks_exact(size)
+        .zip(out.chunks_exact_mut(size))
+    {
+        dsconv::tensor::transpose(src, rows, cols, dst);
     }
 }
 

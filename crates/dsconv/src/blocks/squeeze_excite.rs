@@ -110,22 +110,22 @@ impl SqueezeExcite {
         // Sums as [C][N]: split by channels, each summed over the pixels in order.
         let mut sums = vec![0f32; c * n];
         let tasks = exec.tasks_for((x.len() as u64) / 4).min(c.div_ceil(16));
+        // Each task sums its channels `c0..c0 + k` over the pixels in order, reading each
+        // pixel's run of k channels once (one sequential pass over the image, vectorised
+        // across the channels); every channel's sum is the same pixel-order sum for any split.
         exec.for_each_row_blocks(&mut sums, n, 16, tasks, |c0, chunk| {
             let k = chunk.len() / n;
+            let mut acc = vec![0f32; k];
             for b in 0..n {
                 let img = &x[b * hw * c..(b + 1) * hw * c];
-                let mut acc = [0f32; 16];
-                for cb in (0..k).step_by(16) {
-                    let kk = (k - cb).min(16);
-                    acc[..kk].fill(0.0);
-                    for px in img.chunks_exact(c) {
-                        for (a, v) in acc[..kk].iter_mut().zip(&px[c0 + cb..c0 + cb + kk]) {
-                            *a += v;
-                        }
+                acc.fill(0.0);
+                for px in img.chunks_exact(c) {
+                    for (a, v) in acc.iter_mut().zip(&px[c0..c0 + k]) {
+                        *a += v;
                     }
-                    for (j, a) in acc[..kk].iter().enumerate() {
-                        chunk[(cb + j) * n + b] = *a;
-                    }
+                }
+                for (j, a) in acc.iter().enumerate() {
+                    chunk[j * n + b] = *a;
                 }
             }
         });
