@@ -113,14 +113,22 @@ impl Layer for BnAct {
                 let (gamma, beta) = (&self.weight.value, &self.bias.value);
                 // Every element written below.
                 let mut y = pool::tensor(x.dims(), Layout::Nhwc)?;
-                par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
-                    for (px, ypx) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)) {
-                        for ch in 0..c {
-                            let xh = (px[ch] - mean[ch]) * invstd[ch];
-                            ypx[ch] = act.apply(xh * gamma[ch] + beta[ch]);
-                        }
-                    }
-                });
+                let p = (&mean[..], &invstd[..], &gamma[..], &beta[..]);
+                // One loop per activation kind (the match outside it, so it vectorises).
+                match act {
+                    Activation::Relu6 => par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
+                        normalise(ys, xs, c, p, |v| Activation::Relu6.apply(v))
+                    }),
+                    Activation::Relu => par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
+                        normalise(ys, xs, c, p, |v| Activation::Relu.apply(v))
+                    }),
+                    Activation::None => par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
+                        normalise(ys, xs, c, p, |v| Activation::None.apply(v))
+                    }),
+                    _ => par::zip_mut(exec, y.data_mut(), x.data(), c, |ys, xs| {
+                        normalise(ys, xs, c, p, |v| act.apply(v))
+                    }),
+                }
                 self.cache = Some((x, mean, invstd));
                 Ok(y)
             }
@@ -193,6 +201,9 @@ impl Layer for BnAct {
         let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
         let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / m as f64) as f32).collect();
         let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / m as f64) as f32).collect();
+        // Every slice exactly `c` long, so the channel loop runs without bounds checks.
+        let (mean, invstd) = (&mean[..c], &invstd[..c]);
+        let (scale, mean_dy, mean_dy_xhat) = (&scale[..c], &mean_dy[..c], &mean_dy_xhat[..c]);
         par::zip_mut(exec, dy.data_mut(), x.data(), c, |gs, xs| {
             for (g, px) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
                 for ch in 0..c {
@@ -235,6 +246,24 @@ impl Layer for BnAct {
 
     fn macs(&self, _input: [usize; 4]) -> Result<u64> {
         Ok(0)
+    }
+}
+
+/// `y = f((x − mean)·invstd·γ + β)` over whole pixels of `c` channels (BnAct's training
+/// forward), every slice cut to `c` so the channel loop runs without bounds checks.
+fn normalise(
+    ys: &mut [f32],
+    xs: &[f32],
+    c: usize,
+    (mean, invstd, gamma, beta): (&[f32], &[f32], &[f32], &[f32]),
+    f: impl Fn(f32) -> f32,
+) {
+    let (mean, invstd, gamma, beta) = (&mean[..c], &invstd[..c], &gamma[..c], &beta[..c]);
+    for (px, ypx) in xs.chunks_exact(c).zip(ys.chunks_exact_mut(c)) {
+        for ch in 0..c {
+            let xh = (px[ch] - mean[ch]) * invstd[ch];
+            ypx[ch] = f(xh * gamma[ch] + beta[ch]);
+        }
     }
 }
 
