@@ -175,7 +175,7 @@ def check(ckpt, binary):
               k=sd["features.1.0.weight"].shape[2])
     net.load_state_dict(sd)  # strict: every name, shape and buffer must match
     net.eval()
-    path = os.path.join(os.path.dirname(__file__), "..", "crates", "dsconv-cli", "data", "digits", "digits.csv.gz")
+    path = os.path.join(os.path.dirname(__file__), "..", "crates", "dsconv", "data", "digits", "digits.csv.gz")
     rows = np.loadtxt(gzip.open(path, "rt"), delimiter=",")
     x = (rows[:, :64] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     y = rows[:, 64].astype(np.int64)

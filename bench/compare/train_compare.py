@@ -43,7 +43,7 @@ from train_reference import Net  # noqa: E402
 
 
 def digits():
-    path = os.path.join(ROOT, "crates", "dsconv-cli", "data", "digits", "digits.csv.gz")
+    path = os.path.join(ROOT, "crates", "dsconv", "data", "digits", "digits.csv.gz")
     rows = np.loadtxt(gzip.open(path, "rt"), delimiter=",")
     x = (rows[:, :64] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     return torch.from_numpy(x), torch.from_numpy(rows[:, 64].astype(np.int64))
