@@ -174,6 +174,41 @@ impl PackedGemm {
         Ok(packed)
     }
 
+    /// This matrix with row `kk` scaled by `scale[kk]` (`B'[kk, col] = B[kk, col] ·
+    /// scale[kk]`), the bias unchanged: a per-channel gate on the GEMM's input (a
+    /// squeeze-excitation's) folded into the weight, when the weight is smaller than the
+    /// input it would otherwise scale.
+    pub fn scaled_rows(&self, scale: &[f32]) -> Result<Self> {
+        if scale.len() != self.k {
+            return Err(Error::shape(
+                "gemm row scale",
+                format!("{} values", self.k),
+                format!("{}", scale.len()),
+            ));
+        }
+        let mut data = AlignedVec::zeros(self.data.len());
+        for (dst, src) in data
+            .chunks_exact_mut(self.k * PANEL)
+            .zip(self.data.chunks_exact(self.k * PANEL))
+        {
+            for ((d, s), &g) in dst
+                .chunks_exact_mut(PANEL)
+                .zip(src.chunks_exact(PANEL))
+                .zip(scale)
+            {
+                for (d, s) in d.iter_mut().zip(s) {
+                    *d = s * g;
+                }
+            }
+        }
+        Ok(PackedGemm {
+            k: self.k,
+            n: self.n,
+            data,
+            bias: self.bias.clone(),
+        })
+    }
+
     /// Reduction length K (input channels, or `kH·kW·C_in` for a dense convolution).
     pub fn k(&self) -> usize {
         self.k
