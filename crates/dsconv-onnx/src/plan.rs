@@ -644,8 +644,9 @@ impl<'a> Builder<'a> {
         self.pre.dims[id].clone()
     }
 
-    /// A residual `Add(out, skip)` that alone reads `out`: its node.
-    fn residual_add(&self, out: usize, skip: usize) -> Option<usize> {
+    /// An `Add(out, other)` of two values of `out`'s dims that alone reads `out`: its node
+    /// and `other`.
+    fn sole_add(&self, out: usize) -> Option<(usize, usize)> {
         let j = self.sole(out)?;
         let n = self.nodes[j].as_ref()?;
         let Op::Binary {
@@ -657,11 +658,18 @@ impl<'a> Builder<'a> {
             return None;
         };
         let other = if n.ins[0] == out { n.ins[1] } else { n.ins[0] };
-        (other == skip
-            && n.ins.contains(&out)
-            && self.pre.dims[out] == self.pre.dims[skip]
+        (n.ins.contains(&out)
+            && other != out
+            && self.pre.dims[other] == self.pre.dims[out]
             && self.pre.dims[n.out] == self.pre.dims[out])
-            .then_some(j)
+            .then_some((j, other))
+    }
+
+    /// A residual `Add(out, skip)` that alone reads `out`: its node.
+    fn residual_add(&self, out: usize, skip: usize) -> Option<usize> {
+        self.sole_add(out)
+            .filter(|&(_, other)| other == skip)
+            .map(|(j, _)| j)
     }
 
     fn conv_chain(&mut self, i: usize) -> Result<()> {
@@ -725,23 +733,8 @@ impl<'a> Builder<'a> {
     /// computed (so the Add can run in the epilogue of what makes `out`): its node and
     /// `skip`.
     fn lone_residual(&self, out: usize) -> Option<(usize, usize)> {
-        let j = self.sole(out)?;
-        let n = self.nodes[j].as_ref()?;
-        let Op::Binary {
-            op: Bin::Add,
-            a: Operand::Dyn(_),
-            b: Operand::Dyn(_),
-        } = n.op
-        else {
-            return None;
-        };
-        let skip = if n.ins[0] == out { n.ins[1] } else { n.ins[0] };
-        let defined = self.nhwc.contains_key(&skip) || self.rows.contains_key(&skip);
-        (skip != out
-            && defined
-            && self.pre.dims[skip] == self.pre.dims[out]
-            && self.pre.dims[n.out] == self.pre.dims[out])
-            .then_some((j, skip))
+        self.sole_add(out)
+            .filter(|&(_, skip)| self.nhwc.contains_key(&skip) || self.rows.contains_key(&skip))
     }
 
     /// Squeeze-excitation on `x` run as one step, if `x` feeds one (see [`Self::match_se`]).
