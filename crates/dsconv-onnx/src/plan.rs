@@ -1459,6 +1459,16 @@ impl Plan {
         self.fusion
     }
 
+    /// Elements of the largest value the plan computes (saturating): how much memory one
+    /// step may need before running it (each value is `4·` this many bytes at most).
+    pub fn max_value_elements(&self) -> usize {
+        self.vals
+            .iter()
+            .map(|v| v.dims.iter().fold(1usize, |a, &d| a.saturating_mul(d)))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The per-layer cost table (convolutions, fully connected layers, global pools), in
     /// execution order, named after the ONNX nodes.
     pub fn cost_table(&self, name: &str) -> NetworkCost {

@@ -66,6 +66,10 @@ fn every_operator_matches_onnx_runtime() {
         for (i, f) in outs.iter().enumerate() {
             let want = read_npy(&dir().join(f.as_str().unwrap())).unwrap();
             assert_eq!(got1[i].dims, want.shape, "{name} output {i} dims");
+            assert!(
+                plan.max_value_elements() >= got1[i].data.len(),
+                "{name}: output {i} larger than the largest value"
+            );
             let bits =
                 |o: &dsconv_onnx::Output| o.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(
