@@ -32,6 +32,8 @@ if [ -z "${DSCONV_MOBILENETV2_WEIGHTS:-}" ]; then
         echo "test.sh: could not fetch the MobileNetV2 weights; real-network tests will skip" >&2
     fi
 fi
+start=$(date +%s)
 cargo test --workspace "$@"
+echo "test.sh: cargo test $(($(date +%s) - start)) s" >&2
 # The Python package (crates/dsconv-py): venv, build, pytest (DSCONV_SKIP_PYTHON=1 skips).
 scripts/test_python.sh
