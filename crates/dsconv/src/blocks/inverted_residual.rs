@@ -685,7 +685,7 @@ mod tests {
         let mut rng = SplitMix64::new(seed + 1000);
         let w1 = Tensor::from_nchw(rng.vec(r * c, -0.5, 0.5), [r, c, 1, 1]).unwrap();
         let w2 = Tensor::from_nchw(rng.vec(c * r, -0.5, 0.5), [c, r, 1, 1]).unwrap();
-        let gate = if seed % 2 == 0 {
+        let gate = if seed.is_multiple_of(2) {
             Activation::Sigmoid
         } else {
             Activation::Clamp { min: 0.0, max: 1.0 }

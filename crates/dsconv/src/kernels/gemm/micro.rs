@@ -186,7 +186,8 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
             }
             a = a.add(t.seg_jump);
         }
-        // Sigmoid and SiLU run after the store, out of line (see `Epilogue::out_of_line`).
+        // Sigmoid and SiLU run after the store, out of line, once per row block of the
+        // driver (`gemm_body`; see `Epilogue::out_of_line`).
         let later = t.last && epi.out_of_line();
         if t.last && !later {
             activate_tile::<S, R, NV>(&mut acc, epi);
@@ -223,9 +224,6 @@ unsafe fn micro<S: Simd, const R: usize, const NV: usize>(t: &Tile, epi: &Epilog
                 }
             }
             tmp.copy_out(t.c, t.ldc, t.cols);
-        }
-        if later {
-            S::rows_epilogue(t.c, t.ldc, R, t.cols, t.res, t.ldr, epi);
         }
     }
 }
