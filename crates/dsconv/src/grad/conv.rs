@@ -831,7 +831,8 @@ mod tests {
                     let rows = POINTWISE_BLOCK.min(m - m0);
                     let at = &mut at[..rows * a_ch];
                     transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
-                    let bb = PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
+                    let bb =
+                        PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
                     bb.run(isa, at, rows, a_ch, part, b_ch, Activation::None)?;
                 }
                 Ok(())
@@ -845,7 +846,6 @@ mod tests {
         finish_pointwise_weight(&total, transposed, cin, cout, dw);
         Ok(())
     }
-
 
     /// The in-place pointwise weight gradient gives the bits of the transposed-and-packed
     /// GEMM it replaced, for every tier this CPU has and 1–3 threads: pixel counts below,
@@ -885,7 +885,10 @@ mod tests {
                     pointwise_weight_packed(&g, &x, &dy, &mut want, &exec, tasks).unwrap();
                     let mut got = vec![f32::NAN; cout * cin];
                     pointwise_weight(&g, &x, &dy, &mut got, &exec, tasks).unwrap();
-                    let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                    let same = want
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(
                         same,
                         "n {n} side {side} {cin}->{cout} {isa:?} threads {threads}"
