@@ -195,6 +195,20 @@ struct Unit {
     bn: bool,
 }
 
+/// A squeeze-excitation found by `match_se` on value `x`, its nodes not yet taken.
+struct SeMatch {
+    x: usize,
+    pool: usize,
+    mul: usize,
+    f1: Unit,
+    f2: Unit,
+    gate: Activation,
+    /// A HardSigmoid gate node and its `alpha`, `beta`, folded into FC₂.
+    hard: Option<(usize, f32, f32)>,
+    /// The Mul's output.
+    out: usize,
+}
+
 impl Unit {
     fn is_pointwise(&self) -> bool {
         let zero = dsconv::Padding::asymmetric(0, 0, 0, 0);
@@ -653,17 +667,26 @@ impl<'a> Builder<'a> {
     fn conv_chain(&mut self, i: usize) -> Result<()> {
         let Some(u) = self.unit(i) else { return Ok(()) };
         let next_conv = |b: &Self, v: usize| b.sole(v).and_then(|j| b.unit(j));
-        // expand → depthwise → project
+        // depthwise → [squeeze-excitation] → project
+        let tail = |b: &Self, dw: &Unit| -> Option<(Option<SeMatch>, Unit)> {
+            if let Some(pr) = next_conv(b, dw.out).filter(|p| p.is_pointwise()) {
+                return Some((None, pr));
+            }
+            let se = b.match_se(dw.out)?;
+            let pr = next_conv(b, se.out).filter(|p| p.is_pointwise())?;
+            Some((Some(se), pr))
+        };
+        // expand → depthwise → [squeeze-excitation] → project
         if u.is_pointwise() {
             if let Some(dw) = next_conv(self, u.out).filter(|d| d.is_depthwise()) {
-                if let Some(pr) = next_conv(self, dw.out).filter(|p| p.is_pointwise()) {
-                    return self.emit_ir(Some(u), dw, pr);
+                if let Some((se, pr)) = tail(self, &dw) {
+                    return self.emit_ir(Some(u), dw, se, pr);
                 }
             }
         }
         if u.is_depthwise() {
-            if let Some(pr) = next_conv(self, u.out).filter(|p| p.is_pointwise()) {
-                return self.emit_ir(None, u, pr);
+            if let Some((se, pr)) = tail(self, &u) {
+                return self.emit_ir(None, u, se, pr);
             }
         }
         self.take(&u);
@@ -721,24 +744,35 @@ impl<'a> Builder<'a> {
             .then_some((j, skip))
     }
 
+    /// Squeeze-excitation on `x` run as one step, if `x` feeds one (see [`Self::match_se`]).
+    fn squeeze_excite(&mut self, x: usize) -> Result<()> {
+        let Some(m) = self.match_se(x) else {
+            return Ok(());
+        };
+        let (se, name, out_id) = self.take_se(m)?;
+        let input = self.nhwc_of(x);
+        let out = self.new_val(self.dims(out_id), true);
+        self.push(&name, POp::Se(Box::new(se)), vec![input], out);
+        self.define(out_id, out);
+        Ok(())
+    }
+
     /// Squeeze-excitation on `x`: `Mul(x, gate(FC₂(act(FC₁(GlobalAveragePool(x))))))`
     /// with the pool and the Mul the only readers of `x`, the FCs 1×1 convolutions (their
     /// activation folded as usual) and the gate a Sigmoid (in FC₂'s epilogue) or a
-    /// HardSigmoid (folded into FC₂'s weights, then a clamp to [0, 1]): one step.
-    fn squeeze_excite(&mut self, x: usize) -> Result<()> {
+    /// HardSigmoid (folded into FC₂'s weights, then a clamp to [0, 1]). Takes nothing.
+    fn match_se(&self, x: usize) -> Option<SeMatch> {
         let d = self.dims(x);
         if d.len() != 4 || self.uses[x] != 2 || self.cons[x].len() != 2 {
-            return Ok(());
+            return None;
         }
         let (mut pool, mut mul) = (None, None);
         for &j in &self.cons[x] {
-            let Some(n) = self.nodes[j].as_ref() else {
-                return Ok(());
-            };
-            match &n.op {
+            match &self.nodes[j].as_ref()?.op {
                 Op::GlobalPool { max: false } => pool = Some(j),
                 Op::ReduceMean { axes }
-                    if axes[..] == [2, 3] && self.pre.dims[n.out].len() == 4 =>
+                    if axes[..] == [2, 3]
+                        && self.pre.dims[self.nodes[j].as_ref()?.out].len() == 4 =>
                 {
                     pool = Some(j)
                 }
@@ -747,21 +781,13 @@ impl<'a> Builder<'a> {
                     a: Operand::Dyn(_),
                     b: Operand::Dyn(_),
                 } => mul = Some(j),
-                _ => return Ok(()),
+                _ => return None,
             }
         }
-        let (Some(pool), Some(mul)) = (pool, mul) else {
-            return Ok(());
-        };
-        let Some(p_out) = self.nodes[pool].as_ref().map(|n| n.out) else {
-            return Ok(());
-        };
-        let Some(f1) = self.sole(p_out).and_then(|j| self.unit(j)) else {
-            return Ok(());
-        };
-        let Some(f2) = self.sole(f1.out).and_then(|j| self.unit(j)) else {
-            return Ok(());
-        };
+        let (pool, mul) = (pool?, mul?);
+        let p_out = self.nodes[pool].as_ref()?.out;
+        let f1 = self.sole(p_out).and_then(|j| self.unit(j))?;
+        let f2 = self.sole(f1.out).and_then(|j| self.unit(j))?;
         let c = d[1];
         if !f1.is_pointwise()
             || !f2.is_pointwise()
@@ -772,36 +798,48 @@ impl<'a> Builder<'a> {
             || f2.wdims[0] != c
             || f2.wdims[1] != f1.wdims[0]
         {
-            return Ok(());
+            return None;
         }
         let (gate, gate_val, hard) = if f2.act != Activation::None {
             (f2.act, f2.out, None)
         } else {
-            let Some(j) = self.sole(f2.out) else {
-                return Ok(());
-            };
+            let j = self.sole(f2.out)?;
             match self.nodes[j].as_ref().map(|n| (&n.op, n.out)) {
                 Some((Op::Unary(Unary::HardSigmoid(a, b)), o)) => (
                     Activation::Clamp { min: 0.0, max: 1.0 },
                     o,
                     Some((j, *a, *b)),
                 ),
-                _ => return Ok(()),
+                _ => return None,
             }
         };
-        let Some(mn) = self.nodes[mul].as_ref() else {
-            return Ok(());
-        };
+        let mn = self.nodes[mul].as_ref()?;
         if self.sole(gate_val) != Some(mul)
             || !mn.ins.contains(&x)
             || !mn.ins.contains(&gate_val)
             || self.pre.dims[mn.out] != d
         {
-            return Ok(());
+            return None;
         }
-        let out_id = mn.out;
+        Some(SeMatch {
+            x,
+            pool,
+            mul,
+            f1,
+            f2,
+            gate,
+            hard,
+            out: mn.out,
+        })
+    }
+
+    /// Takes the nodes of a matched squeeze-excitation and pushes its cost rows: the
+    /// block, its step name and the value it defines.
+    fn take_se(&mut self, m: SeMatch) -> Result<(SqueezeExcite, String, usize)> {
+        let d = self.dims(m.x);
+        let (f1, f2, c) = (&m.f1, &m.f2, d[1]);
         let (mut w2, mut b2) = (f2.w.clone(), f2.bias.clone());
-        if let Some((_, a, b)) = hard {
+        if let Some((_, a, b)) = m.hard {
             for w in &mut w2 {
                 *w *= a;
             }
@@ -816,11 +854,11 @@ impl<'a> Builder<'a> {
             f1.act,
             &Tensor::from_nchw(w2, f2.wdims)?,
             b2,
-            gate,
+            m.gate,
         )?;
         let n = d[0];
         self.costs
-            .push(LayerCost::global_avg_pool(self.pre_name(pool), d4(&d)));
+            .push(LayerCost::global_avg_pool(self.pre_name(m.pool), d4(&d)));
         let r = f1.wdims[0];
         self.costs.push(LayerCost::linear(
             f1.name.clone(),
@@ -836,22 +874,23 @@ impl<'a> Builder<'a> {
             c,
             f2.bias.is_some(),
         ));
-        let mut name = format!("{} + {} + {}", self.pre_name(pool), f1.name, f2.name);
-        name.push_str(&format!(" + {}", self.pre_name(mul)));
-        self.take(&f1);
-        self.take(&f2);
-        for j in [Some(pool), Some(mul), hard.map(|h| h.0)]
+        let name = format!(
+            "{} + {} + {} + {}",
+            self.pre_name(m.pool),
+            f1.name,
+            f2.name,
+            self.pre_name(m.mul)
+        );
+        self.take(&m.f1);
+        self.take(&m.f2);
+        for j in [Some(m.pool), Some(m.mul), m.hard.map(|h| h.0)]
             .into_iter()
             .flatten()
         {
             self.nodes[j] = None;
         }
-        let input = self.nhwc_of(x);
-        let out = self.new_val(self.dims(out_id), true);
-        self.push(&name, POp::Se(Box::new(se)), vec![input], out);
         self.fusion.squeeze_excite += 1;
-        self.define(out_id, out);
-        Ok(())
+        Ok((se, name, m.out))
     }
 
     fn pre_name(&self, node: usize) -> String {
@@ -860,7 +899,13 @@ impl<'a> Builder<'a> {
             .map_or_else(String::new, |n| n.name.clone())
     }
 
-    fn emit_ir(&mut self, expand: Option<Unit>, dw: Unit, pr: Unit) -> Result<()> {
+    fn emit_ir(
+        &mut self,
+        expand: Option<Unit>,
+        dw: Unit,
+        se: Option<SeMatch>,
+        pr: Unit,
+    ) -> Result<()> {
         let block_in = expand.as_ref().map_or(dw.input, |e| e.input);
         let mut in_dims = self.dims(block_in);
         let mut name = String::new();
@@ -878,8 +923,17 @@ impl<'a> Builder<'a> {
         self.take(&pr);
         self.conv_cost(&dw, &in_dims)?;
         let dw_dims = self.dims(dw.out);
+        name.push_str(&dw.name);
+        let se = match se {
+            Some(m) => {
+                let (se, se_name, _) = self.take_se(m)?;
+                name.push_str(&format!(" + {se_name}"));
+                Some(se)
+            }
+            None => None,
+        };
         self.conv_cost(&pr, &dw_dims)?;
-        name.push_str(&format!("{} + {}", dw.name, pr.name));
+        name.push_str(&format!(" + {}", pr.name));
         let dwl =
             DepthwiseConv2d::new(dw.tensor()?, dw.bias.clone(), dw.params)?.with_activation(dw.act);
         let pwl = PointwiseConv2d::new(pr.tensor()?, pr.bias.clone())?.with_activation(pr.act);
@@ -887,7 +941,7 @@ impl<'a> Builder<'a> {
             .residual_add(pr.out, block_in)
             .filter(|_| dw.params.stride == [1, 1]);
         let input = self.nhwc_of(block_in);
-        let (op, out_id) = if expand_layer.is_some() || residual.is_some() {
+        let (op, out_id) = if expand_layer.is_some() || residual.is_some() || se.is_some() {
             let mut out_id = pr.out;
             if let Some(j) = residual {
                 out_id = self.nodes[j].as_ref().map_or(out_id, |n| n.out);
@@ -896,15 +950,11 @@ impl<'a> Builder<'a> {
                 name.push_str(" + add");
             }
             self.fusion.inverted_residual += 1;
-            (
-                POp::Ir(Box::new(InvertedResidual::new(
-                    expand_layer,
-                    dwl,
-                    pwl,
-                    residual.is_some(),
-                )?)),
-                out_id,
-            )
+            let mut block = InvertedResidual::new(expand_layer, dwl, pwl, residual.is_some())?;
+            if let Some(se) = se {
+                block = block.with_squeeze_excite(se)?;
+            }
+            (POp::Ir(Box::new(block)), out_id)
         } else {
             self.fusion.separable += 1;
             (

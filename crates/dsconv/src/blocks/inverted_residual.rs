@@ -1,12 +1,15 @@
-//! The inverted residual block of MobileNetV2 and EfficientNet (MBConv without
-//! squeeze-excite): expand 1×1 → depthwise k×k → project 1×1, plus the input when shapes
-//! allow.
+//! The inverted residual block of MobileNetV2 and EfficientNet (MBConv): expand 1×1 →
+//! depthwise k×k → [squeeze-excitation] → project 1×1, plus the input when shapes allow.
 
+use super::SqueezeExcite;
 use crate::cost::{Cost, LayerCost};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::geometry::ConvGeometry;
 use crate::kernels::fused::{self, InvertedResidualKernels};
+use crate::kernels::PackedGemm;
 use crate::layers::{DepthwiseConv2d, DepthwiseSeparableConv2d, PointwiseConv2d};
+use crate::ops::Activation;
 use crate::tensor::{Layout, Tensor};
 use crate::workspace::Workspace;
 
@@ -30,6 +33,9 @@ pub struct InvertedResidual {
     /// allow.
     tail: DepthwiseSeparableConv2d,
     residual: bool,
+    /// Squeeze-excitation on the depthwise output, before the project (MobileNetV3,
+    /// EfficientNet-B*).
+    se: Option<SqueezeExcite>,
     /// Band budget of the fused path ([`Self::DEFAULT_BAND_BYTES`] unless changed).
     band_bytes: usize,
 }
@@ -73,6 +79,7 @@ impl InvertedResidual {
             expand,
             tail: DepthwiseSeparableConv2d::new(depthwise, project)?,
             residual,
+            se: None,
             band_bytes: fused::IR_BAND_BYTES,
         };
         if residual
@@ -94,6 +101,26 @@ impl InvertedResidual {
     pub fn with_band_bytes(mut self, bytes: usize) -> Self {
         self.band_bytes = bytes;
         self
+    }
+
+    /// Adds squeeze-excitation between the depthwise and the project stage (MBConv of
+    /// MobileNetV3 and EfficientNet-B*); its channels must be the depthwise output's.
+    pub fn with_squeeze_excite(mut self, se: SqueezeExcite) -> Result<Self> {
+        let c = self.depthwise().as_conv2d().out_channels();
+        if se.channels() != c {
+            return Err(Error::shape(
+                "inverted residual squeeze-excitation",
+                format!("{c} channels (the depthwise output)"),
+                format!("{}", se.channels()),
+            ));
+        }
+        self.se = Some(se);
+        Ok(self)
+    }
+
+    /// The squeeze-excitation stage, if any.
+    pub fn squeeze_excite(&self) -> Option<&SqueezeExcite> {
+        self.se.as_ref()
     }
 
     /// Input channels.
@@ -134,7 +161,8 @@ impl InvertedResidual {
         Ok(self.project().as_conv2d().geometry(dw)?.output_dims())
     }
 
-    /// Cost of the three convolutions (the residual add is not counted as MACs).
+    /// Cost of the three convolutions and the squeeze-excitation if any (the residual add
+    /// is not counted as MACs).
     pub fn cost(&self, input: [usize; 4]) -> Result<Cost> {
         let mut cost = Cost::default();
         let mut dims = input;
@@ -143,6 +171,9 @@ impl InvertedResidual {
             dims = e.as_conv2d().geometry(dims)?.output_dims();
         }
         cost += self.tail.cost(dims)?;
+        if let Some(se) = &self.se {
+            cost += se.cost(self.depthwise().as_conv2d().geometry(dims)?.output_dims());
+        }
         Ok(cost)
     }
 
@@ -237,6 +268,9 @@ impl InvertedResidual {
             }
             None => Some(None),
         };
+        if let Some(se) = &self.se {
+            return self.forward_se_into(se, expand, &g, input, out, exec, ws);
+        }
         let (Some(expand), Some(dk), Some(pk)) =
             (expand, dw.depthwise_kernel(&g), pw.pointwise_kernel(&pg))
         else {
@@ -249,7 +283,7 @@ impl InvertedResidual {
             expand: None,
             dw: dk,
             dw_act: dw.activation(),
-            project: pk,
+            project: Some(pk),
             project_act: pw.activation(),
             band_bytes: self.band_bytes,
         };
@@ -279,19 +313,105 @@ impl InvertedResidual {
         result
     }
 
+    /// [`forward_into`](Self::forward_into) with squeeze-excitation: the depthwise output
+    /// `D` is made whole in a `ws` buffer (expand → depthwise fused in row bands when the
+    /// expanded tensor exceeds a band, so it never exists whole), the gates come from `D`'s
+    /// channel means, `D` is scaled in place, then the project GEMM (skip in its epilogue).
+    /// Bitwise the stage-by-stage path for every thread count.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_se_into(
+        &self,
+        se: &SqueezeExcite,
+        expand: Option<Option<(&PackedGemm, Activation, ConvGeometry)>>,
+        g: &ConvGeometry,
+        input: &Tensor,
+        out: &mut Tensor,
+        exec: &Executor,
+        ws: &Workspace,
+    ) -> Result<()> {
+        let dw = self.depthwise().as_conv2d();
+        let mut d = ws.take([g.batch(), g.out_h(), g.out_w(), g.out_channels()])?;
+        let result = (|| {
+            let banded = match (expand, dw.depthwise_kernel(g)) {
+                (Some(Some((p, act, eg))), Some(dk)) => {
+                    let m = eg.batch() * eg.out_h() * eg.out_w();
+                    let bytes = m.saturating_mul(eg.out_channels()).saturating_mul(4);
+                    (bytes > self.band_bytes && fused::banded(g)).then_some((
+                        InvertedResidualKernels {
+                            expand: Some((p, act)),
+                            dw: dk,
+                            dw_act: dw.activation(),
+                            project: None,
+                            project_act: Activation::None,
+                            band_bytes: self.band_bytes,
+                        },
+                        crate::cost::conv_macs(&eg),
+                    ))
+                }
+                _ => None,
+            };
+            match banded {
+                Some((kernels, expand_macs)) => {
+                    let macs = expand_macs.saturating_add(crate::cost::conv_macs(g));
+                    let row_len = g.out_w() * g.out_channels();
+                    let isa = exec.tier();
+                    exec.try_rows_with_scratch(
+                        d.data_mut(),
+                        row_len,
+                        macs,
+                        |rows, chunk, scratch| {
+                            fused::inverted_residual_rows(
+                                isa,
+                                g,
+                                &kernels,
+                                input.data(),
+                                None,
+                                rows,
+                                chunk,
+                                scratch,
+                            )
+                        },
+                    )?;
+                }
+                None => match &self.expand {
+                    Some(e) => {
+                        let eg = e.as_conv2d().geometry(input.logical_dims())?;
+                        let mut t =
+                            ws.take([eg.batch(), eg.out_h(), eg.out_w(), eg.out_channels()])?;
+                        let r = e
+                            .as_conv2d()
+                            .forward_into(input, &mut t, exec)
+                            .and_then(|()| dw.forward_into(&t, &mut d, exec));
+                        ws.give(t);
+                        r?;
+                    }
+                    None => dw.forward_into(input, &mut d, exec)?,
+                },
+            }
+            se.forward_in_place(&mut d, exec)?;
+            let residual = self.residual.then_some(input);
+            match residual {
+                Some(r) => self.project().forward_add_into(&d, r, out, exec),
+                None => self.project().forward_into(&d, out, exec),
+            }
+        })();
+        ws.give(d);
+        result
+    }
+
     /// The banded part of `forward_into`, over `exec`'s threads by output rows.
     #[allow(clippy::too_many_arguments)]
     fn run_tail(
         &self,
         exec: &Executor,
-        g: &crate::geometry::ConvGeometry,
+        g: &ConvGeometry,
         kernels: &InvertedResidualKernels<'_>,
         input: &[f32],
         residual: Option<&[f32]>,
         out: &mut Tensor,
         macs: u64,
     ) -> Result<()> {
-        let row_len = g.out_w() * kernels.project.n();
+        let row_len = g.out_w() * kernels.project.map_or(g.out_channels(), |p| p.n());
         let isa = exec.tier();
         exec.try_rows_with_scratch(out.data_mut(), row_len, macs, |rows, chunk, scratch| {
             fused::inverted_residual_rows(isa, g, kernels, input, residual, rows, chunk, scratch)
@@ -310,7 +430,14 @@ impl InvertedResidual {
             }
             None => input,
         };
-        let mut out = self.tail.forward_unfused_with(mid, exec)?;
+        let mut out = match &self.se {
+            Some(se) => {
+                let mut d = self.depthwise().forward_with(mid, exec)?;
+                se.forward_in_place(&mut d, exec)?;
+                self.project().forward_with(&d, exec)?
+            }
+            None => self.tail.forward_unfused_with(mid, exec)?,
+        };
         if self.residual {
             // Same logical dims and layout (checked at construction: stride 1, C_in = C_out).
             for (o, x) in out.data_mut().iter_mut().zip(input.data()) {
@@ -358,6 +485,10 @@ mod tests {
             y = stage(e.as_conv2d(), &y);
         }
         y = stage(block.depthwise().as_conv2d(), &y);
+        if let Some(se) = block.squeeze_excite() {
+            // Tested against its own f64 reference in tests/squeeze_excite.rs.
+            se.forward_in_place(&mut y, &Executor::single()).unwrap();
+        }
         y = stage(block.project().as_conv2d(), &y);
         if block.has_residual() {
             for (o, v) in y.data_mut().iter_mut().zip(x.data()) {
@@ -484,6 +615,96 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `block` with squeeze-excitation on its depthwise output (SiLU inside, a sigmoid or
+    /// clamped gate as in EfficientNet / MobileNetV3).
+    fn block_se(
+        seed: u64,
+        cin: usize,
+        t: usize,
+        cout: usize,
+        k: usize,
+        s: usize,
+    ) -> InvertedResidual {
+        let b = block(seed, cin, t, cout, k, s);
+        let c = cin * t;
+        let r = (c / 4).max(1);
+        let mut rng = SplitMix64::new(seed + 1000);
+        let w1 = Tensor::from_nchw(rng.vec(r * c, -0.5, 0.5), [r, c, 1, 1]).unwrap();
+        let w2 = Tensor::from_nchw(rng.vec(c * r, -0.5, 0.5), [c, r, 1, 1]).unwrap();
+        let gate = if seed % 2 == 0 {
+            Activation::Sigmoid
+        } else {
+            Activation::Clamp { min: 0.0, max: 1.0 }
+        };
+        let se = SqueezeExcite::new(
+            &w1,
+            Some(rng.vec(r, -0.2, 0.2)),
+            Activation::Silu,
+            &w2,
+            Some(rng.vec(c, -0.2, 0.2)),
+            gate,
+        )
+        .unwrap();
+        b.with_squeeze_excite(se).unwrap()
+    }
+
+    /// With squeeze-excitation: banded expand → depthwise (several budgets), the gates, the
+    /// project with its skip, bitwise the stage-by-stage path at every tier and 1 and 2
+    /// threads, and within 1e-5 of the reference; a block without expansion too.
+    #[test]
+    fn squeeze_excite_block_is_bitwise_the_unfused_block_at_every_band_size() {
+        for (i, &(cin, t, cout, k, s, h, w)) in [
+            (8, 6, 8, 3, 1, 13, 9),
+            (8, 4, 12, 5, 2, 12, 11),
+            (17, 6, 17, 5, 1, 9, 7),
+            (16, 1, 16, 3, 1, 10, 6),
+            (12, 1, 8, 3, 2, 9, 9),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let base = block_se(40 + i as u64, cin, t, cout, k, s);
+            assert_eq!(base.has_residual(), s == 1 && cin == cout);
+            let mut rng = SplitMix64::new(300 + i as u64);
+            let x = Tensor::from_nchw(rng.vec(2 * cin * h * w, -1.0, 1.0), [2, cin, h, w])
+                .unwrap()
+                .to_layout(Layout::Nhwc);
+            let want = reference(&base, &x);
+            let tol = 1e-5 * want.max_abs().max(1.0);
+            let row = 4 * w * cin * t;
+            for bytes in [1, 3 * row, usize::MAX] {
+                let b = base.clone().with_band_bytes(bytes);
+                for isa in crate::kernels::available_tiers() {
+                    let one = Executor::single().with_isa(isa.isa()).unwrap();
+                    let two = Executor::new(2).unwrap().with_isa(isa.isa()).unwrap();
+                    let unfused = b.forward_unfused_with(&x, &one).unwrap();
+                    let ws = Workspace::default();
+                    for exec in [&one, &two] {
+                        let mut out =
+                            Tensor::from_nhwc(vec![f32::NAN; unfused.len()], unfused.dims())
+                                .unwrap();
+                        b.forward_into(&x, &mut out, exec, &ws).unwrap();
+                        let what = format!("SE case {i} bytes {bytes} [{}]", isa.name());
+                        assert_eq!(out.data(), unfused.data(), "{what}");
+                        let diff = out.max_abs_diff(&want).unwrap();
+                        assert!(diff <= tol, "{what}: diff {diff} > {tol}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn squeeze_excite_must_match_the_depthwise_channels() {
+        let b = block(5, 8, 6, 8, 3, 1);
+        let other = block_se(6, 8, 4, 8, 3, 1);
+        let se = other.squeeze_excite().unwrap().clone();
+        assert!(matches!(
+            b.with_squeeze_excite(se),
+            Err(crate::Error::Shape { .. })
+        ));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! over the pixels, a reducing fully connected layer and its activation, an expanding
 //! one and the gate, then every pixel scaled by its channel's gate.
 
+use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
 use crate::ops::Activation;
@@ -102,6 +103,19 @@ impl SqueezeExcite {
         2 * self.c as u64 * self.r as u64
     }
 
+    /// Cost for an input of logical dims `[N, C, H, W]`: the channel means, the two small
+    /// layers (with their biases) and the scaling pass (the input read, the output written).
+    pub fn cost(&self, input: [usize; 4]) -> Cost {
+        let n = input[0];
+        let mut cost = Cost::global_avg_pool(input);
+        cost += Cost::linear(n, self.c, self.r, true);
+        cost += Cost::linear(n, self.r, self.c, true);
+        let bytes = Cost::global_avg_pool(input).bytes_read;
+        cost.bytes_read = cost.bytes_read.saturating_add(bytes);
+        cost.bytes_written = cost.bytes_written.saturating_add(bytes);
+        cost
+    }
+
     /// The gates `[N][C]` of an NHWC input.
     pub fn gates(&self, input: &Tensor, exec: &Executor) -> Result<Vec<f32>> {
         let [n, c, h, w] = self.check(input)?;
@@ -172,23 +186,49 @@ impl SqueezeExcite {
             ));
         }
         let gates = self.gates(input, exec)?;
-        let [_, c, h, w] = dims;
+        self.scale(&gates, dims, Some(input.data()), out.data_mut(), exec);
+        Ok(())
+    }
+
+    /// The block in place on an NHWC tensor: bitwise [`forward_into`](Self::forward_into).
+    pub fn forward_in_place(&self, x: &mut Tensor, exec: &Executor) -> Result<()> {
+        let dims = self.check(x)?;
+        let gates = self.gates(x, exec)?;
+        self.scale(&gates, dims, None, x.data_mut(), exec);
+        Ok(())
+    }
+
+    /// `out[p, c] = src[p, c] · gates[image of p, c]` (`src` = `out` itself when `None`),
+    /// split by pixel rows.
+    fn scale(
+        &self,
+        gates: &[f32],
+        [_, c, h, w]: [usize; 4],
+        src: Option<&[f32]>,
+        out: &mut [f32],
+        exec: &Executor,
+    ) {
         let hw = h * w;
-        let x = input.data();
-        let tasks = exec.tasks_for(x.len() as u64 / 4);
-        exec.for_each_rows(out.data_mut(), c, tasks, |p0, chunk| {
-            for (i, (o, xi)) in chunk
-                .chunks_exact_mut(c)
-                .zip(x[p0 * c..].chunks_exact(c))
-                .enumerate()
-            {
+        let tasks = exec.tasks_for(out.len() as u64 / 4);
+        exec.for_each_rows(out, c, tasks, |p0, chunk| {
+            for (i, o) in chunk.chunks_exact_mut(c).enumerate() {
                 let b = (p0 + i) / hw;
-                for ((o, &v), &g) in o.iter_mut().zip(xi).zip(&gates[b * c..(b + 1) * c]) {
-                    *o = v * g;
+                let g = &gates[b * c..(b + 1) * c];
+                match src {
+                    Some(x) => {
+                        let xi = &x[(p0 + i) * c..(p0 + i + 1) * c];
+                        for ((o, &v), &g) in o.iter_mut().zip(xi).zip(g) {
+                            *o = v * g;
+                        }
+                    }
+                    None => {
+                        for (o, &g) in o.iter_mut().zip(g) {
+                            *o *= g;
+                        }
+                    }
                 }
             }
         });
-        Ok(())
     }
 
     /// [`forward_into`](Self::forward_into) into a new tensor.

@@ -88,8 +88,10 @@ pub struct InvertedResidualKernels<'a> {
     pub dw: &'a PackedDepthwise,
     /// Its activation.
     pub dw_act: Activation,
-    /// The 1×1 projection (`hidden → C_out`).
-    pub project: &'a PackedGemm,
+    /// The 1×1 projection (`hidden → C_out`); `None` stops after the depthwise stage, whose
+    /// output rows are then the result (a block with squeeze-excitation between depthwise
+    /// and project: the gate needs the whole depthwise output first).
+    pub project: Option<&'a PackedGemm>,
     /// Its activation (none in MobileNetV2 / EfficientNet: the linear bottleneck).
     pub project_act: Activation,
     /// Band budget in bytes (see [`ir_band_rows`]); [`IR_BAND_BYTES`] unless testing.
@@ -130,7 +132,8 @@ pub fn ir_band_rows(g: &ConvGeometry, bytes: usize) -> usize {
 }
 
 /// Runs output rows `rows` (global `n·out_H + y`) of the inverted residual block
-/// `k` on the calling thread: `out` holds `rows.len() · out_W · C_out` floats (NHWC).
+/// `k` on the calling thread: `out` holds `rows.len() · out_W · C_out` floats (NHWC), or
+/// `rows.len() · out_W · hidden` depthwise output floats when `k.project` is `None`.
 /// `input` is the block input `[N, H, W, C_in]` (with an expansion; the expanded tensor
 /// has the depthwise input dims of `g`), or the depthwise input itself (without).
 /// `residual`, when given, is an NHWC tensor of the output's dims added after the
@@ -154,7 +157,7 @@ pub fn inverted_residual_rows(
     scratch: &mut AlignedVec,
 ) -> Result<()> {
     let hidden = g.in_channels();
-    let cout = k.project.n();
+    let cout = k.project.map_or(hidden, PackedGemm::n);
     let out_row = g.out_w() * cout;
     let total_rows = g.batch() * g.out_h();
     if rows.start > rows.end || rows.end > total_rows {
@@ -165,11 +168,12 @@ pub fn inverted_residual_rows(
         ));
     }
     let out_len = (rows.end - rows.start) * out_row;
-    if out.len() < out_len || k.project.k() != hidden {
+    let project_k = k.project.map_or(hidden, PackedGemm::k);
+    if out.len() < out_len || project_k != hidden || (residual.is_some() && k.project.is_none()) {
         return Err(Error::shape(
             "inverted residual output",
             format!("{out_len} elements, project K = {hidden}"),
-            format!("{} elements, K = {}", out.len(), k.project.k()),
+            format!("{} elements, K = {project_k}", out.len()),
         ));
     }
     let total_out = total_rows * out_row;
@@ -210,9 +214,19 @@ struct IrBands<'k, 'o> {
 }
 
 impl IrBands<'_, '_> {
+    /// Scratch floats for one band's depthwise output: none without a project (the
+    /// depthwise writes into `out`).
+    fn tmp_len(&self, band: usize) -> usize {
+        match self.k.project {
+            Some(p) => band * self.out_w * p.k(),
+            None => 0,
+        }
+    }
+
     /// The last two stages of the band of `count` output rows from global row `start`:
     /// the depthwise of rows `dw_rows` of geometry `g` on `dw_in` (pixels `hidden` floats
-    /// apart) into `tmp`, then `out = project(tmp) [+ residual]`.
+    /// apart) into `tmp`, then `out = project(tmp) [+ residual]`; without a project, the
+    /// depthwise writes its rows straight into `out`.
     #[allow(clippy::too_many_arguments)]
     fn project_band(
         &mut self,
@@ -224,17 +238,23 @@ impl IrBands<'_, '_> {
         count: usize,
     ) -> Result<()> {
         let k = self.k;
-        let hidden = k.project.k();
+        let hidden = g.in_channels();
         let pixels = count * self.out_w;
+        let Some(project) = k.project else {
+            let o = (start - self.first) * self.out_w * hidden;
+            let dst = &mut self.out[o..o + pixels * hidden];
+            return k
+                .dw
+                .run_rows(self.isa, g, dw_in, hidden, dw_rows, dst, hidden, k.dw_act);
+        };
         let tmp = &mut tmp[..pixels * hidden];
         k.dw.run_rows(self.isa, g, dw_in, hidden, dw_rows, tmp, hidden, k.dw_act)?;
-        let cout = k.project.n();
+        let cout = project.n();
         let out_row = self.out_w * cout;
         let o = (start - self.first) * out_row;
         let res = self.residual.map(|r| (&r[start * out_row..], cout));
         let dst = &mut self.out[o..o + count * out_row];
-        k.project
-            .run_add(self.isa, tmp, hidden, pixels, dst, cout, k.project_act, res)
+        project.run_add(self.isa, tmp, hidden, pixels, dst, cout, k.project_act, res)
     }
 }
 
@@ -248,8 +268,7 @@ fn no_expand_rows(
     band: usize,
     scratch: &mut AlignedVec,
 ) -> Result<()> {
-    let hidden = g.in_channels();
-    scratch.ensure_len(band * g.out_w() * hidden);
+    scratch.ensure_len(bands.tmp_len(band));
     let mut start = rows.start;
     while start < rows.end {
         let count = band.min(rows.end - start);
@@ -293,7 +312,7 @@ fn expand_rows(
     let eff = (g.kernel_h() - 1) * g.dilation_h() + 1;
     let max_in_rows = ((band - 1) * g.stride_h() + eff).min(g.in_h());
     let exp_len = max_in_rows * in_row;
-    scratch.ensure_len(exp_len + band * g.out_w() * hidden);
+    scratch.ensure_len(exp_len + bands.tmp_len(band));
     let (exp, dw_out) = scratch.split_at_mut(exp_len);
     // Expanded rows [c0, c1) of image `cn` held at the start of `exp`.
     let mut held: Option<(usize, usize, usize)> = None;
