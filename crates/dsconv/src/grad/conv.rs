@@ -1,7 +1,9 @@
 //! The convolution's gradients on NHWC slices whose sizes match a [`ConvGeometry`]
 //! (checked by the callers in `grad/mod.rs` and the layers): a general safe path for every
-//! geometry and padding mode, the pointwise 1×1 case as GEMMs through
-//! [`PackedGemm`](crate::kernels::PackedGemm).
+//! geometry and padding mode; the pointwise 1×1 input gradient as a GEMM through
+//! [`PackedGemm`](crate::kernels::PackedGemm), its weight gradient read in place from the
+//! activations by `kernels::dwgrad::pointwise_weight_block` (the same bits as that GEMM
+//! over a transposed and a packed copy).
 
 use crate::error::{Error, Result};
 use crate::exec::Executor;

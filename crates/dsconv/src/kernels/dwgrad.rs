@@ -29,6 +29,12 @@
 //! The row's sums are then added to the caller's accumulator. The caller (`grad`)
 //! splits the rows into a fixed number of chunks that depends on the geometry only and
 //! adds the chunks' sums in chunk order: bitwise identical for every thread count.
+//!
+//! # Pointwise weight gradient, read in place
+//! [`pointwise_weight_block`] (training's other hot weight gradient, kept beside this one):
+//! `C[i, j] = Σ_k a[k, i] · b[k, j]` over one block of NHWC pixels, a register tile
+//! broadcasting `a`'s channels and loading `b`'s straight from the activations (no
+//! transposed or packed copies), each element the GEMM's own `fma` chain.
 
 use super::simd::{Portable, Simd};
 use super::{AlignedVec, Isa, Tier};
