@@ -1,7 +1,9 @@
 //! The convolution's gradients on NHWC slices whose sizes match a [`ConvGeometry`]
 //! (checked by the callers in `grad/mod.rs` and the layers): a general safe path for every
-//! geometry and padding mode, the pointwise 1×1 case as GEMMs through
-//! [`PackedGemm`](crate::kernels::PackedGemm).
+//! geometry and padding mode; the pointwise 1×1 input gradient as a GEMM through
+//! [`PackedGemm`](crate::kernels::PackedGemm), its weight gradient read in place from the
+//! activations by `kernels::dwgrad::pointwise_weight_block` (the same bits as that GEMM
+//! over a transposed and a packed copy).
 
 use crate::error::{Error, Result};
 use crate::exec::Executor;
@@ -429,15 +431,19 @@ fn pointwise_input(
 /// terms rather than `M`.
 const POINTWISE_BLOCK: usize = 4096;
 
-/// Pointwise `dw[C_out, C_in] = Σ_m dy[m, :]ᵀ · x[m, :]`, one GEMM per block of pixels, the
-/// blocks' products added in block order. The operand with fewer channels is transposed
-/// into the GEMM's A (its rows are the GEMM's M), the other packed as B (its channels fill
-/// the 32-column panels); when that is `x`'s the GEMM yields `dwᵀ`, transposed at the end.
+/// Pointwise `dw[C_out, C_in] = Σ_m dy[m, :]ᵀ · x[m, :]`, one product per block of
+/// pixels, the blocks' products added in block order. The operand with fewer channels is
+/// the product's A (its channels are the rows of `C`), the other its B (its channels the
+/// columns); when that is `x`'s the product is `dwᵀ`, transposed at the end. Each block's
+/// product is read in place from the NHWC activations
+/// ([`dwgrad::pointwise_weight_block`]: no transposed copy of A, no packed copy of B) by
+/// the same per-element operations as a [`PackedGemm`] over a transposed A and a packed B.
 ///
 /// Threads take whole blocks, a wave of one block per thread at a time, each block's
 /// product on one thread into its own buffer; the wave's products are then added to the
-/// total in block order. Block boundaries and the order of the sum do not depend on the
-/// thread count, so neither do the bits.
+/// total in block order. With fewer blocks than threads the blocks go one after another,
+/// each product's rows split over the threads. Block boundaries and the order of the sum
+/// do not depend on the thread count, so neither do the bits.
 fn pointwise_weight(
     g: &ConvGeometry,
     x: &[f32],
@@ -458,29 +464,27 @@ fn pointwise_weight(
     let blocks = m.div_ceil(POINTWISE_BLOCK);
     let size = a_ch * b_ch;
     let mut total = vec![0.0f32; size];
+    let isa = exec.tier();
+    let block = |blk: usize| {
+        let m0 = blk * POINTWISE_BLOCK;
+        let rows = POINTWISE_BLOCK.min(m - m0);
+        (
+            rows,
+            &a[m0 * a_ch..][..rows * a_ch],
+            &b[m0 * b_ch..][..rows * b_ch],
+        )
+    };
     if blocks < tasks {
         // Fewer blocks than threads (small batches and feature maps): the blocks one
-        // after another, each GEMM split over the threads (each element computed by the
-        // same operations for every split, as `run` computes it), so the bits are those
-        // of the waves below.
-        let mut at = vec![0.0f32; a_ch * POINTWISE_BLOCK.min(m)];
+        // after another, each product's rows of C split over the threads (each element
+        // computed by the same operations for every split).
         let mut part = vec![0.0f32; size];
         for blk in 0..blocks {
-            let m0 = blk * POINTWISE_BLOCK;
-            let rows = POINTWISE_BLOCK.min(m - m0);
-            let at = &mut at[..rows * a_ch];
-            transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
-            let bb = PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
-            bb.run_parallel(
-                exec,
-                tasks,
-                at,
-                rows,
-                a_ch,
-                &mut part,
-                b_ch,
-                Activation::None,
-            )?;
+            let (rows, ab, bb) = block(blk);
+            exec.try_for_each_rows(&mut part, b_ch, tasks, |i0, chunk| {
+                let i1 = i0 + chunk.len() / b_ch;
+                dwgrad::pointwise_weight_block(isa, ab, a_ch, bb, b_ch, rows, i0..i1, chunk)
+            })?;
             for (t, &p) in total.iter_mut().zip(&part) {
                 *t += p;
             }
@@ -490,19 +494,13 @@ fn pointwise_weight(
     }
     let wave = tasks.clamp(1, blocks);
     let mut partials = vec![0.0f32; wave * size];
-    let isa = exec.tier();
     for first in (0..blocks).step_by(wave) {
         let count = wave.min(blocks - first);
         let partials = &mut partials[..count * size];
         exec.try_for_each_rows(partials, size, count, |k0, chunk| {
-            let mut at = vec![0.0f32; a_ch * POINTWISE_BLOCK];
             for (k, part) in chunk.chunks_exact_mut(size).enumerate() {
-                let m0 = (first + k0 + k) * POINTWISE_BLOCK;
-                let rows = POINTWISE_BLOCK.min(m - m0);
-                let at = &mut at[..rows * a_ch];
-                transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
-                let bb = PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
-                bb.run(isa, at, rows, a_ch, part, b_ch, Activation::None)?;
+                let (rows, ab, bb) = block(first + k0 + k);
+                dwgrad::pointwise_weight_block(isa, ab, a_ch, bb, b_ch, rows, 0..a_ch, part)?;
             }
             Ok(())
         })?;
@@ -751,4 +749,154 @@ fn dense_weight(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::Conv2dParams;
+    use crate::rng::SplitMix64;
+
+    /// The pointwise weight gradient as it ran before [`pointwise_weight`] read its operands
+    /// in place (a transposed copy of A and a packed B per block, through [`PackedGemm`]):
+    /// the reference the tests hold the in-place product to, bit for bit.
+    ///
+    /// Pointwise `dw[C_out, C_in] = Σ_m dy[m, :]ᵀ · x[m, :]`, one GEMM per block of pixels, the
+    /// blocks' products added in block order. The operand with fewer channels is transposed
+    /// into the GEMM's A (its rows are the GEMM's M), the other packed as B (its channels fill
+    /// the 32-column panels); when that is `x`'s the GEMM yields `dwᵀ`, transposed at the end.
+    ///
+    /// Threads take whole blocks, a wave of one block per thread at a time, each block's
+    /// product on one thread into its own buffer; the wave's products are then added to the
+    /// total in block order. Block boundaries and the order of the sum do not depend on the
+    /// thread count, so neither do the bits.
+    fn pointwise_weight_packed(
+        g: &ConvGeometry,
+        x: &[f32],
+        dy: &[f32],
+        dw: &mut [f32],
+        exec: &Executor,
+        tasks: usize,
+    ) -> Result<()> {
+        let (cin, cout) = (g.in_channels(), g.out_channels());
+        let m = g.batch() * g.out_h() * g.out_w();
+        // C[a_ch, b_ch] = Σ_m a[m, :]ᵀ · b[m, :].
+        let transposed = cin < cout;
+        let ((a, a_ch), (b, b_ch)) = if transposed {
+            ((x, cin), (dy, cout))
+        } else {
+            ((dy, cout), (x, cin))
+        };
+        let blocks = m.div_ceil(POINTWISE_BLOCK);
+        let size = a_ch * b_ch;
+        let mut total = vec![0.0f32; size];
+        if blocks < tasks {
+            // Fewer blocks than threads (small batches and feature maps): the blocks one
+            // after another, each GEMM split over the threads (each element computed by the
+            // same operations for every split, as `run` computes it), so the bits are those
+            // of the waves below.
+            let mut at = vec![0.0f32; a_ch * POINTWISE_BLOCK.min(m)];
+            let mut part = vec![0.0f32; size];
+            for blk in 0..blocks {
+                let m0 = blk * POINTWISE_BLOCK;
+                let rows = POINTWISE_BLOCK.min(m - m0);
+                let at = &mut at[..rows * a_ch];
+                transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
+                let bb = PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
+                bb.run_parallel(
+                    exec,
+                    tasks,
+                    at,
+                    rows,
+                    a_ch,
+                    &mut part,
+                    b_ch,
+                    Activation::None,
+                )?;
+                for (t, &p) in total.iter_mut().zip(&part) {
+                    *t += p;
+                }
+            }
+            finish_pointwise_weight(&total, transposed, cin, cout, dw);
+            return Ok(());
+        }
+        let wave = tasks.clamp(1, blocks);
+        let mut partials = vec![0.0f32; wave * size];
+        let isa = exec.tier();
+        for first in (0..blocks).step_by(wave) {
+            let count = wave.min(blocks - first);
+            let partials = &mut partials[..count * size];
+            exec.try_for_each_rows(partials, size, count, |k0, chunk| {
+                let mut at = vec![0.0f32; a_ch * POINTWISE_BLOCK];
+                for (k, part) in chunk.chunks_exact_mut(size).enumerate() {
+                    let m0 = (first + k0 + k) * POINTWISE_BLOCK;
+                    let rows = POINTWISE_BLOCK.min(m - m0);
+                    let at = &mut at[..rows * a_ch];
+                    transpose(&a[m0 * a_ch..][..rows * a_ch], rows, a_ch, at);
+                    let bb =
+                        PackedGemm::from_rows(&b[m0 * b_ch..][..rows * b_ch], rows, b_ch, b_ch)?;
+                    bb.run(isa, at, rows, a_ch, part, b_ch, Activation::None)?;
+                }
+                Ok(())
+            })?;
+            for part in partials.chunks_exact(size) {
+                for (t, &p) in total.iter_mut().zip(part) {
+                    *t += p;
+                }
+            }
+        }
+        finish_pointwise_weight(&total, transposed, cin, cout, dw);
+        Ok(())
+    }
+
+    /// The in-place pointwise weight gradient gives the bits of the transposed-and-packed
+    /// GEMM it replaced, for every tier this CPU has and 1–3 threads: pixel counts below,
+    /// at and past a block (4096) and the K pass (128), channel counts with ragged row
+    /// tiles and column tails (masked, one vector, two vectors, past a 256-column panel),
+    /// both orientations (C_in < C_out gives dwᵀ).
+    #[test]
+    fn pointwise_weight_in_place_matches_packed_gemm_bitwise() {
+        let mut rng = SplitMix64::new(12);
+        let shapes: [(usize, usize, usize, usize); 9] = [
+            // (batch, H·W side, C_in, C_out)
+            (1, 1, 1, 1),
+            (2, 3, 5, 7),
+            (1, 11, 13, 40),
+            (3, 9, 24, 144),
+            (2, 13, 144, 24),
+            (1, 64, 16, 96),
+            (2, 47, 96, 16),
+            (1, 20, 3, 300),
+            (4, 7, 320, 33),
+        ];
+        for (n, side, cin, cout) in shapes {
+            let g = ConvGeometry::new(
+                [n, cin, side, side],
+                [cout, cin, 1, 1],
+                &Conv2dParams::default(),
+            )
+            .unwrap();
+            let m = n * side * side;
+            let x = rng.vec(m * cin, -1.0, 1.0);
+            let dy = rng.vec(m * cout, -1.0, 1.0);
+            for &isa in crate::kernels::available_isas() {
+                for threads in [1, 2, 3] {
+                    let exec = Executor::new(threads).unwrap().with_isa(isa).unwrap();
+                    let tasks = exec.tasks_for(crate::cost::conv_macs(&g)).max(threads);
+                    let mut want = vec![f32::NAN; cout * cin];
+                    pointwise_weight_packed(&g, &x, &dy, &mut want, &exec, tasks).unwrap();
+                    let mut got = vec![f32::NAN; cout * cin];
+                    pointwise_weight(&g, &x, &dy, &mut got, &exec, tasks).unwrap();
+                    let same = want
+                        .iter()
+                        .zip(&got)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "n {n} side {side} {cin}->{cout} {isa:?} threads {threads}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -29,6 +29,12 @@
 //! The row's sums are then added to the caller's accumulator. The caller (`grad`)
 //! splits the rows into a fixed number of chunks that depends on the geometry only and
 //! adds the chunks' sums in chunk order: bitwise identical for every thread count.
+//!
+//! # Pointwise weight gradient, read in place
+//! [`pointwise_weight_block`] (training's other hot weight gradient, kept beside this one):
+//! `C[i, j] = Σ_k a[k, i] · b[k, j]` over one block of NHWC pixels, a register tile
+//! broadcasting `a`'s channels and loading `b`'s straight from the activations (no
+//! transposed or packed copies), each element the GEMM's own `fma` chain.
 
 use super::simd::{Portable, Simd};
 use super::{AlignedVec, Isa, Tier};
@@ -699,6 +705,288 @@ unsafe fn weight_checked<S: Simd, const T: usize, const MASKED: bool>(
                 let v = load_in::<S, MASKED>(row.add(ix as usize * c + c0), valid);
                 let ap = at.add(jj * ctx.cp + c0);
                 S::store(ap, S::mul_add(v, d, S::load(ap)));
+            }
+        }
+    }
+}
+
+/// Rows of `C` per pointwise weight-gradient register tile (one broadcast each).
+const PW_ROWS_AVX512: usize = 8;
+const PW_ROWS_AVX2: usize = 6;
+const PW_ROWS_PORTABLE: usize = 4;
+
+/// Columns of `C` per pointwise weight-gradient panel: a panel's `B` rows of one K step
+/// (`PW_PANEL · PW_KSTEP` floats, 128 KiB) stay in L2 while every row tile of `C` passes
+/// over them.
+const PW_PANEL: usize = 256;
+
+/// Reduction steps per pass of the pointwise weight gradient: a row tile's `A` values of
+/// one pass (`PW_KSTEP` rows, one or two cache lines each) stay in L1 while the panel's
+/// column tiles pass over them. `C` is stored and reloaded between passes (exact).
+const PW_KSTEP: usize = 128;
+
+/// Reduction steps ahead at which a pointwise weight-gradient tile prefetches its `A` and
+/// `B` rows: the operands are read in place at a stride of a whole pixel, so the first
+/// tile over a pass's rows would otherwise wait on memory for each of them.
+const PW_PREFETCH: usize = 16;
+
+/// Hints the cache line at `p` into L1 (no effect elsewhere; never faults).
+#[inline(always)]
+fn prefetch(p: *const f32) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch reads nothing architecturally and never faults, whatever the
+    // address (`p` comes from `wrapping_add`, never dereferenced).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The pointwise weight gradient's product of one pixel block, read in place:
+/// `c[(i − i0)·b_ch + j] = Σ_{k < rows} a[k·a_ch + i] · b[k·b_ch + j]` for `i` in `i_rows`
+/// and every `j < b_ch`, `c` overwritten. `a` and `b` are NHWC activations of `rows`
+/// pixels (`a_ch` and `b_ch` channels): no transposition of `a` and no packing of `b`.
+///
+/// Each element is the chain `acc = +0; acc = fma(a, b, acc)` over `k` in order, with the
+/// tier's `mul_add`, exactly as [`PackedGemm::run`](super::PackedGemm::run) computes
+/// `Aᵀ·B` from a transposed `a` and a packed `b` (bias zero, no activation): the same bits,
+/// for any split of `i_rows`.
+pub(crate) fn pointwise_weight_block(
+    isa: Tier,
+    a: &[f32],
+    a_ch: usize,
+    b: &[f32],
+    b_ch: usize,
+    rows: usize,
+    i_rows: std::ops::Range<usize>,
+    c: &mut [f32],
+) -> Result<()> {
+    let need_a = rows.checked_mul(a_ch);
+    let need_b = rows.checked_mul(b_ch);
+    if need_a.is_none_or(|n| n > a.len()) || need_b.is_none_or(|n| n > b.len()) {
+        return Err(Error::shape(
+            "pointwise weight-gradient operands",
+            format!("{rows} rows of {a_ch} and of {b_ch} floats"),
+            format!("{} and {} floats", a.len(), b.len()),
+        ));
+    }
+    if i_rows.start > i_rows.end || i_rows.end > a_ch {
+        return Err(Error::shape(
+            "pointwise weight-gradient rows",
+            format!("a range within 0..{a_ch}"),
+            format!("{i_rows:?}"),
+        ));
+    }
+    check(
+        "pointwise weight-gradient output",
+        c.len(),
+        i_rows.len() * b_ch,
+    )?;
+    if i_rows.is_empty() || b_ch == 0 {
+        return Ok(());
+    }
+    if rows == 0 {
+        c.fill(0.0);
+        return Ok(());
+    }
+    let args = PwArgs {
+        a: a[i_rows.start..].as_ptr(),
+        a_ch,
+        b: b.as_ptr(),
+        b_ch,
+        rows,
+        m: i_rows.len(),
+        c: c.as_mut_ptr(),
+    };
+    // SAFETY: extents checked above: `rows` rows of `a_ch` (from column i_rows.start, m
+    // columns used) and of `b_ch` floats, `m` rows of `b_ch` in `c`; a `Tier` exists only
+    // for a tier this CPU has.
+    unsafe {
+        match isa.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => pw_avx512(&args),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => pw_avx2(&args),
+            _ => pw_portable(&args),
+        }
+    }
+    Ok(())
+}
+
+/// Raw operands of [`pointwise_weight_block`] (`a` at the first row of `C` computed).
+struct PwArgs {
+    a: *const f32,
+    a_ch: usize,
+    b: *const f32,
+    b_ch: usize,
+    rows: usize,
+    m: usize,
+    c: *mut f32,
+}
+
+macro_rules! pw_tier {
+    ($name:ident, $S:ty, [$($feat:literal)?], $r:expr) => {
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn $name(p: &PwArgs) {
+            // SAFETY: the caller's contract (`pointwise_weight_block`).
+            unsafe { pw_body::<$S, { $r }>(p) }
+        }
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+pw_tier!(
+    pw_avx512,
+    super::simd::Avx512,
+    ["avx512f,avx512bw,avx512vl,avx2,fma"],
+    PW_ROWS_AVX512
+);
+#[cfg(target_arch = "x86_64")]
+pw_tier!(pw_avx2, super::simd::Avx2, ["avx2,fma"], PW_ROWS_AVX2);
+pw_tier!(pw_portable, Portable, [], PW_ROWS_PORTABLE);
+
+/// Panels of columns, passes of [`PW_KSTEP`] reduction steps, row tiles of `R` (the last
+/// one narrower), column tiles of two vectors, then one vector, then a masked tail.
+#[inline(always)]
+unsafe fn pw_body<S: Simd, const R: usize>(p: &PwArgs) {
+    let two = 2 * S::LANES;
+    let mut j0 = 0;
+    while j0 < p.b_ch {
+        let j1 = (j0 + PW_PANEL).min(p.b_ch);
+        let mut k0 = 0;
+        while k0 < p.rows {
+            let kn = PW_KSTEP.min(p.rows - k0);
+            let first = k0 == 0;
+            let mut i = 0;
+            while i < p.m {
+                let r = R.min(p.m - i);
+                // SAFETY: rows i .. i + r < m of C, reduction steps k0 .. k0 + kn < rows,
+                // columns j .. j + width ≤ b_ch (the caller's contract).
+                unsafe {
+                    let a = p.a.add(k0 * p.a_ch + i);
+                    let t = PwTile {
+                        a,
+                        lda: p.a_ch,
+                        ldb: p.b_ch,
+                        k: kn,
+                        ldc: p.b_ch,
+                        first,
+                    };
+                    let mut j = j0;
+                    while j + two <= j1 {
+                        pw_rows::<S, R, 2, false>(
+                            &t,
+                            r,
+                            p.b.add(k0 * p.b_ch + j),
+                            p.c.add(i * p.b_ch + j),
+                            0,
+                        );
+                        j += two;
+                    }
+                    if j + S::LANES <= j1 {
+                        pw_rows::<S, R, 1, false>(
+                            &t,
+                            r,
+                            p.b.add(k0 * p.b_ch + j),
+                            p.c.add(i * p.b_ch + j),
+                            0,
+                        );
+                        j += S::LANES;
+                    }
+                    if j < j1 {
+                        pw_rows::<S, R, 1, true>(
+                            &t,
+                            r,
+                            p.b.add(k0 * p.b_ch + j),
+                            p.c.add(i * p.b_ch + j),
+                            j1 - j,
+                        );
+                    }
+                }
+                i += r;
+            }
+            k0 += kn;
+        }
+        j0 = j1;
+    }
+}
+
+/// What a pointwise weight-gradient tile reads besides its `B` and `C` corners.
+struct PwTile {
+    a: *const f32,
+    lda: usize,
+    ldb: usize,
+    k: usize,
+    ldc: usize,
+    first: bool,
+}
+
+/// A tile of `r ≤ R` rows: the instance of exactly that height.
+#[inline(always)]
+unsafe fn pw_rows<S: Simd, const R: usize, const NV: usize, const MASKED: bool>(
+    t: &PwTile,
+    r: usize,
+    b: *const f32,
+    c: *mut f32,
+    valid: usize,
+) {
+    // SAFETY: the caller's contract, for r rows.
+    unsafe {
+        match r {
+            1 => pw_tile::<S, 1, NV, MASKED>(t, b, c, valid),
+            2 if R > 2 => pw_tile::<S, 2, NV, MASKED>(t, b, c, valid),
+            3 if R > 3 => pw_tile::<S, 3, NV, MASKED>(t, b, c, valid),
+            4 if R > 4 => pw_tile::<S, 4, NV, MASKED>(t, b, c, valid),
+            5 if R > 5 => pw_tile::<S, 5, NV, MASKED>(t, b, c, valid),
+            6 if R > 6 => pw_tile::<S, 6, NV, MASKED>(t, b, c, valid),
+            7 if R > 7 => pw_tile::<S, 7, NV, MASKED>(t, b, c, valid),
+            _ => pw_tile::<S, R, NV, MASKED>(t, b, c, valid),
+        }
+    }
+}
+
+/// One register tile: `RT` rows × `NV` vectors of `C` (`valid` lanes of the one vector
+/// when `MASKED`), `t.k` reduction steps added to it in order (from zero when `t.first`).
+#[inline(always)]
+unsafe fn pw_tile<S: Simd, const RT: usize, const NV: usize, const MASKED: bool>(
+    t: &PwTile,
+    b: *const f32,
+    c: *mut f32,
+    valid: usize,
+) {
+    let lanes = S::LANES;
+    // SAFETY: the caller guarantees RT rows of A at stride 1 for t.k steps of stride
+    // t.lda, t.k rows of NV vectors (valid lanes) of B at stride t.ldb, RT rows of C.
+    unsafe {
+        let mut acc = [[S::zero(); NV]; RT];
+        if !t.first {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = load_in::<S, MASKED>(c.add(r * t.ldc + v * lanes), valid);
+                }
+            }
+        }
+        let (mut a, mut b) = (t.a, b);
+        for _ in 0..t.k {
+            prefetch(b.wrapping_add(PW_PREFETCH * t.ldb));
+            prefetch(a.wrapping_add(PW_PREFETCH * t.lda));
+            let mut bv = [S::zero(); NV];
+            for (v, x) in bv.iter_mut().enumerate() {
+                *x = load_in::<S, MASKED>(b.add(v * lanes), valid);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = S::splat(*a.add(r));
+                for v in 0..NV {
+                    row[v] = S::mul_add(av, bv[v], row[v]);
+                }
+            }
+            a = a.add(t.lda);
+            b = b.add(t.ldb);
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, &x) in row.iter().enumerate() {
+                store_out::<S, MASKED>(c.add(r * t.ldc + v * lanes), x, valid);
             }
         }
     }

@@ -411,22 +411,23 @@ pub(crate) fn bn_grad_sums(exec: &Executor, dy: &[f32], x: &[f32], c: usize) -> 
     })
 }
 
-/// The first half of a fused BatchNorm + activation backward, in one pass: `dy` becomes
-/// the gradient at the activation's input (`act_grad` at `x̂·γ + β`, x̂ = `(x − mean)·1/σ`
-/// recomputed from the input `x` as the forward computed it), and the BatchNorm sums of
-/// [`bn_grad_sums`] (`Σ dy`, `Σ dy·x̂` of the new `dy`) are returned, over the same blocks
-/// and groups in the same order: the same bits as the activation pass followed by
-/// [`bn_grad_sums`] on x̂.
+/// The first half of a fused BatchNorm + activation backward, in one read-only pass: the
+/// BatchNorm sums of [`bn_grad_sums`] (`Σ g`, `Σ g·x̂`) of the gradient at the activation's
+/// input, `g = act_grad(dy, x̂·γ + β)` with x̂ = `(x − mean)·1/σ` recomputed from the input
+/// `x` as the forward computed it, over the same blocks and groups in the same order: the
+/// same bits as the activation pass followed by [`bn_grad_sums`] on x̂. `dy` is left as it
+/// is; [`bn_act_input_grad`] recomputes `g` by the same operations (writing it back here
+/// cost a pass of stores over the whole tensor).
 pub(crate) fn bn_act_grad_sums(
     exec: &Executor,
-    dy: &mut [f32],
+    dy: &[f32],
     x: &[f32],
     c: usize,
     (mean, invstd): (&[f32], &[f32]),
     (gamma, beta): (&[f32], &[f32]),
     act: Activation,
 ) -> Vec<f64> {
-    let mut run = |f: &BlockSums<'_>| par::channel_sums_mut(exec, dy, x, c, 2, f);
+    let run = |f: &BlockSums<'_>| par::channel_sums(exec, dy, x, c, 2, f);
     let stats = (mean, invstd, gamma, beta);
     // One monomorphised loop per activation kind (the match leaves the inner loop).
     match act {
@@ -444,14 +445,14 @@ pub(crate) fn bn_act_grad_sums(
     }
 }
 
-/// A per-block accumulator of [`par::channel_sums_mut`] (`block_a`, `block_b`, sums).
-type BlockSums<'a> = dyn Fn(&mut [f32], &[f32], &mut [f64]) + Sync + 'a;
+/// A per-block accumulator of [`par::channel_sums`] (`block_a`, `block_b`, sums).
+type BlockSums<'a> = dyn Fn(&[f32], &[f32], &mut [f64]) + Sync + 'a;
 
-/// [`stat_groups`] with `b` = x̂ for `a` rewritten on the way: per pixel and channel,
-/// `x̂ = (x − mean)·invstd`, `a ← grad(a, x̂·γ + β)`, then `Σ a`, `Σ a·x̂` as
-/// [`stat_groups`] sums them (groups of [`STAT_GROUP`] pixels in f32, added in f64).
+/// [`stat_groups`] of `g(a)` with `b` = x̂: per pixel and channel, `x̂ = (x − mean)·invstd`,
+/// `g = grad(a, x̂·γ + β)`, then `Σ g`, `Σ g·x̂` as [`stat_groups`] sums them (groups of
+/// [`STAT_GROUP`] pixels in f32, added in f64).
 fn act_stat_groups(
-    a: &mut [f32],
+    a: &[f32],
     x: &[f32],
     c: usize,
     sums: &mut [f64],
@@ -464,14 +465,14 @@ fn act_stat_groups(
     // Every slice exactly `c` long, so the channel loop runs without bounds checks.
     let (mean, invstd, gamma, beta) = (&mean[..c], &invstd[..c], &gamma[..c], &beta[..c]);
     let group = STAT_GROUP * c;
-    for (ga, gx) in a.chunks_mut(group).zip(x.chunks(group)) {
+    for (ga, gx) in a.chunks(group).zip(x.chunks(group)) {
         t1.fill(0.0);
         t2.fill(0.0);
-        for (pa, px) in ga.chunks_exact_mut(c).zip(gx.chunks_exact(c)) {
+        for (pa, px) in ga.chunks_exact(c).zip(gx.chunks_exact(c)) {
+            let (t1, t2) = (&mut t1[..c], &mut t2[..c]);
             for ch in 0..c {
                 let xh = (px[ch] - mean[ch]) * invstd[ch];
                 let g = grad(pa[ch], xh * gamma[ch] + beta[ch]);
-                pa[ch] = g;
                 t1[ch] += g;
                 t2[ch] += g * xh;
             }
@@ -479,6 +480,63 @@ fn act_stat_groups(
         for (((x1, x2), &u), &w) in s1.iter_mut().zip(s2.iter_mut()).zip(&t1).zip(&t2) {
             *x1 += f64::from(u);
             *x2 += f64::from(w);
+        }
+    }
+}
+
+/// The second half of a fused BatchNorm + activation backward: `dy` becomes the gradient
+/// at BatchNorm's input, `scale·(g − mean_g − x̂·mean_gx̂)` with `g = act_grad(dy, x̂·γ + β)`
+/// recomputed exactly as [`bn_act_grad_sums`] formed it (x̂ from the input `x`).
+/// `stats` = (mean, 1/σ, γ, β), `coef` = (γ/σ, mean of g, mean of g·x̂), per channel.
+pub(crate) fn bn_act_input_grad(
+    exec: &Executor,
+    dy: &mut [f32],
+    x: &[f32],
+    c: usize,
+    stats: (&[f32], &[f32], &[f32], &[f32]),
+    coef: (&[f32], &[f32], &[f32]),
+    act: Activation,
+) {
+    let mut run = |f: &(dyn Fn(&mut [f32], &[f32]) + Sync)| par::zip_mut(exec, dy, x, c, f);
+    // One monomorphised loop per activation kind, as in `bn_act_grad_sums`.
+    match act {
+        Activation::Relu => run(&|gs, xs| {
+            input_grad_pixels(gs, xs, c, stats, coef, |g, v| {
+                act_grad(Activation::Relu, g, v)
+            })
+        }),
+        Activation::Relu6 => run(&|gs, xs| {
+            input_grad_pixels(gs, xs, c, stats, coef, |g, v| {
+                act_grad(Activation::Relu6, g, v)
+            })
+        }),
+        Activation::None => run(&|gs, xs| input_grad_pixels(gs, xs, c, stats, coef, |g, _| g)),
+        Activation::Silu => run(&|gs, xs| {
+            input_grad_pixels(gs, xs, c, stats, coef, |g, v| {
+                act_grad(Activation::Silu, g, v)
+            })
+        }),
+        _ => run(&|gs, xs| input_grad_pixels(gs, xs, c, stats, coef, |g, v| act_grad(act, g, v))),
+    }
+}
+
+/// [`bn_act_input_grad`] over whole pixels, every slice cut to `c` (no bounds checks in
+/// the channel loop).
+fn input_grad_pixels(
+    gs: &mut [f32],
+    xs: &[f32],
+    c: usize,
+    (mean, invstd, gamma, beta): (&[f32], &[f32], &[f32], &[f32]),
+    (scale, mean_dy, mean_dy_xhat): (&[f32], &[f32], &[f32]),
+    grad: impl Fn(f32, f32) -> f32,
+) {
+    let (mean, invstd, gamma, beta) = (&mean[..c], &invstd[..c], &gamma[..c], &beta[..c]);
+    let (scale, mean_dy, mean_dy_xhat) = (&scale[..c], &mean_dy[..c], &mean_dy_xhat[..c]);
+    for (g, px) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+        for ch in 0..c {
+            let xh = (px[ch] - mean[ch]) * invstd[ch];
+            let ga = grad(g[ch], xh * gamma[ch] + beta[ch]);
+            g[ch] = scale[ch] * (ga - mean_dy[ch] - xh * mean_dy_xhat[ch]);
         }
     }
 }
@@ -840,20 +898,14 @@ impl Layer for Linear {
         let (fin, fout) = self.features();
         let n = dims[0];
         let mut y = Tensor::zeros([n, 1, 1, fout], Layout::Nhwc)?;
-        for (xr, yr) in x
-            .data()
-            .chunks_exact(fin)
-            .zip(y.data_mut().chunks_exact_mut(fout))
-        {
-            for (o, yo) in yr.iter_mut().enumerate() {
-                let wr = &self.weight.value[o * fin..(o + 1) * fin];
-                let mut acc = 0f32;
-                for (a, b) in xr.iter().zip(wr) {
-                    acc += a * b;
-                }
-                *yo = acc + self.bias.value[o];
-            }
-        }
+        linear_forward(
+            x.data(),
+            &self.weight.value,
+            &self.bias.value,
+            n,
+            fin,
+            y.data_mut(),
+        );
         self.cache = (mode == Mode::Train).then_some(x);
         Ok(y)
     }
@@ -868,28 +920,35 @@ impl Layer for Linear {
         let (fin, fout) = self.features();
         let n = x.logical_dims()[0];
         check_grad_dims("linear grad_output", &dy, [n, fout, 1, 1])?;
-        for (xr, g) in x.data().chunks_exact(fin).zip(dy.data().chunks_exact(fout)) {
-            for o in 0..fout {
-                let wg = &mut self.weight.grad[o * fin..(o + 1) * fin];
+        // Output by output: each gradient element still sums the images in order (the
+        // weight row stays in L1 instead of the whole weight streaming once per image).
+        let (xd, g) = (x.data(), dy.data());
+        for o in 0..fout {
+            let wg = &mut self.weight.grad[o * fin..(o + 1) * fin];
+            let bg = &mut self.bias.grad[o];
+            for (xr, gr) in xd.chunks_exact(fin).zip(g.chunks_exact(fout)) {
+                let go = gr[o];
                 for (d, &v) in wg.iter_mut().zip(xr) {
-                    *d += g[o] * v;
+                    *d += go * v;
                 }
-                self.bias.grad[o] += g[o];
+                *bg += go;
             }
         }
         if !need_input_grad {
             return Ok(None);
         }
+        // dx[i, :] = Σ_o dy[i, o] · W[o, :], the outputs in order for every element.
         let mut dx = Tensor::zeros([n, 1, 1, fin], Layout::Nhwc)?;
-        for (dr, g) in dx
-            .data_mut()
-            .chunks_exact_mut(fin)
-            .zip(dy.data().chunks_exact(fout))
-        {
-            for o in 0..fout {
-                let wr = &self.weight.value[o * fin..(o + 1) * fin];
+        for o in 0..fout {
+            let wr = &self.weight.value[o * fin..(o + 1) * fin];
+            for (dr, gr) in dx
+                .data_mut()
+                .chunks_exact_mut(fin)
+                .zip(g.chunks_exact(fout))
+            {
+                let go = gr[o];
                 for (d, &w) in dr.iter_mut().zip(wr) {
-                    *d += g[o] * w;
+                    *d += go * w;
                 }
             }
         }
@@ -909,6 +968,40 @@ impl Layer for Linear {
     fn macs(&self, input: [usize; 4]) -> Result<u64> {
         let (fin, fout) = self.features();
         Ok((input[0] * fin * fout) as u64)
+    }
+}
+
+/// Images per pass of [`linear_forward`]: their sums for one output stay in L1.
+const LINEAR_IMAGES: usize = 64;
+
+/// `y[i, o] = (Σ_f x[i, f] · w[o, f]) + bias[o]` for `n` images, each sum in f32 over the
+/// features in order from zero (`acc += x·w`), as a plain dot product forms it: the
+/// images of a pass go in vectors (`x` transposed once, `[F, N]`), so the sequential
+/// chains of neighbouring images run side by side instead of one at a time.
+fn linear_forward(x: &[f32], w: &[f32], bias: &[f32], n: usize, fin: usize, y: &mut [f32]) {
+    let fout = bias.len();
+    let mut xt = vec![0f32; fin * n];
+    for (i, xr) in x.chunks_exact(fin).enumerate() {
+        for (f, &v) in xr.iter().enumerate() {
+            xt[f * n + i] = v;
+        }
+    }
+    let mut acc = [0f32; LINEAR_IMAGES];
+    for i0 in (0..n).step_by(LINEAR_IMAGES) {
+        let cn = LINEAR_IMAGES.min(n - i0);
+        let acc = &mut acc[..cn];
+        for (o, wr) in w.chunks_exact(fin).enumerate() {
+            acc.fill(0.0);
+            for (f, &wv) in wr.iter().enumerate() {
+                let xs = &xt[f * n + i0..][..cn];
+                for (a, &xv) in acc.iter_mut().zip(xs) {
+                    *a += xv * wv;
+                }
+            }
+            for (i, &a) in acc.iter().enumerate() {
+                y[(i0 + i) * fout + o] = a + bias[o];
+            }
+        }
     }
 }
 
@@ -1149,5 +1242,64 @@ impl Layer for Residual {
 
     fn macs(&self, input: [usize; 4]) -> Result<u64> {
         self.body.macs(input)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The batched linear forward and the reordered backward loops give the bits of the
+    /// plain per-image loops they replaced (each sum in the same order), across the
+    /// 64-image passes and odd sizes.
+    #[test]
+    fn linear_matches_the_per_image_loops_bitwise() {
+        let mut rng = SplitMix64::new(5);
+        let exec = Executor::single();
+        for (n, fin, fout) in [(1, 1, 1), (3, 7, 5), (32, 40, 17), (70, 13, 9)] {
+            let mut layer = Linear::init(fin, fout, &mut rng).unwrap();
+            let x = rng.vec(n * fin, -2.0, 2.0);
+            let dy = rng.vec(n * fout, -1.0, 1.0);
+            let xt = Tensor::from_nchw(x.clone(), [n, fin, 1, 1])
+                .unwrap()
+                .to_layout(Layout::Nhwc);
+            let y = layer.forward(xt, Mode::Train, &exec).unwrap();
+            let dyt = Tensor::from_nchw(dy.clone(), [n, fout, 1, 1])
+                .unwrap()
+                .to_layout(Layout::Nhwc);
+            let dx = layer.backward(dyt, true, &exec).unwrap().unwrap();
+            let (w, b) = (&layer.weight.value, &layer.bias.value);
+            let (mut want_y, mut want_dx) = (vec![0f32; n * fout], vec![0f32; n * fin]);
+            let (mut want_wg, mut want_bg) = (vec![0f32; fout * fin], vec![0f32; fout]);
+            for i in 0..n {
+                let (xr, g) = (&x[i * fin..][..fin], &dy[i * fout..][..fout]);
+                for o in 0..fout {
+                    let mut acc = 0f32;
+                    for (a, c) in xr.iter().zip(&w[o * fin..][..fin]) {
+                        acc += a * c;
+                    }
+                    want_y[i * fout + o] = acc + b[o];
+                    for (d, &v) in want_wg[o * fin..][..fin].iter_mut().zip(xr) {
+                        *d += g[o] * v;
+                    }
+                    want_bg[o] += g[o];
+                    for (d, &v) in want_dx[i * fin..][..fin]
+                        .iter_mut()
+                        .zip(&w[o * fin..][..fin])
+                    {
+                        *d += g[o] * v;
+                    }
+                }
+            }
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(y.data()), bits(&want_y), "forward {n} {fin} {fout}");
+            assert_eq!(
+                bits(dx.data()),
+                bits(&want_dx),
+                "input grad {n} {fin} {fout}"
+            );
+            assert_eq!(bits(&layer.weight.grad), bits(&want_wg), "weight grad");
+            assert_eq!(bits(&layer.bias.grad), bits(&want_bg), "bias grad");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! (BatchNorm followed by an activation, keeping one tensor for both backward passes) and
 //! [`DropPath`] (stochastic depth on a residual branch, lukemelas' `drop_connect`).
 
-use super::super::layers::{bn_act_grad_sums, bn_train_stats};
+use super::super::layers::{bn_act_grad_sums, bn_act_input_grad, bn_train_stats};
 use super::super::{join, par, pool, Layer, Mode, Param, ParamKind, Slot};
 use crate::error::{Error, Result};
 use crate::exec::Executor;
@@ -180,7 +180,7 @@ impl Layer for BnAct {
         // one pass.
         let sums = bn_act_grad_sums(
             exec,
-            dy.data_mut(),
+            dy.data(),
             x.data(),
             c,
             (&mean, &invstd),
@@ -201,17 +201,17 @@ impl Layer for BnAct {
         let scale: Vec<f32> = (0..c).map(|ch| gamma[ch] * invstd[ch]).collect();
         let mean_dy: Vec<f32> = sum_dy.iter().map(|s| (s / m as f64) as f32).collect();
         let mean_dy_xhat: Vec<f32> = sum_dy_xhat.iter().map(|s| (s / m as f64) as f32).collect();
-        // Every slice exactly `c` long, so the channel loop runs without bounds checks.
-        let (mean, invstd) = (&mean[..c], &invstd[..c]);
-        let (scale, mean_dy, mean_dy_xhat) = (&scale[..c], &mean_dy[..c], &mean_dy_xhat[..c]);
-        par::zip_mut(exec, dy.data_mut(), x.data(), c, |gs, xs| {
-            for (g, px) in gs.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
-                for ch in 0..c {
-                    let xh = (px[ch] - mean[ch]) * invstd[ch];
-                    g[ch] = scale[ch] * (g[ch] - mean_dy[ch] - xh * mean_dy_xhat[ch]);
-                }
-            }
-        });
+        // The activation's gradient again (the same operations as in the sums' pass), and
+        // BatchNorm's input gradient from it, in one pass.
+        bn_act_input_grad(
+            exec,
+            dy.data_mut(),
+            x.data(),
+            c,
+            (&mean, &invstd, gamma, beta),
+            (&scale, &mean_dy, &mean_dy_xhat),
+            act,
+        );
         pool::recycle(x);
         Ok(Some(dy))
     }
