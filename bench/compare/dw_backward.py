@@ -31,6 +31,10 @@ LAYERS = [
 ]
 
 
+# ds-cnn on the digits (`train::NetConfig::strides`): dw 32@8 s1, 64@8 s2, 128@4 s2.
+DSCNN_LAYERS = [(32, 8, 1, 1), (64, 8, 2, 1), (128, 4, 2, 1)]
+
+
 def torch_ms(c, h, s, batch, reps, channels_last):
     g = torch.Generator().manual_seed(7)
     oh = (h + 2 - 3) // s + 1
@@ -67,6 +71,9 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--net", choices=["mobilenet-v2", "ds-cnn"], default="mobilenet-v2",
+                    help="whose depthwise layers: MobileNetV2-1.0 at 224², or ds-cnn on the "
+                         "8×8 digits (widths 32-64-128-128)")
     ap.add_argument("--layers", nargs="+", default=None,
                     help="only these layers, as C@H/S (e.g. 384@14/1)")
     ap.add_argument("--bin", default=os.path.join(
@@ -81,7 +88,7 @@ def main():
         for threads in args.threads:
             torch.set_num_threads(threads)
             totals = [0.0, 0.0, 0.0]
-            for (c, h, s, count) in LAYERS:
+            for (c, h, s, count) in (LAYERS if args.net == "mobilenet-v2" else DSCNN_LAYERS):
                 if args.layers and f"{c}@{h}/{s}" not in args.layers:
                     continue
                 runs = [[], [], []]
@@ -99,7 +106,8 @@ def main():
                       f"{traffic / ds / 1e6:.1f} |", flush=True)
             if args.layers:
                 continue
-            print(f"| {batch} | {threads} | all 17 layers | | {totals[0]:.1f} | "
+            n = 17 if args.net == "mobilenet-v2" else 3
+            print(f"| {batch} | {threads} | all {n} layers | | {totals[0]:.1f} | "
                   f"{totals[1]:.1f} | {totals[2]:.1f} | "
                   f"{min(totals[0], totals[1]) / totals[2]:.2f}× | |", flush=True)
 
