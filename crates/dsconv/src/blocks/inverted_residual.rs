@@ -766,6 +766,20 @@ mod tests {
     }
 
     #[test]
+    fn cost_counts_the_squeeze_excitation() {
+        let b = block_se(7, 8, 4, 8, 3, 1);
+        let plain = block(7, 8, 4, 8, 3, 1);
+        let dims = [2, 8, 9, 9];
+        let (with, without) = (b.cost(dims).unwrap(), plain.cost(dims).unwrap());
+        let se = b.squeeze_excite().unwrap();
+        assert_eq!(with.macs, without.macs + 2 * se.macs_per_image());
+        // The pool and the scaling pass read the depthwise output twice and write it once.
+        let d = 4 * (2 * 32 * 9 * 9) as u64;
+        assert!(with.bytes_read >= without.bytes_read + 2 * d);
+        assert!(with.bytes_written >= without.bytes_written + d);
+    }
+
+    #[test]
     fn squeeze_excite_must_match_the_depthwise_channels() {
         let b = block(5, 8, 6, 8, 3, 1);
         let other = block_se(6, 8, 4, 8, 3, 1);

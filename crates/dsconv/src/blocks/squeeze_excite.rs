@@ -108,9 +108,9 @@ impl SqueezeExcite {
     pub fn cost(&self, input: [usize; 4]) -> Cost {
         let n = input[0];
         let mut cost = Cost::global_avg_pool(input);
+        let bytes = cost.bytes_read;
         cost += Cost::linear(n, self.c, self.r, true);
         cost += Cost::linear(n, self.r, self.c, true);
-        let bytes = Cost::global_avg_pool(input).bytes_read;
         cost.bytes_read = cost.bytes_read.saturating_add(bytes);
         cost.bytes_written = cost.bytes_written.saturating_add(bytes);
         cost

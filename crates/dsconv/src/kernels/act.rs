@@ -32,7 +32,7 @@ pub(crate) fn activate_slice(isa: Tier, act: Activation, data: &mut [f32]) {
 ///
 /// Its per-tier instances below are `#[inline(never)]` on purpose: inlined into the GEMM
 /// microkernel, the exponential's code cost every GEMM (whatever its activation) ~2.8× in
-/// speed; as a call after the tile is stored it costs nothing where it does not run.
+/// speed; as a call over each finished row block it costs nothing where it does not run.
 ///
 /// # Safety
 /// `c` is valid for reads and writes, and `res` (unless null) for reads, of `rows` rows of

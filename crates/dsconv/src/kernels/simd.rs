@@ -558,7 +558,7 @@ enum EpilogueKind {
 impl Epilogue {
     /// Whether [`activate_tile`] leaves this activation to the caller: the exponential
     /// ones (sigmoid, SiLU), which a register-tiled kernel applies through
-    /// [`Simd::rows_epilogue`] after storing its tile.
+    /// [`Simd::rows_epilogue`] once a whole row block is stored (the GEMM driver).
     #[inline(always)]
     pub(crate) fn out_of_line(&self) -> bool {
         matches!(self.kind, EpilogueKind::Sigmoid | EpilogueKind::Silu)
