@@ -566,6 +566,7 @@ pub(crate) fn col2im_nhwc(
     pads: [usize; 2],
     [oh, ow]: [usize; 2],
     bias: Option<&[f32]>,
+    act: dsconv::Activation,
     out: &mut [f32],
     exec: &Executor,
 ) {
@@ -612,6 +613,9 @@ pub(crate) fn col2im_nhwc(
                             *v += gv;
                         }
                     }
+                }
+                if act != dsconv::Activation::None {
+                    o.iter_mut().for_each(|v| *v = act.apply(*v));
                 }
             }
         }

@@ -144,6 +144,15 @@ enum POp {
         d: [usize; 2],
         pads: [usize; 2],
         bias: Option<Vec<f32>>,
+        /// Applied after the bias, once the taps are summed.
+        act: Activation,
+    },
+    /// Transposed convolution with stride = kernel and no padding (one group), NHWC in
+    /// and out: output row `y·kH + i` is input row `y` times `rows[i]` (`[C_in, kW·C_out]`,
+    /// bias and activation in its epilogue), written in place.
+    ConvTransposeRows {
+        rows: Vec<dsconv::kernels::PackedGemm>,
+        act: Activation,
     },
 }
 
@@ -192,6 +201,15 @@ struct Unit {
     input: usize,
     out: usize,
     nodes: Vec<usize>,
+    bn: bool,
+}
+
+/// What [`Builder::tail`] found after a convolution: the nodes it absorbs, the value they
+/// end in, the activation and whether a BatchNormalization was among them.
+struct Tail {
+    nodes: Vec<usize>,
+    out: usize,
+    act: Activation,
     bn: bool,
 }
 
@@ -571,55 +589,69 @@ impl<'a> Builder<'a> {
         else {
             return None;
         };
-        let mut u = Unit {
+        let (mut w, mut bias) = (w.clone(), bias.clone());
+        let co = wdims[0];
+        let per = w.len() / co.max(1);
+        let t = self.tail(n.out, co, |s, sh| {
+            let b = bias.get_or_insert_with(|| vec![0.0; co]);
+            for o in 0..co {
+                for v in &mut w[o * per..(o + 1) * per] {
+                    *v = (*v as f64 * s[o]) as f32;
+                }
+                b[o] = (b[o] as f64 * s[o] + sh[o]) as f32;
+            }
+        });
+        let mut nodes = vec![i];
+        nodes.extend(t.nodes);
+        Some(Unit {
             name: n.name.clone(),
-            w: w.clone(),
+            w,
             wdims: *wdims,
-            bias: bias.clone(),
+            bias,
             params: *params,
-            act: Activation::None,
+            act: t.act,
             input: n.ins[0],
-            out: n.out,
-            nodes: vec![i],
+            out: t.out,
+            nodes,
+            bn: t.bn,
+        })
+    }
+
+    /// The nodes after value `out` (of `co` channels, NCHW dims) that fold into the
+    /// convolution producing it, each reading the last one's output alone: per-channel
+    /// affines (a BatchNormalization, an Add / Sub / Mul / Div of a per-channel or scalar
+    /// constant), each handed to `fold(scale, shift)` to fold into the weights and bias,
+    /// then one activation. Takes nothing.
+    fn tail(&self, out: usize, co: usize, mut fold: impl FnMut(&[f64], &[f64])) -> Tail {
+        let mut t = Tail {
+            nodes: Vec::new(),
+            out,
+            act: Activation::None,
             bn: false,
         };
-        while let Some(j) = self.sole(u.out) {
+        while let Some(j) = self.sole(t.out) {
             let Some(m) = &self.nodes[j] else { break };
             match &m.op {
-                Op::Affine { scale, shift } if !u.bn && u.act == Activation::None => {
-                    let per = u.w.len() / u.wdims[0];
-                    let b = u.bias.get_or_insert_with(|| vec![0.0; u.wdims[0]]);
-                    for o in 0..u.wdims[0] {
-                        for w in &mut u.w[o * per..(o + 1) * per] {
-                            *w = (*w as f64 * scale[o]) as f32;
-                        }
-                        b[o] = (b[o] as f64 * scale[o] + shift[o]) as f32;
-                    }
-                    u.bn = true;
+                Op::Affine { scale, shift } if !t.bn && t.act == Activation::None => {
+                    fold(scale, shift);
+                    t.bn = true;
                 }
-                Op::Binary { op, a, b } if u.act == Activation::None => {
-                    let Some((s, t)) = const_affine(*op, a, b, u.wdims[0]) else {
+                Op::Binary { op, a, b } if t.act == Activation::None => {
+                    let Some((s, sh)) = const_affine(*op, a, b, co) else {
                         break;
                     };
-                    let per = u.w.len() / u.wdims[0];
-                    let bias = u.bias.get_or_insert_with(|| vec![0.0; u.wdims[0]]);
-                    for o in 0..u.wdims[0] {
-                        for w in &mut u.w[o * per..(o + 1) * per] {
-                            *w = (*w as f64 * s[o]) as f32;
-                        }
-                        bias[o] = (bias[o] as f64 * s[o] + t[o]) as f32;
-                    }
+                    fold(&s, &sh);
                 }
-                Op::Unary(un) if u.act == Activation::None => match to_act(*un) {
-                    Some(a) => u.act = a,
+                Op::Unary(un) if t.act == Activation::None => match to_act(*un) {
+                    Some(a) => t.act = a,
                     None => break,
                 },
                 _ => break,
             }
-            u.nodes.push(j);
-            u.out = m.out;
+            t.nodes.push(j);
+            t.out = m.out;
         }
-        Some(u)
+        t
     }
 
     fn take(&mut self, u: &Unit) {
@@ -1244,57 +1276,57 @@ impl<'a> Builder<'a> {
                 return Ok(());
             }
             Op::ConvTranspose {
-                w,
+                mut w,
                 wdims,
-                bias,
-                s,
-                d,
-                pads,
-                group: 1,
-            } => {
-                // W [ci, co, kh, kw] → GEMM weights [(kh, kw, co), ci].
-                let [ci, co, kh, kw] = wdims;
-                let mut wg = vec![0f32; w.len()];
-                for ic in 0..ci {
-                    for oc in 0..co {
-                        for t in 0..kh * kw {
-                            wg[(t * co + oc) * ci + ic] = w[(ic * co + oc) * kh * kw + t];
-                        }
-                    }
-                }
-                let gemm =
-                    PointwiseConv2d::new(Tensor::from_nchw(wg, [kh * kw * co, ci, 1, 1])?, None)?;
-                let inp = self.nhwc_of(x);
-                let o = self.new_val(od, true);
-                self.push(
-                    name,
-                    POp::ConvTransposeGemm {
-                        gemm: Box::new(gemm),
-                        co,
-                        k: [kh, kw],
-                        s,
-                        d,
-                        pads: [pads[0], pads[1]],
-                        bias,
-                    },
-                    vec![inp],
-                    o,
-                );
-                o
-            }
-            Op::ConvTranspose {
-                w,
-                wdims,
-                bias,
+                mut bias,
                 s,
                 d,
                 pads,
                 group,
             } => {
-                let inp = self.rows_of(x);
-                let o = self.new_val(od, false);
-                self.push(
+                let [ci, cog, kh, kw] = wdims;
+                let co = cog * group;
+                let xd = self.dims(x);
+                let mut act = Activation::None;
+                let mut out_id = n.out;
+                let mut bn = false;
+                if group == 1 {
+                    // BatchNorm, a constant bias Add and the activation after it fold in, as
+                    // after a convolution (PP-OCR's detection head: ConvTranspose → Add →
+                    // BatchNormalization → Relu).
+                    let kk = kh * kw;
+                    let t = self.tail(n.out, co, |sc, sh| {
+                        let b = bias.get_or_insert_with(|| vec![0.0; co]);
+                        for (e, v) in w.iter_mut().enumerate() {
+                            let oc = (e / kk) % co;
+                            *v = (*v as f64 * sc[oc]) as f32;
+                        }
+                        for oc in 0..co {
+                            b[oc] = (b[oc] as f64 * sc[oc] + sh[oc]) as f32;
+                        }
+                    });
+                    for &j in &t.nodes {
+                        self.nodes[j] = None;
+                    }
+                    self.fusion.batchnorms_folded += t.bn as usize;
+                    self.fusion.activations_fused += (t.act != Activation::None) as usize;
+                    (act, out_id, bn) = (t.act, t.out, t.bn);
+                }
+                let od = self.dims(out_id);
+                let mut row = dsconv::cost::LayerCost::conv_transpose(
                     name,
+                    d4(&xd),
+                    d4(&od),
+                    [kh, kw],
+                    s,
+                    group,
+                    bias.is_some(),
+                );
+                if bn {
+                    row = row.with_batchnorm();
+                }
+                self.costs.push(row);
+                let op = if group != 1 {
                     POp::ConvTranspose {
                         w,
                         wdims,
@@ -1303,11 +1335,65 @@ impl<'a> Builder<'a> {
                         d,
                         pads,
                         group,
-                    },
-                    vec![inp],
-                    o,
-                );
-                o
+                    }
+                } else if s == [kh, kw]
+                    && d == [1, 1]
+                    && pads == [0; 4]
+                    && od[2] == xd[2] * kh
+                    && od[3] == xd[3] * kw
+                {
+                    // Stride = kernel, no padding: each output row is one kernel row's
+                    // taps over one input row, a GEMM written in place (the output pixels
+                    // 2x, 2x + 1, … of a 2×2 kernel are adjacent in NHWC).
+                    let tiled: Option<Vec<f32>> = bias
+                        .as_ref()
+                        .map(|b| (0..kw).flat_map(|_| b.iter().copied()).collect());
+                    let rows = (0..kh)
+                        .map(|i| {
+                            dsconv::kernels::PackedGemm::from_fn(
+                                ci,
+                                kw * co,
+                                tiled.as_deref(),
+                                |ic, col| w[((ic * co + col % co) * kh + i) * kw + col / co],
+                            )
+                        })
+                        .collect::<dsconv::Result<Vec<_>>>()?;
+                    POp::ConvTransposeRows { rows, act }
+                } else {
+                    // W [ci, co, kh, kw] → GEMM weights [(kh, kw, co), ci].
+                    let mut wg = vec![0f32; w.len()];
+                    for ic in 0..ci {
+                        for oc in 0..co {
+                            for t in 0..kh * kw {
+                                wg[(t * co + oc) * ci + ic] = w[(ic * co + oc) * kh * kw + t];
+                            }
+                        }
+                    }
+                    let gemm = PointwiseConv2d::new(
+                        Tensor::from_nchw(wg, [kh * kw * co, ci, 1, 1])?,
+                        None,
+                    )?;
+                    POp::ConvTransposeGemm {
+                        gemm: Box::new(gemm),
+                        co,
+                        k: [kh, kw],
+                        s,
+                        d,
+                        pads: [pads[0], pads[1]],
+                        bias,
+                        act,
+                    }
+                };
+                let nhwc = group == 1;
+                let inp = if nhwc {
+                    self.nhwc_of(x)
+                } else {
+                    self.rows_of(x)
+                };
+                let o = self.new_val(od, nhwc);
+                self.push(name, op, vec![inp], o);
+                self.define(out_id, o);
+                return Ok(());
             }
             Op::MatMul => {
                 let a = self.rows_of(n.ins[0]);
@@ -1510,6 +1596,7 @@ impl Plan {
                     POp::MatMul => "matmul",
                     POp::ConvTranspose { .. } => "conv transpose",
                     POp::ConvTransposeGemm { .. } => "conv transpose (GEMM + scatter)",
+                    POp::ConvTransposeRows { .. } => "conv transpose (GEMM per output row)",
                 };
                 format!("{}: {kind}", s.name)
             })
@@ -1784,6 +1871,7 @@ impl Plan {
                 d,
                 pads,
                 bias,
+                act,
             } => {
                 let (x, xd) = get(0)?;
                 let m = xd[0] * xd[2] * xd[3];
@@ -1801,10 +1889,34 @@ impl Plan {
                     *pads,
                     [od[2], od[3]],
                     bias.as_deref(),
+                    *act,
                     &mut o[..on],
                     exec,
                 );
                 self.ws.give(cols);
+            }
+            POp::ConvTransposeRows { rows, act } => {
+                let (x, xd) = get(0)?;
+                let [n, ci, h, w] = d4(xd);
+                let od = &out_pv.dims;
+                let (kh, row_len) = (rows.len(), od[3] * od[1]);
+                let ldc = row_len / w.max(1);
+                let macs = (numel(xd)? as u64).saturating_mul((kh * ldc) as u64);
+                let (xs, tier) = (x.data(), exec.tier());
+                exec.try_for_each_rows(
+                    &mut o[..on],
+                    row_len,
+                    exec.tasks_for(macs),
+                    |first, chunk| {
+                        for (r, orow) in (first..).zip(chunk.chunks_mut(row_len)) {
+                            let (b, oy) = (r / od[2], r % od[2]);
+                            let a = &xs[(b * h + oy / kh) * w * ci..][..w * ci];
+                            rows[oy % kh].run(tier, a, ci, w, orow, ldc, *act)?;
+                        }
+                        Ok(())
+                    },
+                )?;
+                debug_assert_eq!(n * od[2] * row_len, on);
             }
         }
         Ok(out)

@@ -88,6 +88,31 @@ impl Cost {
         }
     }
 
+    /// Cost of a transposed convolution (`ConvTranspose`) from an input of logical dims
+    /// `input = [N, C_in, H, W]` to `output = [N, C_out, out_H, out_W]` with a `kernel` and
+    /// `groups`: every input value times the `(C_out/g)·kH·kW` weights of its channel,
+    /// `N·C_in·H·W·(C_out/g)·kH·kW` MACs (taps that land in the cropped padding included:
+    /// the kernels compute them).
+    pub fn conv_transpose(
+        input: [usize; 4],
+        output: [usize; 4],
+        kernel: [usize; 2],
+        groups: usize,
+        bias: bool,
+    ) -> Cost {
+        let per_input = count(&[output[1] / groups.max(1), kernel[0], kernel[1]]);
+        let weights = (input[1] as u64).saturating_mul(per_input);
+        let params = weights.saturating_add(if bias { output[1] as u64 } else { 0 });
+        Cost {
+            macs: count(&input).saturating_mul(per_input),
+            params,
+            bytes_read: count(&input)
+                .saturating_add(params)
+                .saturating_mul(F32_BYTES),
+            bytes_written: count(&output).saturating_mul(F32_BYTES),
+        }
+    }
+
     /// Cost of a global average pool over an input of logical dims `[N, C, H, W]`: no
     /// MACs and no parameters (its `H·W − 1` additions and one scaling per channel are
     /// not multiply-accumulates), the input read and `N·C` values written.
@@ -262,6 +287,33 @@ impl LayerCost {
             kernel: [1, 1],
             stride: [1, 1],
             cost: Cost::linear(batch, in_features, out_features, bias),
+            batchnorm_params: 0,
+        }
+    }
+
+    /// A transposed convolution (see [`Cost::conv_transpose`]); its kind is that of the
+    /// convolution it transposes (standard for one group, grouped otherwise).
+    pub fn conv_transpose(
+        name: impl Into<String>,
+        input: [usize; 4],
+        output: [usize; 4],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        groups: usize,
+        bias: bool,
+    ) -> LayerCost {
+        LayerCost {
+            name: name.into(),
+            kind: if groups == 1 {
+                LayerKind::Standard
+            } else {
+                LayerKind::Grouped
+            },
+            input,
+            output,
+            kernel,
+            stride,
+            cost: Cost::conv_transpose(input, output, kernel, groups, bias),
             batchnorm_params: 0,
         }
     }
@@ -504,6 +556,27 @@ mod tests {
             assert!((c.formula_ratio() - expected).abs() < 1e-15);
             assert_eq!(c.standard.output, c.pointwise.output);
         }
+    }
+
+    /// A transposed convolution's MACs are the input's values times each one's taps: the
+    /// MACs of the convolution it transposes (stride 2, 3×3, pads 1 from 10×12 to 5×6).
+    #[test]
+    fn conv_transpose_costs_what_the_convolution_it_transposes_costs() {
+        let p = Conv2dParams::default()
+            .with_stride(2)
+            .with_padding(Padding::symmetric(1))
+            .with_groups(2);
+        let g = ConvGeometry::new([2, 6, 10, 12], [4, 3, 3, 3], &p).unwrap();
+        assert_eq!(g.output_dims(), [2, 4, 5, 6]);
+        let t =
+            LayerCost::conv_transpose("up", [2, 4, 5, 6], [2, 6, 10, 12], [3, 3], [2, 2], 2, true);
+        assert_eq!(t.cost.macs, conv_macs(&g));
+        assert_eq!(t.cost.params, 4 * 3 * 9 + 6);
+        assert_eq!(t.kind, LayerKind::Grouped);
+        assert_eq!(t.cost.bytes_read, (2 * 4 * 5 * 6 + 4 * 3 * 9 + 6) * 4);
+        assert_eq!(t.cost.bytes_written, 2 * 6 * 10 * 12 * 4);
+        let one = Cost::conv_transpose([1, 24, 160, 160], [1, 24, 320, 320], [2, 2], 1, false);
+        assert_eq!(one.macs, 160 * 160 * 24 * 24 * 4);
     }
 
     #[test]

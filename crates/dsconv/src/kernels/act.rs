@@ -47,6 +47,12 @@ unsafe fn rows<S: Simd>(
     ldr: usize,
     epi: &Epilogue,
 ) {
+    if rows > 1 && ldc == cols && (res.is_null() || ldr == cols) {
+        // Rows back to back (a GEMM of N columns at stride N): one long row, so narrow
+        // rows (a 2-column transposed-convolution output) run in full vectors.
+        // SAFETY: the same `rows · cols` floats, contiguous.
+        return unsafe { self::rows::<S>(c, rows * cols, 1, rows * cols, res, rows * cols, epi) };
+    }
     let lanes = S::LANES;
     // SAFETY: every access is inside row `r`'s `cols` floats of C (and of `res`): full
     // vectors while `i + LANES ≤ cols`, then one partial vector of the `cols − i` left.
