@@ -223,7 +223,10 @@ struct SeMatch {
     gate: Activation,
     /// A HardSigmoid gate node and its `alpha`, `beta`, folded into FC₂.
     hard: Option<(usize, f32, f32)>,
-    /// The Mul's output.
+    /// An `Add(x, Mul(x, gate))` after the Mul (PP-OCR det's residual SE), folded into
+    /// the gate as `x · (1 + gate)`.
+    plus: Option<usize>,
+    /// The Mul's output, or the Add's.
     out: usize,
 }
 
@@ -785,13 +788,17 @@ impl<'a> Builder<'a> {
     /// Squeeze-excitation on `x`: `Mul(x, gate(FC₂(act(FC₁(GlobalAveragePool(x))))))`
     /// with the pool and the Mul the only readers of `x`, the FCs 1×1 convolutions (their
     /// activation folded as usual) and the gate a Sigmoid (in FC₂'s epilogue) or a
-    /// HardSigmoid (folded into FC₂'s weights, then a clamp to [0, 1]). Takes nothing.
+    /// HardSigmoid (folded into FC₂'s weights, then a clamp to [0, 1]). With a clamping
+    /// gate, `x` may have a third reader, `Add(x, Mul(x, gate))` (the Mul's only reader):
+    /// it becomes `x · (1 + gate)`, one added to FC₂'s bias and to the clamp's bounds.
+    /// Takes nothing.
     fn match_se(&self, x: usize) -> Option<SeMatch> {
         let d = self.dims(x);
-        if d.len() != 4 || self.uses[x] != 2 || self.cons[x].len() != 2 {
+        let readers = self.cons[x].len();
+        if d.len() != 4 || self.uses[x] != readers || !(2..=3).contains(&readers) {
             return None;
         }
-        let (mut pool, mut mul) = (None, None);
+        let (mut pool, mut mul, mut add) = (None, None, None);
         for &j in &self.cons[x] {
             match &self.nodes[j].as_ref()?.op {
                 Op::GlobalPool { max: false } => pool = Some(j),
@@ -806,10 +813,18 @@ impl<'a> Builder<'a> {
                     a: Operand::Dyn(_),
                     b: Operand::Dyn(_),
                 } => mul = Some(j),
+                Op::Binary {
+                    op: Bin::Add,
+                    a: Operand::Dyn(_),
+                    b: Operand::Dyn(_),
+                } if readers == 3 => add = Some(j),
                 _ => return None,
             }
         }
         let (pool, mul) = (pool?, mul?);
+        if readers == 3 && add.is_none() {
+            return None;
+        }
         let p_out = self.nodes[pool].as_ref()?.out;
         let f1 = self.sole(p_out).and_then(|j| self.unit(j))?;
         let f2 = self.sole(f1.out).and_then(|j| self.unit(j))?;
@@ -846,6 +861,19 @@ impl<'a> Builder<'a> {
         {
             return None;
         }
+        let mut out = mn.out;
+        if let Some(j) = add {
+            let an = self.nodes[j].as_ref()?;
+            if !matches!(gate, Activation::Clamp { .. })
+                || self.sole(mn.out) != Some(j)
+                || !an.ins.contains(&x)
+                || !an.ins.contains(&mn.out)
+                || self.pre.dims[an.out] != d
+            {
+                return None;
+            }
+            out = an.out;
+        }
         Some(SeMatch {
             x,
             pool,
@@ -854,7 +882,8 @@ impl<'a> Builder<'a> {
             f2,
             gate,
             hard,
-            out: mn.out,
+            plus: add,
+            out,
         })
     }
 
@@ -873,13 +902,24 @@ impl<'a> Builder<'a> {
                 *v = *v * a + b;
             }
         }
+        let mut gate = m.gate;
+        if let (Some(_), Activation::Clamp { min, max }) = (m.plus, gate) {
+            // x + x · clamp(v, lo, hi) = x · clamp(v + 1, lo + 1, hi + 1).
+            for v in b2.get_or_insert_with(|| vec![0.0; c]).iter_mut() {
+                *v += 1.0;
+            }
+            gate = Activation::Clamp {
+                min: min + 1.0,
+                max: max + 1.0,
+            };
+        }
         let se = SqueezeExcite::new(
             &f1.tensor()?,
             f1.bias.clone(),
             f1.act,
             &Tensor::from_nchw(w2, f2.wdims)?,
             b2,
-            m.gate,
+            gate,
         )?;
         let n = d[0];
         self.costs
@@ -899,16 +939,19 @@ impl<'a> Builder<'a> {
             c,
             f2.bias.is_some(),
         ));
-        let name = format!(
+        let mut name = format!(
             "{} + {} + {} + {}",
             self.pre_name(m.pool),
             f1.name,
             f2.name,
             self.pre_name(m.mul)
         );
+        if let Some(j) = m.plus {
+            name = format!("{name} + {}", self.pre_name(j));
+        }
         self.take(&m.f1);
         self.take(&m.f2);
-        for j in [Some(m.pool), Some(m.mul), m.hard.map(|h| h.0)]
+        for j in [Some(m.pool), Some(m.mul), m.hard.map(|h| h.0), m.plus]
             .into_iter()
             .flatten()
         {
