@@ -445,13 +445,16 @@ fn gemm_kernel_writes_only_its_rows_and_columns() {
 fn gemm_every_ragged_tile_height() {
     // Every row count from 1 to two tiles and more (AVX-512 tiles are 14 rows, AVX2 6):
     // each ragged last tile runs its own exact-height microkernel (5–13 rows) or the
-    // 4/2/1 pieces; 80 columns end in a one-vector chunk. Odd row counts add a residual.
+    // 4/2/1 pieces; 80 columns end in a one-vector chunk, 56 and 24 in a three-vector
+    // AVX2 chunk (3-row tiles, then 2/1 pieces). Odd row counts add a residual.
     let mut rng = SplitMix64::new(12);
-    let (k, n) = (19, 80);
-    let w = rng.vec(k * n, -1.0, 1.0);
-    let bias = rng.vec(n, -1.0, 1.0);
-    let packed = PackedGemm::from_fn(k, n, Some(&bias), |kk, col| w[kk * n + col]).unwrap();
-    for isa in available_tiers() {
+    for (k, n, isa) in [80, 56, 24]
+        .into_iter()
+        .flat_map(|n| available_tiers().into_iter().map(move |isa| (19, n, isa)))
+    {
+        let w = rng.vec(k * n, -1.0, 1.0);
+        let bias = rng.vec(n, -1.0, 1.0);
+        let packed = PackedGemm::from_fn(k, n, Some(&bias), |kk, col| w[kk * n + col]).unwrap();
         for m in 1..=31 {
             let (lda, ldc, ldr) = (k + 1, n + 3, n + 2);
             let a = rng.vec((m - 1) * lda + k, -1.0, 1.0);
@@ -741,6 +744,9 @@ fn gemm_residual_epilogue_matches_reference_and_run_then_add() {
             (30, 20, 48),
             (17, 5, 16),
             (43, 24, 144),
+            // A last chunk of three AVX2 vectors (3 × 24 tiles), over K blocks.
+            (50, 600, 24),
+            (23, 9, 88),
         ]
         .into_iter()
         .enumerate()

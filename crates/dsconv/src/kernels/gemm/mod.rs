@@ -83,6 +83,12 @@ pub fn tile_rows(isa: Isa) -> usize {
     }
 }
 
+/// Whether an A at row stride `lda` floats is read in place by tier `isa`'s tiles (not
+/// copied to a padded block: its rows would crowd one L1 set, see `should_pack`).
+pub(crate) fn reads_in_place(isa: Isa, lda: usize) -> bool {
+    !should_pack(lda, tile_rows(isa))
+}
+
 /// A weight matrix `[K, N]` packed into 32-column panels, with its bias.
 #[derive(Debug, Clone)]
 pub struct PackedGemm {
@@ -283,8 +289,8 @@ impl PackedGemm {
     /// This is a convolution read in place (implicit GEMM): with `lda = stride·C_in`, one
     /// run per kernel row and `seg_stride` one input row, an output row segment needs no
     /// im2col copy. Each element is computed by the same operations as `run` on the
-    /// unfolded matrix, so the bits are the same. Needs `K ≤ KC` (one reduction block),
-    /// `segs` dividing K and `seg_stride ≥ K / segs`.
+    /// unfolded matrix, so the bits are the same. Needs `segs` dividing K, runs of at most
+    /// `KC` floats (each reduction block is whole runs) and `seg_stride ≥ K / segs`.
     #[allow(clippy::too_many_arguments)]
     pub fn run_segmented(
         &self,
@@ -309,14 +315,14 @@ impl PackedGemm {
             .and_then(|x| x.checked_add(seg_len));
         if segs == 0
             || !self.k.is_multiple_of(segs)
-            || self.k > KC
+            || seg_len > KC
             || seg_stride < seg_len
             || need.is_none_or(|n| n > a.len())
         {
             return Err(Error::shape(
                 "segmented gemm input",
                 format!(
-                    "{m} rows of {segs} runs of K / runs floats, K = {} ≤ {KC}",
+                    "{m} rows of {segs} runs of K / runs ≤ {KC} floats, K = {}",
                     self.k
                 ),
                 format!(
@@ -376,7 +382,7 @@ impl PackedGemm {
     /// (`(lda, 1, 0)` for a plain matrix).
     ///
     /// # Safety
-    /// `a` holds `m` rows of K at that layout (segmented: `K ≤ KC`) and `out` `m` rows at
+    /// `a` holds `m` rows of K at that layout (segmented: runs ≤ `KC`) and `out` `m` rows at
     /// stride `ldc ≥ N`, and so does the residual, if any, at its stride `≥ N`; no other thread writes these columns of `out` meanwhile.
     unsafe fn run_cols(
         &self,
@@ -521,6 +527,18 @@ unsafe fn gemm_portable(args: &GemmArgs) {
     unsafe { gemm_body::<Portable, PORTABLE_MR, 1>(args) }
 }
 
+/// Reduction block of a GEMM of `k` in `segs` runs: [`KC`] for a plain A; for a segmented
+/// one as many whole runs as fit in `KC` (at least one), so each block starts at a run.
+/// The microkernel accumulates onto C in `k` order whatever the blocking, so the bits do
+/// not depend on it.
+fn seg_block(k: usize, segs: usize) -> usize {
+    if segs <= 1 {
+        return KC;
+    }
+    let run = k / segs;
+    (KC / run.max(1)).max(1) * run
+}
+
 /// The five-loop driver, generic over the tier; see the module docs.
 #[inline(always)]
 unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
@@ -534,7 +552,7 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
             let mc = block_rows.min(g.m - ic);
             let mut pc = 0;
             while pc < g.k {
-                let kc = KC.min(g.k - pc);
+                let kc = seg_block(g.k, g.segs).min(g.k - pc);
                 let (first, last) = (pc == 0, pc + kc == g.k);
                 // SAFETY: rows ic..ic+mc < m and columns pc..pc+kc ≤ k of A (extents
                 // checked by the caller); the packed block holds block_rows·KC floats.
@@ -545,20 +563,37 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                 let (row_stride, k_stride) = if g.pack { (packed_ld, 1) } else { (g.lda, 1) };
                 let mut col0 = g.col_begin;
                 while col0 < g.col_end {
-                    let cols = width.min(g.col_end - col0);
+                    // A last chunk of exactly three 8-lane vectors at a panel's start (N =
+                    // 32q + 24: PP-OCR det's 96→24 3×3 head convolutions) runs 3 × 24 tiles
+                    // (9 accumulators, 3 B loads and 3 broadcasts per step) instead of a
+                    // 6 × 16 and a 6 × 8 tile (the latter 6 accumulators, short of hiding
+                    // the FMA latency, and 7 loads per 6 FMAs): one thread, Zen 3, 96→24
+                    // 3×3 at 160²: 15.3 → 12.7 ms. (4 × 24 needs all 16 ymm registers and
+                    // LLVM spilled: 26 ms.) Same per-lane operations, so the same bits.
+                    let wide = 3 * S::LANES;
+                    let cols = if NV == 2
+                        && S::LANES == 8
+                        && col0 % PANEL == 0
+                        && g.col_end - col0 == wide
+                    {
+                        wide
+                    } else {
+                        width.min(g.col_end - col0)
+                    };
                     let (panel, within) = (col0 / PANEL, col0 % PANEL);
                     // SAFETY (all offsets below): reduction pc..pc+kc ≤ k, columns
                     // col0..col0+width inside one padded panel, rows ic+ir < m; the caller
                     // checked the extents of C, and the packed buffers hold whole panels.
                     let b = unsafe { g.b.add((panel * g.k + pc) * PANEL + within) };
                     let bias = unsafe { g.bias.add(col0) };
+                    let tile_mr = if cols == wide && cols > width { 3 } else { MR };
                     let mut ir = 0;
                     while ir < mc {
                         let rows = mc - ir;
                         let t = Tile {
                             kc,
-                            // Segmented A is never packed and has one K block
-                            // (`run_segmented` checks k ≤ KC).
+                            // Segmented A is never packed; its K blocks are whole runs
+                            // (`seg_block`), so a block starts at a run's start.
                             seg_len: if g.segs > 1 { g.k / g.segs } else { kc },
                             seg_jump: if g.segs > 1 {
                                 g.seg_stride - g.k / g.segs
@@ -569,6 +604,8 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                             a: unsafe {
                                 if g.pack {
                                     pa.add(ir * packed_ld)
+                                } else if g.segs > 1 {
+                                    g.a.add((ic + ir) * g.lda + pc / (g.k / g.segs) * g.seg_stride)
                                 } else {
                                     g.a.add((ic + ir) * g.lda + pc)
                                 }
@@ -594,15 +631,17 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                         // of a two-vector one through the edge buffer. Same per-lane
                         // operations, so the same bits.
                         unsafe {
-                            if NV > 1 && cols <= S::LANES {
+                            if tile_mr == 3 {
+                                run_tile::<S, 3, 3>(&t, rows, &g.epi);
+                            } else if NV > 1 && cols <= S::LANES {
                                 run_tile::<S, MR, 1>(&t, rows, &g.epi);
                             } else {
                                 run_tile::<S, MR, NV>(&t, rows, &g.epi);
                             }
                         }
-                        ir += MR;
+                        ir += tile_mr;
                     }
-                    col0 += width;
+                    col0 += cols;
                 }
                 if last && g.epi.out_of_line() {
                     // Sigmoid / SiLU over the whole row block just finished (its rows are

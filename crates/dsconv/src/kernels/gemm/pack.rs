@@ -24,7 +24,7 @@ const MAX_ROWS_PER_SET: usize = 4;
 /// Otherwise A is read in place: packing is a scalar transpose that cost 30% at
 /// 3136×128→128 (A reused by only 4 panels).
 pub(super) fn should_pack(lda: usize, mr: usize) -> bool {
-    let stride = (lda * 4) % L1_SET_PERIOD_BYTES;
+    let stride = (lda % (L1_SET_PERIOD_BYTES / 4)) * 4;
     let period_rows = if stride == 0 {
         1
     } else {
