@@ -707,16 +707,66 @@ impl<'a> Builder<'a> {
             .map(|(j, _)| j)
     }
 
+    /// The pointwise convolution reading `v`, alone, through per-channel or scalar
+    /// constant affines (BatchNormalization, `Mul` / `Add` / `Sub` / `Div` by a constant:
+    /// Paddle's learnable affine blocks after an activation), those folded into its weights
+    /// and bias: `W·(s ⊙ y + t) + b = (W·diag s)·y + (W·t + b)`, exact for a 1×1
+    /// convolution (no padding). Takes nothing.
+    fn pointwise_after(&self, v: usize) -> Option<Unit> {
+        let d = self.dims(v);
+        let c = *d.get(1).filter(|_| d.len() == 4)?;
+        let (mut s, mut t) = (vec![1f64; c], vec![0f64; c]);
+        let mut nodes = Vec::new();
+        let mut cur = v;
+        loop {
+            let j = self.sole(cur)?;
+            let n = self.nodes[j].as_ref()?;
+            let (s2, t2) = match &n.op {
+                Op::Conv { .. } => break,
+                Op::Affine { scale, shift } if scale.len() == c => (scale.clone(), shift.clone()),
+                Op::Binary { op, a, b } => const_affine(*op, a, b, c)?,
+                _ => return None,
+            };
+            if self.pre.dims[n.out] != d {
+                return None;
+            }
+            for k in 0..c {
+                (s[k], t[k]) = (s[k] * s2[k], t[k] * s2[k] + t2[k]);
+            }
+            nodes.push(j);
+            cur = n.out;
+        }
+        let mut u = self.unit(self.sole(cur)?)?;
+        if !u.is_pointwise() || u.wdims[1] != c {
+            return None;
+        }
+        if !nodes.is_empty() {
+            let co = u.wdims[0];
+            let b = u.bias.get_or_insert_with(|| vec![0.0; co]);
+            for o in 0..co {
+                let row = &mut u.w[o * c..(o + 1) * c];
+                let shift: f64 = row.iter().zip(&t).map(|(&w, &tk)| w as f64 * tk).sum();
+                b[o] = (b[o] as f64 + shift) as f32;
+                for (w, &sk) in row.iter_mut().zip(&s) {
+                    *w = (*w as f64 * sk) as f32;
+                }
+            }
+            nodes.extend(u.nodes);
+            u.nodes = nodes;
+        }
+        Some(u)
+    }
+
     fn conv_chain(&mut self, i: usize) -> Result<()> {
         let Some(u) = self.unit(i) else { return Ok(()) };
         let next_conv = |b: &Self, v: usize| b.sole(v).and_then(|j| b.unit(j));
-        // depthwise → [squeeze-excitation] → project
+        // depthwise → [squeeze-excitation] → project, the project through affines
         let tail = |b: &Self, dw: &Unit| -> Option<(Option<SeMatch>, Unit)> {
-            if let Some(pr) = next_conv(b, dw.out).filter(|p| p.is_pointwise()) {
+            if let Some(pr) = b.pointwise_after(dw.out) {
                 return Some((None, pr));
             }
             let se = b.match_se(dw.out)?;
-            let pr = next_conv(b, se.out).filter(|p| p.is_pointwise())?;
+            let pr = b.pointwise_after(se.out)?;
             Some((Some(se), pr))
         };
         // expand → depthwise → [squeeze-excitation] → project
