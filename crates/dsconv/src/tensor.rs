@@ -540,29 +540,15 @@ impl<'a> NhwcViewMut<'a> {
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const T: usize = 16;
     let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
-    // The short side's tiles inside: everything one tile of the long side touches in
-    // `src` and `dst` (`T` × the short side) is finished while cached, never revisited
-    // once per tile of the short side after the whole image has streamed past (NCHW →
-    // NHWC of 24 × 320², one thread, Zen 3: see record 2026-12-07-onnx-conv-transpose).
-    let tile = |r0: usize, c0: usize, dst: &mut [f32]| {
-        let (r1, c1) = ((r0 + T).min(rows), (c0 + T).min(cols));
-        for c in c0..c1 {
-            let out = &mut dst[c * rows + r0..c * rows + r1];
-            for (k, y) in out.iter_mut().enumerate() {
-                *y = src[(r0 + k) * cols + c];
-            }
-        }
-    };
-    if rows <= cols {
+    for r0 in (0..rows).step_by(T) {
+        let r1 = (r0 + T).min(rows);
         for c0 in (0..cols).step_by(T) {
-            for r0 in (0..rows).step_by(T) {
-                tile(r0, c0, dst);
-            }
-        }
-    } else {
-        for r0 in (0..rows).step_by(T) {
-            for c0 in (0..cols).step_by(T) {
-                tile(r0, c0, dst);
+            let c1 = (c0 + T).min(cols);
+            for c in c0..c1 {
+                let out = &mut dst[c * rows + r0..c * rows + r1];
+                for (k, y) in out.iter_mut().enumerate() {
+                    *y = src[(r0 + k) * cols + c];
+                }
             }
         }
     }
