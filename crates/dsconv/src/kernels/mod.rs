@@ -190,8 +190,8 @@ pub fn kernel_names(isa: Isa) -> Vec<(&'static str, String)> {
         (
             "dense",
             format!(
-                "f32_gemm_{mr}x{nr}__{name} on the input in place (kernel rows ≤ 16 floats), \
-                 else f32_im2col + f32_gemm_{mr}x{nr}__{name}"
+                "f32_gemm_{mr}x{nr}__{name} on the input in place (kernel rows ≤ 512 floats, \
+                 rows not crowding an L1 set), else f32_im2col + f32_gemm_{mr}x{nr}__{name}"
             ),
         ),
         (
