@@ -450,7 +450,7 @@ fn gemm_every_ragged_tile_height() {
     let mut rng = SplitMix64::new(12);
     for (k, n, isa) in [80, 56, 24]
         .into_iter()
-        .flat_map(|n| available_tiers().into_iter().map(move |isa| (19, n, isa)))
+        .flat_map(|n| available_tiers().map(move |isa| (19, n, isa)))
     {
         let w = rng.vec(k * n, -1.0, 1.0);
         let bias = rng.vec(n, -1.0, 1.0);

@@ -573,7 +573,7 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                     let wide = 3 * S::LANES;
                     let cols = if NV == 2
                         && S::LANES == 8
-                        && col0 % PANEL == 0
+                        && col0.is_multiple_of(PANEL)
                         && g.col_end - col0 == wide
                     {
                         wide
