@@ -148,9 +148,15 @@ def test_callback_exception_and_ctrl_c_stop_training_writing_nothing(tmp_path):
     def interrupt(event):
         signal.raise_signal(signal.SIGINT)
 
-    with pytest.raises(KeyboardInterrupt):
-        dsconv.train("ds-cnn", data=(x, y), epochs=3, batch=8, callback=interrupt,
-                     out=tmp_path / "y.safetensors", **SMALL)
+    # Python installs its KeyboardInterrupt handler only when SIGINT is not ignored at
+    # start-up (a shell's background job inherits SIG_IGN): install it for this check.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            dsconv.train("ds-cnn", data=(x, y), epochs=3, batch=8, callback=interrupt,
+                         out=tmp_path / "y.safetensors", **SMALL)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert no_files(tmp_path) == []
     # A diverging run names the optimizer step and writes nothing either.
     with pytest.raises(ValueError, match="optimizer step"):
