@@ -554,7 +554,8 @@ pub(crate) fn resize_par(
 
 /// Transposed convolution's scatter, NHWC: `cols` holds per input pixel the GEMM row
 /// `[kh, kw, co]` (the input pixel times the weights); every output pixel sums, in tap order
-/// (i, j) ascending, the taps that land on it, plus the bias. Split by output rows.
+/// (i, j) ascending, the taps that land on it, plus the bias, then applies `act` (what the
+/// planner folded after the transposed convolution). Split by output rows.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn col2im_nhwc(
     cols: &[f32],
