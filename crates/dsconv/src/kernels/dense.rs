@@ -133,13 +133,13 @@ fn conv_pixels_unfolded(
 
 /// [`conv_pixels`] read in place (implicit GEMM), for kernel rows of at most `KC` floats
 /// (the stem: 3×3 × 3 channels, K = 27; PP-OCR det's 96→24 3×3: runs of 288, K = 864 in
-/// three reduction blocks): the interior pixels of each output row segment whose kernel rows all lie inside the image
-/// read the input in place as a segmented A (one run of `kW·C_in` floats per kernel row,
+/// three reduction blocks): the interior pixels of each output row segment whose kernel
+/// rows all lie inside the image read the input in place as a segmented A (one run of `kW·C_in` floats per kernel row,
 /// [`PackedGemm::run_segmented`]), so only border pixels are unfolded. The unfold cost
 /// the stem as much as its GEMM: 3→32 s2 @ 224, one thread, 169 µs with the unfold
 /// against 92 µs for the GEMM alone on an unfolded input; the 96→24 3×3 at 160², one
-/// thread, Zen 3: 17.2 → 15.0 ms. Same operations per output element as the unfolded
-/// GEMM, so the same bits.
+/// thread, Zen 3: 17.2 → 15.5 ms (medians of three alternating rounds). Same operations
+/// per output element as the unfolded GEMM, so the same bits.
 #[allow(clippy::too_many_arguments)]
 fn conv_pixels_in_place(
     isa: Tier,

@@ -570,23 +570,22 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                     // the FMA latency, and 7 loads per 6 FMAs): one thread, Zen 3, 96→24
                     // 3×3 at 160²: 15.3 → 12.7 ms. (4 × 24 needs all 16 ymm registers and
                     // LLVM spilled: 26 ms.) Same per-lane operations, so the same bits.
-                    let wide = 3 * S::LANES;
-                    let cols = if NV == 2
+                    let three = NV == 2
                         && S::LANES == 8
                         && col0.is_multiple_of(PANEL)
-                        && g.col_end - col0 == wide
-                    {
-                        wide
+                        && g.col_end - col0 == 3 * S::LANES;
+                    let cols = if three {
+                        3 * S::LANES
                     } else {
                         width.min(g.col_end - col0)
                     };
                     let (panel, within) = (col0 / PANEL, col0 % PANEL);
                     // SAFETY (all offsets below): reduction pc..pc+kc ≤ k, columns
-                    // col0..col0+width inside one padded panel, rows ic+ir < m; the caller
+                    // col0..col0+cols inside one padded panel, rows ic+ir < m; the caller
                     // checked the extents of C, and the packed buffers hold whole panels.
                     let b = unsafe { g.b.add((panel * g.k + pc) * PANEL + within) };
                     let bias = unsafe { g.bias.add(col0) };
-                    let tile_mr = if cols == wide && cols > width { 3 } else { MR };
+                    let tile_mr = if three { 3 } else { MR };
                     let mut ir = 0;
                     while ir < mc {
                         let rows = mc - ir;
@@ -631,7 +630,7 @@ unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
                         // of a two-vector one through the edge buffer. Same per-lane
                         // operations, so the same bits.
                         unsafe {
-                            if tile_mr == 3 {
+                            if three {
                                 run_tile::<S, 3, 3>(&t, rows, &g.epi);
                             } else if NV > 1 && cols <= S::LANES {
                                 run_tile::<S, MR, 1>(&t, rows, &g.epi);
