@@ -118,6 +118,44 @@ fn exp_sigmoid_silu_match_f64_everywhere() {
     }
 }
 
+/// The exponential's two scalings give the same bits: a vector whose lanes are all within
+/// ±86 is scaled by adding to the exponent field, one with any lane beyond by the two
+/// `pow2i` factors. Each value is run once among in-range neighbours and once in a vector
+/// that one out-of-range lane (every 8th element, so in every vector at 8 and 16 lanes)
+/// sends down the other path.
+#[test]
+fn exp_fast_and_guarded_scalings_agree_bitwise() {
+    let mut xs: Vec<f32> = Vec::new();
+    let mut b = 86.0f32.to_bits();
+    while b > 0 {
+        xs.push(f32::from_bits(b));
+        xs.push(-f32::from_bits(b));
+        b = b.saturating_sub(997);
+    }
+    xs.extend([85.99999, -85.99999, 0.0, -0.0, 1e-30, -1e-30]);
+    for tier in tiers() {
+        for act in [Activation::Sigmoid, Activation::Silu] {
+            let plain: Vec<f32> = xs.iter().copied().filter(|x| x.abs() < 86.0).collect();
+            let mut fast = plain.clone();
+            activate_slice(tier, act, &mut fast);
+            let mut guarded: Vec<f32> = Vec::new();
+            for chunk in plain.chunks(7) {
+                guarded.extend_from_slice(chunk);
+                guarded.extend(std::iter::repeat(100.0).take(8 - chunk.len()));
+            }
+            activate_slice(tier, act, &mut guarded);
+            let slow: Vec<f32> = guarded
+                .chunks(8)
+                .zip(plain.chunks(7))
+                .flat_map(|(g, p)| g[..p.len()].to_vec())
+                .collect();
+            for ((x, f), s) in plain.iter().zip(&fast).zip(&slow) {
+                assert_eq!(f.to_bits(), s.to_bits(), "{act:?} at {:?}, x = {x}", tier.isa());
+            }
+        }
+    }
+}
+
 /// Special values as PyTorch's CPU kernels give them.
 #[test]
 fn specials_as_pytorch() {

@@ -45,6 +45,11 @@ pub(crate) trait Simd: Copy {
     /// `2ⁿ` for lanes holding an integer `n` in `[−126, 127]` (built from the exponent
     /// bits; other lanes give an unspecified finite or infinite value, NaN never).
     unsafe fn pow2i(n: Self::V) -> Self::V;
+    /// `y · 2ⁿ` by adding the integer `n` to `y`'s exponent field: exact, and equal to the
+    /// product, only while `y` and the result are normal numbers (other lanes: garbage).
+    unsafe fn scale_pow2(y: Self::V, n: Self::V) -> Self::V;
+    /// Whether every lane has `|x| < bound` (false where any lane is NaN).
+    unsafe fn all_abs_below(x: Self::V, bound: f32) -> bool;
     /// Lane-wise `a > b ? a : b`: **`b` when either is NaN** (and when both are zeros of
     /// either sign), the x86 `MAXPS` rule (Intel SDM: "if only one value is a NaN ... the
     /// second operand ... is written to the result"), which the portable tier copies. So
@@ -145,6 +150,14 @@ impl Simd for Portable {
     unsafe fn pow2i(n: Self::V) -> Self::V {
         // `as i32` saturates (NaN → 0); the shift keeps the exponent field's 8 bits.
         std::array::from_fn(|l| f32::from_bits((((n[l] as i32) + 127) as u32 & 0xff) << 23))
+    }
+    #[inline(always)]
+    unsafe fn scale_pow2(y: Self::V, n: Self::V) -> Self::V {
+        std::array::from_fn(|l| f32::from_bits(y[l].to_bits().wrapping_add(((n[l] as i32) << 23) as u32)))
+    }
+    #[inline(always)]
+    unsafe fn all_abs_below(x: Self::V, bound: f32) -> bool {
+        x.iter().all(|v| v.abs() < bound)
     }
     #[inline(always)]
     unsafe fn max(a: Self::V, b: Self::V) -> Self::V {
@@ -268,6 +281,22 @@ mod x86 {
             }
         }
         #[inline(always)]
+        unsafe fn scale_pow2(y: __m256, n: __m256) -> __m256 {
+            // SAFETY: AVX2 is present (module contract); register-only operations.
+            unsafe {
+                let e = _mm256_slli_epi32::<23>(_mm256_cvtps_epi32(n));
+                _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(y), e))
+            }
+        }
+        #[inline(always)]
+        unsafe fn all_abs_below(x: __m256, bound: f32) -> bool {
+            // SAFETY: AVX2 is present (module contract); register-only operations.
+            unsafe {
+                let a = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
+                _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(a, _mm256_set1_ps(bound))) == 0xff
+            }
+        }
+        #[inline(always)]
         unsafe fn max(a: __m256, b: __m256) -> __m256 {
             // SAFETY: AVX is present (module contract).
             unsafe { _mm256_max_ps(a, b) }
@@ -375,6 +404,22 @@ mod x86 {
             }
         }
         #[inline(always)]
+        unsafe fn scale_pow2(y: __m512, n: __m512) -> __m512 {
+            // SAFETY: AVX-512F is present (module contract); register-only operations.
+            unsafe {
+                let e = _mm512_slli_epi32::<23>(_mm512_cvtps_epi32(n));
+                _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(y), e))
+            }
+        }
+        #[inline(always)]
+        unsafe fn all_abs_below(x: __m512, bound: f32) -> bool {
+            // SAFETY: AVX-512F is present (module contract); register-only operations.
+            unsafe {
+                let a = _mm512_abs_ps(x);
+                _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, _mm512_set1_ps(bound)) == 0xffff
+            }
+        }
+        #[inline(always)]
         unsafe fn max(a: __m512, b: __m512) -> __m512 {
             // SAFETY: AVX-512F is present (module contract).
             unsafe { _mm512_max_ps(a, b) }
@@ -432,12 +477,35 @@ unsafe fn hard_swish<S: Simd>(x: S::V, three: S::V, six: S::V, sixth: S::V) -> S
 /// into the subnormals where it must).
 #[inline(always)]
 pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
+    // SAFETY: register-only operations; the tier's features are present (module contract).
+    unsafe {
+        if S::all_abs_below(x, EXP_FAST_BOUND) {
+            // |x| < 86: n ∈ [−124, 124] and eʳ ∈ [0.7, 1.42], so y·2ⁿ and its halfway
+            // product y·2^⌊n/2⌉ are normal and exact: adding n to the exponent field gives
+            // the very bits of the two-factor product below, in ~10 fewer operations.
+            let (y, n) = exp_reduced::<S>(x);
+            S::scale_pow2(y, n)
+        } else {
+            let x = clamp::<S>(x, S::splat(-104.0), S::splat(89.0));
+            let (y, n) = exp_reduced::<S>(x);
+            let n1 = S::round(S::mul(n, S::splat(0.5)));
+            let n2 = S::sub(n, n1);
+            S::mul(S::mul(y, S::pow2i(n1)), S::pow2i(n2))
+        }
+    }
+}
+
+/// Below this |x| [`exp`] scales by exponent addition (see there).
+const EXP_FAST_BOUND: f32 = 86.0;
+
+/// [`exp`]'s reduction: `(eʳ, n)` with `x = n·ln 2 + r`, for `x` in `[−104, 89]`.
+#[inline(always)]
+unsafe fn exp_reduced<S: Simd>(x: S::V) -> (S::V, S::V) {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // SAFETY: register-only operations; the tier's features are present (module contract).
     unsafe {
-        let x = clamp::<S>(x, S::splat(-104.0), S::splat(89.0));
         let n = S::round(S::mul(x, S::splat(LOG2E)));
         let r = S::sub(x, S::mul(n, S::splat(LN2_HI)));
         let r = S::sub(r, S::mul(n, S::splat(LN2_LO)));
@@ -447,10 +515,7 @@ pub(crate) unsafe fn exp<S: Simd>(x: S::V) -> S::V {
         p = S::mul_add(p, r, S::splat(4.166_579_6e-2));
         p = S::mul_add(p, r, S::splat(1.666_666_5e-1));
         p = S::mul_add(p, r, S::splat(0.5));
-        let y = S::add(S::mul_add(p, S::mul(r, r), r), S::splat(1.0));
-        let n1 = S::round(S::mul(n, S::splat(0.5)));
-        let n2 = S::sub(n, n1);
-        S::mul(S::mul(y, S::pow2i(n1)), S::pow2i(n2))
+        (S::add(S::mul_add(p, S::mul(r, r), r), S::splat(1.0)), n)
     }
 }
 
