@@ -156,7 +156,9 @@ impl PyNetwork {
         let net = &self.net;
         let logits = py
             .detach(|| {
-                let t = Tensor::from_nchw(data.to_vec(), dims)?;
+                // One pass from the caller's buffer into NHWC (not a copy, then a transpose).
+                let [n, c, h, w] = dims;
+                let t = Tensor::from_nhwc(convert::nchw_to_nhwc(data, dims)?, [n, h, w, c])?;
                 net.forward_with(&t, &exec)
             })
             .map_err(err)?;

@@ -150,7 +150,12 @@ fn exp_fast_and_guarded_scalings_agree_bitwise() {
                 .flat_map(|(g, p)| g[..p.len()].to_vec())
                 .collect();
             for ((x, f), s) in plain.iter().zip(&fast).zip(&slow) {
-                assert_eq!(f.to_bits(), s.to_bits(), "{act:?} at {:?}, x = {x}", tier.isa());
+                assert_eq!(
+                    f.to_bits(),
+                    s.to_bits(),
+                    "{act:?} at {:?}, x = {x}",
+                    tier.isa()
+                );
             }
         }
     }

@@ -153,7 +153,9 @@ impl Simd for Portable {
     }
     #[inline(always)]
     unsafe fn scale_pow2(y: Self::V, n: Self::V) -> Self::V {
-        std::array::from_fn(|l| f32::from_bits(y[l].to_bits().wrapping_add(((n[l] as i32) << 23) as u32)))
+        std::array::from_fn(|l| {
+            f32::from_bits(y[l].to_bits().wrapping_add(((n[l] as i32) << 23) as u32))
+        })
     }
     #[inline(always)]
     unsafe fn all_abs_below(x: Self::V, bound: f32) -> bool {
