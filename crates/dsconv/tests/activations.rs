@@ -141,7 +141,7 @@ fn exp_fast_and_guarded_scalings_agree_bitwise() {
             let mut guarded: Vec<f32> = Vec::new();
             for chunk in plain.chunks(7) {
                 guarded.extend_from_slice(chunk);
-                guarded.extend(std::iter::repeat(100.0).take(8 - chunk.len()));
+                guarded.extend(std::iter::repeat_n(100.0, 8 - chunk.len()));
             }
             activate_slice(tier, act, &mut guarded);
             let slow: Vec<f32> = guarded
