@@ -7,28 +7,44 @@
 
 use crate::prep::{Coord, Nearest, PoolSpec};
 
-/// NCHW (row-major ONNX order) → NHWC.
-pub(crate) fn to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    transpose_images(x, n, c, h * w, out);
+/// NCHW (row-major ONNX order) → NHWC, over `exec`'s threads.
+pub(crate) fn to_nhwc(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32], exec: &Executor) {
+    transpose_images(x, n, c, h * w, out, exec);
 }
 
-/// NHWC → NCHW.
-pub(crate) fn to_nchw(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32]) {
-    transpose_images(x, n, h * w, c, out);
+/// NHWC → NCHW, over `exec`'s threads.
+pub(crate) fn to_nchw(x: &[f32], [n, c, h, w]: [usize; 4], out: &mut [f32], exec: &Executor) {
+    transpose_images(x, n, h * w, c, out, exec);
 }
 
-/// Each of `n` images, a row-major `rows × cols` matrix, transposed into `out`.
-fn transpose_images(x: &[f32], n: usize, rows: usize, cols: usize, out: &mut [f32]) {
+/// Each of `n` images, a row-major `rows × cols` matrix, transposed into `out`: the output
+/// split by its rows (the source's columns) over the threads, each task writing whole
+/// output rows, so the bits do not depend on the split.
+fn transpose_images(
+    x: &[f32],
+    n: usize,
+    rows: usize,
+    cols: usize,
+    out: &mut [f32],
+    exec: &Executor,
+) {
     let size = rows * cols;
     if size == 0 {
         return;
     }
-    for (src, dst) in x[..n * size]
-        .chunks_exact(size)
-        .zip(out.chunks_exact_mut(size))
-    {
-        dsconv::tensor::transpose(src, rows, cols, dst);
-    }
+    let t = tasks(exec, n * size);
+    // Output row `q` is column `q % cols` of image `q / cols`.
+    exec.for_each_rows(&mut out[..n * size], rows, t, |first, chunk| {
+        let (mut q, mut o) = (first, 0);
+        while o < chunk.len() {
+            let (img, col) = (q / cols, q % cols);
+            let end = (col + (chunk.len() - o) / rows).min(cols);
+            let src = &x[img * size..(img + 1) * size];
+            dsconv::tensor::transpose_cols(src, rows, cols, col..end, &mut chunk[o..]);
+            o += (end - col) * rows;
+            q += end - col;
+        }
+    });
 }
 
 /// Global average or max pool of an NHWC `[n, h·w, c]` tensor into `[n, c]`.
@@ -691,4 +707,42 @@ pub(crate) fn softmax_par(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The threaded layout conversions equal the plain per-image loop at 1–4 threads,
+    /// with chunks that start and end inside an image and span image boundaries.
+    #[test]
+    fn threaded_layout_conversions_match_the_plain_loop() {
+        for [n, c, h, w] in [
+            [3, 3, 5, 7],
+            [3, 5, 37, 41],
+            [5, 16, 15, 17],
+            [2, 7, 64, 64],
+            [1, 1, 200, 100],
+        ] {
+            let len = n * c * h * w;
+            let x: Vec<f32> = (0..len).map(|i| i as f32 * 0.25 - 7.0).collect();
+            let mut want = vec![0.0; len];
+            for b in 0..n {
+                for ch in 0..c {
+                    for p in 0..h * w {
+                        want[b * c * h * w + p * c + ch] = x[b * c * h * w + ch * h * w + p];
+                    }
+                }
+            }
+            for threads in 1..=4 {
+                let exec = Executor::new(threads).unwrap();
+                let mut got = vec![f32::NAN; len];
+                to_nhwc(&x, [n, c, h, w], &mut got, &exec);
+                assert_eq!(got, want, "to_nhwc {:?} {threads} threads", [n, c, h, w]);
+                let mut back = vec![f32::NAN; len];
+                to_nchw(&got, [n, c, h, w], &mut back, &exec);
+                assert_eq!(back, x, "to_nchw {:?} {threads} threads", [n, c, h, w]);
+            }
+        }
+    }
 }

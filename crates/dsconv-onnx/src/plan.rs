@@ -1873,8 +1873,8 @@ impl Plan {
                 out.reshape([1, 1, m, l.out_channels()], Layout::Nhwc)?;
                 l.forward_into(x, &mut out, exec)?;
             }
-            POp::ToNhwc => kernels::to_nhwc(data(0)?, d4(get(0)?.1), o),
-            POp::ToRows => kernels::to_nchw(data(0)?, d4(get(0)?.1), o),
+            POp::ToNhwc => kernels::to_nhwc(data(0)?, d4(get(0)?.1), o, exec),
+            POp::ToRows => kernels::to_nchw(data(0)?, d4(get(0)?.1), o, exec),
             POp::Map(ops) => kernels::map(ops, data(0)?, &mut o[..on], exec),
             POp::Binary {
                 op,

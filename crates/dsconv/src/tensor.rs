@@ -538,14 +538,37 @@ impl<'a> NhwcViewMut<'a> {
 /// # Panics
 /// If `src` or `dst` is shorter than `rows · cols`.
 pub fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    transpose_cols(src, rows, cols, 0..cols, dst);
+}
+
+/// Columns `cols_range` of [`transpose`]: `dst[(j − start)·rows + i] = src[i·cols + j]` for
+/// `j` in the range, i.e. that range's rows of the transposed matrix, so that threads can
+/// each write a disjoint part of the output.
+///
+/// # Panics
+/// If `src` is shorter than `rows · cols`, the range ends past `cols`, or `dst` is shorter
+/// than `rows · range.len()`.
+pub fn transpose_cols(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    cols_range: std::ops::Range<usize>,
+    dst: &mut [f32],
+) {
     const T: usize = 16;
-    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * cols]);
+    let (start, end) = (cols_range.start, cols_range.end);
+    assert!(
+        start <= end && end <= cols,
+        "columns {start}..{end} of {cols}"
+    );
+    let (src, dst) = (&src[..rows * cols], &mut dst[..rows * (end - start)]);
     for r0 in (0..rows).step_by(T) {
         let r1 = (r0 + T).min(rows);
-        for c0 in (0..cols).step_by(T) {
-            let c1 = (c0 + T).min(cols);
+        for c0 in (start..end).step_by(T) {
+            let c1 = (c0 + T).min(end);
             for c in c0..c1 {
-                let out = &mut dst[c * rows + r0..c * rows + r1];
+                let o = (c - start) * rows;
+                let out = &mut dst[o + r0..o + r1];
                 for (k, y) in out.iter_mut().enumerate() {
                     *y = src[(r0 + k) * cols + c];
                 }
@@ -581,6 +604,26 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn column_ranges_assemble_the_whole_transpose() {
+        let (rows, cols) = (19, 37);
+        let src: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+        let mut whole = vec![0.0; rows * cols];
+        transpose(&src, rows, cols, &mut whole);
+        for cuts in [
+            &[0, 37][..],
+            &[0, 1, 17, 36, 37],
+            &[0, 16, 32, 37],
+            &[0, 0, 5, 37],
+        ] {
+            let mut parts = vec![f32::NAN; rows * cols];
+            for w in cuts.windows(2) {
+                transpose_cols(&src, rows, cols, w[0]..w[1], &mut parts[w[0] * rows..]);
+            }
+            assert_eq!(parts, whole, "{cuts:?}");
         }
     }
 
