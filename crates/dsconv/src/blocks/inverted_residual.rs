@@ -13,6 +13,11 @@ use crate::ops::Activation;
 use crate::tensor::{Layout, Tensor};
 use crate::workspace::Workspace;
 
+/// Below this many output rows per thread the non-banded block's tail runs as two passes
+/// (depthwise, then one project GEMM split by tiles) instead of row bands: MobileNetV2's
+/// 7×7 blocks at batch 1 split 4 : 3 over two threads as bands.
+const SMALL_TAIL_ROWS: usize = 4;
+
 /// Initial value of a fresh output: NaN in debug builds (see `layers::conv2d`).
 const UNWRITTEN: f32 = if cfg!(debug_assertions) {
     f32::NAN
@@ -306,11 +311,70 @@ impl InvertedResidual {
             }
         }
         let dw_input = mid.as_ref().map_or(input.data(), |t| t.data());
-        let result = self.run_tail(exec, &g, &kernels, dw_input, residual, out, macs);
+        // Few output rows for the threads (a 7×7 map at batch 1 splits 4 : 3 over two):
+        // the depthwise over all rows, then one project GEMM that splits by tiles.
+        let rows = g.batch() * g.out_h();
+        let result =
+            if mid.is_some() && exec.threads() > 1 && rows < SMALL_TAIL_ROWS * exec.threads() {
+                self.run_tail_unfused(exec, &g, &kernels, dw_input, residual, out, ws)
+            } else {
+                self.run_tail(exec, &g, &kernels, dw_input, residual, out, macs)
+            };
         if let Some(t) = mid {
             ws.give(t);
         }
         result
+    }
+
+    /// [`run_tail`](Self::run_tail) as two passes over the threads for small maps: the
+    /// depthwise output made whole in a `ws` buffer (split by rows), then the project GEMM
+    /// over it (split by row tiles or column panels, so evenly). Bitwise the fused tail:
+    /// the GEMM accumulates each output in the same order however it is tiled.
+    #[allow(clippy::too_many_arguments)]
+    fn run_tail_unfused(
+        &self,
+        exec: &Executor,
+        g: &ConvGeometry,
+        kernels: &InvertedResidualKernels<'_>,
+        input: &[f32],
+        residual: Option<&[f32]>,
+        out: &mut Tensor,
+        ws: &Workspace,
+    ) -> Result<()> {
+        let Some(project) = kernels.project else {
+            return self.run_tail(exec, g, kernels, input, residual, out, 0);
+        };
+        let hidden = g.out_channels();
+        let (rows, row_len) = (g.batch() * g.out_h(), g.out_w() * hidden);
+        let mut d = ws.take([g.batch(), g.out_h(), g.out_w(), hidden])?;
+        let isa = exec.tier();
+        let tasks = exec.tasks_for(crate::cost::conv_macs(g)).min(rows);
+        let r = exec.try_for_each_rows(d.data_mut(), row_len, tasks, |first, chunk| {
+            let span = first..first + chunk.len() / row_len;
+            kernels
+                .dw
+                .run_rows(isa, g, input, hidden, span, chunk, hidden, kernels.dw_act)
+        });
+        let r = r.and_then(|()| {
+            let (m, cout) = (rows * g.out_w(), project.n());
+            let macs = (m as u64).saturating_mul((hidden * cout) as u64);
+            let tasks = exec.tasks_for(macs);
+            let res = residual.map(|x| (x, cout));
+            let act = kernels.project_act;
+            project.run_parallel_add(
+                exec,
+                tasks,
+                d.data(),
+                hidden,
+                m,
+                out.data_mut(),
+                cout,
+                act,
+                res,
+            )
+        });
+        ws.give(d);
+        r
     }
 
     /// [`forward_into`](Self::forward_into) with squeeze-excitation: the depthwise output
@@ -626,7 +690,8 @@ mod tests {
     #[test]
     fn fused_is_bitwise_the_unfused_block_at_every_band_size() {
         // (C_in, t, C_out, k, stride, H, W): residual s1 3×3 and 5×5, stride 2 (even and
-        // odd heights, asymmetric SAME padding), no expansion, 17 channels (vector tails).
+        // odd heights, asymmetric SAME padding), no expansion, 17 channels (vector tails),
+        // maps of 3 output rows.
         for (i, &(cin, t, cout, k, s, h, w)) in [
             (8, 6, 8, 3, 1, 13, 9),
             (8, 6, 16, 3, 2, 12, 10),
@@ -634,6 +699,10 @@ mod tests {
             (5, 4, 7, 5, 2, 9, 9),
             (16, 1, 16, 3, 1, 10, 6),
             (24, 6, 32, 3, 2, 15, 15),
+            // Few output rows (2 images × 3): at two threads the whole-expansion tail
+            // runs as depthwise then one GEMM (`SMALL_TAIL_ROWS`).
+            (8, 6, 8, 3, 1, 3, 5),
+            (16, 6, 24, 5, 2, 5, 7),
         ]
         .iter()
         .enumerate()
