@@ -13,11 +13,10 @@ use crate::ops::Activation;
 use crate::tensor::{Layout, Tensor};
 use crate::workspace::Workspace;
 
-/// Below this many output rows per thread a block runs as three passes split evenly over
-/// the threads (expansion GEMM, depthwise, project GEMM) instead of row bands: MobileNetV2's
-/// 7×7 blocks at batch 1 split 4 : 3 over two threads as bands, and its 14×14 blocks
-/// recomputed a halo of the expansion per band.
-const SMALL_TAIL_ROWS: usize = 8;
+/// Below this many output rows per thread the non-banded block's tail runs as two passes
+/// (depthwise, then one project GEMM split by tiles) instead of row bands: MobileNetV2's
+/// 7×7 blocks at batch 1 split 4 : 3 over two threads as bands.
+const SMALL_TAIL_ROWS: usize = 4;
 
 /// Initial value of a fresh output: NaN in debug builds (see `layers::conv2d`).
 const UNWRITTEN: f32 = if cfg!(debug_assertions) {
@@ -295,17 +294,10 @@ impl InvertedResidual {
         };
         let mut macs = crate::cost::conv_macs(&g).saturating_add(crate::cost::conv_macs(&pg));
         let mut mid = None;
-        // Few output rows for the threads (a 7×7 or 14×14 map at batch 1 on two threads):
-        // the expansion made whole by one GEMM (up to four bands' bytes), the depthwise over
-        // all rows, then one project GEMM, each split evenly, instead of row bands that
-        // split 4 : 3 or recompute a halo of the expansion per band.
-        let rows = g.batch() * g.out_h();
-        let few_rows = exec.threads() > 1 && rows < SMALL_TAIL_ROWS * exec.threads();
         if let Some((p, act, eg)) = expand {
             let m = eg.batch() * eg.out_h() * eg.out_w();
             let bytes = m.saturating_mul(eg.out_channels()).saturating_mul(4);
-            let whole = few_rows && bytes <= self.band_bytes.saturating_mul(4);
-            if bytes > self.band_bytes && fused::banded(&g) && !whole {
+            if bytes > self.band_bytes && fused::banded(&g) {
                 kernels.expand = Some((p, act));
                 macs = macs.saturating_add(crate::cost::conv_macs(&eg));
             } else {
@@ -319,11 +311,15 @@ impl InvertedResidual {
             }
         }
         let dw_input = mid.as_ref().map_or(input.data(), |t| t.data());
-        let result = if mid.is_some() && few_rows {
-            self.run_tail_unfused(exec, &g, &kernels, dw_input, residual, out, ws)
-        } else {
-            self.run_tail(exec, &g, &kernels, dw_input, residual, out, macs)
-        };
+        // Few output rows for the threads (a 7×7 map at batch 1 splits 4 : 3 over two):
+        // the depthwise over all rows, then one project GEMM that splits by tiles.
+        let rows = g.batch() * g.out_h();
+        let result =
+            if mid.is_some() && exec.threads() > 1 && rows < SMALL_TAIL_ROWS * exec.threads() {
+                self.run_tail_unfused(exec, &g, &kernels, dw_input, residual, out, ws)
+            } else {
+                self.run_tail(exec, &g, &kernels, dw_input, residual, out, macs)
+            };
         if let Some(t) = mid {
             ws.give(t);
         }
