@@ -342,7 +342,8 @@ impl InvertedResidual {
         ws: &Workspace,
     ) -> Result<()> {
         let Some(project) = kernels.project else {
-            return self.run_tail(exec, g, kernels, input, residual, out, 0);
+            let macs = crate::cost::conv_macs(g);
+            return self.run_tail(exec, g, kernels, input, residual, out, macs);
         };
         let hidden = g.out_channels();
         let (rows, row_len) = (g.batch() * g.out_h(), g.out_w() * hidden);
