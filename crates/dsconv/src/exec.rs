@@ -15,6 +15,12 @@ use std::sync::Mutex;
 /// worker costs a few microseconds, more than such a layer takes.
 pub const MIN_MACS_PER_THREAD: u64 = 200_000;
 
+/// Below this many values a pass over cached data (a squeeze-excitation's channel sums
+/// or scaling) runs on the calling thread: 128 KiB, a few thousand cycles of loads, about
+/// as long as [`MIN_MACS_PER_THREAD`] of FMAs (a 7×7×672 map of MobileNetV3 and
+/// EfficientNet is just above it).
+pub const MIN_FLOATS_PER_THREAD: usize = 32_768;
+
 /// Most threads an executor accepts: far beyond any useful count for batch inference,
 /// low enough that a typo (`--threads 100000`) is refused instead of spawning them.
 pub const MAX_THREADS: usize = 1024;
@@ -190,6 +196,13 @@ impl Executor {
             let rows = first..first + chunk.len() / row_len;
             crate::kernels::with_scratch(0, |scratch| f(rows, chunk, scratch))
         })
+    }
+
+    /// How many parallel tasks a pass over `floats` values from cache deserves (a
+    /// reduction, a scaling: a few operations per value, [`MIN_FLOATS_PER_THREAD`] a task).
+    pub fn tasks_for_pass(&self, floats: usize) -> usize {
+        let by_work = (floats / MIN_FLOATS_PER_THREAD).max(1);
+        self.threads.min(by_work)
     }
 
     /// How many parallel tasks a job of `macs` multiply-accumulates deserves.

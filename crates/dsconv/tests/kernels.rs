@@ -747,6 +747,11 @@ fn gemm_residual_epilogue_matches_reference_and_run_then_add() {
             // A last chunk of three AVX2 vectors (3 × 24 tiles), over K blocks.
             (50, 600, 24),
             (23, 9, 88),
+            // 7×7 at batch 1: AVX2's 9 row tiles split by column chunks, cut inside a
+            // panel (160 = 2 × 80, 80 = 32 + 48, 1152 at three threads: 384 each).
+            (49, 40, 160),
+            (49, 24, 80),
+            (49, 12, 1152),
         ]
         .into_iter()
         .enumerate()
@@ -791,6 +796,22 @@ fn gemm_residual_epilogue_matches_reference_and_run_then_add() {
                 .unwrap();
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&par), bits(&c), "{what}: 2 threads");
+            let three = Executor::new(3).unwrap().with_isa(isa.isa()).unwrap();
+            let mut par3 = vec![f32::NAN; c.len()];
+            packed
+                .run_parallel_add(
+                    &three,
+                    3,
+                    &a,
+                    lda,
+                    m,
+                    &mut par3,
+                    ldc,
+                    act,
+                    Some((&res, ldr)),
+                )
+                .unwrap();
+            assert_eq!(bits(&par3), bits(&c), "{what}: 3 threads");
             // A residual too short for m rows is an error, not a panic.
             let short = &res[..res.len() - 1];
             assert!(packed

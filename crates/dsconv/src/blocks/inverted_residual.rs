@@ -460,11 +460,11 @@ impl InvertedResidual {
     }
 
     /// `out = project(D · gates) [+ input]` for the depthwise output `d`. When copying the
-    /// weight costs less than scaling the image (a zeroed allocation, a read and a write of
-    /// `K·C_out` floats against a read and a write of `H·W·K`: `3·C_out < 2·H·W`, early,
-    /// large blocks), each image's gates are folded into a copy of the weight (row `k` times
-    /// gate `k`) and `D` is read once, by the GEMM; otherwise `D` is scaled in place first
-    /// (bitwise the stage-by-stage path). Images split over the threads when there are at
+    /// weight costs less than scaling the image (a read and a write of `K·C_out` floats
+    /// against a read and a write of `H·W·K`: `C_out < H·W`, early, large blocks), each
+    /// image's gates are folded into a copy of the weight (row `k` times gate `k`, in a
+    /// buffer kept between calls) and `D` is read once, by the GEMM; otherwise `D` is
+    /// scaled in place first (bitwise the stage-by-stage path). Images split over the threads when there are at
     /// least as many, else each image's GEMM is: bitwise identical for any thread count.
     fn project_gated(
         &self,
@@ -480,7 +480,7 @@ impl InvertedResidual {
         let hw = h * w;
         let cout = pw.out_channels();
         let pk = match pw.pointwise_kernel(&pg) {
-            Some(pk) if 3 * cout < 2 * hw => pk,
+            Some(pk) if cout < hw => pk,
             _ => {
                 se.forward_in_place(d, exec)?;
                 return match self.residual {
@@ -494,10 +494,12 @@ impl InvertedResidual {
         let residual = self.residual.then(|| input.data());
         let (x, img_in, img_out) = (d.data(), hw * hidden, hw * cout);
         let image = |b: usize, tasks: usize, dst: &mut [f32]| -> Result<()> {
-            let packed = pk.scaled_rows(&gates[b * hidden..(b + 1) * hidden])?;
-            let a = &x[b * img_in..(b + 1) * img_in];
-            let res = residual.map(|r| (&r[b * img_out..(b + 1) * img_out], cout));
-            packed.run_parallel_add(exec, tasks, a, hidden, hw, dst, cout, act, res)
+            let gates = &gates[b * hidden..(b + 1) * hidden];
+            pk.with_scaled_rows(gates, exec, tasks, |packed| {
+                let a = &x[b * img_in..(b + 1) * img_in];
+                let res = residual.map(|r| (&r[b * img_out..(b + 1) * img_out], cout));
+                packed.run_parallel_add(exec, tasks, a, hidden, hw, dst, cout, act, res)
+            })
         };
         let macs = crate::cost::conv_macs(&pg);
         let tasks = exec.tasks_for(macs);

@@ -5,6 +5,7 @@
 use crate::cost::Cost;
 use crate::error::{Error, Result};
 use crate::exec::Executor;
+use crate::kernels::PackedGemm;
 use crate::ops::Activation;
 use crate::tensor::{Layout, Tensor};
 
@@ -15,20 +16,19 @@ use crate::tensor::{Layout, Tensor};
 ///
 /// The means are f32 sums in pixel order divided once (as
 /// [`GlobalAvgPool`](crate::layers::GlobalAvgPool)), split over the threads by channels;
-/// the two small layers run on one thread in a fixed order; the scale is split by pixel
-/// rows. Every value is computed by the same operations whatever the split: bitwise
-/// identical for every thread count.
+/// the two small layers are the packed GEMM on one thread (all images' rows at once, the
+/// activation and the gate in its epilogue); the scale is split by pixel rows. Every value
+/// is computed by the same operations whatever the split: bitwise identical for every
+/// thread count.
 #[derive(Debug, Clone)]
 pub struct SqueezeExcite {
     c: usize,
     r: usize,
-    /// W₁ transposed, `[C][R]`.
-    w1t: Vec<f32>,
-    b1: Vec<f32>,
+    /// `[C → R]`: W₁ transposed, with b₁.
+    reduce: PackedGemm,
     act: Activation,
-    /// W₂ transposed, `[R][C]`.
-    w2t: Vec<f32>,
-    b2: Vec<f32>,
+    /// `[R → C]`: W₂ transposed, with b₂.
+    expand: PackedGemm,
     gate: Activation,
 }
 
@@ -68,22 +68,13 @@ impl SqueezeExcite {
         }
         let w1 = reduce.to_layout(Layout::Nchw);
         let w2 = expand.to_layout(Layout::Nchw);
-        let mut w1t = vec![0f32; c * r];
-        let mut w2t = vec![0f32; c * r];
-        for j in 0..r {
-            for i in 0..c {
-                w1t[i * r + j] = w1.data()[j * c + i];
-                w2t[j * c + i] = w2.data()[i * r + j];
-            }
-        }
+        let (w1, w2) = (w1.data(), w2.data());
         Ok(SqueezeExcite {
             c,
             r,
-            w1t,
-            b1: reduce_bias.unwrap_or_else(|| vec![0.0; r]),
+            reduce: PackedGemm::from_fn(c, r, reduce_bias.as_deref(), |i, j| w1[j * c + i])?,
             act,
-            w2t,
-            b2: expand_bias.unwrap_or_else(|| vec![0.0; c]),
+            expand: PackedGemm::from_fn(r, c, expand_bias.as_deref(), |j, i| w2[i * r + j])?,
             gate,
         })
     }
@@ -123,7 +114,7 @@ impl SqueezeExcite {
         let x = input.data();
         // Sums as [C][N]: split by channels, each summed over the pixels in order.
         let mut sums = vec![0f32; c * n];
-        let tasks = exec.tasks_for((x.len() as u64) / 4).min(c.div_ceil(16));
+        let tasks = exec.tasks_for_pass(x.len()).min(c.div_ceil(16));
         // Each task sums its channels `c0..c0 + k` over the pixels in order, reading each
         // pixel's run of k channels once (one sequential pass over the image, vectorised
         // across the channels); every channel's sum is the same pixel-order sum for any split.
@@ -143,31 +134,20 @@ impl SqueezeExcite {
                 }
             }
         });
-        let r = self.r;
-        let mut gates = vec![0f32; n * c];
-        let mut hid = vec![0f32; r];
         let scale = hw as f32;
-        for (b, g) in gates.chunks_exact_mut(c).enumerate() {
-            hid.copy_from_slice(&self.b1);
-            for (i, wrow) in self.w1t.chunks_exact(r).enumerate() {
-                let m = sums[i * n + b] / scale;
-                for (hj, wj) in hid.iter_mut().zip(wrow) {
-                    *hj += m * wj;
-                }
-            }
-            for v in hid.iter_mut() {
-                *v = self.act.apply(*v);
-            }
-            g.copy_from_slice(&self.b2);
-            for (hj, wrow) in hid.iter().zip(self.w2t.chunks_exact(c)) {
-                for (gi, wi) in g.iter_mut().zip(wrow) {
-                    *gi += hj * wi;
-                }
-            }
-            for v in g.iter_mut() {
-                *v = self.gate.apply(*v);
+        let mut means = vec![0f32; n * c];
+        for (b, m) in means.chunks_exact_mut(c).enumerate() {
+            for (i, m) in m.iter_mut().enumerate() {
+                *m = sums[i * n + b] / scale;
             }
         }
+        let isa = exec.tier();
+        let mut hidden = vec![0f32; n * self.r];
+        self.reduce
+            .run(isa, &means, c, n, &mut hidden, self.r, self.act)?;
+        let mut gates = vec![0f32; n * c];
+        self.expand
+            .run(isa, &hidden, self.r, n, &mut gates, c, self.gate)?;
         Ok(gates)
     }
 
@@ -209,7 +189,7 @@ impl SqueezeExcite {
         exec: &Executor,
     ) {
         let hw = h * w;
-        let tasks = exec.tasks_for(out.len() as u64 / 4);
+        let tasks = exec.tasks_for_pass(out.len());
         exec.for_each_rows(out, c, tasks, |p0, chunk| {
             for (i, o) in chunk.chunks_exact_mut(c).enumerate() {
                 let b = (p0 + i) / hw;

@@ -45,7 +45,7 @@ mod parallel;
 use self::micro::{run_tile, Tile};
 use self::pack::{pack_a, should_pack, PACKED_A, PACKED_ROW_PAD};
 use super::simd::{Epilogue, Portable, Simd};
-use super::{AlignedVec, Isa, Tier};
+use super::{AlignedVec, Isa, Parallel, Tier};
 use crate::error::{Error, Result};
 use crate::ops::Activation;
 
@@ -83,10 +83,26 @@ pub fn tile_rows(isa: Isa) -> usize {
     }
 }
 
+/// Output columns per microkernel step for `isa` (`NV·LANES`: 32, 16, 8): the column
+/// granule of a split, since every column range starting on a multiple of it visits the
+/// same chunks as the whole run.
+pub(crate) fn col_chunk(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 32,
+        Isa::Avx2 => 16,
+        Isa::Scalar => 8,
+    }
+}
+
 /// Whether an A at row stride `lda` floats is read in place by tier `isa`'s tiles (not
 /// copied to a padded block: its rows would crowd one L1 set, see `should_pack`).
 pub(crate) fn reads_in_place(isa: Isa, lda: usize) -> bool {
     !should_pack(lda, tile_rows(isa))
+}
+
+thread_local! {
+    /// The calling thread's row-scaled copy (see [`PackedGemm::with_scaled_rows`]).
+    static SCALED: std::cell::RefCell<PackedGemm> = std::cell::RefCell::new(PackedGemm::empty());
 }
 
 /// A weight matrix `[K, N]` packed into 32-column panels, with its bias.
@@ -121,6 +137,16 @@ impl PackedGemm {
             }
         }
         Ok(packed)
+    }
+
+    /// No buffers (K = N = 0): only the target of `scale_rows_into`, never run.
+    fn empty() -> Self {
+        PackedGemm {
+            k: 0,
+            n: 0,
+            data: AlignedVec::default(),
+            bias: AlignedVec::default(),
+        }
     }
 
     /// A zero `[k, n]` matrix with its bias: the sizes checked, the panels allocated.
@@ -180,11 +206,20 @@ impl PackedGemm {
         Ok(packed)
     }
 
-    /// This matrix with row `kk` scaled by `scale[kk]` (`B'[kk, col] = B[kk, col] ·
-    /// scale[kk]`), the bias unchanged: a per-channel gate on the GEMM's input (a
+    /// Runs `f` on this matrix with row `kk` scaled by `scale[kk]` (`B'[kk, col] = B[kk,
+    /// col] · scale[kk]`), the bias unchanged: a per-channel gate on the GEMM's input (a
     /// squeeze-excitation's) folded into the weight, when the weight is smaller than the
-    /// input it would otherwise scale.
-    pub fn scaled_rows(&self, scale: &[f32]) -> Result<Self> {
+    /// input it would otherwise scale. The scaled copy lives in a buffer of the calling
+    /// thread, kept between calls (grown, never shrunk: no allocation or page faults in
+    /// steady state; a fresh one for a re-entrant call), and is written by up to `tasks` of
+    /// `exec`'s threads, a run of whole panels each.
+    pub fn with_scaled_rows<R>(
+        &self,
+        scale: &[f32],
+        exec: &impl Parallel,
+        tasks: usize,
+        f: impl FnOnce(&PackedGemm) -> Result<R>,
+    ) -> Result<R> {
         if scale.len() != self.k {
             return Err(Error::shape(
                 "gemm row scale",
@@ -192,26 +227,53 @@ impl PackedGemm {
                 format!("{}", scale.len()),
             ));
         }
-        let mut data = AlignedVec::zeros(self.data.len());
-        for (dst, src) in data
-            .chunks_exact_mut(self.k * PANEL)
-            .zip(self.data.chunks_exact(self.k * PANEL))
-        {
-            for ((d, s), &g) in dst
-                .chunks_exact_mut(PANEL)
-                .zip(src.chunks_exact(PANEL))
-                .zip(scale)
+        SCALED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut copy) => {
+                self.scale_rows_into(scale, &mut copy, exec, tasks)?;
+                f(&copy)
+            }
+            Err(_) => {
+                let mut copy = PackedGemm::empty();
+                self.scale_rows_into(scale, &mut copy, exec, tasks)?;
+                f(&copy)
+            }
+        })
+    }
+
+    /// `dst` = this matrix with its rows scaled (`scale.len() == k`, checked by the
+    /// caller), in `dst`'s buffers grown as needed.
+    fn scale_rows_into(
+        &self,
+        scale: &[f32],
+        dst: &mut PackedGemm,
+        exec: &impl Parallel,
+        tasks: usize,
+    ) -> Result<()> {
+        let panel_len = self.k * PANEL;
+        let len = self.n.div_ceil(PANEL) * panel_len;
+        dst.k = self.k;
+        dst.n = self.n;
+        dst.data.ensure_len(len);
+        dst.bias.ensure_len(self.bias.len());
+        dst.bias[..self.bias.len()].copy_from_slice(&self.bias);
+        let src = &self.data[..len];
+        exec.try_for_each_row_blocks(&mut dst.data[..len], panel_len, 1, tasks, &|p0, chunk| {
+            let src = &src[p0 * panel_len..][..chunk.len()];
+            for (dp, sp) in chunk
+                .chunks_exact_mut(panel_len)
+                .zip(src.chunks_exact(panel_len))
             {
-                for (d, s) in d.iter_mut().zip(s) {
-                    *d = s * g;
+                for ((d, s), &g) in dp
+                    .chunks_exact_mut(PANEL)
+                    .zip(sp.chunks_exact(PANEL))
+                    .zip(scale)
+                {
+                    for (d, s) in d.iter_mut().zip(s) {
+                        *d = s * g;
+                    }
                 }
             }
-        }
-        Ok(PackedGemm {
-            k: self.k,
-            n: self.n,
-            data,
-            bias: self.bias.clone(),
+            Ok(())
         })
     }
 
@@ -376,7 +438,8 @@ impl PackedGemm {
         }
     }
 
-    /// Columns `cols` (starting on a panel boundary) of `run`, on the calling thread.
+    /// Columns `cols` (starting on a multiple of [`col_chunk`]) of `run`, on the calling
+    /// thread.
     ///
     /// `a_layout = (lda, segs, seg_stride)`: A as in [`run_segmented`](Self::run_segmented)
     /// (`(lda, 1, 0)` for a plain matrix).
@@ -502,7 +565,7 @@ struct GemmArgs {
     /// Residual added after the activation (null: none), row stride `ldr`.
     res: *const f32,
     ldr: usize,
-    /// Output columns `col_begin .. col_end` (col_begin on a panel boundary).
+    /// Output columns `col_begin .. col_end` (col_begin on a multiple of [`col_chunk`]).
     col_begin: usize,
     col_end: usize,
     epi: Epilogue,
@@ -544,6 +607,7 @@ fn seg_block(k: usize, segs: usize) -> usize {
 unsafe fn gemm_body<S: Simd, const MR: usize, const NV: usize>(g: &GemmArgs) {
     let width = NV * S::LANES;
     debug_assert_eq!(PANEL % width, 0);
+    debug_assert_eq!(g.col_begin % width, 0);
     let block_rows = MR * MC_TILES;
     let pa = g.packed_a;
     {
