@@ -765,4 +765,46 @@ mod tests {
         assert!(PackedGemm::from_rows(&b, 0, 4, 4).is_err());
         assert!(PackedGemm::from_rows(&b, 2, 5, 5).is_ok());
     }
+
+    /// `with_scaled_rows` hands `f` exactly the matrix packed from the scaled weight, with
+    /// the bias, on 1 and 3 threads, through the kept buffer as sizes grow and shrink (a
+    /// longer buffer from an earlier, larger matrix included) and in a re-entrant call;
+    /// a scale of the wrong length is an error.
+    #[test]
+    fn scaled_rows_match_packing_the_scaled_weight() {
+        let isa = Tier::best();
+        let one = crate::Executor::single();
+        let three = crate::Executor::new(3).unwrap();
+        for (k, n) in [(40, 70), (3, 5), (17, 96), (64, 33), (1, 1)] {
+            let w = |kk: usize, c: usize| (kk * 31 + c * 7) as f32 * 0.01 - 1.0;
+            let bias: Vec<f32> = (0..n).map(|c| c as f32 * 0.25).collect();
+            let scale: Vec<f32> = (0..k).map(|kk| 0.5 + kk as f32 * 0.125).collect();
+            let packed = PackedGemm::from_fn(k, n, Some(&bias), w).unwrap();
+            let want = PackedGemm::from_fn(k, n, Some(&bias), |kk, c| w(kk, c) * scale[kk]);
+            let want = want.unwrap();
+            let len = want.data.len();
+            for exec in [&one, &three] {
+                let got = packed.with_scaled_rows(&scale, exec, exec.threads(), |p| {
+                    assert_eq!((p.k(), p.n()), (k, n));
+                    assert_eq!(p.data[..len], want.data[..], "k {k} n {n}");
+                    assert_eq!(p.bias[..want.bias.len()], want.bias[..]);
+                    // A re-entrant call gets its own buffer and the same matrix.
+                    packed.with_scaled_rows(&scale, exec, 1, |q| {
+                        assert_eq!(q.data[..len], want.data[..]);
+                        Ok(())
+                    })?;
+                    // Both run to the same outputs.
+                    let a: Vec<f32> = (0..3 * k).map(|v| (v % 5) as f32 - 2.0).collect();
+                    let (mut x, mut y) = (vec![0f32; 3 * n], vec![0f32; 3 * n]);
+                    p.run(isa, &a, k, 3, &mut x, n, Activation::None)?;
+                    want.run(isa, &a, k, 3, &mut y, n, Activation::None)?;
+                    assert_eq!(x, y);
+                    Ok(p.data.len())
+                });
+                assert!(got.unwrap() >= len);
+            }
+            let short = &scale[..k - 1];
+            assert!(packed.with_scaled_rows(short, &one, 1, |_| Ok(())).is_err());
+        }
+    }
 }
