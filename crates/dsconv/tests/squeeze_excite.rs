@@ -87,6 +87,18 @@ fn squeeze_excite_matches_the_f64_reference_at_every_tier_and_thread_count() {
             Activation::Relu,
             Activation::Clamp { min: 0.0, max: 1.0 },
         ),
+        // Weights and maps large enough for the sums, both small layers (by columns)
+        // and the scale to split over the threads (MobileNetV3-Large's 960 ↔ 240 at 7×7).
+        (
+            1,
+            960,
+            7,
+            7,
+            240,
+            Activation::Relu,
+            Activation::Clamp { min: 0.0, max: 1.0 },
+        ),
+        (2, 672, 5, 4, 168, Activation::Silu, Activation::Sigmoid),
     ];
     for (i, &(n, c, h, w, r, act, gate)) in cases.iter().enumerate() {
         let seed = 100 + i as u64;
