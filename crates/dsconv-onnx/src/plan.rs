@@ -176,6 +176,9 @@ pub struct Plan {
     outputs: Vec<(String, std::result::Result<usize, Const>)>,
     /// Slots to give back to the workspace after each step.
     frees: Vec<Vec<usize>>,
+    /// `(step, input)`: graph inputs read by one layout step alone, which then reads the
+    /// caller's slice (no copy into the workspace first).
+    direct: Vec<(usize, usize)>,
     costs: Vec<LayerCost>,
     fusion: Fusion,
     ws: Workspace,
@@ -1551,6 +1554,26 @@ impl<'a> Builder<'a> {
                 frees[s].push(slot);
             }
         }
+        // A graph input read (through its slot) by one step, a layout conversion, only.
+        let mut direct = Vec::new();
+        for (k, (_, v)) in inputs.iter().enumerate() {
+            let slot = self.vals[*v].slot;
+            let touching: Vec<usize> = (0..self.steps.len())
+                .filter(|&s| {
+                    let st = &self.steps[s];
+                    st.ins
+                        .iter()
+                        .chain(std::iter::once(&st.out))
+                        .any(|&u| self.vals[u].slot == slot)
+                })
+                .collect();
+            if let [s] = touching[..] {
+                let st = &self.steps[s];
+                if matches!(st.op, POp::ToNhwc) && st.ins[..] == [*v] && !keep.contains(&slot) {
+                    direct.push((s, k));
+                }
+            }
+        }
         self.fusion.steps = self.steps.len();
         Ok(Plan {
             steps: self.steps,
@@ -1559,6 +1582,7 @@ impl<'a> Builder<'a> {
             inputs,
             outputs,
             frees,
+            direct,
             costs: self.costs,
             fusion: self.fusion,
             ws: Workspace::default(),
@@ -1747,13 +1771,24 @@ impl Plan {
                     reason: format!("{} values for dims {:?} ({n} values)", x.len(), pv.dims),
                 });
             }
+            if self.direct.iter().any(|&(_, k)| self.inputs[k].1 == *v) {
+                continue;
+            }
             let mut t = self.ws.take([1, 1, 1, n])?;
             t.data_mut().copy_from_slice(x);
             slots[pv.slot] = Some(t);
         }
         for (s, st) in self.steps.iter().enumerate() {
             let start = step_ms.is_some().then(std::time::Instant::now);
-            let mut t = self.step(st, &mut slots, exec)?;
+            let mut t = match self.direct.iter().find(|&&(d, _)| d == s) {
+                Some(&(_, k)) => {
+                    let dims = d4(&self.vals[self.inputs[k].1].dims);
+                    let mut out = self.ws.take(nhwc_dims(&self.vals[st.out].dims))?;
+                    kernels::to_nhwc(inputs[k], dims, out.data_mut(), exec);
+                    out
+                }
+                None => self.step(st, &mut slots, exec)?,
+            };
             if !st.post.is_empty() {
                 let n = numel(&self.vals[st.out].dims)?;
                 kernels::map_inplace(&st.post, &mut t.data_mut()[..n], exec);
