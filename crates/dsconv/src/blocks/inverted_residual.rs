@@ -18,6 +18,24 @@ use crate::workspace::Workspace;
 /// 7×7 blocks at batch 1 split 4 : 3 over two threads as bands.
 const SMALL_TAIL_ROWS: usize = 4;
 
+/// Whether splitting the depthwise geometry `g`'s output rows over `threads` makes each
+/// thread's band expand more than 1/[`HALO_SHARE`] extra input rows (the halo its
+/// neighbours expand too): a 5×5 depthwise on a 14×14 map at batch 1 on two threads
+/// expands 9 + 9 rows for 14. Such squeeze-excitation blocks expand whole instead (split
+/// evenly, no halo), as their depthwise output is made whole anyway.
+fn halo_heavy(g: &ConvGeometry, threads: usize) -> bool {
+    if threads < 2 {
+        return false;
+    }
+    let per_thread = (g.batch() * g.out_h()).div_ceil(threads) * g.stride_h();
+    let reach = (g.kernel_h() - 1) * g.dilation_h() + 1;
+    let halo = reach.saturating_sub(g.stride_h());
+    HALO_SHARE * halo > per_thread
+}
+
+/// See [`halo_heavy`].
+const HALO_SHARE: usize = 8;
+
 /// Initial value of a fresh output: NaN in debug builds (see `layers::conv2d`).
 const UNWRITTEN: f32 = if cfg!(debug_assertions) {
     f32::NAN
@@ -401,7 +419,10 @@ impl InvertedResidual {
                 (Some(Some((p, act, eg))), Some(dk)) => {
                     let m = eg.batch() * eg.out_h() * eg.out_w();
                     let bytes = m.saturating_mul(eg.out_channels()).saturating_mul(4);
-                    (bytes > self.band_bytes && fused::banded(g)).then_some((
+                    let banded = bytes > self.band_bytes
+                        && fused::banded(g)
+                        && !halo_heavy(g, exec.threads());
+                    banded.then_some((
                         InvertedResidualKernels {
                             expand: Some((p, act)),
                             dw: dk,
@@ -778,11 +799,12 @@ mod tests {
     /// With squeeze-excitation: banded expand → depthwise (several budgets), the gates, the
     /// project with its skip, at every tier, bitwise the same on 1 and 2 threads and
     /// within 1e-5 of the reference; bitwise the stage-by-stage path where the gates scale
-    /// the depthwise output (`3·C_out ≥ 2·H·W`), within 1e-5 of it where they are folded
-    /// into the project weight. Blocks without expansion too.
+    /// the depthwise output (`C_out ≥ H·W`), within 1e-5 of it where they are folded into
+    /// the project weight. Blocks without expansion too; at two and three threads the
+    /// 2 × 13-row maps expand whole (`halo_heavy`), at one they run banded.
     #[test]
     fn squeeze_excite_block_matches_the_unfused_block_at_every_band_size() {
-        // (C_in, t, C_out, k, stride, H, W); the last two have 3·C_out ≥ 2·out_H·out_W.
+        // (C_in, t, C_out, k, stride, H, W); the last two have C_out ≥ out_H·out_W.
         for (i, &(cin, t, cout, k, s, h, w)) in [
             (8, 6, 8, 3, 1, 13, 9),
             (8, 4, 12, 5, 2, 12, 11),
@@ -803,7 +825,7 @@ mod tests {
                 .to_layout(Layout::Nhwc);
             let want = reference(&base, &x);
             let [_, _, oh, ow] = want.logical_dims();
-            let scales_d = 3 * cout >= 2 * oh * ow;
+            let scales_d = cout >= oh * ow;
             let tol = 1e-5 * want.max_abs().max(1.0);
             let row = 4 * w * cin * t;
             for bytes in [1, 3 * row, usize::MAX] {
@@ -835,6 +857,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Which depthwise geometries expand whole on several threads: EfficientNet-B0's
+    /// 5×5 and 3×3 blocks at 14×14 and 28×28 at batch 1 on two threads, not its 56×56
+    /// 3×3 ones, nothing at batch 8 or on one thread.
+    #[test]
+    fn halo_heavy_on_small_maps_for_the_threads() {
+        let dw = |n: usize, c: usize, hw: usize, k: usize, s: usize| {
+            let params = Conv2dParams {
+                stride: [s, s],
+                padding: Padding::Same,
+                groups: c,
+                ..Conv2dParams::default()
+            };
+            ConvGeometry::new([n, c, hw, hw], [c, 1, k, k], &params).unwrap()
+        };
+        assert!(halo_heavy(&dw(1, 672, 14, 5, 1), 2));
+        assert!(halo_heavy(&dw(1, 480, 14, 3, 1), 2));
+        assert!(halo_heavy(&dw(1, 240, 28, 5, 1), 2));
+        assert!(halo_heavy(&dw(1, 672, 14, 5, 2), 2));
+        assert!(!halo_heavy(&dw(1, 144, 56, 3, 1), 2));
+        assert!(!halo_heavy(&dw(1, 144, 56, 3, 2), 2));
+        assert!(!halo_heavy(&dw(8, 672, 14, 5, 1), 2));
+        assert!(!halo_heavy(&dw(1, 672, 14, 5, 1), 1));
     }
 
     #[test]
