@@ -13,7 +13,7 @@ impl PackedGemm {
     /// thread takes a contiguous run of whole row tiles. Few rows (7×7 layers, batch 1):
     /// each thread takes a contiguous run of column chunks (32, 16 or 8 columns: the
     /// tier's microkernel width) instead, so every thread reads only its share of the
-    /// weight (4 MiB at 1024→1024) and the split stays even (see [`split_columns`]).
+    /// weight (4 MiB at 1024→1024) and the split stays even (see `split_columns`).
     /// Either way every output element is computed by the same operations as in `run`:
     /// bitwise identical for every thread count.
     pub fn run_parallel(
