@@ -306,6 +306,11 @@ enum V {
     Const(Const),
 }
 
+/// The largest stride, dilation, kernel extent, group count or pad taken from an attribute
+/// (`i32::MAX`): with dims bounded by `numel`, sums and products of these stay far from
+/// `usize` overflow (a mutated model can carry `i64::MAX`; found by the fuzz target).
+const MAX_ATTR: i64 = i32::MAX as i64;
+
 struct Ctx<'a> {
     node: &'a Node,
     opset: i64,
@@ -363,10 +368,25 @@ impl Ctx<'_> {
         Ok(v as usize)
     }
     fn pos(&self, v: i64, what: &str) -> Result<usize> {
+        if v > MAX_ATTR {
+            return Err(self.invalid(format!("{what} {v} is out of range (> {MAX_ATTR})")));
+        }
         usize::try_from(v)
             .ok()
             .filter(|&v| v > 0)
             .ok_or_else(|| self.invalid(format!("{what} {v} is not positive")))
+    }
+    /// Pads, each in `0..=MAX_ATTR`.
+    fn pads(&self, p: &[i64]) -> Result<Vec<usize>> {
+        p.iter()
+            .map(|&v| {
+                if (0..=MAX_ATTR).contains(&v) {
+                    Ok(v as usize)
+                } else {
+                    Err(self.invalid(format!("pads {p:?}: {v} is not in 0..={MAX_ATTR}")))
+                }
+            })
+            .collect()
     }
 }
 
@@ -1256,6 +1276,9 @@ fn step(
             if pads.len() != 2 * r {
                 return Err(cx.invalid(format!("{} pads for a rank-{r} input", pads.len())));
             }
+            if let Some(v) = pads.iter().find(|v| v.abs() > MAX_ATTR) {
+                return Err(cx.invalid(format!("pad {v} is out of range (|pad| > {MAX_ATTR})")));
+            }
             let begin: Vec<isize> = pads[..r].iter().map(|&v| v as isize).collect();
             let mut od = Vec::with_capacity(r);
             for i in 0..r {
@@ -1306,6 +1329,9 @@ fn step(
                 .clone()
                 .try_into()
                 .map_err(|_| cx.invalid(format!("W of dims {:?} is not 4-D", w.dims)))?;
+            if wdims.contains(&0) {
+                return Err(cx.invalid(format!("W {wdims:?} is empty")));
+            }
             let bias = opt_const(2)?.map(|b| b.floats());
             let group = cx.pos(cx.int("group", 1)?, "group")?;
             let (s, dil) = (pair(cx, "strides")?, pair(cx, "dilations")?);
@@ -1361,7 +1387,7 @@ fn step(
                 groups: group,
                 ..Conv2dParams::default()
             };
-            if d[1] != wdims[1] * group {
+            if wdims[1].checked_mul(group) != Some(d[1]) {
                 return Err(cx.invalid(format!(
                     "an input of {} channels does not fit W {wdims:?} with group {group}",
                     d[1]
@@ -1397,6 +1423,9 @@ fn step(
                 .clone()
                 .try_into()
                 .map_err(|_| cx.invalid("W is not 4-D"))?;
+            if wdims.contains(&0) {
+                return Err(cx.invalid(format!("W {wdims:?} is empty")));
+            }
             let group = cx.pos(cx.int("group", 1)?, "group")?;
             if d[1] != wdims[0] || !wdims[0].is_multiple_of(group) {
                 return Err(cx.invalid(format!(
@@ -1413,20 +1442,22 @@ fn step(
                 return Err(cx.unsupported("auto_pad other than NOTSET"));
             }
             let pads = cx.ints("pads")?.unwrap_or(vec![0; 4]);
-            if pads.len() != 4 || op_pad.len() != 2 || pads.iter().chain(&op_pad).any(|&v| v < 0) {
+            if pads.len() != 4 || op_pad.len() != 2 {
                 return Err(cx.invalid("pads/output_padding"));
             }
-            let pads = [
-                pads[0] as usize,
-                pads[1] as usize,
-                pads[2] as usize,
-                pads[3] as usize,
-            ];
-            let cout = wdims[1] * group;
+            let (pads, op_pad) = (cx.pads(&pads)?, cx.pads(&op_pad)?);
+            let cout = wdims[1]
+                .checked_mul(group)
+                .ok_or_else(|| cx.invalid(format!("W {wdims:?} with group {group} overflows")))?;
             let mut od = vec![d[0], cout, 0, 0];
             for a in 0..2 {
-                let full =
-                    (d[2 + a] - 1) * s[a] + op_pad[a] as usize + (wdims[2 + a] - 1) * dil[a] + 1;
+                let full = (d[2 + a] - 1)
+                    .checked_mul(s[a])
+                    .and_then(|v| v.checked_add(op_pad[a]))
+                    .and_then(|v| v.checked_add((wdims[2 + a] - 1).checked_mul(dil[a])? + 1))
+                    .ok_or_else(|| {
+                        cx.invalid(format!("the output of input dims {d:?} overflows"))
+                    })?;
                 od[2 + a] = full
                     .checked_sub(pads[a] + pads[a + 2])
                     .filter(|&v| v > 0)
@@ -1444,7 +1475,7 @@ fn step(
                     bias,
                     s,
                     d: dil,
-                    pads,
+                    pads: [pads[0], pads[1], pads[2], pads[3]],
                     group,
                 },
                 vec![id],
@@ -1814,8 +1845,9 @@ fn conv_pads(
     match auto.as_str() {
         "NOTSET" => match cx.ints("pads")? {
             None => Ok([0; 4]),
-            Some(p) if p.len() == 4 && p.iter().all(|&v| v >= 0) => {
-                Ok([p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize])
+            Some(p) if p.len() == 4 => {
+                let p = cx.pads(&p)?;
+                Ok([p[0], p[1], p[2], p[3]])
             }
             Some(p) => Err(cx.invalid(format!("pads {p:?} (4 non-negative values for 2-D)"))),
         },

@@ -266,3 +266,138 @@ fn input_shapes_the_graph_cannot_take() {
     let e = m.plan(&[&[2, 4, 7, 9], &[1]]).unwrap_err();
     assert!(matches!(e, Error::Input { .. }), "{e}");
 }
+
+/// What `fuzz/fuzz_targets/onnx_model.rs` does with one input, returning instead of
+/// panicking: load, plan for the declared (or a small) shape, run when small.
+fn fuzz_one(bytes: &[u8]) -> std::thread::Result<()> {
+    std::panic::catch_unwind(|| {
+        let Ok(m) = Model::from_bytes(bytes) else {
+            return;
+        };
+        let shape = m
+            .declared_input_shape(Some(&[1, 3, 16, 16]))
+            .unwrap_or_else(|| vec![1, 3, 16, 16]);
+        if shape.iter().product::<usize>() > 1 << 16 {
+            return;
+        }
+        let inputs: Vec<Vec<usize>> = m.inputs().iter().map(|_| shape.clone()).collect();
+        let refs: Vec<&[usize]> = inputs.iter().map(|s| s.as_slice()).collect();
+        if let Ok(plan) = m.plan(&refs) {
+            if plan.max_value_elements() <= 1 << 24 {
+                let x = vec![0.5f32; shape.iter().product()];
+                let xs: Vec<&[f32]> = inputs.iter().map(|_| x.as_slice()).collect();
+                let _ = plan.run(&xs, &Executor::single());
+            }
+        }
+    })
+}
+
+#[test]
+fn inputs_the_fuzzer_found_give_typed_errors() {
+    // Every file in tests/fixtures/fuzz/ once made the fuzz target panic (named after
+    // the bug); kept here so that it stays fixed on stable.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fuzz");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(fuzz_one(&bytes).is_ok(), "{} panicked", path.display());
+        n += 1;
+    }
+    assert!(n >= 1, "no fuzz inputs in {}", dir.display());
+}
+
+fn i64_tensor(name: &str, v: &[i64]) -> TensorProto {
+    TensorProto {
+        name: Some(name.into()),
+        dims: vec![v.len() as i64],
+        data_type: Some(7),
+        int64_data: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(7),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(2),
+        i: Some(v),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn attributes_that_would_overflow_the_shape_arithmetic_are_refused() {
+    let plan_err = |bytes: Vec<u8>, shape: &[usize]| {
+        let m = Model::from_bytes(&bytes).unwrap();
+        let r = std::panic::catch_unwind(|| m.plan(&[shape]).map(|_| ()));
+        r.expect("planning panicked").unwrap_err()
+    };
+    // Pad whose begin + end overflow i64 (what the fuzzer found), and one far beyond any
+    // real pad.
+    for pads in [
+        [0, 0, 1, 1, 0, 0, i64::MAX, 1],
+        [0, 0, 0, 0, 0, 0, 1 << 56, -(1 << 40)],
+    ] {
+        let e = plan_err(
+            model(
+                vec![node("Pad", "pad", &["x", "p"], &["y"])],
+                vec![i64_tensor("p", &pads)],
+                &[1, 3, 4, 4],
+            ),
+            &[1, 3, 4, 4],
+        );
+        assert!(
+            matches!(&e, Error::Invalid { node, .. } if node == "pad")
+                && e.to_string().contains("out of range"),
+            "{pads:?}: {e}"
+        );
+    }
+    // Conv and ConvTranspose strides, dilations, pads and groups at i64::MAX.
+    let w = || tensor("w", &[3, 1, 3, 3], &[0.1; 27]);
+    for (op, attr) in [
+        ("Conv", ints_attr("strides", &[i64::MAX, 1])),
+        ("Conv", ints_attr("dilations", &[1, i64::MAX])),
+        ("Conv", ints_attr("pads", &[0, 0, i64::MAX, 0])),
+        ("Conv", int_attr("group", i64::MAX)),
+        ("ConvTranspose", ints_attr("strides", &[1 << 40, 1])),
+        (
+            "ConvTranspose",
+            ints_attr("pads", &[i64::MAX, 0, i64::MAX, 0]),
+        ),
+        ("ConvTranspose", ints_attr("output_padding", &[i64::MAX, 0])),
+        ("ConvTranspose", int_attr("group", 1 << 62)),
+    ] {
+        let mut n = node(op, "c", &["x", "w"], &["y"]);
+        let what = attr.name.clone().unwrap();
+        n.attribute.push(attr);
+        let e = plan_err(model(vec![n], vec![w()], &[1, 3, 8, 8]), &[1, 3, 8, 8]);
+        assert!(e.is_bad_input(), "{op} {what}: {e}");
+    }
+    // An empty weight with SAME padding (the pad arithmetic subtracts 1 from its size).
+    let mut n = node("Conv", "c", &["x", "w"], &["y"]);
+    n.attribute.push(AttributeProto {
+        name: Some("auto_pad".into()),
+        r#type: Some(3),
+        s: Some(b"SAME_UPPER".to_vec()),
+        ..Default::default()
+    });
+    let e = plan_err(
+        model(
+            vec![n],
+            vec![tensor("w", &[3, 3, 0, 3], &[])],
+            &[1, 3, 8, 8],
+        ),
+        &[1, 3, 8, 8],
+    );
+    assert!(e.to_string().contains("empty"), "{e}");
+}
