@@ -1276,7 +1276,7 @@ fn step(
             if pads.len() != 2 * r {
                 return Err(cx.invalid(format!("{} pads for a rank-{r} input", pads.len())));
             }
-            if let Some(v) = pads.iter().find(|v| v.abs() > MAX_ATTR) {
+            if let Some(v) = pads.iter().find(|v| v.unsigned_abs() > MAX_ATTR as u64) {
                 return Err(cx.invalid(format!("pad {v} is out of range (|pad| > {MAX_ATTR})")));
             }
             let begin: Vec<isize> = pads[..r].iter().map(|&v| v as isize).collect();

@@ -347,6 +347,7 @@ fn attributes_that_would_overflow_the_shape_arithmetic_are_refused() {
     for pads in [
         [0, 0, 1, 1, 0, 0, i64::MAX, 1],
         [0, 0, 0, 0, 0, 0, 1 << 56, -(1 << 40)],
+        [0, 0, 0, 0, 0, i64::MIN, 0, 3],
     ] {
         let e = plan_err(
             model(
