@@ -376,17 +376,31 @@ impl Ctx<'_> {
             .filter(|&v| v > 0)
             .ok_or_else(|| self.invalid(format!("{what} {v} is not positive")))
     }
-    /// Pads, each in `0..=MAX_ATTR`.
-    fn pads(&self, p: &[i64]) -> Result<Vec<usize>> {
-        p.iter()
-            .map(|&v| {
-                if (0..=MAX_ATTR).contains(&v) {
-                    Ok(v as usize)
-                } else {
-                    Err(self.invalid(format!("pads {p:?}: {v} is not in 0..={MAX_ATTR}")))
-                }
-            })
-            .collect()
+    /// `N` pads (or output paddings), each in `0..=MAX_ATTR`.
+    fn pads<const N: usize>(&self, p: &[i64], what: &str) -> Result<[usize; N]> {
+        if p.len() != N {
+            return Err(self.invalid(format!("{what} {p:?} (2-D: {N} values)")));
+        }
+        let mut o = [0; N];
+        for (o, &v) in o.iter_mut().zip(p) {
+            if !(0..=MAX_ATTR).contains(&v) {
+                return Err(self.invalid(format!("{what} {p:?}: {v} is not in 0..={MAX_ATTR}")));
+            }
+            *o = v as usize;
+        }
+        Ok(o)
+    }
+    /// A convolution's weight dims: 4-D, none zero.
+    fn weight_dims(&self, w: &Const) -> Result<[usize; 4]> {
+        let d: [usize; 4] = w
+            .dims
+            .clone()
+            .try_into()
+            .map_err(|_| self.invalid(format!("W of dims {:?} is not 4-D", w.dims)))?;
+        if d.contains(&0) {
+            return Err(self.invalid(format!("W {d:?} is empty")));
+        }
+        Ok(d)
     }
 }
 
@@ -1324,14 +1338,7 @@ fn step(
                 )));
             }
             let w = need_const(1, "W")?;
-            let wdims: [usize; 4] = w
-                .dims
-                .clone()
-                .try_into()
-                .map_err(|_| cx.invalid(format!("W of dims {:?} is not 4-D", w.dims)))?;
-            if wdims.contains(&0) {
-                return Err(cx.invalid(format!("W {wdims:?} is empty")));
-            }
+            let wdims = cx.weight_dims(w)?;
             let bias = opt_const(2)?.map(|b| b.floats());
             let group = cx.pos(cx.int("group", 1)?, "group")?;
             let (s, dil) = (pair(cx, "strides")?, pair(cx, "dilations")?);
@@ -1418,14 +1425,7 @@ fn step(
                 return Err(cx.unsupported(format!("a rank-{} input (2-D only)", d.len())));
             }
             let w = need_const(1, "W")?;
-            let wdims: [usize; 4] = w
-                .dims
-                .clone()
-                .try_into()
-                .map_err(|_| cx.invalid("W is not 4-D"))?;
-            if wdims.contains(&0) {
-                return Err(cx.invalid(format!("W {wdims:?} is empty")));
-            }
+            let wdims = cx.weight_dims(w)?;
             let group = cx.pos(cx.int("group", 1)?, "group")?;
             if d[1] != wdims[0] || !wdims[0].is_multiple_of(group) {
                 return Err(cx.invalid(format!(
@@ -1441,11 +1441,8 @@ fn step(
             if cx.string("auto_pad", "NOTSET")? != "NOTSET" {
                 return Err(cx.unsupported("auto_pad other than NOTSET"));
             }
-            let pads = cx.ints("pads")?.unwrap_or(vec![0; 4]);
-            if pads.len() != 4 || op_pad.len() != 2 {
-                return Err(cx.invalid("pads/output_padding"));
-            }
-            let (pads, op_pad) = (cx.pads(&pads)?, cx.pads(&op_pad)?);
+            let pads: [usize; 4] = cx.pads(&cx.ints("pads")?.unwrap_or(vec![0; 4]), "pads")?;
+            let op_pad: [usize; 2] = cx.pads(&op_pad, "output_padding")?;
             let cout = wdims[1]
                 .checked_mul(group)
                 .ok_or_else(|| cx.invalid(format!("W {wdims:?} with group {group} overflows")))?;
@@ -1475,7 +1472,7 @@ fn step(
                     bias,
                     s,
                     d: dil,
-                    pads: [pads[0], pads[1], pads[2], pads[3]],
+                    pads,
                     group,
                 },
                 vec![id],
@@ -1845,11 +1842,7 @@ fn conv_pads(
     match auto.as_str() {
         "NOTSET" => match cx.ints("pads")? {
             None => Ok([0; 4]),
-            Some(p) if p.len() == 4 => {
-                let p = cx.pads(&p)?;
-                Ok([p[0], p[1], p[2], p[3]])
-            }
-            Some(p) => Err(cx.invalid(format!("pads {p:?} (4 non-negative values for 2-D)"))),
+            Some(p) => cx.pads(&p, "pads"),
         },
         "VALID" => Ok([0; 4]),
         "SAME_UPPER" | "SAME_LOWER" => {
